@@ -1,0 +1,140 @@
+"""Speaker-verification evaluator: prepare the corpus and teacher once, then score candidates.
+
+`prepare` does the expensive, shared work (corpus, features, teacher training), cached on disk
+by content hash; the result travels to Ray workers through the object store. `evaluate` is a
+pure function of (candidate, prepared): quantize, embed the test set, score all pairs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from evaluators.data.cache import cached_tensors, content_hash, load_or_build_features
+from evaluators.features import FbankConfig, FeatureSet
+from evaluators.metrics import verification_metrics
+from evaluators.training import embed_utterances, train_speaker_model
+from spaces.compress import CompressedModel, ModelSpec, compress
+from spaces.space import SearchSpace
+
+if TYPE_CHECKING:
+    from search.config import RunConfig
+
+ProgressCallback = Callable[[str, int, int], None]
+"""Called with (stage description, done, total) during long preparation steps."""
+
+
+@dataclass
+class PreparedVerification:
+    """Everything a worker needs to evaluate a candidate, computed once per run."""
+
+    spec: ModelSpec
+    teacher_state: dict[str, torch.Tensor]
+    space: SearchSpace
+    test_features: list[torch.Tensor]
+    test_labels: list[int]
+    max_trials: int
+    seed: int
+
+
+@dataclass
+class Evaluation:
+    """A candidate's quality metrics and the compressed model they were measured on."""
+
+    metrics: dict[str, float]
+    compressed: CompressedModel
+
+
+def model_spec(config: RunConfig) -> ModelSpec:
+    """The model the run compresses, with the input format of its features."""
+    kwargs = {key: value for key, value in config.model.items() if key != "family"}
+    kwargs["num_mel_bins"] = config.features.num_mel_bins
+    return ModelSpec(
+        family=config.model["family"],
+        kwargs=kwargs,
+        num_mel_bins=config.features.num_mel_bins,
+        frames_per_second=round(1000.0 / config.features.frame_shift_ms),
+        sample_rate=config.data.sample_rate,
+    )
+
+
+def fbank_config(config: RunConfig) -> FbankConfig:
+    return FbankConfig(
+        num_mel_bins=config.features.num_mel_bins,
+        frame_length_ms=config.features.frame_length_ms,
+        frame_shift_ms=config.features.frame_shift_ms,
+        sample_rate=config.data.sample_rate,
+    )
+
+
+class VerificationEvaluator:
+    """Evaluates weight-quantization candidates of a speaker-embedding model by EER and minDCF."""
+
+    def prepare(self, config: RunConfig, progress: ProgressCallback | None = None) -> PreparedVerification:
+        """Corpus, features and trained teacher, each loaded from the cache when present."""
+        progress = progress or (lambda stage, done, total: None)
+        fbank = fbank_config(config)
+        train = load_or_build_features(config.data, fbank, "train", config.cache_dir)
+        progress("features", 1, 2)
+        test = load_or_build_features(config.data, fbank, "test", config.cache_dir)
+        progress("features", 2, 2)
+        spec = model_spec(config)
+        key = content_hash(config.data, fbank, spec, config.teacher, config.seed)
+        teacher = cached_tensors(
+            config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
+        )
+        model = spec.build()
+        return PreparedVerification(
+            spec=spec,
+            teacher_state=teacher,
+            space=SearchSpace(config.space, model.layer_groups()),
+            test_features=test.features,
+            test_labels=test.labels,
+            max_trials=config.evaluation.max_trials,
+            seed=config.seed,
+        )
+
+    def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedVerification) -> Evaluation:
+        """Quantize per the candidate (post-training) and score the test set."""
+        return self._evaluate_bits(prepared.space.layer_bits(candidate), prepared)
+
+    def evaluate_reference(self, prepared: PreparedVerification) -> Evaluation:
+        """The FP32 teacher, scored exactly like a candidate (the reference row)."""
+        return self._evaluate_bits({}, prepared)
+
+    def _evaluate_bits(self, layer_bits: Mapping[str, int], prepared: PreparedVerification) -> Evaluation:
+        compressed = compress(prepared.spec, prepared.teacher_state, layer_bits, prepared.space.config.quantizer)
+        embeddings = embed_utterances(compressed.model, prepared.test_features).numpy()
+        if not np.isfinite(embeddings).all():
+            raise FloatingPointError("quantized model produced non-finite embeddings")
+        scores = verification_metrics(embeddings, np.asarray(prepared.test_labels), prepared.max_trials, prepared.seed)
+        layers = [layer for layer in compressed.description.layers if layer.params]
+        mean_bits = sum(layer.params * layer.weight_bits for layer in layers) / sum(layer.params for layer in layers)
+        metrics = {
+            "eer": scores.eer,
+            "min_dcf": scores.min_dcf,
+            "size_bytes": float(compressed.description.size_bytes),
+            "params": float(compressed.description.params),
+            "mean_weight_bits": mean_bits,
+        }
+        return Evaluation(metrics, compressed)
+
+    @staticmethod
+    def _train_teacher(spec: ModelSpec, train: FeatureSet, config: RunConfig, progress: ProgressCallback) -> dict:
+        model = spec.build()
+        steps = config.teacher.steps
+        return train_speaker_model(
+            model,
+            spec.kwargs.get("embedding_dim", model.embedding_dim),
+            train,
+            config.teacher,
+            config.seed,
+            on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
+        )
+
+
+__all__ = ["Evaluation", "PreparedVerification", "VerificationEvaluator", "fbank_config", "model_spec"]

@@ -1,0 +1,262 @@
+"""Roofline cost of a `ModelDescription` on a target CPU, for one second of input audio.
+
+One second of audio is priced as one inference: every layer reads its weights and its input,
+writes its output and pays a fixed dispatch overhead once. Per layer:
+
+    compute  = MACs / (macs_per_cycle[class] * efficiency[class] * clock * cores)
+               + packed weights * unpack_cycles_per_weight * weight_passes / (clock * cores)
+    traffic  = weight bytes * weight_passes + (input + output elements) * activation_bits / 8
+    memory   = traffic / dram_bandwidth
+    latency  = max(compute, memory) + per_layer_overhead
+
+Cache rule: weights that fit in the last-level cache (L3, or L2 when there is no L3) come from
+DRAM once (`weight_passes` = 1). Larger weights are streamed past tiles of output activations,
+each tile sized to L1, so they are re-read (and, when packed, re-unpacked) once per tile:
+`weight_passes` = ceil(output bytes / L1 bytes). Weights are not assumed to stay cached from
+one second of audio to the next.
+
+Parameter-free layers (norms, activations, pooling, elementwise) do `_OPS_PER_ELEMENT[kind]`
+fp32 operations per element of the larger of input and output, at one vector instruction of
+simd_width_bits / 32 lanes per cycle.
+
+This module works on plain data and never imports torch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from hwcost.profile import TargetProfile, load_target
+from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
+
+ELEMENTWISE_CLASS = "elementwise"
+"""Kernel class reported for parameter-free layers."""
+
+_MAC_KINDS = frozenset({"conv1d", "conv2d", "depthwise_conv", "conv_transpose1d", "linear", "lstm"})
+
+_OPS_PER_ELEMENT = {
+    "batchnorm": 1.0,  # folded scale and shift: one FMA per element
+    "groupnorm": 4.0,  # mean, variance, normalise, affine
+    "layernorm": 4.0,  # mean, variance, normalise, affine
+    "activation": 2.0,  # ReLU is one op, PReLU / sigmoid-like ones more: modelled at two
+    "pooling": 2.0,  # statistics pooling: sum and sum of squares per input element
+    "elementwise": 1.0,  # residual add or gating multiply
+}
+
+_LOOKUP_QUANTIZERS = frozenset({"kmeans", "pow2"})
+_PACKED_CLASSES = frozenset({"lowbit", "lookup"})
+
+
+class CostModelError(ValueError):
+    """A layer the cost model cannot price: unknown kind or an impossible figure."""
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Predicted cost of one layer for one second of audio.
+
+    Attributes:
+        name: Layer name from the description.
+        kind: Layer kind from the description.
+        kernel_class: Kernel family it runs on (a `KERNEL_CLASSES` entry or "elementwise").
+        macs: Multiply-accumulates per second of audio.
+        compute_ms: Time the arithmetic (and weight unpacking) needs.
+        memory_ms: Time its DRAM traffic needs.
+        latency_ms: max(compute_ms, memory_ms) plus the per-layer overhead.
+        bound: "compute" or "memory", whichever of the two is larger.
+        weight_bytes: Bytes of weights, side data and FP32 extras the layer reads per pass.
+        traffic_bytes: DRAM bytes moved, weight re-reads included.
+    """
+
+    name: str
+    kind: str
+    kernel_class: str
+    macs: float
+    compute_ms: float
+    memory_ms: float
+    latency_ms: float
+    bound: str
+    weight_bytes: int
+    traffic_bytes: float
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    """Predicted cost of a whole model on one target, for one second of audio.
+
+    Attributes:
+        target: Target profile name.
+        latency_ms: Sum of layer latencies for one second of input audio.
+        real_time_factor: latency_ms / 1000; below 1 keeps up with live audio.
+        storage_bytes: Packed weights file size (`description.size_bytes`), or the stored weight
+            bits rounded up to bytes when the model is not packed yet.
+        peak_memory_bytes: Resident packed weights plus the largest live activation set (one
+            layer's input and output for one second of audio). No workspace is added: 1-D
+            convolutions run as direct kernels and packed weights are unpacked panel by panel
+            into L1-sized buffers.
+        layers: Per-layer costs in execution order.
+    """
+
+    target: str
+    latency_ms: float
+    real_time_factor: float
+    storage_bytes: int
+    peak_memory_bytes: int
+    layers: tuple[LayerCost, ...]
+
+    def to_dict(self) -> dict[str, float]:
+        """The flat metrics a trial reports."""
+        return {
+            "latency_ms": self.latency_ms,
+            "real_time_factor": self.real_time_factor,
+            "storage_bytes": self.storage_bytes,
+            "peak_memory_bytes": self.peak_memory_bytes,
+        }
+
+
+class CostModel:
+    """Prices model descriptions on target CPUs; profiles loaded by name are kept for reuse."""
+
+    def __init__(self) -> None:
+        self._profiles: dict[str, TargetProfile] = {}
+
+    def estimate(self, description: ModelDescription, target: TargetProfile | str) -> CostEstimate:
+        """Predict latency, storage and peak memory of `description` on `target`.
+
+        Args:
+            description: The built model, layer by layer.
+            target: A profile, or a bundled target name / profile path for `load_target`.
+
+        Raises:
+            CostModelError: a layer of unknown kind or with a negative count.
+            ProfileError: `target` names no valid profile.
+        """
+        profile = self._profile(target)
+        layers = tuple(_layer_cost(layer, profile) for layer in description.layers)
+        latency_ms = sum(layer.latency_ms for layer in layers)
+        resident_weight_bytes = _bytes(sum(layer.stored_weight_bits for layer in description.layers))
+        largest_activation_bytes = max(
+            (math.ceil(_activation_bytes(layer)) for layer in description.layers), default=0
+        )
+        return CostEstimate(
+            target=profile.name,
+            latency_ms=latency_ms,
+            real_time_factor=latency_ms / 1000.0,
+            storage_bytes=description.size_bytes if description.size_bytes > 0 else resident_weight_bytes,
+            peak_memory_bytes=resident_weight_bytes + largest_activation_bytes,
+            layers=layers,
+        )
+
+    def _profile(self, target: TargetProfile | str) -> TargetProfile:
+        if isinstance(target, TargetProfile):
+            return target
+        if target not in self._profiles:
+            self._profiles[target] = load_target(target)
+        return self._profiles[target]
+
+
+_DEFAULT_MODEL = CostModel()
+
+
+def estimate(description: ModelDescription, target: TargetProfile | str) -> CostEstimate:
+    """`CostModel.estimate` on a shared module-level model (profiles cached per process)."""
+    return _DEFAULT_MODEL.estimate(description, target)
+
+
+def kernel_class(layer: LayerDescription) -> str:
+    """The kernel family a layer runs on.
+
+    Wider than 8 bits -> fp32 (no integer kernel; 9..31-bit weights are widened at load time);
+    k-means or power-of-two codes below 8 bits -> lookup (decoded through a table); 1 bit ->
+    binary (xnor-popcount); 8 bits -> int8; 2..7 bits -> lowbit (unpacked to int8).
+    Activation bits do not change the class: kernels with FP32 activations are priced as if the
+    activations were quantized on the fly at no extra cost.
+
+    Raises:
+        CostModelError: the kind has no cost rule (never skipped silently).
+    """
+    if layer.kind in _OPS_PER_ELEMENT:
+        return ELEMENTWISE_CLASS
+    if layer.kind not in _MAC_KINDS:
+        priced = sorted(_MAC_KINDS | _OPS_PER_ELEMENT.keys())
+        raise CostModelError(
+            f"layer {layer.name!r}: no cost rule for kind {layer.kind!r}; priced kinds: {priced}"
+        )
+    if layer.weight_bits > 8:
+        return "fp32"
+    if layer.quantizer in _LOOKUP_QUANTIZERS and layer.weight_bits < 8:
+        return "lookup"
+    if layer.weight_bits == 1:
+        return "binary"
+    if layer.weight_bits == 8:
+        return "int8"
+    return "lowbit"
+
+
+def _layer_cost(layer: LayerDescription, target: TargetProfile) -> LayerCost:
+    family = kernel_class(layer)
+    _check_counts(layer)
+    weight_bits = layer.params * layer.weight_bits + layer.overhead_bits + layer.extra_params * FLOAT_BITS
+    weight_bytes = _bytes(weight_bits)
+    passes = _weight_passes(weight_bytes, layer, target)
+    traffic_bytes = weight_bytes * passes + _activation_bytes(layer)
+    compute_seconds = _compute_seconds(layer, family, passes, target)
+    memory_seconds = traffic_bytes / target.dram_bytes_per_second
+    return LayerCost(
+        name=layer.name,
+        kind=layer.kind,
+        kernel_class=family,
+        macs=layer.macs_per_second,
+        compute_ms=compute_seconds * 1e3,
+        memory_ms=memory_seconds * 1e3,
+        latency_ms=max(compute_seconds, memory_seconds) * 1e3 + target.per_layer_overhead_us / 1e3,
+        bound="compute" if compute_seconds >= memory_seconds else "memory",
+        weight_bytes=weight_bytes,
+        traffic_bytes=traffic_bytes,
+    )
+
+
+def _check_counts(layer: LayerDescription) -> None:
+    for field in (
+        "params",
+        "extra_params",
+        "overhead_bits",
+        "macs_per_second",
+        "input_elements_per_second",
+        "output_elements_per_second",
+    ):
+        value = getattr(layer, field)
+        if value < 0:
+            raise CostModelError(f"layer {layer.name!r}: {field} must be >= 0, got {value!r}")
+    if layer.activation_bits <= 0:
+        raise CostModelError(
+            f"layer {layer.name!r}: activation_bits must be > 0, got {layer.activation_bits!r}"
+        )
+
+
+def _compute_seconds(layer: LayerDescription, family: str, passes: int, target: TargetProfile) -> float:
+    if family == ELEMENTWISE_CLASS:
+        elements = max(layer.input_elements_per_second, layer.output_elements_per_second)
+        lanes = target.simd_width_bits / FLOAT_BITS
+        return _OPS_PER_ELEMENT[layer.kind] * elements / (lanes * target.cycles_per_second)
+    cycles = layer.macs_per_second / target.sustained_macs_per_cycle(family)
+    if family in _PACKED_CLASSES:
+        cycles += layer.params * target.unpack_cycles_per_weight * passes
+    return cycles / target.cycles_per_second
+
+
+def _weight_passes(weight_bytes: int, layer: LayerDescription, target: TargetProfile) -> int:
+    """How often the weights come from DRAM: once if they fit in cache, else once per L1 output tile."""
+    if weight_bytes <= target.last_level_cache_bytes:
+        return 1
+    output_bytes = layer.output_elements_per_second * layer.activation_bits / 8
+    return max(1, math.ceil(output_bytes / target.l1_bytes))
+
+
+def _activation_bytes(layer: LayerDescription) -> float:
+    return (layer.input_elements_per_second + layer.output_elements_per_second) * layer.activation_bits / 8
+
+
+def _bytes(bits: int) -> int:
+    return -(-bits // 8)

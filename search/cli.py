@@ -1,0 +1,83 @@
+"""`search` command line: `search run [CONFIG]` and `search report RUN_DIR`.
+
+Errors a user can fix (bad config, unwritable output, missing run files) print one line and
+exit with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from rich.console import Console
+
+from search.config import DEFAULT_CONFIG, ConfigError, load_config
+from search.run_dir import RunDirectory, RunDirectoryError
+
+USER_ERRORS = (ConfigError, RunDirectoryError)
+EXIT_USER_ERROR = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    console = Console()
+    try:
+        return args.handler(args, console)
+    except USER_ERRORS as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+
+
+def _run(args: argparse.Namespace, console: Console) -> int:
+    from search.engine import run_search
+    from search.progress import RichDisplay
+    from search.report import print_report
+
+    overrides = {
+        key: value
+        for key, value in {
+            "search.trials": args.trials,
+            "search.workers": args.workers,
+            "seed": args.seed,
+        }.items()
+        if value is not None
+    }
+    config = load_config(args.config, overrides)
+    run_dir = RunDirectory.create(args.out, config.name)
+    console.print(f"run directory: {run_dir.path}")
+    with RichDisplay() as display:
+        run_search(config, run_dir, address=args.address, listener=display)
+    print_report(run_dir, console)
+    return 0
+
+
+def _report(args: argparse.Namespace, console: Console) -> int:
+    from search.report import print_report
+
+    print_report(RunDirectory(args.run_dir), console)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="search", description="Search compressed speaker models on a Pareto front of quality, size and latency."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="run a compression search", description="Run a compression search.")
+    run.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    run.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
+    run.add_argument("--workers", type=int, help="trials run at once (overrides search.workers)")
+    run.add_argument("--address", help="Ray cluster to join (e.g. auto or HOST:PORT); local Ray when absent")
+    run.add_argument("--out", default="results", help="folder for the run directory (default: results)")
+    run.add_argument("--seed", type=int, help="random seed (overrides seed)")
+    run.set_defaults(handler=_run)
+    report = commands.add_parser("report", help="print a run's Pareto front", description="Print a run's Pareto front.")
+    report.add_argument("run_dir", help="a run directory written by `search run`")
+    report.set_defaults(handler=_report)
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

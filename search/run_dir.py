@@ -1,0 +1,156 @@
+"""The run directory: the one module that knows file names and formats under `results/<run>/`.
+
+Layout::
+
+    config.yaml       resolved run config
+    reference.json    the FP32 teacher's metrics (the reference row of every report)
+    trials.jsonl      one JSON line per finished trial, appended as each one ends (survives a crash)
+    trials.csv        the same rows as a table, rewritten after every trial
+    pareto.json       objectives, reference row and the non-dominated members
+    hypervolume.csv   hypervolume after each finished trial
+    study.journal     the Optuna study (JournalStorage), readable without Ray
+    ray/              Ray Tune's experiment folder
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG = "config.yaml"
+REFERENCE = "reference.json"
+TRIALS_JSONL = "trials.jsonl"
+TRIALS_CSV = "trials.csv"
+PARETO = "pareto.json"
+HYPERVOLUME = "hypervolume.csv"
+STUDY_JOURNAL = "study.journal"
+RAY_DIR = "ray"
+
+_LEADING_COLUMNS = ("trial", "status")
+_TRAILING_COLUMNS = ("error", "seconds")
+
+
+class RunDirectoryError(ValueError):
+    """A run directory that cannot be created or read; the message names the path."""
+
+
+class RunDirectory:
+    """Reads and writes the files of one run."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, name: str) -> RunDirectory:
+        """A new `<root>/<name>-<timestamp>/` folder; an unwritable root is a clear error."""
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        path = Path(root) / f"{name}-{stamp}"
+        suffix = 1
+        while path.exists():
+            path = Path(root) / f"{name}-{stamp}-{suffix}"
+            suffix += 1
+        try:
+            path.mkdir(parents=True)
+            probe = path / ".write-test"
+            probe.write_text("")
+            probe.unlink()
+        except OSError as error:
+            raise RunDirectoryError(f"{root}: cannot create the run directory ({error.strerror})") from None
+        return cls(path)
+
+    @property
+    def study_journal(self) -> Path:
+        return self.path / STUDY_JOURNAL
+
+    @property
+    def ray_dir(self) -> Path:
+        return self.path / RAY_DIR
+
+    def write_config(self, resolved: Mapping[str, Any]) -> None:
+        (self.path / CONFIG).write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
+
+    def read_config(self) -> dict[str, Any]:
+        return self._read(CONFIG, yaml.safe_load)
+
+    def write_reference(self, row: Mapping[str, Any]) -> None:
+        _write_json(self.path / REFERENCE, row)
+
+    def read_reference(self) -> dict[str, Any]:
+        return self._read(REFERENCE, json.loads)
+
+    def append_trial(self, row: Mapping[str, Any]) -> None:
+        """Persist one finished trial immediately, then refresh the CSV view."""
+        with open(self.path / TRIALS_JSONL, "a") as stream:
+            stream.write(json.dumps(_finite(row)) + "\n")
+            stream.flush()
+            os.fsync(stream.fileno())
+        self._write_csv(self.read_trials())
+
+    def read_trials(self) -> list[dict[str, Any]]:
+        """All finished trials, in completion order (empty before the first one)."""
+        if not (self.path / TRIALS_JSONL).exists():
+            return []
+        text = self._read(TRIALS_JSONL, str)
+        rows = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise RunDirectoryError(f"{self.path / TRIALS_JSONL}: line {number} is corrupt") from None
+        return rows
+
+    def write_pareto(self, objectives: Sequence[Mapping[str, str]], reference: Mapping[str, Any], members: Sequence[Mapping[str, Any]]) -> None:
+        _write_json(self.path / PARETO, {"objectives": list(objectives), "reference": reference, "members": list(members)})
+
+    def read_pareto(self) -> dict[str, Any]:
+        return self._read(PARETO, json.loads)
+
+    def write_hypervolume(self, history: Sequence[float]) -> None:
+        with open(self.path / HYPERVOLUME, "w", newline="") as stream:
+            writer = csv.writer(stream)
+            writer.writerow(["trials_finished", "hypervolume"])
+            writer.writerows((index + 1, f"{value:.6g}") for index, value in enumerate(history))
+
+    def read_hypervolume(self) -> list[float]:
+        rows = self._read(HYPERVOLUME, lambda text: list(csv.DictReader(text.splitlines())))
+        return [float(row["hypervolume"]) for row in rows]
+
+    def _write_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        keys = sorted({key for row in rows for key in row} - set(_LEADING_COLUMNS) - set(_TRAILING_COLUMNS))
+        columns = [*_LEADING_COLUMNS, *keys, *_TRAILING_COLUMNS]
+        temporary = self.path / (TRIALS_CSV + ".tmp")
+        with open(temporary, "w", newline="") as stream:
+            writer = csv.DictWriter(stream, fieldnames=columns, restval="")
+            writer.writeheader()
+            writer.writerows(rows)
+        os.replace(temporary, self.path / TRIALS_CSV)
+
+    def _read(self, name: str, parse: Any) -> Any:
+        path = self.path / name
+        try:
+            return parse(path.read_text())
+        except FileNotFoundError:
+            raise RunDirectoryError(f"{path}: missing; is {self.path} a run directory?") from None
+        except (ValueError, yaml.YAMLError) as error:
+            raise RunDirectoryError(f"{path}: corrupt ({' '.join(str(error).split())})") from None
+
+
+def _finite(row: Mapping[str, Any]) -> dict[str, Any]:
+    """JSON has no NaN/inf: store non-finite floats as None."""
+    return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in row.items()}
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(payload, indent=2))
+    os.replace(temporary, path)

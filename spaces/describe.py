@@ -1,0 +1,103 @@
+"""Turn a torch model into a `ModelDescription` by tracing one second of input.
+
+Forward hooks on the leaf modules record each layer's activation sizes; MACs follow from the
+shapes. Every leaf must map to a known layer kind, so nothing is silently left out of the cost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
+from spaces.models.layers import Add, StatisticsPooling
+
+_PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
+
+
+def describe_model(
+    model: nn.Module,
+    family: str,
+    example_input: torch.Tensor,
+    sample_rate: int,
+    weight_bits: Mapping[str, int] | None = None,
+    quantizer: str = "uniform",
+    overhead_bits: Mapping[str, int] | None = None,
+) -> ModelDescription:
+    """Describe `model` for `example_input`, which must hold exactly one second of audio (batch 1).
+
+    Args:
+        weight_bits: Bits per layer name; layers not named stay FP32.
+        quantizer: Quantizer family of the layers below 32 bits.
+        overhead_bits: Side-data bits (scales, codebooks) per quantized layer name.
+    """
+    weight_bits = weight_bits or {}
+    overhead_bits = overhead_bits or {}
+    layers: list[LayerDescription] = []
+
+    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        input_elements = sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
+        kind, params, macs = _layer_cost(name, module, inputs[0], output)
+        extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
+        extra += sum(b.numel() for key, b in module.named_buffers(recurse=False) if key != "num_batches_tracked")
+        bits = weight_bits.get(name, FLOAT_BITS) if params else FLOAT_BITS
+        layers.append(
+            LayerDescription(
+                name=name,
+                kind=kind,
+                params=params,
+                extra_params=extra,
+                macs_per_second=float(macs),
+                input_elements_per_second=float(input_elements),
+                output_elements_per_second=float(output.numel()),
+                weight_bits=bits,
+                quantizer=quantizer if bits < FLOAT_BITS else "none",
+                overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
+            )
+        )
+
+    handles = [
+        module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
+        for name, module in model.named_modules()
+        if not list(module.children()) and not isinstance(module, _PASS_THROUGH)
+    ]
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(example_input)
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return ModelDescription(family=family, layers=tuple(layers), sample_rate=sample_rate)
+
+
+def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> tuple[str, int, int]:
+    """(kind, weight elements, MACs) of one leaf module for the traced input."""
+    if isinstance(module, (nn.Conv1d, nn.Conv2d)):
+        weight = module.weight
+        macs = output.numel() * weight[0].numel()
+        depthwise = module.groups > 1 and module.groups == module.in_channels
+        kind = "depthwise_conv" if depthwise else ("conv2d" if isinstance(module, nn.Conv2d) else "conv1d")
+        return kind, weight.numel(), macs
+    if isinstance(module, nn.ConvTranspose1d):
+        macs = x.numel() * module.weight[0].numel()
+        return "conv_transpose1d", module.weight.numel(), macs
+    if isinstance(module, nn.Linear):
+        return "linear", module.weight.numel(), output.numel() * module.in_features
+    if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        return "batchnorm", 0, 0
+    if isinstance(module, (nn.GroupNorm,)):
+        return "groupnorm", 0, 0
+    if isinstance(module, nn.LayerNorm):
+        return "layernorm", 0, 0
+    if isinstance(module, (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
+        return "activation", 0, 0
+    if isinstance(module, StatisticsPooling):
+        return "pooling", 0, 0
+    if isinstance(module, Add):
+        return "elementwise", 0, 0
+    raise TypeError(f"layer {name!r}: no cost description for module type {type(module).__name__}")

@@ -1,0 +1,123 @@
+"""What a built model costs to store and run, as plain data.
+
+`ModelDescription` is the one interface between `spaces` (which builds models) and `hwcost`
+(which prices them), so this module imports neither torch nor anything heavy: a cost model,
+a report or a remote worker can read it from JSON alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+FLOAT_BITS = 32
+"""Bit width used for parameters and activations kept in floating point."""
+
+LAYER_KINDS = (
+    "conv1d",
+    "conv2d",
+    "depthwise_conv",
+    "conv_transpose1d",
+    "linear",
+    "lstm",
+    "batchnorm",
+    "groupnorm",
+    "layernorm",
+    "activation",
+    "pooling",
+    "elementwise",
+)
+"""Layer kinds a description may contain; `hwcost` prices every one of them."""
+
+
+@dataclass(frozen=True)
+class LayerDescription:
+    """One layer's cost-relevant facts, for one second of input audio.
+
+    Attributes:
+        name: Stable layer name (configs address layers by it).
+        kind: One of `LAYER_KINDS`.
+        params: Number of weight elements (the quantizable tensor; 0 for parameter-free layers).
+        extra_params: Parameters always stored in FP32 (biases, norm affine terms).
+        macs_per_second: Multiply-accumulates per second of input audio.
+        input_elements_per_second: Input activation elements per second of audio.
+        output_elements_per_second: Output activation elements per second of audio.
+        weight_bits: Bits per stored weight code (32 for FP32).
+        activation_bits: Bits per activation element (32 for FP32).
+        quantizer: Quantizer family of the weights ("none" when FP32).
+        overhead_bits: Bits of quantizer side data (scales, zero points, codebooks).
+        shared_with: Name of the layer whose weights this one reuses, or "" when it owns them.
+    """
+
+    name: str
+    kind: str
+    params: int = 0
+    extra_params: int = 0
+    macs_per_second: float = 0.0
+    input_elements_per_second: float = 0.0
+    output_elements_per_second: float = 0.0
+    weight_bits: int = FLOAT_BITS
+    activation_bits: int = FLOAT_BITS
+    quantizer: str = "none"
+    overhead_bits: int = 0
+    shared_with: str = ""
+
+    def __post_init__(self) -> None:
+        if self.kind not in LAYER_KINDS:
+            raise ValueError(f"layer {self.name!r}: unknown kind {self.kind!r}; expected one of {LAYER_KINDS}")
+        if not 1 <= self.weight_bits <= FLOAT_BITS:
+            raise ValueError(f"layer {self.name!r}: weight_bits={self.weight_bits} outside 1..32")
+
+    @property
+    def stored_weight_bits(self) -> int:
+        """Bits this layer adds to the model file (0 when its weights are shared)."""
+        if self.shared_with:
+            return 0
+        return self.params * self.weight_bits + self.overhead_bits + self.extra_params * FLOAT_BITS
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """A built model as a list of layers, plus the exact size of its packed weights file.
+
+    Attributes:
+        family: Model family name (e.g. "resnet").
+        layers: Layers in execution order.
+        sample_rate: Input sample rate in Hz.
+        size_bytes: Length of the packed weights file written by `spaces.quant.packing`
+            (header included); 0 when not yet packed.
+    """
+
+    family: str
+    layers: tuple[LayerDescription, ...]
+    sample_rate: int = 16000
+    size_bytes: int = 0
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def params(self) -> int:
+        """All parameters, shared weights counted once."""
+        return sum(0 if layer.shared_with else layer.params + layer.extra_params for layer in self.layers)
+
+    @property
+    def macs_per_second(self) -> float:
+        return sum(layer.macs_per_second for layer in self.layers)
+
+    def layer(self, name: str) -> LayerDescription:
+        for candidate in self.layers:
+            if candidate.name == name:
+                return candidate
+        raise KeyError(f"no layer named {name!r} in {self.family} description")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelDescription:
+        layers = tuple(LayerDescription(**layer) for layer in data["layers"])
+        return cls(**{**data, "layers": layers})

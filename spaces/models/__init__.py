@@ -1,0 +1,24 @@
+"""Model families, built by name from keyword arguments (a WeSpeaker-style registry)."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from torch import nn
+
+from spaces.models.resnet import ResNet
+
+MODEL_FAMILIES: dict[str, Callable[..., nn.Module]] = {"resnet": ResNet}
+
+
+def build_model(family: str, **kwargs: Any) -> nn.Module:
+    """Build a model of `family`; unknown families and keyword arguments raise a clear error."""
+    if family not in MODEL_FAMILIES:
+        raise ValueError(f"model.family={family!r}: unknown family; available: {sorted(MODEL_FAMILIES)}")
+    try:
+        return MODEL_FAMILIES[family](**kwargs)
+    except TypeError as error:
+        raise ValueError(f"model: bad arguments for family {family!r}: {error}") from None
+
+
+__all__ = ["MODEL_FAMILIES", "ResNet", "build_model"]

@@ -1,0 +1,163 @@
+"""Bit-exact packed weights file: the deployed model's storage, and the definition of `size_bytes`.
+
+Layout (little-endian)::
+
+    b"SPKQ" | version u8 | entry count u32
+    entry:  name length u16 | name (utf-8) | kind u8 (0 float32, 1 quantized) | shape
+            float32:   data (4 bytes per element)
+            quantized: bits u8 | quantizer name length u8 | quantizer name | side count u8
+                       side:  name length u8 | name | shape | float32 data
+                       codes packed at exactly `bits` bits each, LSB first, ceil(n * bits / 8) bytes
+    shape:  ndim u8 | dims u32 each
+
+Nothing is padded or aligned, so the file is as small as the format allows and its length is
+the size a report may claim.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from collections.abc import Mapping
+from pathlib import Path
+from typing import BinaryIO, Union
+
+import numpy as np
+import torch
+
+from spaces.quant.base import QuantizedWeight
+
+MAGIC = b"SPKQ"
+VERSION = 1
+_FLOAT, _QUANTIZED = 0, 1
+
+PackedEntry = Union[torch.Tensor, QuantizedWeight]
+
+
+class PackedFileError(ValueError):
+    """A packed weights file is truncated, corrupt or of an unknown version."""
+
+
+def pack_codes(codes: np.ndarray, bits: int) -> bytes:
+    """Pack unsigned integer codes at exactly `bits` bits each (LSB first)."""
+    values = np.ascontiguousarray(codes, dtype=np.uint8).reshape(-1)
+    if values.size and int(values.max()) >= 2**bits:
+        raise ValueError(f"code {int(values.max())} does not fit in {bits} bits")
+    bit_planes = (values[:, None] >> np.arange(bits, dtype=np.uint8)) & 1
+    return np.packbits(bit_planes.reshape(-1), bitorder="little").tobytes()
+
+
+def unpack_codes(data: bytes, count: int, bits: int) -> np.ndarray:
+    """Inverse of `pack_codes`: `count` codes of `bits` bits each, as uint8."""
+    bit_planes = np.unpackbits(np.frombuffer(data, dtype=np.uint8), count=count * bits, bitorder="little")
+    weights = (1 << np.arange(bits, dtype=np.uint16)).astype(np.uint16)
+    return (bit_planes.reshape(count, bits).astype(np.uint16) @ weights).astype(np.uint8)
+
+
+def pack_weights(entries: Mapping[str, PackedEntry]) -> bytes:
+    """Serialise named float tensors and quantized weights into the packed format."""
+    out = io.BytesIO()
+    out.write(MAGIC + struct.pack("<BI", VERSION, len(entries)))
+    for name, entry in entries.items():
+        _write_name(out, name, "<H")
+        if isinstance(entry, QuantizedWeight):
+            out.write(struct.pack("<B", _QUANTIZED))
+            _write_shape(out, entry.codes.shape)
+            out.write(struct.pack("<B", entry.bits))
+            _write_name(out, entry.quantizer, "<B")
+            out.write(struct.pack("<B", len(entry.side)))
+            for side_name, tensor in entry.side.items():
+                _write_name(out, side_name, "<B")
+                _write_float_tensor(out, tensor)
+            out.write(pack_codes(entry.codes.numpy(), entry.bits))
+        else:
+            out.write(struct.pack("<B", _FLOAT))
+            _write_float_tensor(out, entry)
+    return out.getvalue()
+
+
+def unpack_weights(data: bytes) -> dict[str, PackedEntry]:
+    """Parse a packed file back into float tensors and `QuantizedWeight`s (codes bit for bit)."""
+    reader = io.BytesIO(data)
+    if _read(reader, 4) != MAGIC:
+        raise PackedFileError("not a packed weights file (bad magic)")
+    version, count = struct.unpack("<BI", _read(reader, 5))
+    if version != VERSION:
+        raise PackedFileError(f"packed weights version {version} not supported (expected {VERSION})")
+    entries: dict[str, PackedEntry] = {}
+    for _ in range(count):
+        name = _read_name(reader, "<H")
+        (kind,) = struct.unpack("<B", _read(reader, 1))
+        if kind == _FLOAT:
+            entries[name] = _read_float_tensor(reader)
+        elif kind == _QUANTIZED:
+            shape = _read_shape(reader)
+            bits, = struct.unpack("<B", _read(reader, 1))
+            quantizer = _read_name(reader, "<B")
+            (side_count,) = struct.unpack("<B", _read(reader, 1))
+            side = {}
+            for _ in range(side_count):
+                side_name = _read_name(reader, "<B")
+                side[side_name] = _read_float_tensor(reader)
+            numel = int(np.prod(shape, dtype=np.int64))
+            codes = unpack_codes(_read(reader, (numel * bits + 7) // 8), numel, bits)
+            entries[name] = QuantizedWeight(quantizer, bits, torch.from_numpy(codes.reshape(shape)), side)
+        else:
+            raise PackedFileError(f"entry {name!r}: unknown kind {kind}")
+    if reader.read(1):
+        raise PackedFileError("trailing bytes after the last entry")
+    return entries
+
+
+def write_packed(path: str | os.PathLike, entries: Mapping[str, PackedEntry]) -> int:
+    """Write the packed file and return its length in bytes (the model's `size_bytes`)."""
+    data = pack_weights(entries)
+    Path(path).write_bytes(data)
+    return len(data)
+
+
+def read_packed(path: str | os.PathLike) -> dict[str, PackedEntry]:
+    """Read a packed file; a corrupt file raises `PackedFileError` naming it."""
+    try:
+        return unpack_weights(Path(path).read_bytes())
+    except PackedFileError as error:
+        raise PackedFileError(f"{path}: {error}") from None
+
+
+def _read(reader: BinaryIO, size: int) -> bytes:
+    chunk = reader.read(size)
+    if len(chunk) != size:
+        raise PackedFileError("file is truncated")
+    return chunk
+
+
+def _write_name(out: BinaryIO, name: str, length_format: str) -> None:
+    encoded = name.encode()
+    out.write(struct.pack(length_format, len(encoded)) + encoded)
+
+
+def _read_name(reader: BinaryIO, length_format: str) -> str:
+    (length,) = struct.unpack(length_format, _read(reader, struct.calcsize(length_format)))
+    return _read(reader, length).decode()
+
+
+def _write_shape(out: BinaryIO, shape: torch.Size) -> None:
+    out.write(struct.pack(f"<B{len(shape)}I", len(shape), *shape))
+
+
+def _read_shape(reader: BinaryIO) -> tuple[int, ...]:
+    (ndim,) = struct.unpack("<B", _read(reader, 1))
+    return struct.unpack(f"<{ndim}I", _read(reader, 4 * ndim))
+
+
+def _write_float_tensor(out: BinaryIO, tensor: torch.Tensor) -> None:
+    _write_shape(out, tensor.shape)
+    out.write(tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes())
+
+
+def _read_float_tensor(reader: BinaryIO) -> torch.Tensor:
+    shape = _read_shape(reader)
+    numel = int(np.prod(shape, dtype=np.int64))
+    array = np.frombuffer(_read(reader, 4 * numel), dtype="<f4").reshape(shape)
+    return torch.from_numpy(array.astype(np.float32))

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+import yaml
+
+from search.cli import main
+from search.config import DEFAULT_CONFIG, ConfigError, load_config
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "run.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_demo_config_loads_and_round_trips(tmp_path):
+    config = load_config(DEFAULT_CONFIG)
+    assert config.name == "demo" and config.search.trials >= 20
+    assert [o.metric for o in config.objectives] == ["eer", "size_bytes", "latency_ms"]
+    again = load_config(write(tmp_path, yaml.safe_dump(config.to_dict())))
+    assert again == config
+
+
+def test_overrides_apply_dotted_keys():
+    config = load_config(DEFAULT_CONFIG, {"search.trials": 4, "seed": 7})
+    assert config.search.trials == 4 and config.seed == 7
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name: [unclosed", "malformed YAML"),
+        ("- a\n- b\n", "top level must be a mapping"),
+        ("colour: red\n", "unknown key 'colour'"),
+        ("search:\n  trails: 3\n", "search: unknown key 'trails'"),
+        ("space:\n  bits: [4, 11]\n", "space.bits: impossible bit width 11"),
+        ("data:\n  test_speakers: 0\n", "test_speakers"),
+        ("data:\n  corpus: voxceleb\n", "data.corpus='voxceleb'"),
+        ("model:\n  family: vgg\n", "model.family='vgg'"),
+        ("targets: [pentium]\n", "unknown target 'pentium'"),
+        ("objectives: [[eer, smallest]]\n", "smallest"),
+        ("search:\n  sampler: magic\n", "search.sampler='magic'"),
+        ("teacher:\n  steps: 0\n", "teacher.steps=0"),
+    ],
+)
+def test_bad_config_names_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(path) in str(raised.value)
+    assert message in str(raised.value)
+
+
+def test_missing_file_is_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_config(tmp_path / "absent.yaml")
+
+
+def test_cli_prints_one_line_and_exits_2(tmp_path, capsys):
+    path = write(tmp_path, "search:\n  trails: 3\n")
+    assert main(["run", str(path), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown key 'trails'" in err and "Traceback" not in err
+
+
+def test_cli_unwritable_output_exits_2(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    assert main(["run", str(DEFAULT_CONFIG), "--out", str(blocker / "results")]) == 2
+    assert "cannot create the run directory" in capsys.readouterr().err
+
+
+def test_cli_report_on_missing_run_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "pareto.json: missing" in capsys.readouterr().err

@@ -1,0 +1,114 @@
+"""One real, small Ray Tune search end to end, checking every file of the run directory."""
+
+import json
+import math
+import sys
+
+import cloudpickle
+import optuna
+import pytest
+import yaml
+
+from evaluators.verification import VerificationEvaluator
+from search.cli import main
+from search.config import load_config
+from search.engine import run_search
+from search.pareto import Objective, pareto_front
+from search.run_dir import RunDirectory
+from spaces.space import SearchSpace
+
+cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+TINY = """
+name: tiny
+seed: 3
+cache_dir: {cache}
+data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
+features: {{num_mel_bins: 24}}
+model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
+teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
+space: {{bits: [2, 4, 8], baselines: [8, 2]}}
+search: {{trials: 5, workers: 2, population_size: 4}}
+"""
+
+
+class FailingSpace(SearchSpace):
+    """Fails every candidate with a 2-bit stem, so the search must record a failure and go on."""
+
+    def layer_bits(self, candidate):
+        if candidate["bits.stem"] == 2:
+            raise ValueError("injected failure for bits.stem=2")
+        return super().layer_bits(candidate)
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, ray_session):
+    root = tmp_path_factory.mktemp("search")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(TINY.format(cache=root / "cache"))
+    config = load_config(config_path)
+    original_prepare = VerificationEvaluator.prepare
+
+    def prepare_with_failures(self, config, progress=None):
+        prepared = original_prepare(self, config, progress)
+        prepared.space = FailingSpace(prepared.space.config, {k[5:]: v for k, v in prepared.space.groups.items()})
+        return prepared
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(VerificationEvaluator, "prepare", prepare_with_failures)
+    try:
+        outcome = run_search(config, RunDirectory.create(root / "results", config.name))
+    finally:
+        patch.undo()
+    return config, outcome
+
+
+def test_every_trial_is_recorded_with_knobs_metrics_and_status(finished_run):
+    config, outcome = finished_run
+    rows = outcome.run_dir.read_trials()
+    assert len(rows) == config.search.trials
+    assert sorted(row["trial"] for row in rows) == list(range(config.search.trials))
+    failed = [row for row in rows if row["status"] == "failed"]
+    complete = [row for row in rows if row["status"] == "complete"]
+    assert failed and all("injected failure for bits.stem=2" in row["error"] for row in failed)
+    assert len(complete) >= 2
+    for row in complete:
+        assert 0.0 <= row["eer"] <= 1.0 and row["size_bytes"] > 0 and row["latency_ms"] > 0
+        assert row["size_bytes"] < outcome.reference["size_bytes"]
+    eight_bit = next(row for row in complete if all(row[k] == 8 for k in row if k.startswith("bits.")))
+    assert math.isclose(eight_bit["compression_ratio"], outcome.reference["size_bytes"] / eight_bit["size_bytes"])
+    header = (outcome.run_dir.path / "trials.csv").read_text().splitlines()[0].split(",")
+    assert header[:2] == ["trial", "status"] and "bits.stem" in header and "eer" in header and "error" in header
+
+
+def test_pareto_json_is_the_non_dominated_set(finished_run):
+    config, outcome = finished_run
+    pareto = outcome.run_dir.read_pareto()
+    complete = [row for row in outcome.run_dir.read_trials() if row["status"] == "complete"]
+    expected = {complete[i]["trial"] for i in pareto_front(complete, config.objectives)}
+    assert {member["trial"] for member in pareto["members"]} == expected
+    assert pareto["reference"]["trial"] == "fp32"
+    assert [Objective.parse(o) for o in pareto["objectives"]] == list(config.objectives)
+
+
+def test_resolved_config_study_and_hypervolume_files(finished_run):
+    config, outcome = finished_run
+    saved = yaml.safe_load((outcome.run_dir.path / "config.yaml").read_text())
+    assert saved["search"]["trials"] == config.search.trials and saved["space"]["bits"] == [2, 4, 8]
+    reference = json.loads((outcome.run_dir.path / "reference.json").read_text())
+    assert reference["status"] == "reference" and 0.0 <= reference["eer"] <= 1.0
+    history = outcome.run_dir.read_hypervolume()
+    assert len(history) == config.search.trials
+    assert all(later >= earlier for earlier, later in zip(history, history[1:]))
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(outcome.run_dir.study_journal)))
+    study = optuna.load_study(study_name=config.name, storage=storage)
+    states = [trial.state for trial in study.trials]
+    assert len(states) == config.search.trials
+    assert states.count(optuna.trial.TrialState.FAIL) == sum(1 for r in outcome.trials if r["status"] == "failed")
+
+
+def test_report_command_prints_front_with_reference(finished_run, capsys):
+    _, outcome = finished_run
+    assert main(["report", str(outcome.run_dir.path)]) == 0
+    out = capsys.readouterr().out
+    assert "fp32" in out and "Pareto front" in out
