@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from evaluators.data.cache import cached_tensors, content_hash, load_or_build_features
+from evaluators.data.synthetic import CORPUS_VERSION, SPLITS
 from evaluators.features import FbankConfig, FeatureSet
 from evaluators.metrics import verification_metrics
 from evaluators.training import embed_utterances, train_speaker_model
@@ -78,12 +79,18 @@ class VerificationEvaluator:
         """Corpus, features and trained teacher, each loaded from the cache when present."""
         progress = progress or (lambda stage, done, total: None)
         fbank = fbank_config(config)
-        train = load_or_build_features(config.data, fbank, "train", config.cache_dir)
-        progress("features", 1, 2)
-        test = load_or_build_features(config.data, fbank, "test", config.cache_dir)
-        progress("features", 2, 2)
+        train, test = (
+            load_or_build_features(
+                config.data,
+                fbank,
+                split,
+                config.cache_dir,
+                progress=lambda done, total, split=split: progress(f"{split} features", done, total),
+            )
+            for split in SPLITS
+        )
         spec = model_spec(config)
-        key = content_hash(config.data, fbank, spec, config.teacher, config.seed)
+        key = content_hash(CORPUS_VERSION, config.data, fbank, spec, config.teacher, config.seed)
         teacher = cached_tensors(
             config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
         )

@@ -7,6 +7,7 @@ exit with code 2; anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Sequence
 
@@ -47,6 +48,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     config = load_config(args.config, overrides)
     run_dir = RunDirectory.create(args.out, config.name)
     console.print(f"run directory: {run_dir.path}")
+    # Failed trials are reported by the display and trials.csv; Tune's own summary would repeat them.
+    logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     with RichDisplay() as display:
         run_search(config, run_dir, address=args.address, listener=display)
     print_report(run_dir, console)

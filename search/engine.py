@@ -13,15 +13,25 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from search.config import RunConfig
-from search.pareto import Objective, hypervolume_history, pareto_front
-from search.run_dir import RunDirectory
-from search.trial import TRIAL_NUMBER, TrialContext, measure
-from evaluators.verification import VerificationEvaluator
-
+# Before Ray is imported: no per-trial CSV/JSON/TensorBoard loggers inside Ray's folder (the run
+# directory records everything), and the plain output engine, which `verbose=0` silences.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "60")
+
+import optuna  # noqa: E402
+import ray  # noqa: E402
+from optuna.storages import JournalStorage  # noqa: E402
+from optuna.storages.journal import JournalFileBackend  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune import Callback  # noqa: E402
+from ray.tune.search import ConcurrencyLimiter  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from evaluators.verification import VerificationEvaluator  # noqa: E402
+from search.config import RunConfig  # noqa: E402
+from search.pareto import Objective, hypervolume_history, pareto_front  # noqa: E402
+from search.run_dir import RunDirectory  # noqa: E402
+from search.trial import TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
 
 
 @dataclass
@@ -65,7 +75,7 @@ def run_search(
     run_dir.write_reference(reference)
     listener.stage("FP32 reference", 1, 1)
     context = TrialContext(prepared, config.targets, reference_size, config.search.cpus_per_trial)
-    recorder = _make_recorder(run_dir, config.objectives, reference, listener)
+    recorder = _Recorder(run_dir, config.objectives, reference, listener)
     listener.started(config.search.trials)
     _tune(config, run_dir, context, recorder, address)
     trials = run_dir.read_trials()
@@ -78,19 +88,12 @@ def front_members(trials: list[dict[str, Any]], objectives: tuple[Objective, ...
     return [complete[index] for index in pareto_front(complete, objectives)]
 
 
-def _tune(config: RunConfig, run_dir: RunDirectory, context: TrialContext, recorder: Any, address: str | None) -> None:
-    import ray
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-    from ray.tune.search.optuna import OptunaSearch
-
-    from search.trial import ray_trainable
-
+def _tune(config: RunConfig, run_dir: RunDirectory, context: TrialContext, recorder: _Recorder, address: str | None) -> None:
     started_ray = _init_ray(address)
     try:
         space = context.prepared.space
         searcher = OptunaSearch(
-            space=_define_by_run(space.suggest),
+            space=_DefineByRun(space.suggest),
             metric=[objective.metric for objective in config.objectives],
             mode=[objective.direction for objective in config.objectives],
             sampler=_sampler(config),
@@ -125,8 +128,6 @@ def _tune(config: RunConfig, run_dir: RunDirectory, context: TrialContext, recor
 
 def _init_ray(address: str | None) -> bool:
     """Start local Ray sized to this machine, or join `address`; False when Ray was already up."""
-    import ray
-
     if ray.is_initialized():
         return False
     options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
@@ -137,19 +138,21 @@ def _init_ray(address: str | None) -> bool:
     return True
 
 
-def _define_by_run(suggest: Callable[[Any], None]) -> Callable[[Any], dict[str, int]]:
-    """Wrap the space's suggest function so each Ray trial also carries its Optuna trial number."""
+@dataclass
+class _DefineByRun:
+    """The space's suggest function, also tagging each Ray trial with its Optuna trial number.
 
-    def define(trial: Any) -> dict[str, int]:
-        suggest(trial)
+    A picklable object rather than a closure: Ray checkpoints the searcher with pickle.
+    """
+
+    suggest: Callable[[Any], None]
+
+    def __call__(self, trial: Any) -> dict[str, int]:
+        self.suggest(trial)
         return {TRIAL_NUMBER: trial.ot_trial.number}
 
-    return define
 
-
-def _sampler(config: RunConfig) -> Any:
-    import optuna
-
+def _sampler(config: RunConfig) -> optuna.samplers.BaseSampler:
     seed = config.seed
     if config.search.sampler == "nsga2":
         return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed)
@@ -158,57 +161,64 @@ def _sampler(config: RunConfig) -> Any:
     return optuna.samplers.RandomSampler(seed=seed)
 
 
-def _journal_storage(run_dir: RunDirectory) -> Any:
-    from optuna.storages import JournalStorage
-    from optuna.storages.journal import JournalFileBackend
-
+def _journal_storage(run_dir: RunDirectory) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(run_dir.study_journal)))
 
 
-def _make_recorder(run_dir: RunDirectory, objectives: tuple[Objective, ...], reference: dict[str, Any], listener: SearchListener) -> Any:
-    from ray.tune import Callback
+class _Recorder(Callback):
+    """Persists each finished trial at once, then refreshes the front and hypervolume.
 
-    metric_keys = [key for key in reference if key not in ("trial", "status")]
+    Tune pickles its callbacks with the experiment state; the listener (a live display) is
+    left out of that copy.
+    """
 
-    class Recorder(Callback):
-        """Persists each finished trial at once, then refreshes the front and hypervolume."""
+    def __init__(
+        self, run_dir: RunDirectory, objectives: tuple[Objective, ...], reference: dict[str, Any], listener: SearchListener
+    ) -> None:
+        self.run_dir = run_dir
+        self.objectives = objectives
+        self.reference = reference
+        self.listener = listener
+        self.metric_keys = [key for key in reference if key not in ("trial", "status")]
 
-        def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            result = trial.last_result or {}
-            if all(key in result for key in metric_keys):
-                self._record(trial, "complete", "", {key: result[key] for key in metric_keys}, result.get("seconds"))
-            else:
-                self._record(trial, "failed", "no metrics reported", {}, None)
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "listener": SearchListener()}
 
-        def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-            self._record(trial, "failed", _error_reason(trial), {}, None)
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        result = trial.last_result or {}
+        if all(key in result for key in self.metric_keys):
+            self._record(trial, "complete", "", {key: result[key] for key in self.metric_keys}, result.get("seconds"))
+        else:
+            self._record(trial, "failed", "no metrics reported", {}, None)
 
-        def _record(self, trial: Any, status: str, error: str, metrics: dict[str, Any], seconds: Any) -> None:
-            knobs = {key: value for key, value in trial.config.items() if key != TRIAL_NUMBER}
-            row = {
-                "trial": trial.config.get(TRIAL_NUMBER),
-                "status": status,
-                **knobs,
-                **metrics,
-                "error": error,
-                "seconds": round(seconds, 3) if seconds is not None else None,
-            }
-            run_dir.append_trial(row)
-            rows = run_dir.read_trials()
-            front = front_members(rows, objectives)
-            run_dir.write_pareto([{"metric": o.metric, "direction": o.direction} for o in objectives], reference, front)
-            run_dir.write_hypervolume(hypervolume_history(rows, objectives, reference))
-            listener.trial_finished(row, rows, front)
+    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        self._record(trial, "failed", _error_reason(trial), {}, None)
 
-    return Recorder()
-
+    def _record(self, trial: Any, status: str, error: str, metrics: dict[str, Any], seconds: Any) -> None:
+        knobs = {key: value for key, value in trial.config.items() if key != TRIAL_NUMBER}
+        row = {
+            "trial": trial.config.get(TRIAL_NUMBER),
+            "status": status,
+            **knobs,
+            **metrics,
+            "error": error,
+            "seconds": round(seconds, 3) if seconds is not None else None,
+        }
+        self.run_dir.append_trial(row)
+        rows = self.run_dir.read_trials()
+        front = front_members(rows, self.objectives)
+        objectives = [{"metric": o.metric, "direction": o.direction} for o in self.objectives]
+        self.run_dir.write_pareto(objectives, self.reference, front)
+        self.run_dir.write_hypervolume(hypervolume_history(rows, self.objectives, self.reference))
+        self.listener.trial_finished(row, rows, front)
 
 
 def _error_reason(trial: Any) -> str:
-    """The last line of the trial's error trace (e.g. 'TrialFailure: ValueError: ...')."""
-    text = trial.get_error() or ""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    """The failure's one-line reason (e.g. 'ValueError: ...'), from the trial's local error file."""
+    path = trial.error_file
+    text = open(path).read() if path and os.path.exists(path) else ""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     for line in reversed(lines):
-        if "TrialFailure" in line:
-            return line.split("TrialFailure: ", 1)[-1]
-    return lines[-1] if lines else "unknown error"
+        if "TrialFailure: " in line:
+            return line.split("TrialFailure: ", 1)[1]
+    return lines[-1] if lines else "unknown error (no error file)"

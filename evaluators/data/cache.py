@@ -15,7 +15,7 @@ import json
 import logging
 import multiprocessing
 import os
-import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -73,13 +73,13 @@ def cached_tensors(
             _logger.warning("rebuilding unreadable cache entry %s (%s)", path, error)
     entry = build()
     directory.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
+    # A unique name per writer (not mkstemp, whose 0600 mode would hide a shared cache).
+    temporary = directory / f".{path.name}.{uuid.uuid4().hex}.tmp"
     try:
-        with os.fdopen(handle, "wb") as file:
-            torch.save(entry, file)
+        torch.save(entry, temporary)
         os.replace(temporary, path)
     except BaseException:
-        Path(temporary).unlink(missing_ok=True)
+        temporary.unlink(missing_ok=True)
         raise
     return entry
 
@@ -90,13 +90,13 @@ def load_or_build_features(
     split: str,
     cache_root: str | os.PathLike[str] = DEFAULT_CACHE_ROOT,
     progress: Callable[[int, int], None] | None = None,
-    workers: int | None = None,
+    workers: int = 1,
 ) -> FeatureSet:
     """Filterbank features of one split of the synthetic corpus, cached by content hash.
 
-    On a cache miss the split is rendered and featurised speaker by speaker in `workers`
-    processes, so the audio (hundreds of MB for the default corpus) never exists all at once.
-    The result does not depend on `workers`.
+    On a cache miss the split is rendered and featurised speaker by speaker, so its audio
+    (hundreds of MB for the default corpus) never exists all at once. The result does not
+    depend on `workers`.
 
     Args:
         corpus: Corpus settings.
@@ -104,17 +104,17 @@ def load_or_build_features(
         split: "train" or "test".
         cache_root: Cache directory.
         progress: Called with (done, total) utterances while features are being built.
-        workers: Processes used to build; None uses every CPU available, 1 builds in-process.
+        workers: Processes that build a missing entry; 1 builds in-process. More pays off only
+            with truly idle cores: each spawned worker first spends seconds importing torch.
     """
     if fbank.sample_rate != corpus.sample_rate:
         raise ValueError(f"fbank.sample_rate={fbank.sample_rate}: must equal data.sample_rate={corpus.sample_rate}")
-    if workers is not None and workers < 1:
+    if workers < 1:
         raise ValueError(f"workers={workers}: must be >= 1")
     num_speakers = corpus.num_speakers(split)  # also validates the split name
     key = content_hash("synthetic", CORPUS_VERSION, corpus, fbank, split)
-    build_workers = min(workers or _available_cpus(), num_speakers)
     entry = cached_tensors(
-        cache_root, "features", key, lambda: _build_features(corpus, fbank, split, progress, build_workers)
+        cache_root, "features", key, lambda: _build_features(corpus, fbank, split, progress, min(workers, num_speakers))
     )
     return _unpack(entry)
 
@@ -168,18 +168,14 @@ def _pack(
 
 
 def _unpack(entry: dict) -> FeatureSet:
+    # Clone each slice: a view pickles its whole storage, so sending N views to a Ray worker
+    # would copy the full concatenated tensor N times.
     return FeatureSet(
-        features=list(torch.split(entry["features"], entry["lengths"].tolist())),
+        features=[chunk.clone() for chunk in torch.split(entry["features"], entry["lengths"].tolist())],
         labels=entry["labels"].tolist(),
         speaker_ids=list(entry["speaker_ids"]),
         utterance_ids=list(entry["utterance_ids"]),
     )
-
-
-def _available_cpus() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
 
 
 def _jsonable(value: Any) -> Any:

@@ -12,7 +12,9 @@ from evaluators.data.cache import cached_tensors, content_hash, load_or_build_fe
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.features import FbankConfig
 
-CORPUS = SyntheticCorpusConfig(train_speakers=3, test_speakers=2, utterances_per_speaker=3, min_seconds=0.5, max_seconds=0.8)
+CORPUS = SyntheticCorpusConfig(
+    train_speakers=3, test_speakers=2, utterances_per_speaker=3, min_seconds=0.5, max_seconds=0.8
+)
 
 
 class _CountingBuilder:
@@ -69,12 +71,14 @@ def test_corrupt_entry_is_rebuilt(tmp_path: Path) -> None:
     assert builder.calls == 1
 
 
-def test_failed_build_leaves_no_entry(tmp_path: Path) -> None:
+def test_failed_build_or_save_leaves_no_file(tmp_path: Path) -> None:
     def failing() -> dict:
         raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError, match="boom"):
         cached_tensors(tmp_path, "thing", "abc", failing)
+    with pytest.raises(Exception):
+        cached_tensors(tmp_path, "thing", "abc", lambda: {"unpicklable": lambda: None})
     assert not any(tmp_path.iterdir())
 
 
@@ -84,9 +88,9 @@ def test_names_with_path_separators_are_rejected(tmp_path: Path) -> None:
 
 
 def test_features_are_cached_and_round_trip(tmp_path: Path) -> None:
-    built = load_or_build_features(CORPUS, FbankConfig(), "train", tmp_path, workers=1)
+    built = load_or_build_features(CORPUS, FbankConfig(), "train", tmp_path, )
     assert len(list(tmp_path.glob("features-*.pt"))) == 1
-    loaded = load_or_build_features(CORPUS, FbankConfig(), "train", tmp_path, workers=1)
+    loaded = load_or_build_features(CORPUS, FbankConfig(), "train", tmp_path, )
     assert loaded.num_speakers == 3 and len(loaded) == 9
     assert loaded.labels == built.labels == [0, 0, 0, 1, 1, 1, 2, 2, 2]
     assert loaded.utterance_ids == built.utterance_ids and loaded.speaker_ids == built.speaker_ids
@@ -95,14 +99,14 @@ def test_features_are_cached_and_round_trip(tmp_path: Path) -> None:
 
 
 def test_split_and_settings_get_their_own_entries(tmp_path: Path) -> None:
-    test = load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path, workers=1)
-    load_or_build_features(CORPUS, FbankConfig(num_mel_bins=24), "test", tmp_path, workers=1)
+    test = load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path, )
+    load_or_build_features(CORPUS, FbankConfig(num_mel_bins=24), "test", tmp_path, )
     assert test.speaker_ids[0] == "test-0000"
     assert len(list(tmp_path.glob("features-*.pt"))) == 2
 
 
 def test_parallel_build_matches_in_process_build(tmp_path: Path) -> None:
-    serial = load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path / "serial", workers=1)
+    serial = load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path / "serial", )
     parallel = load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path / "parallel", workers=2)
     assert parallel.utterance_ids == serial.utterance_ids
     assert all(torch.equal(a, b) for a, b in zip(serial.features, parallel.features))
@@ -110,7 +114,7 @@ def test_parallel_build_matches_in_process_build(tmp_path: Path) -> None:
 
 def test_feature_build_reports_progress(tmp_path: Path) -> None:
     calls: list[tuple[int, int]] = []
-    load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path, progress=lambda *call: calls.append(call), workers=1)
+    load_or_build_features(CORPUS, FbankConfig(), "test", tmp_path, progress=lambda *call: calls.append(call))
     assert calls == [(3, 6), (6, 6)]
 
 
@@ -123,3 +127,17 @@ def test_unknown_split_is_rejected_before_any_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="split='dev'"):
         load_or_build_features(CORPUS, FbankConfig(), "dev", tmp_path)
     assert not any(tmp_path.iterdir())
+
+
+def test_cached_features_pickle_without_sharing_storage(tmp_path):
+    import pickle
+
+    from evaluators.data.cache import load_or_build_features
+    from evaluators.data.synthetic import SyntheticCorpusConfig
+    from evaluators.features import FbankConfig
+
+    corpus = SyntheticCorpusConfig(train_speakers=2, test_speakers=2, utterances_per_speaker=3, min_seconds=0.5, max_seconds=0.6)
+    load_or_build_features(corpus, FbankConfig(), "test", tmp_path)
+    features = load_or_build_features(corpus, FbankConfig(), "test", tmp_path).features
+    one = len(pickle.dumps(features[0]))
+    assert len(pickle.dumps(features)) < 1.5 * len(features) * one

@@ -107,7 +107,9 @@ def test_random_crop_rejects_bad_lengths() -> None:
 
 
 def test_extract_features_labels_speakers_and_reports_progress() -> None:
-    corpus = SyntheticCorpusConfig(train_speakers=3, test_speakers=2, utterances_per_speaker=2, min_seconds=0.5, max_seconds=0.6)
+    corpus = SyntheticCorpusConfig(
+        train_speakers=3, test_speakers=2, utterances_per_speaker=2, min_seconds=0.5, max_seconds=0.6
+    )
     utterances = generate_split(corpus, "train")
     calls: list[tuple[int, int]] = []
     features = extract_features(utterances, FBANK, progress=lambda done, total: calls.append((done, total)))

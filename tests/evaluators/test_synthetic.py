@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import pytest
 
 from evaluators.data.synthetic import SyntheticCorpusConfig, Utterance, generate_speaker_utterances, generate_split
 
-TINY = SyntheticCorpusConfig(train_speakers=3, test_speakers=3, utterances_per_speaker=3, min_seconds=0.5, max_seconds=1.0)
+TINY = SyntheticCorpusConfig(
+    train_speakers=3, test_speakers=3, utterances_per_speaker=3, min_seconds=0.5, max_seconds=1.0
+)
 
 
 def _audio(utterances: list[Utterance]) -> list[np.ndarray]:
@@ -87,7 +90,12 @@ def _median_pitch_hz(audio: np.ndarray, sample_rate: int) -> float:
 
 def test_pitch_varies_more_between_speakers_than_within() -> None:
     config = SyntheticCorpusConfig(
-        train_speakers=8, test_speakers=2, utterances_per_speaker=4, min_seconds=1.0, max_seconds=1.5, snr_db=(30.0, 30.0)
+        train_speakers=8,
+        test_speakers=2,
+        utterances_per_speaker=4,
+        min_seconds=1.0,
+        max_seconds=1.5,
+        snr_db=(30.0, 30.0),
     )
     utterances = generate_split(config, "train")
     log_pitch = np.log([_median_pitch_hz(u.audio, config.sample_rate) for u in utterances]).reshape(8, 4)
@@ -102,7 +110,8 @@ def test_pitch_varies_more_between_speakers_than_within() -> None:
         ({"test_speakers": 1}, "data.test_speakers=1: need at least 2 speakers"),
         ({"train_speakers": 0}, "data.train_speakers=0"),
         ({"utterances_per_speaker": 1}, "data.utterances_per_speaker=1"),
-        ({"min_seconds": 3.0, "max_seconds": 2.0}, "data.min_seconds=3.0"),
+        ({"min_seconds": 3.0, "max_seconds": 2.0}, "data.min_seconds=3.0: must not exceed data.max_seconds=2.0"),
+        ({"min_seconds": 0.05}, "data.min_seconds=0.05: need at least 0.1 s"),
         ({"sample_rate": 4000}, "data.sample_rate=4000"),
         ({"snr_db": (30.0, 5.0)}, "data.snr_db=(30.0, 5.0)"),
         ({"snr_db": (5.0,)}, "data.snr_db"),
@@ -112,7 +121,7 @@ def test_pitch_varies_more_between_speakers_than_within() -> None:
     ],
 )
 def test_invalid_config_names_the_field(overrides: dict, message: str) -> None:
-    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+    with pytest.raises(ValueError, match=re.escape(message)):
         SyntheticCorpusConfig(**overrides)
 
 

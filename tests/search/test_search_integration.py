@@ -3,8 +3,9 @@
 import json
 import math
 import sys
+import threading
 
-import cloudpickle
+import ray.cloudpickle as cloudpickle
 import optuna
 import pytest
 import yaml
@@ -12,7 +13,7 @@ import yaml
 from evaluators.verification import VerificationEvaluator
 from search.cli import main
 from search.config import load_config
-from search.engine import run_search
+from search.engine import SearchListener, run_search
 from search.pareto import Objective, pareto_front
 from search.run_dir import RunDirectory
 from spaces.space import SearchSpace
@@ -30,6 +31,17 @@ teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
 space: {{bits: [2, 4, 8], baselines: [8, 2]}}
 search: {{trials: 5, workers: 2, population_size: 4}}
 """
+
+
+class CountingListener(SearchListener):
+    """Holds a lock, as a live display does: the engine must never need to pickle it."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.finished = []
+
+    def trial_finished(self, row, trials, front):
+        self.finished.append(row["trial"])
 
 
 class FailingSpace(SearchSpace):
@@ -56,10 +68,12 @@ def finished_run(tmp_path_factory, ray_session):
 
     patch = pytest.MonkeyPatch()
     patch.setattr(VerificationEvaluator, "prepare", prepare_with_failures)
+    listener = CountingListener()
     try:
-        outcome = run_search(config, RunDirectory.create(root / "results", config.name))
+        outcome = run_search(config, RunDirectory.create(root / "results", config.name), listener=listener)
     finally:
         patch.undo()
+    assert sorted(listener.finished) == list(range(config.search.trials))
     return config, outcome
 
 
