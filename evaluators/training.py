@@ -34,7 +34,7 @@ class TeacherConfig:
         scale: AAM-softmax logit scale.
     """
 
-    steps: int = 400
+    steps: int = 600
     batch_size: int = 64
     crop_frames: int = 150
     learning_rate: float = 0.01

@@ -132,6 +132,7 @@ class VerificationEvaluator:
 
     @staticmethod
     def _train_teacher(spec: ModelSpec, train: FeatureSet, config: RunConfig, progress: ProgressCallback) -> dict:
+        torch.manual_seed(config.seed)  # the initial weights are part of what the cache key promises
         model = spec.build()
         steps = config.teacher.steps
         return train_speaker_model(

@@ -1,36 +1,109 @@
-"""Symmetric uniform quantization with one scale per output channel (Li et al. 2022).
+"""Uniform weight quantization: evenly spaced levels per output channel or per tensor (Li et al. 2022).
 
-Levels are the integers `-q..q` with `q = 2**(bits-1) - 1` times the channel's scale
-`max|w| / q`: zero is exact, the range is symmetric, and at most `2**bits - 1` levels are used.
-Codes are stored shifted by `q`, so they are unsigned and fit in `bits` bits.
+Three independent choices, each a constructor argument and part of the registered name:
+
+- symmetric (default): levels are the integers `-q..q` with `q = 2**(bits-1) - 1` times a scale, so
+  zero is exact and `2**bits - 1` levels are used; codes are stored shifted by `q`. Asymmetric
+  (`-asym`): `code = round(w / scale) + zero_point` in `0..2**bits - 1`, all `2**bits` levels
+  spanning `[min, max]`; the integer zero point is stored as float32 and lies outside the code range
+  when zero is outside `[min, max]` (weights need no exact zero, so the range is not widened to it).
+- per output channel (default) or per tensor (`-tensor`): one scale (and zero point) per row of
+  `weight.reshape(out_channels, -1)`, or one for the whole tensor (side tensors of shape `[1]`).
+- min-max range (default) or MSE clipping (`-mse`): the range is shrunk by the ratio in
+  `[0.3, 1.0]` (100 candidates) that minimises the squared weight error of each row; outliers then
+  stop stretching the grid that every other weight must use.
+
+`dequantize` reads only the codes, the bit width and the side tensors (`scale`, `zero_point`).
 """
 
 from __future__ import annotations
 
 import torch
 
-from spaces.quant.base import QuantizedWeight, Quantizer, check_bits
+from spaces.quant.base import QuantizationError, QuantizedWeight, Quantizer, check_bits
 
 _UNIFORM_BITS = (2, 3, 4, 5, 6, 7, 8)
+_CLIPPINGS = ("minmax", "mse")
+_CLIP_RATIOS = torch.linspace(1.0, 0.3, 100).tolist()
+"""Largest first, so a tie keeps the wider (min-max) range."""
 
 
 class UniformQuantizer(Quantizer):
-    """Per-output-channel symmetric min-max uniform quantizer."""
+    """Uniform quantizer; the default is per-output-channel symmetric min-max ("uniform").
 
-    name = "uniform"
+    Args:
+        symmetric: Zero-centred grid (True) or scale plus zero point over `[min, max]` (False).
+        per_channel: One grid per output channel (True) or one for the whole tensor (False).
+        clipping: "minmax" uses the full range; "mse" searches the clipping ratio minimising weight MSE.
+    """
+
+    allowed_bits = _UNIFORM_BITS
+
+    def __init__(self, symmetric: bool = True, per_channel: bool = True, clipping: str = "minmax") -> None:
+        if clipping not in _CLIPPINGS:
+            raise QuantizationError(f"uniform quantizer: clipping={clipping!r}; expected one of {list(_CLIPPINGS)}")
+        self.symmetric = symmetric
+        self.per_channel = per_channel
+        self.clipping = clipping
+        suffixes = ("" if symmetric else "-asym") + ("" if per_channel else "-tensor")
+        self.name = "uniform" + suffixes + ("-mse" if clipping == "mse" else "")
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
-        check_bits(self.name, bits, _UNIFORM_BITS)
-        q_max = 2 ** (bits - 1) - 1
-        channels = weight.detach().reshape(weight.shape[0], -1).float()
-        scale = channels.abs().amax(dim=1) / q_max
-        scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-        levels = torch.round(channels / scale[:, None]).clamp(-q_max, q_max)
-        codes = (levels + q_max).to(torch.uint8).reshape(weight.shape)
-        return QuantizedWeight(self.name, bits, codes, {"scale": scale})
+        check_bits(self.name, bits, self.allowed_bits)
+        rows = weight.detach().reshape(weight.shape[0] if self.per_channel else 1, -1).float()
+        if self.symmetric:
+            high = rows.abs().amax(dim=1)
+            low = -high
+        else:
+            low, high = rows.amin(dim=1), rows.amax(dim=1)
+        if self.clipping == "mse":
+            ratio = self._mse_clip_ratio(rows, low, high, bits)
+            low, high = low * ratio, high * ratio
+        codes, side = self._encode(rows, low, high, bits)
+        return QuantizedWeight(self.name, bits, codes.to(torch.uint8).reshape(weight.shape), side)
 
     def dequantize(self, quantized: QuantizedWeight) -> torch.Tensor:
-        q_max = 2 ** (quantized.bits - 1) - 1
         scale = quantized.side["scale"]
-        levels = quantized.codes.reshape(scale.shape[0], -1).float() - q_max
-        return (levels * scale[:, None]).reshape(quantized.codes.shape)
+        codes = quantized.codes.reshape(scale.shape[0], -1).float()
+        return _decode(codes, quantized.side, quantized.bits).reshape(quantized.codes.shape)
+
+    def _encode(
+        self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Float-valued codes of `rows` on the grid spanning `[low, high]` per row, and the side tensors."""
+        if self.symmetric:
+            q_max = 2 ** (bits - 1) - 1
+            scale = high / q_max
+            scale = torch.where(scale > 0, scale, torch.ones_like(scale))
+            levels = torch.round(rows / scale[:, None]).clamp(-q_max, q_max)
+            return levels + q_max, {"scale": scale}
+        top_code = 2**bits - 1
+        span = high - low
+        # A constant row keeps its value exactly: the grid then runs from 0 to it.
+        span = torch.where(span > 0, span, torch.where(high != 0, high.abs(), torch.ones_like(high)))
+        scale = span / top_code
+        zero_point = torch.round(-low / scale)
+        codes = (torch.round(rows / scale[:, None]) + zero_point[:, None]).clamp(0, top_code)
+        return codes, {"scale": scale, "zero_point": zero_point}
+
+    def _mse_clip_ratio(self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.Tensor:
+        """Per row, the candidate ratio whose clipped grid gives the least squared weight error."""
+        best_error = torch.full_like(high, float("inf"))
+        best_ratio = torch.ones_like(high)
+        for ratio in _CLIP_RATIOS:
+            codes, side = self._encode(rows, low * ratio, high * ratio, bits)
+            error = (_decode(codes, side, bits) - rows).pow(2).sum(dim=1)
+            better = error < best_error
+            best_error = torch.where(better, error, best_error)
+            best_ratio = torch.where(better, torch.full_like(best_ratio, ratio), best_ratio)
+        return best_ratio
+
+
+def _decode(codes: torch.Tensor, side: dict[str, torch.Tensor], bits: int) -> torch.Tensor:
+    """Float weights of `[rows, n]` codes: `(code - zero_point) * scale`, zero point `q` when symmetric."""
+    scale = side["scale"]
+    if "zero_point" in side:
+        levels = codes - side["zero_point"][:, None]
+    else:
+        levels = codes - (2 ** (bits - 1) - 1)
+    return levels * scale[:, None]
