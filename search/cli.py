@@ -23,7 +23,7 @@ EXIT_USER_ERROR = 2
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    console = Console()
+    console = Console() if sys.stdout.isatty() else Console(width=120)  # tables stay whole in logs
     try:
         return args.handler(args, console)
     except USER_ERRORS as error:

@@ -23,10 +23,15 @@ def front_table(run_dir: RunDirectory) -> Table:
     reference = pareto["reference"]
     objectives = ", ".join(f"{o['metric']} ({o['direction']})" for o in pareto["objectives"])
     table = Table(title=f"Pareto front of {run_dir.path.name}: {objectives}")
-    for column in ("trial", "size", "ratio", "EER %", "minDCF", "latency ms", "peak MB", "bits"):
-        table.add_column(column, justify="left" if column in ("trial", "bits") else "right")
+    members = sorted(pareto["members"], key=lambda row: row["size_bytes"])
+    for column in ("trial", "size", "ratio", "EER %", "minDCF", "latency ms", "peak MB"):
+        table.add_column(column, justify="left" if column == "trial" else "right")
+    widest_bits = max((len(bits_summary(row)) for row in [reference, *members]), default=4)
+    table.add_column("bits", no_wrap=True, min_width=widest_bits)
+    knobs = [key[len("bits."):] for key in (members[0] if members else {}) if key.startswith("bits.")]
+    table.caption = f"bits: {'/'.join(knobs)} (f = FP32)" if knobs else None
     table.add_row(*_cells(reference), style="bold cyan")
-    for member in sorted(pareto["members"], key=lambda row: row["size_bytes"]):
+    for member in members:
         table.add_row(*_cells(member))
     return table
 

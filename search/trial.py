@@ -20,6 +20,10 @@ from hwcost import CostModel
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
 
+LATENCY_DECIMALS = 3
+"""Predicted latencies are kept to 1 microsecond: finer differences are below what the cost
+model can resolve, and would let a worse model onto the front by a nanosecond."""
+
 
 class TrialFailure(RuntimeError):
     """A trial that produced no usable result (exception, NaN metric); its message is the reason."""
@@ -47,6 +51,7 @@ def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes
     cost_model = CostModel()
     for index, target in enumerate(targets):
         estimate = cost_model.estimate(evaluation.compressed.description, target).to_dict()
+        estimate["latency_ms"] = round(estimate["latency_ms"], LATENCY_DECIMALS)
         for key in ("latency_ms", "peak_memory_bytes", "real_time_factor"):
             metrics[f"{key}@{target}"] = float(estimate[key])
             if index == 0:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spaces.description import FLOAT_BITS
-from spaces.quant import SUPPORTED_WEIGHT_BITS, QUANTIZERS
+from spaces.quant import QUANTIZERS, SUPPORTED_WEIGHT_BITS
 
 Candidate = dict[str, Any]
 """Exactly what the sampler proposed: knob name -> JSON value."""
@@ -53,8 +53,13 @@ class SpaceConfig:
             raise SpaceError(f"space.granularity={self.granularity!r}: expected one of {list(GRANULARITIES)}")
         if self.quantizer not in QUANTIZERS:
             raise SpaceError(f"space.quantizer={self.quantizer!r}: unknown; available: {sorted(QUANTIZERS)}")
-        if 1 in self.bits and self.quantizer == "uniform":
-            raise SpaceError("space.bits: 1 bit needs a binary quantizer, not 'uniform'")
+        allowed = (*QUANTIZERS[self.quantizer].allowed_bits, FLOAT_BITS)
+        for key, values in (("bits", self.bits), ("baselines", self.baselines)):
+            bad = [bits for bits in values if bits not in allowed]
+            if bad:
+                raise SpaceError(
+                    f"space.{key}: {bad[0]} bits not supported by quantizer {self.quantizer!r}; allowed: {list(allowed)}"
+                )
 
 
 class SearchSpace:

@@ -46,6 +46,7 @@ class Quantizer(ABC):
     """A weight quantizer family (uniform, power-of-two, k-means, binary...)."""
 
     name: str
+    allowed_bits: tuple[int, ...]
 
     @abstractmethod
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:

@@ -6,13 +6,13 @@ a codebook fitted to the layer's own weights puts the levels where the weights a
 Clustering is 1-D k-means over the sorted weights, whose optimal clusters are contiguous runs:
 
 1. Candidate cluster boundaries are the places where the sorted value changes. Beyond
-   `_MAX_BLOCKS` distinct values, only those nearest to evenly spaced quantiles (where the weights
-   are dense) and to evenly spaced values (the sparse tails, where k-means wants small clusters)
-   are kept.
+   `_MAX_BLOCKS` distinct values they are thinned to the first change at or after evenly spaced
+   quantiles (where the weights are dense) and evenly spaced values (the sparse tails, where
+   k-means wants small clusters).
 2. Dynamic programming over those boundaries finds the partition with the least squared error
    (exact optimal k-means when every distinct value is a candidate; divide-and-conquer over the
    monotone split points, vectorised per recursion level).
-3. When quantile pre-binning was used, Lloyd iterations on all the weights refine the centroids
+3. When the boundaries were thinned, Lloyd iterations on all the weights refine the centroids
    (each one a `searchsorted` and prefix-sum lookup, so it never touches the weights one by one).
 
 No randomness is involved, so the result is deterministic. Codes are centroid indices, side data is
@@ -53,7 +53,7 @@ class KMeansQuantizer(Quantizer):
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
         check_bits(self.name, bits, self.allowed_bits)
-        channels = weight.detach().reshape(weight.shape[0], -1).double().numpy()
+        channels = weight.detach().cpu().reshape(weight.shape[0], -1).double().numpy()
         group_count = min(self.groups, channels.shape[0])
         group_of_channel = _channel_groups(channels.shape[0], group_count)
         codebooks = np.empty((group_count, 2**bits), dtype=np.float32)
@@ -62,8 +62,8 @@ class KMeansQuantizer(Quantizer):
             members = group_of_channel == group
             codebooks[group] = _fit_codebook(channels[members].reshape(-1), 2**bits)
             codes[members] = _nearest_codes(channels[members], codebooks[group])
-        side = codebooks[0] if self.groups == 1 else codebooks
-        return QuantizedWeight(self.name, bits, torch.from_numpy(codes).reshape(weight.shape), {"codebook": torch.from_numpy(side)})
+        side = {"codebook": torch.from_numpy(codebooks[0] if self.groups == 1 else codebooks)}
+        return QuantizedWeight(self.name, bits, torch.from_numpy(codes).reshape(weight.shape), side)
 
     def dequantize(self, quantized: QuantizedWeight) -> torch.Tensor:
         codebooks = quantized.side["codebook"].reshape(-1, 2**quantized.bits)
@@ -89,8 +89,8 @@ def _fit_codebook(values: np.ndarray, size: int) -> np.ndarray:
     starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
     if starts.size <= size:
         return _padded(ordered[starts], size)
-    prebinned = starts.size > _MAX_BLOCKS
-    if prebinned:
+    thinned = starts.size > _MAX_BLOCKS
+    if thinned:
         quantiles = ordered[np.linspace(0, ordered.size, _MAX_BLOCKS // 2, endpoint=False).astype(np.int64)]
         spaced = np.linspace(ordered[0], ordered[-1], _MAX_BLOCKS // 2, endpoint=False)
         starts = np.unique(np.searchsorted(ordered, np.concatenate([quantiles, spaced]), side="left"))
@@ -100,7 +100,7 @@ def _fit_codebook(values: np.ndarray, size: int) -> np.ndarray:
     squares = np.concatenate([[0.0], np.cumsum(centred * centred)])
     boundaries = np.append(starts, ordered.size)
     cuts = boundaries[_optimal_partition(boundaries, sums, squares, min(size, starts.size))]
-    if prebinned:
+    if thinned:
         cuts = _lloyd(centred, sums, cuts)
     sizes = np.diff(cuts)
     occupied = sizes > 0
@@ -120,11 +120,11 @@ def _optimal_partition(boundaries: np.ndarray, sums: np.ndarray, squares: np.nda
     `cost[k][i]` does not decrease with `i`, which lets each layer be solved by divide and conquer.
     """
     blocks = boundaries.size - 1
+    block_counts, block_sums, block_squares = boundaries.astype(np.float64), sums[boundaries], squares[boundaries]
 
     def error(first: np.ndarray, last: np.ndarray) -> np.ndarray:
-        start, stop = boundaries[first], boundaries[last]
-        total = sums[stop] - sums[start]
-        return squares[stop] - squares[start] - total * total / (stop - start)
+        total = block_sums[last] - block_sums[first]
+        return block_squares[last] - block_squares[first] - total * total / (block_counts[last] - block_counts[first])
 
     ends = np.arange(1, blocks + 1)
     cost = np.concatenate([[np.inf], error(np.zeros_like(ends), ends)])

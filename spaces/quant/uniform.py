@@ -9,9 +9,9 @@ Three independent choices, each a constructor argument and part of the registere
   when zero is outside `[min, max]` (weights need no exact zero, so the range is not widened to it).
 - per output channel (default) or per tensor (`-tensor`): one scale (and zero point) per row of
   `weight.reshape(out_channels, -1)`, or one for the whole tensor (side tensors of shape `[1]`).
-- min-max range (default) or MSE clipping (`-mse`): the range is shrunk by the ratio in
-  `[0.3, 1.0]` (100 candidates) that minimises the squared weight error of each row; outliers then
-  stop stretching the grid that every other weight must use.
+- min-max range (default) or MSE clipping (`-mse`): both ends of the range are multiplied by the
+  ratio in `[0.3, 1.0]` (100 candidates) that minimises the squared weight error of each row;
+  outliers then stop stretching the grid that every other weight must use.
 
 `dequantize` reads only the codes, the bit width and the side tensors (`scale`, `zero_point`).
 """
@@ -75,15 +75,15 @@ class UniformQuantizer(Quantizer):
             q_max = 2 ** (bits - 1) - 1
             scale = high / q_max
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
-            levels = torch.round(rows / scale[:, None]).clamp(-q_max, q_max)
-            return levels + q_max, {"scale": scale}
+            levels = torch.div(rows, scale[:, None]).round_().clamp_(-q_max, q_max)
+            return levels.add_(q_max), {"scale": scale}
         top_code = 2**bits - 1
         span = high - low
         # A constant row keeps its value exactly: the grid then runs from 0 to it.
         span = torch.where(span > 0, span, torch.where(high != 0, high.abs(), torch.ones_like(high)))
         scale = span / top_code
         zero_point = torch.round(-low / scale)
-        codes = (torch.round(rows / scale[:, None]) + zero_point[:, None]).clamp(0, top_code)
+        codes = torch.div(rows, scale[:, None]).round_().add_(zero_point[:, None]).clamp_(0, top_code)
         return codes, {"scale": scale, "zero_point": zero_point}
 
     def _mse_clip_ratio(self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int) -> torch.Tensor:
@@ -92,7 +92,7 @@ class UniformQuantizer(Quantizer):
         best_ratio = torch.ones_like(high)
         for ratio in _CLIP_RATIOS:
             codes, side = self._encode(rows, low * ratio, high * ratio, bits)
-            error = (_decode(codes, side, bits) - rows).pow(2).sum(dim=1)
+            error = _decode(codes, side, bits).sub_(rows).square_().sum(dim=1)
             better = error < best_error
             best_error = torch.where(better, error, best_error)
             best_ratio = torch.where(better, torch.full_like(best_ratio, ratio), best_ratio)
@@ -101,9 +101,5 @@ class UniformQuantizer(Quantizer):
 
 def _decode(codes: torch.Tensor, side: dict[str, torch.Tensor], bits: int) -> torch.Tensor:
     """Float weights of `[rows, n]` codes: `(code - zero_point) * scale`, zero point `q` when symmetric."""
-    scale = side["scale"]
-    if "zero_point" in side:
-        levels = codes - side["zero_point"][:, None]
-    else:
-        levels = codes - (2 ** (bits - 1) - 1)
-    return levels * scale[:, None]
+    offset = side["zero_point"][:, None] if "zero_point" in side else 2 ** (bits - 1) - 1
+    return torch.sub(codes, offset).mul_(side["scale"][:, None])

@@ -40,13 +40,19 @@ def test_suggest_samples_every_knob_with_optuna():
         (dict(bits=()), "empty choice list"),
         (dict(granularity="block"), "space.granularity='block'"),
         (dict(quantizer="fancy"), "space.quantizer='fancy'"),
-        (dict(bits=(1, 4)), "1 bit needs a binary quantizer"),
+        (dict(bits=(1, 4)), "space.bits: 1 bits not supported by quantizer 'uniform'"),
+        (dict(quantizer="binary", bits=(1, 4)), "space.bits: 4 bits not supported by quantizer 'binary'"),
         (dict(baselines=(9,)), "space.baselines: impossible bit width 9"),
     ],
 )
 def test_bad_space_is_clear_error(kwargs, message):
     with pytest.raises(SpaceError, match=message.replace("(", r"\(")):
         SpaceConfig(**kwargs)
+
+
+def test_other_quantizer_families_accept_their_bits():
+    assert SpaceConfig(quantizer="binary", bits=(1, 32)).bits == (1, 32)
+    assert SpaceConfig(quantizer="kmeans", bits=(1, 2, 4)).quantizer == "kmeans"
 
 
 def test_candidate_mismatch_is_clear_error():
