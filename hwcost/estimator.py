@@ -185,7 +185,7 @@ def kernel_class(layer: LayerDescription) -> str:
         )
     if layer.weight_bits > 8:
         return "fp32"
-    if layer.quantizer in _LOOKUP_QUANTIZERS and layer.weight_bits < 8:
+    if layer.quantizer.partition("-")[0] in _LOOKUP_QUANTIZERS and layer.weight_bits < 8:  # e.g. kmeans-group4
         return "lookup"
     if layer.weight_bits == 1:
         return "binary"

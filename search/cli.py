@@ -1,4 +1,4 @@
-"""`search` command line: `search run [CONFIG]` and `search report RUN_DIR`.
+"""`search` command line: `search run [CONFIG]`, `search report RUN_DIR`, `search hwcost show [CONFIG]`.
 
 Errors a user can fix (bad config, unwritable output, missing run files) print one line and
 exit with code 2; anything else is a bug and keeps its traceback.
@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from hwcost import available_targets
 from search.config import DEFAULT_CONFIG, ConfigError, load_config
 from search.run_dir import RunDirectory, RunDirectoryError
 
@@ -63,6 +64,19 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _hwcost_show(args: argparse.Namespace, console: Console) -> int:
+    from search.cost_report import cost_table, estimate_candidate, parse_candidate
+
+    config = load_config(args.config)
+    candidate = parse_candidate(args.candidate)
+    for target in [args.target] if args.target else config.targets:
+        if target not in available_targets():
+            raise ConfigError(f"--target {target!r}: unknown; available: {available_targets()}")
+        label = "candidate" if candidate else "FP32 teacher"
+        console.print(cost_table(estimate_candidate(config, candidate, target), f"{label} on {target}"))
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="search", description="Search compressed speaker models on a Pareto front of quality, size and latency."
@@ -79,6 +93,15 @@ def _parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print a run's Pareto front", description="Print a run's Pareto front.")
     report.add_argument("run_dir", help="a run directory written by `search run`")
     report.set_defaults(handler=_report)
+    hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")
+    hwcost_commands = hwcost.add_subparsers(dest="hwcost_command", required=True)
+    show = hwcost_commands.add_parser(
+        "show", help="per-layer cost of a config's model", description="Per-layer cost breakdown on each target."
+    )
+    show.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    show.add_argument("--target", help="one target profile (default: the config's targets)")
+    show.add_argument("--candidate", help='knobs as JSON or a JSON file, e.g. \'{"bits.stem": 8, ...}\' (default: FP32)')
+    show.set_defaults(handler=_hwcost_show)
     return parser
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -18,6 +19,7 @@ from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.training import TeacherConfig
 from hwcost import available_targets
 from search.pareto import Objective
+from search.trial import metric_names
 from spaces.models import MODEL_FAMILIES
 from spaces.space import SpaceConfig
 
@@ -150,6 +152,10 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
     objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or RunConfig.objectives)
     if not objectives:
         raise ValueError("objectives: need at least one")
+    known = metric_names(targets)
+    for objective in objectives:
+        if objective.metric not in known:
+            raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
     name = str(raw.get("name", "run"))
     if not name or "/" in name:
         raise ValueError(f"name={name!r}: must be a non-empty folder name")
@@ -176,8 +182,25 @@ def _section(cls: type[T], name: str, block: Any) -> T:
     if not isinstance(block, dict):
         raise ValueError(f"{name}: must be a mapping, got {type(block).__name__}")
     _check_keys(name, block, {f.name for f in dataclasses.fields(cls)})
+    hints = typing.get_type_hints(cls)
+    for key, value in block.items():
+        _check_type(f"{name}.{key}", value, hints[key])
     converted = {key: tuple(value) if isinstance(value, list) else value for key, value in block.items()}
     return cls(**converted)
+
+
+def _check_type(key: str, value: Any, expected: Any) -> None:
+    """Scalars must have their field's type (YAML `4` is accepted for a float, never `"4"`)."""
+    if expected is bool or expected is int:
+        ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
+    elif expected is float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    elif expected is str:
+        ok = isinstance(value, str)
+    else:
+        return
+    if not ok:
+        raise ValueError(f"{key}={value!r}: expected {expected.__name__}")
 
 
 def _check_keys(section: str, block: dict[str, Any], allowed: set[str]) -> None:

@@ -10,6 +10,7 @@ Layout::
     hypervolume.csv   hypervolume after each finished trial
     study.journal     the Optuna study (JournalStorage), readable without Ray
     ray/              Ray Tune's experiment folder
+    tensorboard/      TensorBoard event files, rewritten from the files above
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ PARETO = "pareto.json"
 HYPERVOLUME = "hypervolume.csv"
 STUDY_JOURNAL = "study.journal"
 RAY_DIR = "ray"
+TENSORBOARD_DIR = "tensorboard"
 
 _LEADING_COLUMNS = ("trial", "status")
 _TRAILING_COLUMNS = ("error", "seconds")
@@ -73,6 +75,10 @@ class RunDirectory:
     @property
     def ray_dir(self) -> Path:
         return self.path / RAY_DIR
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.path / TENSORBOARD_DIR
 
     def write_config(self, resolved: Mapping[str, Any]) -> None:
         (self.path / CONFIG).write_text(yaml.safe_dump(dict(resolved), sort_keys=False))

@@ -25,6 +25,15 @@ LATENCY_DECIMALS = 3
 model can resolve, and would let a worse model onto the front by a nanosecond."""
 
 
+QUALITY_METRICS = ("eer", "min_dcf", "size_bytes", "params", "mean_weight_bits", "compression_ratio")
+COST_METRICS = ("latency_ms", "peak_memory_bytes", "real_time_factor")
+
+
+def metric_names(targets: Sequence[str]) -> list[str]:
+    """Every metric a trial reports for these targets (what objectives may name)."""
+    return [*QUALITY_METRICS, *COST_METRICS, *(f"{key}@{target}" for target in targets for key in COST_METRICS)]
+
+
 class TrialFailure(RuntimeError):
     """A trial that produced no usable result (exception, NaN metric); its message is the reason."""
 
@@ -52,7 +61,7 @@ def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes
     for index, target in enumerate(targets):
         estimate = cost_model.estimate(evaluation.compressed.description, target).to_dict()
         estimate["latency_ms"] = round(estimate["latency_ms"], LATENCY_DECIMALS)
-        for key in ("latency_ms", "peak_memory_bytes", "real_time_factor"):
+        for key in COST_METRICS:
             metrics[f"{key}@{target}"] = float(estimate[key])
             if index == 0:
                 metrics[key] = float(estimate[key])

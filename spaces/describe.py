@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
-from spaces.models.layers import Add, StatisticsPooling
+from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
 
 _PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
 
@@ -94,10 +94,10 @@ def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Ten
         return "groupnorm", 0, 0
     if isinstance(module, nn.LayerNorm):
         return "layernorm", 0, 0
-    if isinstance(module, (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh)):
+    if isinstance(module, (nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.Sigmoid, nn.Tanh, nn.Softmax)):
         return "activation", 0, 0
-    if isinstance(module, StatisticsPooling):
+    if isinstance(module, (StatisticsPooling, WeightedStatisticsPooling, GlobalContext, nn.AdaptiveAvgPool1d)):
         return "pooling", 0, 0
-    if isinstance(module, Add):
+    if isinstance(module, (Add, Multiply)):
         return "elementwise", 0, 0
     raise TypeError(f"layer {name!r}: no cost description for module type {type(module).__name__}")

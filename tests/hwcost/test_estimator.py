@@ -299,3 +299,8 @@ def test_layer_costs_are_frozen():
     cost = _single(_layer())
     with pytest.raises(dataclasses.FrozenInstanceError):
         cost.latency_ms = 0.0  # type: ignore[misc]
+
+
+@pytest.mark.parametrize("quantizer", ["kmeans", "kmeans-group4", "pow2"])
+def test_codebook_quantizer_variants_use_the_lookup_kernel(quantizer):
+    assert kernel_class(_layer(kind="conv1d", params=10, weight_bits=4, quantizer=quantizer)) == "lookup"

@@ -39,8 +39,12 @@ def test_overrides_apply_dotted_keys():
         ("model:\n  family: vgg\n", "model.family='vgg'"),
         ("targets: [pentium]\n", "unknown target 'pentium'"),
         ("objectives: [[eer, smallest]]\n", "smallest"),
+        ("objectives: [[err, min]]\n", "objectives: unknown metric 'err'"),
+        ("objectives: [[latency_ms@cortex-a53, min]]\n", "unknown metric 'latency_ms@cortex-a53'"),
         ("search:\n  sampler: magic\n", "search.sampler='magic'"),
         ("teacher:\n  steps: 0\n", "teacher.steps=0"),
+        ("search:\n  trials: many\n", "search.trials='many': expected int"),
+        ("teacher:\n  learning_rate: fast\n", "teacher.learning_rate='fast': expected float"),
     ],
 )
 def test_bad_config_names_file_and_key(tmp_path, text, message):
@@ -49,6 +53,11 @@ def test_bad_config_names_file_and_key(tmp_path, text, message):
         load_config(path)
     assert str(path) in str(raised.value)
     assert message in str(raised.value)
+
+
+def test_objectives_may_name_any_target(tmp_path):
+    path = write(tmp_path, "targets: [cortex-a72, cortex-a53]\nobjectives: [[eer, min], [latency_ms@cortex-a53, min]]\n")
+    assert load_config(path).objectives[1].metric == "latency_ms@cortex-a53"
 
 
 def test_missing_file_is_clear_error(tmp_path):
