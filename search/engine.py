@@ -31,7 +31,11 @@ from evaluators.verification import VerificationEvaluator  # noqa: E402
 from search.config import RunConfig  # noqa: E402
 from search.pareto import Objective, hypervolume_history, pareto_front  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
+from search.tensorboard import write_tensorboard  # noqa: E402
 from search.trial import TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
+
+_TENSORBOARD_EVERY = 5
+"""Trials between TensorBoard refreshes during a run (a refresh redraws the figures, ~1 s)."""
 
 
 @dataclass
@@ -78,6 +82,8 @@ def run_search(
     recorder = _Recorder(run_dir, config.objectives, reference, listener)
     listener.started(config.search.trials)
     _tune(config, run_dir, context, recorder, address)
+    if run_dir.read_trials():
+        write_tensorboard(run_dir)
     trials = run_dir.read_trials()
     return SearchOutcome(run_dir, reference, trials, front_members(trials, config.objectives))
 
@@ -89,6 +95,7 @@ def front_members(trials: list[dict[str, Any]], objectives: tuple[Objective, ...
 
 
 def _tune(config: RunConfig, run_dir: RunDirectory, context: TrialContext, recorder: _Recorder, address: str | None) -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials.csv and the display say what happens
     started_ray = _init_ray(address)
     try:
         space = context.prepared.space
@@ -210,6 +217,8 @@ class _Recorder(Callback):
         objectives = [{"metric": o.metric, "direction": o.direction} for o in self.objectives]
         self.run_dir.write_pareto(objectives, self.reference, front)
         self.run_dir.write_hypervolume(hypervolume_history(rows, self.objectives, self.reference))
+        if len(rows) % _TENSORBOARD_EVERY == 0:
+            write_tensorboard(self.run_dir)
         self.listener.trial_finished(row, rows, front)
 
 

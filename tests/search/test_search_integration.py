@@ -100,6 +100,8 @@ def test_resolved_config_study_and_hypervolume_files(finished_run):
     assert saved["search"]["trials"] == config.search.trials and saved["space"]["bits"] == [2, 4, 8]
     reference = json.loads((outcome.run_dir.path / "reference.json").read_text())
     assert reference["status"] == "reference" and 0.0 <= reference["eer"] <= 1.0
+    sessions = sorted(p.name for p in (outcome.run_dir.path / "tensorboard" / "hparams").iterdir() if p.is_dir())
+    assert len(sessions) == config.search.trials
     history = outcome.run_dir.read_hypervolume()
     assert len(history) == config.search.trials
     assert all(later >= earlier for earlier, later in zip(history, history[1:]))

@@ -10,7 +10,9 @@ FRAME_TAPS = ("frame1", "frame2", "frame3", "frame4", "frame5")
 
 @pytest.mark.parametrize(("channels", "pooling_channels"), [(8, 12), (16, 24)])
 def test_forward_backward_shapes(channels, pooling_channels):
-    model = build_model("xvector", num_mel_bins=20, channels=channels, pooling_channels=pooling_channels, embedding_dim=16)
+    model = build_model(
+        "xvector", num_mel_bins=20, channels=channels, pooling_channels=pooling_channels, embedding_dim=16
+    )
     features = torch.randn(3, 50, 20, requires_grad=True)
     embeddings = model(features)
     assert embeddings.shape == (3, 16) and model.embedding_dim == 16
@@ -42,7 +44,8 @@ def test_layer_groups_cover_every_quantizable_layer_once():
 
 
 def test_description_macs_match_flop_counter():
-    spec = ModelSpec("xvector", dict(num_mel_bins=20, channels=16, pooling_channels=24, embedding_dim=16), 20, 100, 16000)
+    kwargs = dict(num_mel_bins=20, channels=16, pooling_channels=24, embedding_dim=16)
+    spec = ModelSpec("xvector", kwargs, 20, 100, 16000)
     model = spec.build().eval()
     description = compress(spec, model.state_dict(), {}).description
     with FlopCounterMode(display=False) as counter, torch.no_grad():
