@@ -17,6 +17,7 @@ from torch import nn
 from spaces.describe import describe_model
 from spaces.description import FLOAT_BITS, ModelDescription
 from spaces.models import build_model
+from spaces.models.layers import QUANTIZABLE_TYPES
 from spaces.quant import QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.packing import PackedEntry
 
@@ -49,7 +50,7 @@ class CompressedModel:
 
 def quantizable_layers(model: nn.Module) -> list[str]:
     """Names of the layers whose weights may be quantized (convolutions and linear layers)."""
-    return [name for name, module in model.named_modules() if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear))]
+    return [name for name, module in model.named_modules() if isinstance(module, QUANTIZABLE_TYPES)]
 
 
 def compress(

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, GlobalContext, Multiply, TdnnBlock, WeightedStatisticsPooling
+from spaces.models.layers import Add, GlobalContext, Multiply, TdnnBlock, WeightedStatisticsPooling, group_by_top_module
 
 
 class _Res2Conv(nn.Module):
@@ -167,8 +167,4 @@ class EcapaTdnn(nn.Module):
 
     def layer_groups(self) -> dict[str, list[str]]:
         """Quantizable layers grouped by block (tdnn, block1-3, mfa, pooling, embedding)."""
-        groups: dict[str, list[str]] = {}
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Conv1d, nn.Linear)):
-                groups.setdefault(name.split(".")[0], []).append(name)
-        return groups
+        return group_by_top_module(self)

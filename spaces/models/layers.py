@@ -74,3 +74,21 @@ class WeightedStatisticsPooling(nn.Module):
         mean = (weights * x).sum(dim=-1)
         variance = (weights * x.square()).sum(dim=-1) - mean.square()
         return torch.cat([mean, torch.sqrt(variance.clamp(min=1e-5))], dim=-1)
+
+
+QUANTIZABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
+"""Module types whose weights a candidate may quantize."""
+
+
+def group_by_top_module(model: nn.Module) -> dict[str, list[str]]:
+    """Quantizable layer names grouped by the model's top-level child they sit in, in forward order.
+
+    Families name their top-level children after stages or blocks, so this is the "stage"
+    granularity of the search space.
+    """
+    groups: dict[str, list[str]] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, QUANTIZABLE_TYPES):
+            groups.setdefault(name.split(".")[0], []).append(name)
+    return groups
+

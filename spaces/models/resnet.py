@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, StatisticsPooling
+from spaces.models.layers import Add, StatisticsPooling, group_by_top_module
 
 
 class BasicBlock(nn.Module):
@@ -90,8 +90,4 @@ class ResNet(nn.Module):
 
     def layer_groups(self) -> dict[str, list[str]]:
         """Quantizable layers grouped by stage, the coarse granularity of the search space."""
-        groups: dict[str, list[str]] = {}
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
-                groups.setdefault(name.split(".")[0], []).append(name)
-        return groups
+        return group_by_top_module(self)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import StatisticsPooling, TdnnBlock
+from spaces.models.layers import StatisticsPooling, TdnnBlock, group_by_top_module
 
 _FRAME_LAYERS = ((5, 1), (3, 2), (3, 3), (1, 1), (1, 1))
 """(kernel size, dilation) of the five frame-level layers."""
@@ -77,8 +77,4 @@ class XVector(nn.Module):
 
     def layer_groups(self) -> dict[str, list[str]]:
         """Quantizable layers grouped by layer: frame1-frame5, segment1, embedding."""
-        groups: dict[str, list[str]] = {}
-        for name, module in self.named_modules():
-            if isinstance(module, (nn.Conv1d, nn.Linear)):
-                groups.setdefault(name.split(".")[0], []).append(name)
-        return groups
+        return group_by_top_module(self)
