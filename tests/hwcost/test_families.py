@@ -1,0 +1,30 @@
+"""Every layer of every model family is priced on every target: none is skipped."""
+
+import pytest
+
+from hwcost import CostModel, available_targets
+from spaces.compress import ModelSpec, compress, quantizable_layers
+from spaces.models import MODEL_FAMILIES
+
+SMALL = {
+    "resnet": dict(base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16),
+    "ecapa_tdnn": dict(channels=32, scale=4, se_channels=8, attention_channels=8, mfa_channels=48, embedding_dim=16),
+    "xvector": dict(channels=32, pooling_channels=48, embedding_dim=16),
+}
+
+
+def test_every_family_has_a_small_variant_here():
+    assert set(SMALL) == set(MODEL_FAMILIES)
+
+
+@pytest.mark.parametrize("family", sorted(SMALL))
+@pytest.mark.parametrize("bits", [32, 8, 4])
+def test_every_layer_of_every_family_is_costed(family, bits):
+    spec = ModelSpec(family, dict(num_mel_bins=24, **SMALL[family]), 24, 100, 16000)
+    model = spec.build()
+    description = compress(spec, model.state_dict(), {name: bits for name in quantizable_layers(model)}).description
+    for target in available_targets():
+        estimate = CostModel().estimate(description, target)
+        assert [layer.name for layer in estimate.layers] == [layer.name for layer in description.layers]
+        assert all(layer.latency_ms > 0 for layer in estimate.layers)
+        assert estimate.storage_bytes == description.size_bytes
