@@ -15,6 +15,25 @@ each tile sized to L1, so they are re-read (and, when packed, re-unpacked) once 
 `weight_passes` = ceil(output bytes / L1 bytes). Weights are not assumed to stay cached from
 one second of audio to the next.
 
+Recurrent layers (kind "lstm") run `sequential_steps_per_second` dependent steps, each a
+matrix-vector product per gate matrix (no batch of frames to share a weight load across):
+
+    compute  = MACs / (macs_per_cycle[class] * efficiency[class] * GEMV_EFFICIENCY * clock * cores)
+               + packed weights * unpack_cycles_per_weight * weight_passes / (clock * cores)
+    weight_passes = 1 when the weights fit in the last-level cache, else ceil(steps): every step
+               reads the full gate matrices, so weights beyond the cache come from DRAM each step
+               (and packed ones are unpacked again each step)
+    latency  = max(compute, memory) + per_layer_overhead
+               + steps * per_layer_overhead * STEP_OVERHEAD_FRACTION
+
+GEMV_EFFICIENCY (0.5) is modelled: a matrix-vector product loads every weight for a single
+multiply-accumulate, so it gets none of the register reuse a GEMM kernel's efficiency assumes.
+The per-step term (one tenth of a layer dispatch per step) is modelled too: the loop, gate
+nonlinearities and state hand-off between steps. Traffic, memory and passes follow the cache rule
+above with steps in place of output tiles. For a stacked LSTM the description holds one layer, so
+each step is priced as reading all layers' weights: an upper bound when they exceed the cache.
+An LSTM with no recorded steps (0) is priced as one pass with no per-step overhead.
+
 Parameter-free layers (norms, activations, pooling, elementwise) do `_OPS_PER_ELEMENT[kind]`
 fp32 operations per element of the larger of input and output, at one vector instruction of
 simd_width_bits / 32 lanes per cycle.
@@ -34,6 +53,15 @@ ELEMENTWISE_CLASS = "elementwise"
 """Kernel class reported for parameter-free layers."""
 
 _MAC_KINDS = frozenset({"conv1d", "conv2d", "depthwise_conv", "conv_transpose1d", "linear", "lstm"})
+
+_SEQUENTIAL_KINDS = frozenset({"lstm"})
+"""MAC kinds run as one matrix-vector product per dependent time step."""
+
+GEMV_EFFICIENCY = 0.5
+"""modelled: fraction of a kernel class's sustained MAC rate a matrix-vector product reaches."""
+
+STEP_OVERHEAD_FRACTION = 0.1
+"""modelled: overhead of one sequential step, as a fraction of `per_layer_overhead_us`."""
 
 _OPS_PER_ELEMENT = {
     "batchnorm": 1.0,  # folded scale and shift: one FMA per element
@@ -63,7 +91,8 @@ class LayerCost:
         macs: Multiply-accumulates per second of audio.
         compute_ms: Time the arithmetic (and weight unpacking) needs.
         memory_ms: Time its DRAM traffic needs.
-        latency_ms: max(compute_ms, memory_ms) plus the per-layer overhead.
+        latency_ms: max(compute_ms, memory_ms) plus the per-layer overhead (and, for recurrent
+            layers, the per-step overhead).
         bound: "compute" or "memory", whichever of the two is larger.
         weight_bytes: Bytes of weights, side data and FP32 extras the layer reads per pass.
         traffic_bytes: DRAM bytes moved, weight re-reads included.
@@ -210,7 +239,7 @@ def _layer_cost(layer: LayerDescription, target: TargetProfile) -> LayerCost:
         macs=layer.macs_per_second,
         compute_ms=compute_seconds * 1e3,
         memory_ms=memory_seconds * 1e3,
-        latency_ms=max(compute_seconds, memory_seconds) * 1e3 + target.per_layer_overhead_us / 1e3,
+        latency_ms=max(compute_seconds, memory_seconds) * 1e3 + _overhead_ms(layer, target),
         bound="compute" if compute_seconds >= memory_seconds else "memory",
         weight_bytes=weight_bytes,
         traffic_bytes=traffic_bytes,
@@ -225,6 +254,7 @@ def _check_counts(layer: LayerDescription) -> None:
         "macs_per_second",
         "input_elements_per_second",
         "output_elements_per_second",
+        "sequential_steps_per_second",
     ):
         value = getattr(layer, field)
         if value < 0:
@@ -240,18 +270,30 @@ def _compute_seconds(layer: LayerDescription, family: str, passes: int, target: 
         elements = max(layer.input_elements_per_second, layer.output_elements_per_second)
         lanes = target.simd_width_bits / FLOAT_BITS
         return _OPS_PER_ELEMENT[layer.kind] * elements / (lanes * target.cycles_per_second)
-    cycles = layer.macs_per_second / target.sustained_macs_per_cycle(family)
+    macs_per_cycle = target.sustained_macs_per_cycle(family)
+    if layer.kind in _SEQUENTIAL_KINDS:
+        macs_per_cycle *= GEMV_EFFICIENCY
+    cycles = layer.macs_per_second / macs_per_cycle
     if family in _PACKED_CLASSES:
         cycles += layer.params * target.unpack_cycles_per_weight * passes
     return cycles / target.cycles_per_second
 
 
 def _weight_passes(weight_bytes: int, layer: LayerDescription, target: TargetProfile) -> int:
-    """How often the weights come from DRAM: once if they fit in cache, else once per L1 output tile."""
+    """How often the weights come from DRAM: once if they fit in cache, else once per L1 output
+    tile (once per step for sequential kinds)."""
     if weight_bytes <= target.last_level_cache_bytes:
         return 1
+    if layer.kind in _SEQUENTIAL_KINDS:
+        return max(1, math.ceil(layer.sequential_steps_per_second))
     output_bytes = layer.output_elements_per_second * layer.activation_bits / 8
     return max(1, math.ceil(output_bytes / target.l1_bytes))
+
+
+def _overhead_ms(layer: LayerDescription, target: TargetProfile) -> float:
+    """One layer dispatch, plus a fraction of one per sequential step for recurrent kinds."""
+    steps = layer.sequential_steps_per_second if layer.kind in _SEQUENTIAL_KINDS else 0.0
+    return target.per_layer_overhead_us * (1.0 + steps * STEP_OVERHEAD_FRACTION) / 1e3
 
 
 def _activation_bytes(layer: LayerDescription) -> float:

@@ -38,6 +38,8 @@ def describe_model(
     layers: list[LayerDescription] = []
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        if isinstance(module, nn.LSTM):
+            output = output[0]  # (output, (h_n, c_n)): the per-frame output is what the next layer reads
         input_elements = sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
         kind, params, macs = _layer_cost(name, module, inputs[0], output)
         extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
@@ -55,6 +57,7 @@ def describe_model(
                 weight_bits=bits,
                 quantizer=quantizer if bits < FLOAT_BITS else "none",
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
+                sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
             )
         )
 
@@ -88,6 +91,12 @@ def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Ten
         return "conv_transpose1d", module.weight.numel(), macs
     if isinstance(module, nn.Linear):
         return "linear", module.weight.numel(), output.numel() * module.in_features
+    if isinstance(module, nn.LSTM):
+        # Every step multiplies each gate matrix (weight_ih: 4*hidden x layer input, weight_hh:
+        # 4*hidden x hidden, and weight_hr when projected) by one vector, per layer and direction:
+        # sum over layers and directions of 4 * hidden * (layer input + hidden) MACs per frame.
+        params = sum(weight.numel() for key, weight in module.named_parameters() if key.startswith("weight_"))
+        return "lstm", params, params * _lstm_frames(name, module, x)
     if isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         return "batchnorm", 0, 0
     if isinstance(module, (nn.GroupNorm,)):
@@ -101,3 +110,25 @@ def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Ten
     if isinstance(module, (Add, Multiply)):
         return "elementwise", 0, 0
     raise TypeError(f"layer {name!r}: no cost description for module type {type(module).__name__}")
+
+
+def _sequential_steps(module: nn.Module, x: torch.Tensor) -> int:
+    """Dependent time steps of one leaf for the traced input (0 when its frames are independent).
+
+    An LSTM runs frames * num_layers steps: each frame of a layer needs that layer's previous
+    frame, and each layer needs the one below it. The two directions of a bidirectional LSTM do
+    not depend on each other, so they run side by side and add no steps.
+    """
+    if isinstance(module, nn.LSTM):
+        return _lstm_frames("", module, x) * module.num_layers
+    return 0
+
+
+def _lstm_frames(name: str, module: nn.LSTM, x: torch.Tensor) -> int:
+    """Time steps of the traced LSTM input: (batch, time, features) when batch_first, else
+    (time, batch, features); an unbatched (time, features) input is accepted too."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"layer {name!r}: LSTM input must be a padded tensor, got {type(x).__name__}")
+    if x.dim() == 2:
+        return x.shape[0]
+    return x.shape[1] if module.batch_first else x.shape[0]

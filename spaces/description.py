@@ -49,6 +49,9 @@ class LayerDescription:
         quantizer: Quantizer family of the weights ("none" when FP32).
         overhead_bits: Bits of quantizer side data (scales, zero points, codebooks).
         shared_with: Name of the layer whose weights this one reuses, or "" when it owns them.
+        sequential_steps_per_second: Dependent time steps the layer runs per second of audio,
+            each needing the previous one's result (a recurrent layer's frames times its stacked
+            layers); 0 for layers whose frames are independent and can be batched.
     """
 
     name: str
@@ -63,6 +66,7 @@ class LayerDescription:
     quantizer: str = "none"
     overhead_bits: int = 0
     shared_with: str = ""
+    sequential_steps_per_second: float = 0.0
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:

@@ -1,0 +1,245 @@
+"""LSTM layers: described as one "lstm" layer, priced per gate matrix and sequentially over time."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from hwcost import CostModel, CostModelError, available_targets, load_target
+from hwcost.estimator import GEMV_EFFICIENCY, STEP_OVERHEAD_FRACTION
+from spaces.describe import describe_model
+from spaces.description import LayerDescription, ModelDescription
+
+SAMPLE_RATE = 16000
+HOP = 160  # 100 frames per second of audio
+FRAMES = SAMPLE_RATE // HOP
+
+
+class _Recurrent(nn.Module):
+    """Framing conv (one second of audio -> 100 frames of 40 features), an LSTM, a linear head."""
+
+    def __init__(self, lstm: nn.LSTM) -> None:
+        super().__init__()
+        self.frontend = nn.Conv1d(1, lstm.input_size, kernel_size=HOP, stride=HOP)
+        self.lstm = lstm
+        directions = 2 if lstm.bidirectional else 1
+        self.head = nn.Linear(directions * lstm.hidden_size, 8)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        frames = self.frontend(audio)  # (1, features, time)
+        frames = frames.transpose(1, 2) if self.lstm.batch_first else frames.permute(2, 0, 1)
+        output, _ = self.lstm(frames)
+        return self.head(output)
+
+
+def _describe(lstm: nn.LSTM, **kwargs: object) -> ModelDescription:
+    model = _Recurrent(lstm)
+    return describe_model(model, "toy", torch.randn(1, 1, SAMPLE_RATE), SAMPLE_RATE, **kwargs)
+
+
+def test_single_layer_lstm_is_one_lstm_layer_with_hand_computed_costs():
+    description = _describe(nn.LSTM(40, 64, batch_first=True))
+    assert [layer.kind for layer in description.layers] == ["conv1d", "lstm", "linear"]
+    layer = description.layer("lstm")
+    # weight_ih 256 x 40 + weight_hh 256 x 64 = 4 * 64 * (40 + 64); biases b_ih + b_hh = 2 x 256.
+    assert layer.params == 4 * 64 * (40 + 64) == 26_624
+    assert layer.extra_params == 512
+    assert layer.macs_per_second == 26_624 * FRAMES
+    assert layer.input_elements_per_second == FRAMES * 40
+    assert layer.output_elements_per_second == FRAMES * 64  # the output tensor, not (h, c)
+    assert layer.sequential_steps_per_second == FRAMES
+    # Frame-parallel layers have no sequential steps.
+    assert description.layer("frontend").sequential_steps_per_second == 0.0
+
+
+def test_bidirectional_stacked_lstm_sums_layers_and_directions():
+    description = _describe(nn.LSTM(40, 32, num_layers=2, bidirectional=True))  # time-major input
+    layer = description.layer("lstm")
+    # Layer 0 per direction: 4 * 32 * (40 + 32) = 9216; layer 1 reads both directions (64 inputs):
+    # 4 * 32 * (64 + 32) = 12288. Two directions each.
+    per_frame = 2 * 4 * 32 * (40 + 32) + 2 * 4 * 32 * (64 + 32)
+    assert layer.kind == "lstm"
+    assert layer.params == per_frame == 43_008
+    assert layer.extra_params == 2 * 2 * 2 * 4 * 32  # layers x directions x (b_ih, b_hh) x 4 * hidden
+    assert layer.macs_per_second == per_frame * FRAMES
+    assert layer.output_elements_per_second == FRAMES * 2 * 32
+    # Directions run side by side; the second layer waits on the first: frames x num_layers.
+    assert layer.sequential_steps_per_second == FRAMES * 2
+    model = _Recurrent(nn.LSTM(40, 32, num_layers=2, bidirectional=True))
+    assert description.params == sum(parameter.numel() for parameter in model.parameters())
+
+
+def test_lstm_macs_match_an_unrolled_cell_computation():
+    # torch's FlopCounterMode does not see inside the fused CPU LSTM kernel (it counts 0), so
+    # count the matrix-vector products of an unrolled step by hand: 4 gates, each hidden x
+    # (input + hidden), for each of the FRAMES steps.
+    lstm = nn.LSTM(24, 16, batch_first=True)
+    cell_macs = sum(gate.numel() for gate in (lstm.weight_ih_l0, lstm.weight_hh_l0))
+    assert cell_macs == 4 * 16 * (24 + 16)
+    assert _describe(lstm).layer("lstm").macs_per_second == cell_macs * FRAMES
+
+
+def test_lstm_weights_take_the_requested_bits():
+    layer = _describe(nn.LSTM(40, 64, batch_first=True), weight_bits={"lstm": 8}).layer("lstm")
+    assert (layer.weight_bits, layer.quantizer) == (8, "uniform")
+
+
+def test_sequential_steps_survive_a_json_round_trip():
+    description = _describe(nn.LSTM(40, 64, batch_first=True))
+    again = ModelDescription.from_dict(json.loads(description.to_json()))
+    assert again == description
+    # Descriptions written before the field existed still load (it defaults to 0).
+    old = description.to_dict()
+    for layer in old["layers"]:
+        del layer["sequential_steps_per_second"]
+    assert ModelDescription.from_dict(old).layer("lstm").sequential_steps_per_second == 0.0
+
+
+A72 = load_target("cortex-a72")
+
+
+def _lstm(**fields: object) -> LayerDescription:
+    base = {
+        "name": "lstm",
+        "kind": "lstm",
+        "params": 26_624,
+        "extra_params": 512,
+        "macs_per_second": 26_624 * 100,
+        "input_elements_per_second": 4_000,
+        "output_elements_per_second": 6_400,
+        "sequential_steps_per_second": 100,
+    }
+    return LayerDescription(**{**base, **fields})
+
+
+def _cost(layer: LayerDescription, target: object = A72):
+    return CostModel().estimate(ModelDescription("toy", (layer,)), target).layers[0]
+
+
+def test_modelled_factors_are_the_documented_ones():
+    assert GEMV_EFFICIENCY == 0.5
+    assert STEP_OVERHEAD_FRACTION == 0.1
+
+
+def test_hand_computed_small_lstm_on_cortex_a72_is_cached_and_compute_bound():
+    # Cortex-A72: 1.5 GHz, fp32 4 MACs/cycle x 0.7 efficiency x 0.5 GEMV = 1.4 MACs/cycle.
+    # Weights (26,624 + 512) x 4 B = 108,544 B fit in the 1 MiB L2: one pass.
+    # compute 2,662,400 / (1.4 x 1.5e9) s = 1.267810 ms.
+    # traffic 108,544 + (4,000 + 6,400) x 4 = 150,144 B -> / 4.8 GB/s = 0.03128 ms.
+    # overhead 5 us + 100 steps x 0.5 us = 55 us.
+    cost = _cost(_lstm())
+    assert cost.kernel_class == "fp32"
+    assert cost.weight_bytes == 108_544
+    assert cost.traffic_bytes == pytest.approx(150_144)
+    assert cost.compute_ms == pytest.approx(2_662_400 / 1.4 / 1.5e9 * 1e3)
+    assert cost.memory_ms == pytest.approx(150_144 / 4.8e9 * 1e3)
+    assert cost.bound == "compute"
+    assert cost.latency_ms == pytest.approx(cost.compute_ms + 0.055)
+
+
+def test_hand_computed_large_lstm_on_cortex_a72_rereads_weights_every_step():
+    # LSTM(512, 512): 4 x 512 x 1024 = 2,097,152 weights + 4,096 biases = 8,404,992 B > 1 MiB L2,
+    # so all of it comes from DRAM on each of the 100 steps.
+    # traffic 100 x 8,404,992 + (51,200 + 51,200) x 4 = 840,908,800 B -> / 4.8 GB/s = 175.1893 ms.
+    # compute 209,715,200 / (1.4 x 1.5e9) = 99.8644 ms: memory-bound.
+    layer = _lstm(
+        params=2_097_152,
+        extra_params=4_096,
+        macs_per_second=2_097_152 * 100,
+        input_elements_per_second=51_200,
+        output_elements_per_second=51_200,
+    )
+    cost = _cost(layer)
+    assert cost.weight_bytes == 8_404_992
+    assert cost.traffic_bytes == pytest.approx(840_908_800)
+    assert cost.memory_ms == pytest.approx(840_908_800 / 4.8e9 * 1e3)
+    assert cost.compute_ms == pytest.approx(209_715_200 / 1.4 / 1.5e9 * 1e3)
+    assert cost.bound == "memory"
+    assert cost.latency_ms == pytest.approx(cost.memory_ms + 0.055)
+
+
+def test_packed_lstm_weights_beyond_cache_are_unpacked_every_step():
+    # 4-bit: 2,097,152 weights = 1,048,576 B + 16,384 B of FP32 biases > 1 MiB: 100 passes.
+    # compute: 209,715,200 / (8 x 0.6 x 0.5 x 1.5e9) + 100 x 2,097,152 x 0.25 / 1.5e9.
+    layer = _lstm(
+        params=2_097_152,
+        extra_params=4_096,
+        macs_per_second=2_097_152 * 100,
+        weight_bits=4,
+        quantizer="uniform",
+    )
+    cost = _cost(layer)
+    assert cost.kernel_class == "lowbit"
+    expected = 209_715_200 / (8 * 0.6 * 0.5 * 1.5e9) + 100 * 2_097_152 * 0.25 / 1.5e9
+    assert cost.compute_ms == pytest.approx(expected * 1e3)
+
+
+def test_lstm_is_slower_than_the_same_work_as_a_batched_linear():
+    lstm = _lstm()
+    linear = LayerDescription(**{**lstm.__dict__, "kind": "linear", "sequential_steps_per_second": 0.0})
+    assert _cost(lstm).latency_ms > _cost(linear).latency_ms
+
+
+def test_lstm_without_recorded_steps_is_one_pass_without_step_overhead():
+    cost = _cost(_lstm(sequential_steps_per_second=0.0))
+    assert cost.latency_ms == pytest.approx(max(cost.compute_ms, cost.memory_ms) + 0.005)
+
+
+WIDTHS = (32, 16, 8, 7, 6, 5, 4, 3, 2, 1)
+
+
+@pytest.mark.parametrize("quantizer", ["uniform", "kmeans", "pow2"])
+@pytest.mark.parametrize("params", [26_624, 300_000, 2_097_152, 8_388_608])
+@pytest.mark.parametrize("target", ["cortex-a72", "x86-avx2"])
+def test_fewer_bits_never_raise_lstm_storage_or_traffic(quantizer, params, target):
+    previous = None
+    for bits in WIDTHS:
+        layer = _lstm(
+            params=params,
+            macs_per_second=params * 100.0,
+            weight_bits=bits,
+            quantizer="none" if bits == 32 else quantizer,
+        )
+        result = CostModel().estimate(ModelDescription("toy", (layer,)), target)
+        current = (result.storage_bytes, result.layers[0].traffic_bytes, result.peak_memory_bytes)
+        if previous is not None:
+            assert all(now <= before for now, before in zip(current, previous)), (bits, current, previous)
+        previous = current
+
+
+@pytest.mark.parametrize("params", [26_624, 2_097_152])
+@pytest.mark.parametrize(("bits", "quantizer"), [(32, "none"), (8, "uniform"), (4, "uniform"), (4, "kmeans")])
+@pytest.mark.parametrize("target", ["cortex-a72", "x86-avx2"])
+def test_more_steps_never_lower_lstm_latency(params, bits, quantizer, target):
+    latencies = [
+        _cost(
+            _lstm(
+                params=params,
+                macs_per_second=params * 100.0,
+                weight_bits=bits,
+                quantizer=quantizer,
+                sequential_steps_per_second=steps,
+            ),
+            target,
+        ).latency_ms
+        for steps in (0, 1, 10, 100, 200, 1000)
+    ]
+    assert latencies == sorted(latencies)
+    assert all(math.isfinite(latency) for latency in latencies)
+
+
+def test_negative_steps_are_rejected():
+    with pytest.raises(CostModelError, match="sequential_steps_per_second must be >= 0"):
+        _cost(_lstm(sequential_steps_per_second=-1.0))
+
+
+def test_described_lstm_prices_end_to_end_on_every_target():
+    description = _describe(nn.LSTM(40, 64, num_layers=2, bidirectional=True, batch_first=True))
+    for target in available_targets():
+        costs = {cost.name: cost for cost in CostModel().estimate(description, target).layers}
+        assert costs["lstm"].kind == "lstm"
+        assert costs["lstm"].latency_ms > 0
