@@ -1,4 +1,4 @@
-"""`search` command line: `search run [CONFIG]`, `search report RUN_DIR`, `search hwcost show [CONFIG]`.
+"""`search` command line: `search run [CONFIG]`, `search report RUN [RUN ...]`, `search hwcost show [CONFIG]`.
 
 Errors a user can fix (bad config, unwritable output, missing run files) print one line and
 exit with code 2; anything else is a bug and keeps its traceback.
@@ -58,9 +58,28 @@ def _run(args: argparse.Namespace, console: Console) -> int:
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
-    from search.report import print_report
+    from search.report import TEXT_FORMATS, print_report, serve_tensorboard, tensorboard_argv
+    from search.report_html import write_comparison_html, write_html_report
 
-    print_report(RunDirectory(args.run_dir), console)
+    run_dirs = [RunDirectory(path) for path in args.run_dirs]
+    tensorboard = tensorboard_argv(run_dirs, args.port) if args.tensorboard else None  # a missing folder fails first
+    pages = [write_html_report(run_dir) for run_dir in run_dirs]
+    if args.html:
+        pages.append(write_comparison_html(run_dirs, args.html))
+    if args.format in TEXT_FORMATS:
+        sys.stdout.write(TEXT_FORMATS[args.format](run_dirs))
+    else:
+        print_report(run_dirs, console)
+    # stderr, so that md, csv and json on stdout stay clean for pipes
+    print("\n".join(f"HTML report: {page}" for page in pages), file=sys.stderr)
+    if tensorboard:
+        from tensorboard.program import TensorBoardServerException
+
+        try:
+            serve_tensorboard(tensorboard, console)
+        except TensorBoardServerException as error:
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_USER_ERROR
     return 0
 
 
@@ -90,8 +109,20 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--out", default="results", help="folder for the run directory (default: results)")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
     run.set_defaults(handler=_run)
-    report = commands.add_parser("report", help="print a run's Pareto front", description="Print a run's Pareto front.")
-    report.add_argument("run_dir", help="a run directory written by `search run`")
+    report = commands.add_parser(
+        "report",
+        help="print runs' Pareto fronts and write each run's report.html",
+        description="Print the Pareto fronts of one or several runs and write RUN/report.html for each.",
+    )
+    report.add_argument("run_dirs", nargs="+", metavar="RUN", help="run directories written by `search run`")
+    report.add_argument(
+        "--format", choices=("table", "md", "csv", "json"), default="table", help="output on stdout (default: table)"
+    )
+    report.add_argument("--html", metavar="PATH", help="also write one page overlaying the runs' fronts to PATH")
+    report.add_argument(
+        "--tensorboard", action="store_true", help="then serve the runs' TensorBoard on 127.0.0.1 until Ctrl-C"
+    )
+    report.add_argument("--port", type=int, default=6006, help="TensorBoard port (default: 6006)")
     report.set_defaults(handler=_report)
     hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")
     hwcost_commands = hwcost.add_subparsers(dest="hwcost_command", required=True)

@@ -31,6 +31,7 @@ from evaluators.verification import VerificationEvaluator  # noqa: E402
 from search.config import RunConfig  # noqa: E402
 from search.pareto import Objective, hypervolume_history, pareto_front  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
+from search.report_html import write_html_report  # noqa: E402
 from search.tensorboard import write_tensorboard  # noqa: E402
 from search.trial import TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
 
@@ -84,6 +85,7 @@ def run_search(
     _tune(config, run_dir, context, recorder, address)
     if run_dir.read_trials():
         write_tensorboard(run_dir)
+        write_html_report(run_dir)
     trials = run_dir.read_trials()
     return SearchOutcome(run_dir, reference, trials, front_members(trials, config.objectives))
 

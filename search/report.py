@@ -1,14 +1,83 @@
-"""Terminal report of a run: the Pareto front next to the FP32 reference row."""
+"""Reports of one or several runs' Pareto fronts, each next to its FP32 reference row.
+
+Every tabular format (terminal, Markdown, HTML) renders the same header and cells from
+`front_grid`, so the formats never disagree; CSV and JSON carry the rows' raw values.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import csv
+import io
+import json
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NamedTuple
 
 from rich.console import Console
 from rich.table import Table
 
-from search.run_dir import RunDirectory
+from search.pareto import Objective
+from search.run_dir import PARETO, RunDirectory, RunDirectoryError
+
+FRONT_COLUMNS = ("trial", "size", "ratio", "EER %", "minDCF", "latency ms", "peak MB", "bits")
+RUN_COLUMN = "run"
+LEFT_ALIGNED = (RUN_COLUMN, "trial")
+TENSORBOARD_HOST = "127.0.0.1"
+"""TensorBoard has no authentication, so it only listens on the loopback interface."""
+
+_COMPLETE = "complete"
+
+
+class Front(NamedTuple):
+    """One run's front as pareto.json holds it, named by its run directory."""
+
+    name: str
+    pareto: dict[str, Any]
+    objectives: list[Objective]
+
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        """The reference row, then the members from the smallest model up."""
+        return [self.pareto["reference"], *sorted(self.pareto["members"], key=lambda row: row["size_bytes"])]
+
+
+class GridRow(NamedTuple):
+    """One table row's display cells; reference rows are highlighted by every format."""
+
+    cells: list[str]
+    reference: bool
+
+
+class TrialSummary(NamedTuple):
+    """Counts and timing of a run's finished trials."""
+
+    trials: int
+    failed: int
+    total_seconds: float
+    longest_seconds: float
+
+
+def read_front(run_dir: RunDirectory) -> Front:
+    """The run's pareto.json, checked for the keys every report needs so a damaged file is named, not a traceback."""
+    pareto = run_dir.read_pareto()
+    shape = {"objectives": list, "reference": dict, "members": list}
+    problems = [
+        f"{key!r} is not a {kind.__name__}"
+        for key, kind in shape.items()
+        if not isinstance(pareto, dict) or not isinstance(pareto.get(key), kind)
+    ]
+    members = [] if problems else pareto["members"]
+    if not all(isinstance(row, dict) and {"trial", "size_bytes"} <= row.keys() for row in members):
+        problems.append("a member lacks 'trial' or 'size_bytes'")
+    objectives = []
+    if not problems:
+        try:
+            objectives = [Objective.parse(item) for item in pareto["objectives"]]
+        except ValueError as error:
+            problems.append(str(error))
+    if problems:
+        raise RunDirectoryError(f"{run_dir.path / PARETO}: corrupt ({'; '.join(problems)})")
+    return Front(run_dir.path.name, pareto, objectives)
 
 
 def bits_summary(row: Mapping[str, Any]) -> str:
@@ -17,36 +86,8 @@ def bits_summary(row: Mapping[str, Any]) -> str:
     return "/".join("f" if int(bits) == 32 else str(int(bits)) for bits in knobs) or "fp32"
 
 
-def front_table(run_dir: RunDirectory) -> Table:
-    """The front (sorted by size) with the FP32 reference first."""
-    pareto = run_dir.read_pareto()
-    reference = pareto["reference"]
-    objectives = ", ".join(f"{o['metric']} ({o['direction']})" for o in pareto["objectives"])
-    table = Table(title=f"Pareto front of {run_dir.path.name}: {objectives}")
-    members = sorted(pareto["members"], key=lambda row: row["size_bytes"])
-    for column in ("trial", "size", "ratio", "EER %", "minDCF", "latency ms", "peak MB"):
-        table.add_column(column, justify="left" if column == "trial" else "right")
-    widest_bits = max((len(bits_summary(row)) for row in [reference, *members]), default=4)
-    table.add_column("bits", no_wrap=True, min_width=widest_bits)
-    knobs = [key[len("bits."):] for key in (members[0] if members else {}) if key.startswith("bits.")]
-    table.caption = f"bits: {'/'.join(knobs)} (f = FP32)" if knobs else None
-    table.add_row(*_cells(reference), style="bold cyan")
-    for member in members:
-        table.add_row(*_cells(member))
-    return table
-
-
-def print_report(run_dir: RunDirectory, console: Console | None = None) -> None:
-    console = console or Console()
-    console.print(front_table(run_dir))
-    trials = run_dir.read_trials()
-    failed = sum(1 for row in trials if row.get("status") != "complete")
-    hypervolume = run_dir.read_hypervolume()
-    final = f"{hypervolume[-1]:.4f}" if hypervolume else "n/a"
-    console.print(f"{len(trials)} trials ({failed} failed), hypervolume {final}; files in {run_dir.path}")
-
-
-def _cells(row: Mapping[str, Any]) -> list[str]:
+def front_cells(row: Mapping[str, Any]) -> list[str]:
+    """One row's display cells, in `FRONT_COLUMNS` order."""
     return [
         str(row["trial"]),
         _bytes(row["size_bytes"]),
@@ -57,6 +98,158 @@ def _cells(row: Mapping[str, Any]) -> list[str]:
         f"{row['peak_memory_bytes'] / 1e6:.2f}",
         bits_summary(row),
     ]
+
+
+def front_grid(fronts: Sequence[Front]) -> tuple[list[str], list[GridRow]]:
+    """Header and rows shared by every tabular format; several fronts get a leading run column."""
+    several = len(fronts) > 1
+    header = [RUN_COLUMN, *FRONT_COLUMNS] if several else list(FRONT_COLUMNS)
+    rows = [
+        GridRow([front.name, *front_cells(row)] if several else front_cells(row), reference=index == 0)
+        for front in fronts
+        for index, row in enumerate(front.rows)
+    ]
+    return header, rows
+
+
+def front_title(fronts: Sequence[Front]) -> str:
+    """Which runs and objectives the table shows."""
+    objectives = dict.fromkeys(
+        ", ".join(f"{o.metric} ({o.direction})" for o in front.objectives) for front in fronts
+    )
+    plural = "s" if len(fronts) > 1 else ""
+    return f"Pareto front{plural} of {', '.join(front.name for front in fronts)}: {' | '.join(objectives)}"
+
+
+def bits_caption(fronts: Sequence[Front]) -> str | None:
+    """What the slashes of the bits column stand for (runs of different model families differ)."""
+    orders = dict.fromkeys(
+        "/".join(key[len("bits."):] for key in front.pareto["members"][0] if key.startswith("bits."))
+        for front in fronts
+        if front.pareto["members"]
+    )
+    orders.pop("", None)
+    return f"bits: {' | '.join(orders)} (f = FP32)" if orders else None
+
+
+def front_table(run_dirs: Sequence[RunDirectory]) -> Table:
+    """The fronts (each sorted by size) as a rich table, each run's FP32 reference first."""
+    fronts = [read_front(run_dir) for run_dir in run_dirs]
+    header, rows = front_grid(fronts)
+    table = Table(title=front_title(fronts), caption=bits_caption(fronts))
+    widest_bits = max((len(row.cells[-1]) for row in rows), default=4)
+    for column in header:
+        bits = column == FRONT_COLUMNS[-1]
+        justify = "left" if column in LEFT_ALIGNED else "right"
+        table.add_column(column, justify=justify, no_wrap=bits, min_width=widest_bits if bits else None)
+    for row in rows:
+        table.add_row(*row.cells, style="bold cyan" if row.reference else None)
+    return table
+
+
+def front_markdown(run_dirs: Sequence[RunDirectory]) -> str:
+    """The terminal table as GitHub Markdown, for pasting into issues and papers."""
+    fronts = [read_front(run_dir) for run_dir in run_dirs]
+    header, rows = front_grid(fronts)
+    align = [":---" if column in LEFT_ALIGNED else "---:" for column in header]
+    lines = [f"**{_markdown_cell(front_title(fronts))}**", "", _markdown_row(header), _markdown_row(align)]
+    lines += [_markdown_row(row.cells) for row in rows]
+    caption = bits_caption(fronts)
+    return "\n".join([*lines, *(["", caption] if caption else [])]) + "\n"
+
+
+def front_csv(run_dirs: Sequence[RunDirectory]) -> str:
+    """Every key of every front row (trial, status, knobs, metrics), each run's reference first."""
+    fronts = [read_front(run_dir) for run_dir in run_dirs]
+    several = len(fronts) > 1
+    keys = dict.fromkeys(key for front in fronts for row in [*front.rows[1:], front.rows[0]] for key in row)
+    columns = [RUN_COLUMN, *keys] if several else list(keys)
+    stream = io.StringIO()
+    writer = csv.DictWriter(stream, fieldnames=columns, restval="", lineterminator="\n")
+    writer.writeheader()
+    for front in fronts:
+        writer.writerows({RUN_COLUMN: front.name, **row} if several else row for row in front.rows)
+    return stream.getvalue()
+
+
+def front_json(run_dirs: Sequence[RunDirectory]) -> str:
+    """pareto.json unchanged for one run; for several, a list of them, each with its run name."""
+    fronts = [read_front(run_dir) for run_dir in run_dirs]
+    payload: Any = fronts[0].pareto if len(fronts) == 1 else [{RUN_COLUMN: f.name, **f.pareto} for f in fronts]
+    return json.dumps(payload, indent=2) + "\n"
+
+
+TEXT_FORMATS: dict[str, Callable[[Sequence[RunDirectory]], str]] = {
+    "md": front_markdown,
+    "csv": front_csv,
+    "json": front_json,
+}
+"""`search report --format` choices printed as plain text (the default `table` is rich)."""
+
+
+def summarise_trials(trials: Sequence[Mapping[str, Any]]) -> TrialSummary:
+    """How many trials ran, how many failed and how long they took (failed trials may have no time)."""
+    seconds = [float(row["seconds"]) for row in trials if isinstance(row.get("seconds"), (int, float))]
+    return TrialSummary(
+        trials=len(trials),
+        failed=sum(1 for row in trials if row.get("status") != _COMPLETE),
+        total_seconds=sum(seconds),
+        longest_seconds=max(seconds, default=0.0),
+    )
+
+
+def print_report(run_dirs: RunDirectory | Sequence[RunDirectory], console: Console | None = None) -> None:
+    """The fronts table, then one line per run with its trial count and final hypervolume."""
+    run_dirs = [run_dirs] if isinstance(run_dirs, RunDirectory) else list(run_dirs)
+    console = console or Console()
+    console.print(front_table(run_dirs))
+    for run_dir in run_dirs:
+        summary = summarise_trials(run_dir.read_trials())
+        hypervolume = run_dir.read_hypervolume()
+        final = f"{hypervolume[-1]:.4f}" if hypervolume else "n/a"
+        counts = f"{summary.trials} trials ({summary.failed} failed)"
+        console.print(f"{counts}, hypervolume {final}; files in {run_dir.path}")
+
+
+def tensorboard_argv(run_dirs: Sequence[RunDirectory], port: int) -> list[str]:
+    """TensorBoard's command line for the runs' folders, listening on the loopback interface only.
+
+    Several runs are named by their directories through `--logdir_spec`.
+    """
+    for run_dir in run_dirs:
+        if not run_dir.tensorboard_dir.is_dir():
+            raise RunDirectoryError(f"{run_dir.tensorboard_dir}: missing; this run has no TensorBoard summaries")
+    if len(run_dirs) == 1:
+        logdir = ["--logdir", str(run_dirs[0].tensorboard_dir)]
+    else:
+        logdir = ["--logdir_spec", ",".join(f"{run_dir.path.name}:{run_dir.tensorboard_dir}" for run_dir in run_dirs)]
+    return ["tensorboard", *logdir, "--host", TENSORBOARD_HOST, "--port", str(port)]
+
+
+def serve_tensorboard(argv: Sequence[str], console: Console) -> None:
+    """Serve TensorBoard in this process with `tensorboard_argv`'s flags and print its URL, until Ctrl-C.
+
+    Raises:
+        tensorboard.program.TensorBoardServerException: the port is taken or cannot be bound.
+    """
+    from tensorboard import program
+
+    board = program.TensorBoard()
+    board.configure(argv=list(argv))
+    console.print(f"TensorBoard at {board.launch()} (Ctrl-C to stop)")
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        console.print("TensorBoard stopped")
+
+
+def _markdown_row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(_markdown_cell(cell) for cell in cells) + " |"
+
+
+def _markdown_cell(text: str) -> str:
+    """A pipe would end the cell early."""
+    return text.replace("|", "\\|")
 
 
 def _bytes(size: float) -> str:

@@ -35,6 +35,7 @@ HYPERVOLUME = "hypervolume.csv"
 STUDY_JOURNAL = "study.journal"
 RAY_DIR = "ray"
 TENSORBOARD_DIR = "tensorboard"
+REPORT_HTML = "report.html"
 
 _LEADING_COLUMNS = ("trial", "status")
 _TRAILING_COLUMNS = ("error", "seconds")
@@ -79,6 +80,10 @@ class RunDirectory:
     @property
     def tensorboard_dir(self) -> Path:
         return self.path / TENSORBOARD_DIR
+
+    @property
+    def report_html(self) -> Path:
+        return self.path / REPORT_HTML
 
     def write_config(self, resolved: Mapping[str, Any]) -> None:
         (self.path / CONFIG).write_text(yaml.safe_dump(dict(resolved), sort_keys=False))

@@ -68,7 +68,8 @@ def write_tensorboard(run_dir: RunDirectory) -> Path:
     _write_hparams(root / HPARAMS_RUN, trials, knobs, metrics)
     with SummaryWriter(str(root / SEARCH_RUN)) as writer:
         _write_progress(writer, trials, objectives, reference, hypervolume)
-        _write_figures(writer, trials, objectives, reference, pareto["members"])
+        for tag, figure in front_figures(trials, objectives, reference, pareto["members"]).items():
+            writer.add_figure(tag, figure, len(trials))
     return root
 
 
@@ -209,50 +210,66 @@ def _uniform_bits(row: Mapping[str, Any]) -> int | None:
     return int(widths.pop()) if len(widths) == 1 else None
 
 
-def _write_figures(
-    writer: SummaryWriter,
+def front_figures(
     trials: Sequence[Mapping[str, Any]],
     objectives: Sequence[Objective],
     reference: Mapping[str, Any],
     members: Sequence[Mapping[str, Any]],
-) -> None:
-    """Pareto scatter per pair of objectives and the front's bit-width heatmap, at the last step.
+) -> dict[str, Figure]:
+    """Pareto scatter per pair of objectives and the front's bit-width heatmap, keyed by tag.
 
-    In each pair the earlier objective (the quality metric, as configs list it first) is the y axis.
+    Shared by TensorBoard and the HTML report so both show the same pictures. In each pair the
+    earlier objective (the quality metric, as configs list it first) is the y axis.
 
     HParams scatter plots cannot highlight a front or mark the reference, hence figures.
+
+    Returns:
+        `pareto/<y>_vs_<x>` for each pair and `front/bits_heatmap` when the front has bit widths.
     """
-    step = len(trials)
     complete = [row for row in trials if row.get("status") == _COMPLETE]
     front_trials = {member["trial"] for member in members}
-    for y_objective, x_objective in itertools.combinations(objectives, 2):
-        figure = _pareto_figure(complete, front_trials, reference, x_objective.metric, y_objective.metric)
-        writer.add_figure(f"pareto/{y_objective.metric}_vs_{x_objective.metric}", figure, step)
+    figures = {
+        f"pareto/{y_objective.metric}_vs_{x_objective.metric}": _pareto_figure(
+            complete, front_trials, reference, x_objective.metric, y_objective.metric
+        )
+        for y_objective, x_objective in itertools.combinations(objectives, 2)
+    }
     ordered = sorted(members, key=lambda member: member[_SIZE])
     knobs = list(dict.fromkeys(key for member in ordered for key in _bits(member)))
     if ordered and knobs:
-        writer.add_figure("front/bits_heatmap", _bits_heatmap(ordered, knobs), step)
+        figures["front/bits_heatmap"] = _bits_heatmap(ordered, knobs)
+    return figures
+
+
+def overlay_figure(
+    fronts: Mapping[str, tuple[Mapping[str, Any], Sequence[Mapping[str, Any]]]], x: str, y: str
+) -> Figure:
+    """Several runs' fronts on one scatter, one colour per run, each with its own FP32 reference.
+
+    Args:
+        fronts: run name -> (its reference row, its front members).
+        x, y: the metrics on the axes.
+    """
+    figure, axes = _new_axes()
+    for index, (name, (reference, members)) in enumerate(fronts.items()):
+        color = f"C{index}"
+        _plot_front(axes, members, x, y, color, name)
+        _plot_reference(axes, reference, x, y, color, f"{name} FP32")
+    _finish(figure, axes, x, y)
+    return figure
 
 
 def _pareto_figure(
     complete: Sequence[Mapping[str, Any]], front_trials: set[Any], reference: Mapping[str, Any], x: str, y: str
 ) -> Figure:
     """All completed trials in grey, the front in colour with trial numbers, FP32 and uniform baselines marked."""
-    figure = Figure(figsize=(6.4, 4.8), dpi=100)
-    axes = figure.add_subplot()
-    points = [(row, _finite(row.get(x)), _finite(row.get(y))) for row in complete]
-    points = [(row, px, py) for row, px, py in points if px is not None and py is not None]
+    figure, axes = _new_axes()
+    points = _points(complete, x, y)
     others = [(px, py) for row, px, py in points if row["trial"] not in front_trials]
-    front = [(px, py, row["trial"]) for row, px, py in points if row["trial"] in front_trials]
     baselines = [(px, py, bits) for row, px, py in points if (bits := _uniform_bits(row)) is not None]
     if others:
         axes.scatter(*zip(*others), color="0.7", s=18, label="trials")
-    if front:
-        axes.scatter(
-            [p[0] for p in front], [p[1] for p in front], color="tab:red", s=30, zorder=3, label="Pareto front"
-        )
-        for px, py, trial in front:
-            axes.annotate(str(trial), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    _plot_front(axes, [row for row in complete if row["trial"] in front_trials], x, y, "tab:red", "Pareto front")
     if baselines:
         axes.scatter(
             [p[0] for p in baselines], [p[1] for p in baselines],
@@ -262,15 +279,44 @@ def _pareto_figure(
             axes.annotate(
                 f"{bits}b", (px, py), textcoords="offset points", xytext=(4, -10), fontsize=7, color="tab:blue"
             )
-    reference_x, reference_y = _finite(reference.get(x)), _finite(reference.get(y))
-    if reference_x is not None and reference_y is not None:
-        axes.scatter([reference_x], [reference_y], marker="*", color="black", s=120, zorder=5, label="FP32")
+    _plot_reference(axes, reference, x, y, "black", "FP32")
+    _finish(figure, axes, x, y)
+    return figure
+
+
+def _new_axes() -> tuple[Figure, Any]:
+    figure = Figure(figsize=(6.4, 4.8), dpi=100)
+    return figure, figure.add_subplot()
+
+
+def _points(rows: Sequence[Mapping[str, Any]], x: str, y: str) -> list[tuple[Mapping[str, Any], float, float]]:
+    """Each row with both coordinates finite, as (row, x, y); failed or partial rows cannot be placed."""
+    points = [(row, _finite(row.get(x)), _finite(row.get(y))) for row in rows]
+    return [(row, px, py) for row, px, py in points if px is not None and py is not None]
+
+
+def _plot_front(axes: Any, members: Sequence[Mapping[str, Any]], x: str, y: str, color: str, label: str) -> None:
+    """Front members as coloured points labelled with their trial numbers."""
+    points = _points(members, x, y)
+    if not points:
+        return
+    axes.scatter([p[1] for p in points], [p[2] for p in points], color=color, s=30, zorder=3, label=label)
+    for row, px, py in points:
+        axes.annotate(str(row["trial"]), (px, py), textcoords="offset points", xytext=(4, 4), fontsize=7)
+
+
+def _plot_reference(axes: Any, reference: Mapping[str, Any], x: str, y: str, color: str, label: str) -> None:
+    """The FP32 reference as a star, when it has both metrics."""
+    for _, px, py in _points([reference], x, y):
+        axes.scatter([px], [py], marker="*", color=color, s=120, zorder=5, label=label)
+
+
+def _finish(figure: Figure, axes: Any, x: str, y: str) -> None:
     axes.set_xlabel(x)
     axes.set_ylabel(y)
     axes.grid(alpha=0.3)
     axes.legend(fontsize=8)
     figure.tight_layout()
-    return figure
 
 
 def _bits_heatmap(members: Sequence[Mapping[str, Any]], knobs: Sequence[str]) -> Figure:
