@@ -27,12 +27,13 @@ from ray.tune import Callback  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
-from evaluators.verification import VerificationEvaluator  # noqa: E402
+from evaluators.training import embed_utterances  # noqa: E402
+from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
 from search.config import RunConfig  # noqa: E402
 from search.pareto import Objective, hypervolume_history, pareto_front  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
-from search.tensorboard import write_tensorboard  # noqa: E402
+from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
 from search.trial import TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
 
 _TENSORBOARD_EVERY = 5
@@ -83,11 +84,30 @@ def run_search(
     recorder = _Recorder(run_dir, config.objectives, reference, listener)
     listener.started(config.search.trials)
     _tune(config, run_dir, context, recorder, address)
-    if run_dir.read_trials():
-        write_tensorboard(run_dir)
-        write_html_report(run_dir)
     trials = run_dir.read_trials()
-    return SearchOutcome(run_dir, reference, trials, front_members(trials, config.objectives))
+    front = front_members(trials, config.objectives)
+    if trials:
+        write_tensorboard(run_dir)
+        if front:
+            _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
+        write_html_report(run_dir)
+    return SearchOutcome(run_dir, reference, trials, front)
+
+
+def _project_best_member(
+    run_dir: RunDirectory,
+    evaluator: VerificationEvaluator,
+    prepared: PreparedVerification,
+    front: list[dict[str, Any]],
+    quality: Objective,
+) -> None:
+    """Embed the test set with the front's best model (first objective) for TensorBoard's projector."""
+    best = (min if quality.direction == "min" else max)(front, key=lambda row: row[quality.metric])
+    candidate = {knob: best[knob] for knob in prepared.space.groups}
+    model = evaluator.evaluate(candidate, prepared).compressed.model
+    embeddings = embed_utterances(model, prepared.test_features).numpy()
+    speakers = [f"speaker-{label}" for label in prepared.test_labels]
+    write_embedding_projector(run_dir, embeddings, speakers, f"trial-{best['trial']}-{quality.metric}")
 
 
 def front_members(trials: list[dict[str, Any]], objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:

@@ -335,3 +335,17 @@ def _bits_heatmap(members: Sequence[Mapping[str, Any]], knobs: Sequence[str]) ->
     figure.colorbar(image, ax=axes, label="weight bits")
     figure.tight_layout()
     return figure
+
+
+PROJECTOR_RUN = "projector"
+
+
+def write_embedding_projector(run_dir: RunDirectory, embeddings: np.ndarray, speakers: Sequence[str], tag: str) -> Path:
+    """Test-set speaker embeddings of one model for TensorBoard's projector, speaker as metadata.
+
+    Written beside the runs `write_tensorboard` makes; call it after that, which clears the folder.
+    """
+    folder = run_dir.tensorboard_dir / PROJECTOR_RUN
+    with SummaryWriter(str(folder)) as writer:
+        writer.add_embedding(embeddings, metadata=list(speakers), tag=tag)
+    return folder

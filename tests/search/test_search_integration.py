@@ -102,6 +102,10 @@ def test_resolved_config_study_and_hypervolume_files(finished_run):
     assert reference["status"] == "reference" and 0.0 <= reference["eer"] <= 1.0
     sessions = sorted(p.name for p in (outcome.run_dir.path / "tensorboard" / "hparams").iterdir() if p.is_dir())
     assert len(sessions) == config.search.trials
+    projector = outcome.run_dir.path / "tensorboard" / "projector"
+    assert (projector / "projector_config.pbtxt").is_file()
+    (tensors,) = projector.rglob("tensors.tsv")
+    assert len(tensors.read_text().splitlines()) == 4 * 4  # test speakers x utterances
     history = outcome.run_dir.read_hypervolume()
     assert len(history) == config.search.trials
     assert all(later >= earlier for earlier, later in zip(history, history[1:]))
