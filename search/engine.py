@@ -81,7 +81,7 @@ def run_search(
     run_dir.write_reference(reference)
     listener.stage("FP32 reference", 1, 1)
     context = TrialContext(prepared, config.targets, reference_size, config.search.cpus_per_trial)
-    recorder = _Recorder(run_dir, config.objectives, reference, listener)
+    recorder = _Recorder(run_dir, config.objectives, reference, listener, {"quantizer": config.space.quantizer})
     listener.started(config.search.trials)
     _tune(config, run_dir, context, recorder, address)
     trials = run_dir.read_trials()
@@ -202,9 +202,16 @@ class _Recorder(Callback):
     """
 
     def __init__(
-        self, run_dir: RunDirectory, objectives: tuple[Objective, ...], reference: dict[str, Any], listener: SearchListener
+        self,
+        run_dir: RunDirectory,
+        objectives: tuple[Objective, ...],
+        reference: dict[str, Any],
+        listener: SearchListener,
+        fixed_knobs: dict[str, Any],
     ) -> None:
+        """`fixed_knobs` are settings every trial shares (e.g. the quantizer), recorded in each row."""
         self.run_dir = run_dir
+        self.fixed_knobs = fixed_knobs
         self.objectives = objectives
         self.reference = reference
         self.listener = listener
@@ -228,6 +235,7 @@ class _Recorder(Callback):
         row = {
             "trial": trial.config.get(TRIAL_NUMBER),
             "status": status,
+            **self.fixed_knobs,
             **knobs,
             **metrics,
             "error": error,

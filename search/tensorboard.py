@@ -224,7 +224,8 @@ def front_figures(
     HParams scatter plots cannot highlight a front or mark the reference, hence figures.
 
     Returns:
-        `pareto/<y>_vs_<x>` for each pair and `front/bits_heatmap` when the front has bit widths.
+        `pareto/<y>_vs_<x>` for each pair, `quality/<q>_vs_size_bytes_by_quantizer` (q: the first
+        objective other than size), and `front/bits_heatmap` when the front has bit widths.
     """
     complete = [row for row in trials if row.get("status") == _COMPLETE]
     front_trials = {member["trial"] for member in members}
@@ -234,6 +235,9 @@ def front_figures(
         )
         for y_objective, x_objective in itertools.combinations(objectives, 2)
     }
+    quality = next((objective for objective in objectives if objective.metric != _SIZE), None)
+    if quality is not None and complete:
+        figures[f"quality/{quality.metric}_vs_{_SIZE}_by_quantizer"] = _quantizer_figure(complete, quality.metric)
     ordered = sorted(members, key=lambda member: member[_SIZE])
     knobs = list(dict.fromkeys(key for member in ordered for key in _bits(member)))
     if ordered and knobs:
@@ -281,6 +285,17 @@ def _pareto_figure(
             )
     _plot_reference(axes, reference, x, y, "black", "FP32")
     _finish(figure, axes, x, y)
+    return figure
+
+
+def _quantizer_figure(complete: Sequence[Mapping[str, Any]], quality: str) -> Figure:
+    """Quality against size, one colour per quantizer family (the `quantizer` column of the trials)."""
+    figure, axes = _new_axes()
+    kinds = sorted({str(row.get("quantizer", "unknown")) for row in complete})
+    for index, kind in enumerate(kinds):
+        points = _points([row for row in complete if str(row.get("quantizer", "unknown")) == kind], _SIZE, quality)
+        axes.scatter([p[1] for p in points], [p[2] for p in points], color=f"C{index}", s=22, label=kind)
+    _finish(figure, axes, _SIZE, quality)
     return figure
 
 

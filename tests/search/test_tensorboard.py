@@ -112,13 +112,28 @@ def test_pareto_figures_and_bits_heatmap_are_images(written):
     _, root = written
     accumulator = _load(root / "search")
     expected = {
-        "pareto/eer_vs_size_bytes", "pareto/eer_vs_latency_ms", "pareto/size_bytes_vs_latency_ms", "front/bits_heatmap"
+        "pareto/eer_vs_size_bytes", "pareto/eer_vs_latency_ms", "pareto/size_bytes_vs_latency_ms", "front/bits_heatmap",
+        "quality/eer_vs_size_bytes_by_quantizer",
     }
     assert set(accumulator.Tags()["images"]) == expected
     for tag in expected:
         (image,) = accumulator.Images(tag)
         assert image.step == len(TRIALS)
         assert image.encoded_image_string.startswith(b"\x89PNG")
+
+
+def test_quantizer_figure_has_one_series_per_quantizer_kind():
+    from search.pareto import Objective
+    from search.tensorboard import front_figures
+
+    complete = [dict(row, quantizer=kind) for row, kind in zip(
+        [row for row in TRIALS if row["status"] == "complete"], ["uniform", "kmeans", "uniform", "pow2", "kmeans"]
+    )]
+    figure = front_figures(complete, [Objective("eer", "min"), Objective("size_bytes", "min")], REFERENCE, [])[
+        "quality/eer_vs_size_bytes_by_quantizer"
+    ]
+    labels = [text.get_text() for text in figure.axes[0].get_legend().get_texts()]
+    assert labels == ["kmeans", "pow2", "uniform"]
 
 
 def test_writing_twice_replaces_instead_of_duplicating(tmp_path):
