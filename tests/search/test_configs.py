@@ -1,0 +1,30 @@
+"""Every ready config in configs/ validates, builds its model and samples candidates."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from evaluators.verification import model_spec
+from search.config import load_config
+from spaces.compress import compress
+from spaces.space import SearchSpace
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_configs_folder_has_the_family_configs():
+    assert {"demo.yaml", "sv_resnet.yaml", "sv_ecapa.yaml", "sv_xvector.yaml"} <= {path.name for path in CONFIGS}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
+def test_config_validates_and_samples(path):
+    config = load_config(path)
+    spec = model_spec(config)
+    model = spec.build()
+    space = SearchSpace(config.space, model.layer_groups())
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    trial = study.ask()
+    space.suggest(trial)
+    compressed = compress(spec, model.state_dict(), space.layer_bits(trial.params), config.space.quantizer)
+    assert 0 < compressed.description.size_bytes <= compress(spec, model.state_dict(), {}).description.size_bytes
