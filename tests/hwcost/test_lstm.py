@@ -116,6 +116,11 @@ def _lstm(**fields: object) -> LayerDescription:
     return LayerDescription(**{**base, **fields})
 
 
+def _large_lstm(**fields: object) -> LayerDescription:
+    """LSTM(512, 512): 4 x 512 x 1024 gate weights, too large for Cortex-A72's 1 MiB L2."""
+    return _lstm(params=2_097_152, extra_params=4_096, macs_per_second=2_097_152 * 100, **fields)
+
+
 def _cost(layer: LayerDescription, target: object = A72):
     return CostModel().estimate(ModelDescription("toy", (layer,)), target).layers[0]
 
@@ -146,13 +151,7 @@ def test_hand_computed_large_lstm_on_cortex_a72_rereads_weights_every_step():
     # so all of it comes from DRAM on each of the 100 steps.
     # traffic 100 x 8,404,992 + (51,200 + 51,200) x 4 = 840,908,800 B -> / 4.8 GB/s = 175.1893 ms.
     # compute 209,715,200 / (1.4 x 1.5e9) = 99.8644 ms: memory-bound.
-    layer = _lstm(
-        params=2_097_152,
-        extra_params=4_096,
-        macs_per_second=2_097_152 * 100,
-        input_elements_per_second=51_200,
-        output_elements_per_second=51_200,
-    )
+    layer = _large_lstm(input_elements_per_second=51_200, output_elements_per_second=51_200)
     cost = _cost(layer)
     assert cost.weight_bytes == 8_404_992
     assert cost.traffic_bytes == pytest.approx(840_908_800)
@@ -165,13 +164,7 @@ def test_hand_computed_large_lstm_on_cortex_a72_rereads_weights_every_step():
 def test_packed_lstm_weights_beyond_cache_are_unpacked_every_step():
     # 4-bit: 2,097,152 weights = 1,048,576 B + 16,384 B of FP32 biases > 1 MiB: 100 passes.
     # compute: 209,715,200 / (8 x 0.6 x 0.5 x 1.5e9) + 100 x 2,097,152 x 0.25 / 1.5e9.
-    layer = _lstm(
-        params=2_097_152,
-        extra_params=4_096,
-        macs_per_second=2_097_152 * 100,
-        weight_bits=4,
-        quantizer="uniform",
-    )
+    layer = _large_lstm(weight_bits=4, quantizer="uniform")
     cost = _cost(layer)
     assert cost.kernel_class == "lowbit"
     expected = 209_715_200 / (8 * 0.6 * 0.5 * 1.5e9) + 100 * 2_097_152 * 0.25 / 1.5e9
