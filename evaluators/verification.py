@@ -20,6 +20,7 @@ from evaluators.features import FbankConfig, FeatureSet
 from evaluators.metrics import verification_metrics
 from evaluators.training import embed_utterances, train_speaker_model
 from spaces.compress import CompressedModel, ModelSpec, compress
+from spaces.plan import CompressionPlan
 from spaces.space import SearchSpace
 
 if TYPE_CHECKING:
@@ -107,14 +108,14 @@ class VerificationEvaluator:
 
     def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedVerification) -> Evaluation:
         """Quantize per the candidate (post-training) and score the test set."""
-        return self._evaluate_bits(prepared.space.layer_bits(candidate), prepared)
+        return self._evaluate_plan(prepared.space.plan(candidate), prepared)
 
     def evaluate_reference(self, prepared: PreparedVerification) -> Evaluation:
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""
-        return self._evaluate_bits({}, prepared)
+        return self._evaluate_plan(CompressionPlan(), prepared)
 
-    def _evaluate_bits(self, layer_bits: Mapping[str, int], prepared: PreparedVerification) -> Evaluation:
-        compressed = compress(prepared.spec, prepared.teacher_state, layer_bits, prepared.space.config.quantizer)
+    def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
+        compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
         embeddings = embed_utterances(compressed.model, prepared.test_features).numpy()
         if not np.isfinite(embeddings).all():
             raise FloatingPointError("quantized model produced non-finite embeddings")

@@ -15,6 +15,7 @@ _LAZY = {
     "CompressedModel": "spaces.compress",
     "ModelSpec": "spaces.compress",
     "compress": "spaces.compress",
+    "finalize_compressed": "spaces.compress",
     "load_packed_model": "spaces.compress",
     "quantizable_layers": "spaces.compress",
     "describe_model": "spaces.describe",

@@ -57,13 +57,13 @@ def compress(
     spec: ModelSpec,
     state_dict: Mapping[str, torch.Tensor],
     layer_bits: Mapping[str, int],
-    quantizer: str = "uniform",
+    quantizer: str | Mapping[str, str] = "uniform",
 ) -> CompressedModel:
     """Quantize the named layers of a model loaded from `state_dict` (post-training).
 
     Args:
         layer_bits: Bits per quantizable layer name; 32 (or absent) keeps the layer FP32.
-        quantizer: Name of a registered quantizer family.
+        quantizer: Name of a registered quantizer family, for every layer or per layer name.
     """
     model = spec.build()
     model.load_state_dict(state_dict)
@@ -71,15 +71,24 @@ def compress(
     unknown = sorted(set(layer_bits) - known)
     if unknown:
         raise QuantizationError(f"unknown layer names {unknown}; quantizable layers: {sorted(known)}")
-    family = get_quantizer(quantizer)
     quantized: dict[str, QuantizedWeight] = {}
     for name, bits in layer_bits.items():
         if bits == FLOAT_BITS:
             continue
-        weight = model.get_submodule(name).weight
-        quantized[name] = family.quantize(weight, bits)
-        with torch.no_grad():
-            weight.copy_(family.dequantize(quantized[name]))
+        family = get_quantizer(quantizer if isinstance(quantizer, str) else quantizer[name])
+        quantized[name] = family.quantize(model.get_submodule(name).weight, bits)
+    return finalize_compressed(spec, model, quantized)
+
+
+def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> CompressedModel:
+    """Load the dequantized codes into `model`, pack and describe it (after PTQ or QAT alike).
+
+    The weights of the returned model are exactly what unpacking the file gives, so quality is
+    measured on the model that ships.
+    """
+    with torch.no_grad():
+        for name, weight in quantized.items():
+            model.get_submodule(name).weight.copy_(get_quantizer(weight.quantizer).dequantize(weight))
     model.eval()
     packed = pack_weights(_packed_entries(model, quantized))
     description = describe_model(
@@ -88,7 +97,7 @@ def compress(
         spec.one_second_input(),
         spec.sample_rate,
         weight_bits={name: q.bits for name, q in quantized.items()},
-        quantizer=quantizer,
+        quantizer={name: q.quantizer for name, q in quantized.items()},
         overhead_bits={name: q.overhead_bits for name, q in quantized.items()},
     )
     return CompressedModel(model, replace(description, size_bytes=len(packed)), packed)

@@ -17,20 +17,24 @@ from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling
 _PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
 
 
+def _layer_quantizer(quantizer: str | Mapping[str, str], name: str) -> str:
+    return quantizer if isinstance(quantizer, str) else quantizer[name]
+
+
 def describe_model(
     model: nn.Module,
     family: str,
     example_input: torch.Tensor,
     sample_rate: int,
     weight_bits: Mapping[str, int] | None = None,
-    quantizer: str = "uniform",
+    quantizer: str | Mapping[str, str] = "uniform",
     overhead_bits: Mapping[str, int] | None = None,
 ) -> ModelDescription:
     """Describe `model` for `example_input`, which must hold exactly one second of audio (batch 1).
 
     Args:
         weight_bits: Bits per layer name; layers not named stay FP32.
-        quantizer: Quantizer family of the layers below 32 bits.
+        quantizer: Quantizer family of the layers below 32 bits, for all or per layer name.
         overhead_bits: Side-data bits (scales, codebooks) per quantized layer name.
     """
     weight_bits = weight_bits or {}
@@ -55,7 +59,7 @@ def describe_model(
                 input_elements_per_second=float(input_elements),
                 output_elements_per_second=float(output.numel()),
                 weight_bits=bits,
-                quantizer=quantizer if bits < FLOAT_BITS else "none",
+                quantizer=_layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none",
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
                 sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
             )

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from spaces.description import FLOAT_BITS
+from spaces.plan import CompressionPlan, LayerQuantization
 from spaces.quant import QUANTIZERS, SUPPORTED_WEIGHT_BITS
 
 Candidate = dict[str, Any]
@@ -108,3 +109,13 @@ class SearchSpace:
                 raise SpaceError(f"candidate {name}={bits}: not among the choices {list(self.config.bits)}")
             bits_per_layer.update({layer: bits for layer in layers})
         return bits_per_layer
+
+    def plan(self, candidate: Mapping[str, Any]) -> CompressionPlan:
+        """What the candidate builds: quantization per layer (FP32 layers left out)."""
+        return CompressionPlan(
+            layers={
+                layer: LayerQuantization(bits, self.config.quantizer)
+                for layer, bits in self.layer_bits(candidate).items()
+                if bits != FLOAT_BITS
+            }
+        )
