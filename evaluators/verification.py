@@ -2,7 +2,7 @@
 
 `prepare` does the expensive, shared work (corpus, features, teacher training), cached on disk
 by content hash; the result travels to Ray workers through the object store. `evaluate` is a
-pure function of (candidate, prepared): quantize, embed the test set, score all pairs.
+pure function of (candidate, prepared): quantize, embed every evaluation set, score its trials.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from evaluators.data.cache import cached_tensors, content_hash, load_or_build_features
-from evaluators.data.synthetic import CORPUS_VERSION, SPLITS
+from evaluators.data.cache import cached_tensors, content_hash
+from evaluators.data.source_features import EvalSet, load_eval_set, load_training_set
+from evaluators.data.synthetic import CORPUS_VERSION
 from evaluators.features import FbankConfig, FeatureSet
-from evaluators.metrics import verification_metrics
 from evaluators.training import embed_utterances, train_speaker_model
 from spaces.compress import CompressedModel, ModelSpec, compress
 from spaces.plan import CompressionPlan
@@ -37,10 +37,19 @@ class PreparedVerification:
     spec: ModelSpec
     teacher_state: dict[str, torch.Tensor]
     space: SearchSpace
-    test_features: list[torch.Tensor]
-    test_labels: list[int]
+    eval_sets: list[EvalSet]
     max_trials: int
     seed: int
+
+    @property
+    def test_features(self) -> list[torch.Tensor]:
+        """Features of the first (main) evaluation set."""
+        return self.eval_sets[0].features
+
+    @property
+    def test_labels(self) -> list[int]:
+        """Speaker labels of the first (main) evaluation set."""
+        return self.eval_sets[0].labels
 
 
 @dataclass
@@ -77,21 +86,26 @@ class VerificationEvaluator:
     """Evaluates weight-quantization candidates of a speaker-embedding model by EER and minDCF."""
 
     def prepare(self, config: RunConfig, progress: ProgressCallback | None = None) -> PreparedVerification:
-        """Corpus, features and trained teacher, each loaded from the cache when present."""
+        """Training features, every evaluation set and the trained teacher, each cached when present."""
         progress = progress or (lambda stage, done, total: None)
         fbank = fbank_config(config)
-        train, test = (
-            load_or_build_features(
-                config.data,
-                fbank,
-                split,
-                config.cache_dir,
-                progress=lambda done, total, split=split: progress(f"{split} features", done, total),
-            )
-            for split in SPLITS
+        training = load_training_set(
+            config.data.train, fbank, config.cache_dir, lambda done, total: progress("train features", done, total)
         )
+        eval_sets = [
+            load_eval_set(
+                eval_set,
+                fbank,
+                config.cache_dir,
+                config.evaluation.max_trials,
+                config.seed,
+                lambda done, total, name=eval_set.name: progress(f"{name} features", done, total),
+            )
+            for eval_set in config.data.eval
+        ]
+        train = training.features
         spec = model_spec(config)
-        key = content_hash(CORPUS_VERSION, config.data, fbank, spec, config.teacher, config.seed)
+        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec, config.teacher, config.seed)
         teacher = cached_tensors(
             config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
         )
@@ -99,9 +113,8 @@ class VerificationEvaluator:
         return PreparedVerification(
             spec=spec,
             teacher_state=teacher,
-            space=SearchSpace(config.space, model.layer_groups()),
-            test_features=test.features,
-            test_labels=test.labels,
+            space=SearchSpace.for_model(config.space, spec, model),
+            eval_sets=eval_sets,
             max_trials=config.evaluation.max_trials,
             seed=config.seed,
         )
@@ -116,18 +129,16 @@ class VerificationEvaluator:
 
     def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
         compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
-        embeddings = embed_utterances(compressed.model, prepared.test_features).numpy()
-        if not np.isfinite(embeddings).all():
-            raise FloatingPointError("quantized model produced non-finite embeddings")
-        scores = verification_metrics(embeddings, np.asarray(prepared.test_labels), prepared.max_trials, prepared.seed)
+        quality = _quality_metrics(compressed.model, prepared)
         layers = [layer for layer in compressed.description.layers if layer.params]
         mean_bits = sum(layer.params * layer.weight_bits for layer in layers) / sum(layer.params for layer in layers)
         metrics = {
-            "eer": scores.eer,
-            "min_dcf": scores.min_dcf,
+            "eer": quality[f"eer@{prepared.eval_sets[0].name}"],
+            "min_dcf": quality[f"min_dcf@{prepared.eval_sets[0].name}"],
             "size_bytes": float(compressed.description.size_bytes),
             "params": float(compressed.description.params),
             "mean_weight_bits": mean_bits,
+            **quality,
         }
         return Evaluation(metrics, compressed)
 
@@ -144,6 +155,19 @@ class VerificationEvaluator:
             config.seed,
             on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
         )
+
+
+def _quality_metrics(model: torch.nn.Module, prepared: PreparedVerification) -> dict[str, float]:
+    """`eer@<set>` and `min_dcf@<set>` of the model on every evaluation set."""
+    metrics = {}
+    for eval_set in prepared.eval_sets:
+        embeddings = embed_utterances(model, eval_set.features).numpy()
+        if not np.isfinite(embeddings).all():
+            raise FloatingPointError(f"quantized model produced non-finite embeddings on {eval_set.name}")
+        scores = eval_set.metrics(embeddings, prepared.max_trials, prepared.seed)
+        metrics[f"eer@{eval_set.name}"] = scores.eer
+        metrics[f"min_dcf@{eval_set.name}"] = scores.min_dcf
+    return metrics
 
 
 __all__ = ["Evaluation", "PreparedVerification", "VerificationEvaluator", "fbank_config", "model_spec"]

@@ -13,11 +13,13 @@ from collections.abc import Sequence
 
 from rich.console import Console
 
+from evaluators.data.corpora import CorpusError
+from evaluators.data.trial_lists import TrialListError
 from hwcost import available_targets
-from search.config import DEFAULT_CONFIG, ConfigError, load_config
+from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
 from search.run_dir import RunDirectory, RunDirectoryError
 
-USER_ERRORS = (ConfigError, RunDirectoryError)
+USER_ERRORS = (ConfigError, RunDirectoryError, CorpusError, TrialListError)
 EXIT_USER_ERROR = 2
 
 
@@ -33,7 +35,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from search.engine import run_search
+    from search.engine import resume_search, run_search
     from search.progress import RichDisplay
     from search.report import print_report
 
@@ -42,17 +44,30 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         for key, value in {
             "search.trials": args.trials,
             "search.workers": args.workers,
+            "search.cpus_per_trial": args.cpus_per_trial,
+            "search.sampler": args.sampler,
+            "search.storage": args.storage,
             "seed": args.seed,
         }.items()
         if value is not None
     }
-    config = load_config(args.config, overrides)
-    run_dir = RunDirectory.create(args.out, config.name)
+    if args.resume is not None:
+        if args.config is not None or overrides:
+            given = ["CONFIG"] * (args.config is not None) + [f"--{key.split('.')[-1].replace('_', '-')}" for key in overrides]
+            raise ConfigError(f"--resume {args.resume}: continues with the run's saved config; drop {', '.join(given)}")
+        run_dir = RunDirectory(args.resume)
+        config = None
+    else:
+        config = load_config(args.config, overrides)
+        run_dir = RunDirectory.create(args.out, config.name)
     console.print(f"run directory: {run_dir.path}")
     # Failed trials are reported by the display and trials.csv; Tune's own summary would repeat them.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     with RichDisplay() as display:
-        run_search(config, run_dir, address=args.address, listener=display)
+        if config is None:
+            resume_search(run_dir, address=args.address, listener=display)
+        else:
+            run_search(config, run_dir, address=args.address, listener=display)
     print_report(run_dir, console)
     return 0
 
@@ -83,6 +98,13 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _space(args: argparse.Namespace, console: Console) -> int:
+    from search.space_report import print_space
+
+    print_space(load_config(args.config), console)
+    return 0
+
+
 def _hwcost_show(args: argparse.Namespace, console: Console) -> int:
     from search.cost_report import cost_table, estimate_candidate, parse_candidate
 
@@ -106,6 +128,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
     run.add_argument("--workers", type=int, help="trials run at once (overrides search.workers)")
     run.add_argument("--address", help="Ray cluster to join (e.g. auto or HOST:PORT); local Ray when absent")
+    run.add_argument("--cpus-per-trial", type=int, help="CPUs each trial holds (overrides search.cpus_per_trial)")
+    run.add_argument("--sampler", choices=SAMPLERS, help="proposal method (overrides search.sampler)")
+    run.add_argument(
+        "--storage", help="Ray Tune experiment folder every node can reach (overrides search.storage; default RUN/ray)"
+    )
+    run.add_argument(
+        "--resume", metavar="RUN_DIR", help="continue an interrupted run to its trial budget, with its saved config"
+    )
     run.add_argument("--out", default="results", help="folder for the run directory (default: results)")
     run.add_argument("--seed", type=int, help="random seed (overrides seed)")
     run.set_defaults(handler=_run)
@@ -124,6 +154,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     report.add_argument("--port", type=int, default=6006, help="TensorBoard port (default: 6006)")
     report.set_defaults(handler=_report)
+    space = commands.add_parser(
+        "space",
+        help="print a config's search space: knobs, choices, matched layers, size",
+        description="Print the knobs of a config's search space, their choices, the layers each pattern "
+        "matches and the number of candidates.",
+    )
+    space.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    space.set_defaults(handler=_space)
     hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")
     hwcost_commands = hwcost.add_subparsers(dest="hwcost_command", required=True)
     show = hwcost_commands.add_parser(

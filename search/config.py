@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,17 +16,19 @@ from typing import Any, TypeVar
 
 import yaml
 
+from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSetConfig, Source
 from evaluators.data.synthetic import SyntheticCorpusConfig
+from evaluators.finetune import FidelityConfig
 from evaluators.training import TeacherConfig
 from hwcost import available_targets
+from search.constraints import Constraint, parse_constraints
 from search.pareto import Objective
 from search.trial import metric_names
 from spaces.models import MODEL_FAMILIES
-from spaces.space import SpaceConfig
+from spaces.space import SearchSpace, SpaceConfig, parse_space_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-SAMPLERS = ("nsga2", "tpe", "random")
-_CORPORA = ("synthetic",)
+SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
 
 T = TypeVar("T")
 
@@ -69,6 +72,14 @@ class SearchConfig:
     population_size: int = 8
     workers: int = 2
     cpus_per_trial: int = 1
+    retries: int = 1
+    """Extra attempts for a trial that raises, reports NaN or loses its worker process."""
+    storage: str = ""
+    """Ray Tune's experiment folder, reachable from every node (path or URI); empty: RUN/ray."""
+    reduction_factor: int = 3
+    """Successive halving over the fidelity ladder: about 1 in this many trials reaches the next rung."""
+    stopped_in_front: bool = False
+    """Whether trials stopped below the ladder's last rung may enter the front (by their last rung)."""
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -76,6 +87,10 @@ class SearchConfig:
         for key in ("trials", "population_size", "workers", "cpus_per_trial"):
             if getattr(self, key) < 1:
                 raise ValueError(f"search.{key}={getattr(self, key)}: must be >= 1")
+        if self.retries < 0:
+            raise ValueError(f"search.retries={self.retries}: must be >= 0")
+        if self.reduction_factor < 2:
+            raise ValueError(f"search.reduction_factor={self.reduction_factor}: must be >= 2")
 
 
 @dataclass(frozen=True)
@@ -85,7 +100,7 @@ class RunConfig:
     name: str = "run"
     seed: int = 0
     cache_dir: str = "results/cache"
-    data: SyntheticCorpusConfig = field(default_factory=SyntheticCorpusConfig)
+    data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"family": "resnet"})
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
@@ -98,12 +113,16 @@ class RunConfig:
     targets: tuple[str, ...] = ("cortex-a72",)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
+    constraints: tuple[Constraint, ...] = ()
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready dict of the resolved config."""
         resolved = dataclasses.asdict(self)
-        resolved["data"] = {"corpus": "synthetic", **resolved["data"]}
+        resolved["data"] = _data_dict(self.data)
         resolved["objectives"] = [[o.metric, o.direction] for o in self.objectives]
+        resolved["space"] = self.space.to_dict()
+        resolved["constraints"] = [str(constraint) for constraint in self.constraints]
         return _plain(resolved)
 
 
@@ -138,10 +157,7 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 
 def _parse(raw: dict[str, Any]) -> RunConfig:
     _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
-    data = dict(raw.get("data") or {})
-    corpus = data.pop("corpus", "synthetic")
-    if corpus not in _CORPORA:
-        raise ValueError(f"data.corpus={corpus!r}: expected one of {list(_CORPORA)}")
+    data = _data(raw.get("data"))
     model = dict(raw.get("model") or {"family": "resnet"})
     if model.get("family") not in MODEL_FAMILIES:
         raise ValueError(f"model.family={model.get('family')!r}: expected one of {sorted(MODEL_FAMILIES)}")
@@ -152,27 +168,108 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
     objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or RunConfig.objectives)
     if not objectives:
         raise ValueError("objectives: need at least one")
-    known = metric_names(targets)
+    known = metric_names(targets, data.eval_names)
     for objective in objectives:
         if objective.metric not in known:
             raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
     name = str(raw.get("name", "run"))
     if not name or "/" in name:
         raise ValueError(f"name={name!r}: must be a non-empty folder name")
-    return RunConfig(
+    config = RunConfig(
         name=name,
         seed=int(raw.get("seed", 0)),
         cache_dir=str(raw.get("cache_dir", RunConfig.cache_dir)),
-        data=_section(SyntheticCorpusConfig, "data", data),
+        data=data,
         features=_section(FeatureConfig, "features", raw.get("features")),
         model=model,
         teacher=_section(TeacherConfig, "teacher", raw.get("teacher")),
-        space=_section(SpaceConfig, "space", raw.get("space")),
+        space=parse_space_config(raw.get("space")),
         objectives=objectives,
         targets=targets,
         evaluation=_section(EvaluationConfig, "evaluation", raw.get("evaluation")),
         search=_section(SearchConfig, "search", raw.get("search")),
+        constraints=parse_constraints(raw.get("constraints") or (), known),
+        fidelity=_section(FidelityConfig, "fidelity", raw.get("fidelity")),
     )
+    _check_space_fits_model(config)
+    return config
+
+
+def _check_space_fits_model(config: RunConfig) -> None:
+    """Knobs name layers, groups and taps of the model: check them now, not after teacher training."""
+    if config.space.knobs:
+        from evaluators.verification import model_spec
+
+        SearchSpace.for_model(config.space, model_spec(config))
+
+
+def _data(block: Any) -> DataConfig:
+    """The `data:` block: one synthetic corpus (`corpus: synthetic` and its settings), or a
+    `train:` source and named `eval:` sources (`sample_rate` for all of them)."""
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ValueError(f"data: must be a mapping, got {type(block).__name__}")
+    if "train" not in block and "eval" not in block:
+        corpus = block.get("corpus", SYNTHETIC)
+        if corpus != SYNTHETIC:
+            raise ValueError(f"data.corpus={corpus!r}: name corpora on disk under data.train and data.eval")
+        return DataConfig.synthetic(_source("data", block, {}))
+    _check_keys("data", block, {"sample_rate", "train", "eval"})
+    sample_rate = block.get("sample_rate", DataConfig.sample_rate)
+    _check_type("data.sample_rate", sample_rate, int)
+    train = _source("data.train", block.get("train") or {}, {"sample_rate": sample_rate})
+    # A synthetic evaluation set evaluates the test speakers of the synthetic training corpus
+    # unless it says otherwise.
+    inherited = dataclasses.asdict(train) if isinstance(train, SyntheticCorpusConfig) else {"sample_rate": sample_rate}
+    entries = block.get("eval")
+    if not isinstance(entries, list) or not entries:
+        raise ValueError("data.eval: need a list of evaluation sets, each a mapping with a name")
+    eval_sets = []
+    for index, entry in enumerate(entries):
+        where = f"data.eval[{index}]"
+        if not isinstance(entry, dict) or "name" not in entry:
+            raise ValueError(f"{where}: must be a mapping with a name")
+        source = _source(where, {key: value for key, value in entry.items() if key != "name"}, inherited)
+        try:
+            eval_sets.append(EvalSetConfig(entry["name"], source))
+        except ValueError as error:
+            raise ValueError(f"{where}.{error}") from None
+    try:
+        return DataConfig(train=train, eval=tuple(eval_sets), sample_rate=sample_rate)
+    except ValueError as error:
+        raise ValueError(f"data.{error}") from None
+
+
+def _source(name: str, block: Any, synthetic_defaults: dict[str, Any]) -> Source:
+    """A source block: `corpus: synthetic` (default) with corpus settings, or a corpus on disk."""
+    if not isinstance(block, dict):
+        raise ValueError(f"{name}: must be a mapping, got {type(block).__name__}")
+    settings = {key: value for key, value in block.items() if key != "corpus"}
+    corpus = block.get("corpus", SYNTHETIC)
+    if corpus == SYNTHETIC:
+        return _section(SyntheticCorpusConfig, name, {**synthetic_defaults, **settings})
+    try:
+        return _section(CorpusConfig, name, {"corpus": corpus, **settings})
+    except ValueError as error:
+        message = str(error)
+        raise ValueError(message if message.startswith(name) else f"{name}.{message}") from None
+
+
+def _data_dict(data: DataConfig) -> dict[str, Any]:
+    """The `data:` block as YAML: in the one-corpus form when it is one, so old configs read the same."""
+    if data.is_synthetic_only:
+        return {"corpus": SYNTHETIC, **dataclasses.asdict(data.train)}
+    return {
+        "sample_rate": data.sample_rate,
+        "train": _source_dict(data.train),
+        "eval": [{"name": eval_set.name, **_source_dict(eval_set.source)} for eval_set in data.eval],
+    }
+
+
+def _source_dict(source: Source) -> dict[str, Any]:
+    settings = dataclasses.asdict(source)
+    return settings if isinstance(source, CorpusConfig) else {"corpus": SYNTHETIC, **settings}
 
 
 def _section(cls: type[T], name: str, block: Any) -> T:
@@ -190,7 +287,12 @@ def _section(cls: type[T], name: str, block: Any) -> T:
 
 
 def _check_type(key: str, value: Any, expected: Any) -> None:
-    """Scalars must have their field's type (YAML `4` is accepted for a float, never `"4"`)."""
+    """Scalars must have their field's type (YAML `4` is accepted for a float, never `"4"`); optional ones may be null."""
+    if typing.get_origin(expected) in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(expected) if option is not type(None)]
+        if value is None and len(options) < len(typing.get_args(expected)):
+            return
+        expected = options[0] if len(options) == 1 else None
     if expected is bool or expected is int:
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
     elif expected is float:

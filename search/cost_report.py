@@ -17,6 +17,7 @@ from evaluators.verification import model_spec
 from hwcost import CostEstimate, CostModel
 from search.config import ConfigError, RunConfig
 from spaces.compress import compress
+from spaces.plan import CompressionPlan
 from spaces.space import SearchSpace, SpaceError
 
 
@@ -39,10 +40,10 @@ def estimate_candidate(config: RunConfig, candidate: Mapping[str, Any], target: 
     spec = model_spec(config)
     model = spec.build()
     try:
-        layer_bits = SearchSpace(config.space, model.layer_groups()).layer_bits(candidate) if candidate else {}
+        plan = SearchSpace.for_model(config.space, spec, model).plan(candidate) if candidate else CompressionPlan()
     except SpaceError as error:
         raise ConfigError(f"--candidate: {error}") from None
-    compressed = compress(spec, model.state_dict(), layer_bits, config.space.quantizer)
+    compressed = compress(spec, model.state_dict(), plan.layer_bits, plan.layer_quantizers)
     return CostModel().estimate(compressed.description, target)
 
 

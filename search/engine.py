@@ -1,13 +1,16 @@
 """Run a compression search: Optuna proposes, Ray Tune evaluates, the run directory records.
 
-The pieces are composed here and nowhere else: the sampler (Optuna), the executor (Ray Tune,
-local or a cluster), the evaluator, and the recorder that persists each trial as it finishes.
+The pieces are composed here and nowhere else: the sampler (`search.samplers`), the executor
+(Ray Tune, local or a cluster), the multi-fidelity scheduler (`search.scheduler`), the
+evaluator, and the recorder that persists each trial as it finishes. `resume_search` continues a
+run whose driver died from its run directory alone (`search.resume`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -25,16 +28,23 @@ from optuna.storages.journal import JournalFileBackend  # noqa: E402
 from ray import tune  # noqa: E402
 from ray.tune import Callback  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
 
 from evaluators.training import embed_utterances  # noqa: E402
 from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
-from search.config import RunConfig  # noqa: E402
-from search.pareto import Objective, hypervolume_history, pareto_front  # noqa: E402
-from search.run_dir import RunDirectory  # noqa: E402
+from search.config import RunConfig, load_config  # noqa: E402
+from search.front import front_members, write_front_files  # noqa: E402
+from search.optuna_search import RecordingOptunaSearch  # noqa: E402
+from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
+from search.resume import reconcile  # noqa: E402
+from search.run_dir import RunDirectory  # noqa: E402
+from search.samplers import SEQUENCE_SAMPLERS, build_sampler  # noqa: E402
+from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
-from search.trial import TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
+from search.trial import NODE, RUNG, STEPS, TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
+from search.trial_rows import RowSchema  # noqa: E402
+
+__all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search"]
 
 _TENSORBOARD_EVERY = 5
 """Trials between TensorBoard refreshes during a run (a refresh redraws the figures, ~1 s)."""
@@ -60,7 +70,7 @@ class SearchListener:
         """The trial loop starts."""
 
     def trial_finished(self, row: dict[str, Any], trials: list[dict[str, Any]], front: list[dict[str, Any]]) -> None:
-        """A trial completed or failed; `front` is the current non-dominated set."""
+        """A trial completed, was stopped or failed; `front` is the current non-dominated set."""
 
 
 def run_search(
@@ -69,7 +79,12 @@ def run_search(
     address: str | None = None,
     listener: SearchListener | None = None,
 ) -> SearchOutcome:
-    """Prepare data and teacher, evaluate the FP32 reference, then run the search to its budget."""
+    """Prepare data and teacher, evaluate the FP32 reference, then run the search to its budget.
+
+    Args:
+        address: Ray cluster to join (`auto` or `HOST:PORT`); a local Ray sized to the machine
+            when None.
+    """
     listener = listener or SearchListener()
     run_dir.write_config(config.to_dict())
     evaluator = VerificationEvaluator()
@@ -80,18 +95,67 @@ def run_search(
     reference = {"trial": "fp32", "status": "reference", **measure(reference_evaluation, config.targets, reference_size)}
     run_dir.write_reference(reference)
     listener.stage("FP32 reference", 1, 1)
-    context = TrialContext(prepared, config.targets, reference_size, config.search.cpus_per_trial)
-    recorder = _Recorder(run_dir, config.objectives, reference, listener, {"quantizer": config.space.quantizer})
+    return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=False)
+
+
+def resume_search(
+    run_dir: RunDirectory, address: str | None = None, listener: SearchListener | None = None
+) -> SearchOutcome:
+    """Continue a run whose driver stopped (killed, crashed, interrupted) to its trial budget.
+
+    The resolved config, reference row, trials.jsonl and Optuna study of `run_dir` are all it
+    needs: completed trials are kept, duplicates dropped, orphaned running trials recorded
+    failed, and the study continues with the remaining budget (see `search.resume`).
+    """
+    listener = listener or SearchListener()
+    config = load_config(run_dir.config_path)
+    reference = run_dir.read_reference()
+    run_dir.drop_partial_writes()
+    evaluator = VerificationEvaluator()
+    prepared = evaluator.prepare(config, listener.stage)
+    return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=True)
+
+
+def _search(
+    config: RunConfig,
+    run_dir: RunDirectory,
+    evaluator: VerificationEvaluator,
+    prepared: PreparedVerification,
+    reference: dict[str, Any],
+    address: str | None,
+    listener: SearchListener,
+    resumed: bool,
+) -> SearchOutcome:
+    schema = RowSchema(
+        metric_keys=tuple(key for key in reference if key not in ("trial", "status")),
+        rungs=len(_fidelity_steps(config)),
+        constraints=config.constraints,
+        fixed_knobs={"quantizer": config.space.quantizer},
+    )
+    stopped_in_front = config.search.stopped_in_front
+    if resumed:
+        reconcile(run_dir, _study(run_dir, config), schema, config.objectives)
+        write_front_files(run_dir, config.objectives, reference, stopped_in_front)
+    remaining = config.search.trials - len(run_dir.read_trials())
+    context = TrialContext(prepared, config.targets, reference["size_bytes"], config.search.cpus_per_trial, evaluator)
+    recorder = _Recorder(run_dir, schema, config.objectives, reference, stopped_in_front, listener)
     listener.started(config.search.trials)
-    _tune(config, run_dir, context, recorder, address)
+    if remaining > 0:
+        _tune(config, run_dir, context, recorder, address, remaining, resumed)
     trials = run_dir.read_trials()
-    front = front_members(trials, config.objectives)
+    front = front_members(trials, config.objectives, stopped_in_front)
     if trials:
         write_tensorboard(run_dir)
         if front:
             _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
         write_html_report(run_dir)
     return SearchOutcome(run_dir, reference, trials, front)
+
+
+def _fidelity_steps(config: RunConfig) -> tuple[int, ...]:
+    """The run's fidelity ladder (cumulative fine-tuning steps per rung); PTQ only without one."""
+    fidelity = getattr(config, "fidelity", None)
+    return tuple(getattr(fidelity, "steps", None) or (0,))
 
 
 def _project_best_member(
@@ -103,48 +167,66 @@ def _project_best_member(
 ) -> None:
     """Embed the test set with the front's best model (first objective) for TensorBoard's projector."""
     best = (min if quality.direction == "min" else max)(front, key=lambda row: row[quality.metric])
-    candidate = {knob: best[knob] for knob in prepared.space.groups}
+    candidate = prepared.space.candidate_from_row(best)
     model = evaluator.evaluate(candidate, prepared).compressed.model
     embeddings = embed_utterances(model, prepared.test_features).numpy()
     speakers = [f"speaker-{label}" for label in prepared.test_labels]
     write_embedding_projector(run_dir, embeddings, speakers, f"trial-{best['trial']}-{quality.metric}")
 
 
-def front_members(trials: list[dict[str, Any]], objectives: tuple[Objective, ...]) -> list[dict[str, Any]]:
-    """Completed trials that no other completed trial dominates."""
-    complete = [row for row in trials if row.get("status") == "complete"]
-    return [complete[index] for index in pareto_front(complete, objectives)]
-
-
-def _tune(config: RunConfig, run_dir: RunDirectory, context: TrialContext, recorder: _Recorder, address: str | None) -> None:
+def _tune(
+    config: RunConfig,
+    run_dir: RunDirectory,
+    context: TrialContext,
+    recorder: _Recorder,
+    address: str | None,
+    num_samples: int,
+    resumed: bool,
+) -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # trials.csv and the display say what happens
+    space = context.prepared.space
+    sampler = build_sampler(
+        config.search.sampler,
+        seed=config.seed,
+        population_size=config.search.population_size,
+        space=space,
+        sensitivities=getattr(context.prepared, "sensitivities", None),
+        layer_params=_layer_params(context.prepared),
+    )
+    # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
+    with_baselines = not resumed and config.search.sampler not in SEQUENCE_SAMPLERS
+    searcher = RecordingOptunaSearch(
+        recorded_keys=[*recorder.schema.metric_keys, RUNG, STEPS, NODE, "seconds"],
+        constraints=config.constraints,
+        space=_DefineByRun(space.suggest),
+        metric=[objective.metric for objective in config.objectives],
+        mode=[objective.direction for objective in config.objectives],
+        sampler=sampler,
+        storage=_journal_storage(run_dir),
+        study_name=config.name,
+        points_to_evaluate=[space.uniform_candidate(bits) for bits in config.space.baselines] if with_baselines else None,
+    )
+    halving = ParetoHalving(
+        config.objectives, recorder.schema.rungs, config.search.reduction_factor, config.constraints
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(ray_trainable, context=context), {"cpu": config.search.cpus_per_trial}
+    )
     started_ray = _init_ray(address)
     try:
-        space = context.prepared.space
-        searcher = OptunaSearch(
-            space=_DefineByRun(space.suggest),
-            metric=[objective.metric for objective in config.objectives],
-            mode=[objective.direction for objective in config.objectives],
-            sampler=_sampler(config),
-            storage=_journal_storage(run_dir),
-            study_name=config.name,
-            points_to_evaluate=[space.uniform_candidate(bits) for bits in config.space.baselines],
-        )
-        trainable = tune.with_resources(
-            tune.with_parameters(ray_trainable, context=context), {"cpu": config.search.cpus_per_trial}
-        )
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.search.workers),
-                num_samples=config.search.trials,
+                scheduler=ParetoHalvingScheduler(halving),
+                num_samples=num_samples,
             ),
             run_config=tune.RunConfig(
-                name="tune",
-                storage_path=str(run_dir.ray_dir.resolve()),
+                name=f"tune-resumed-{time.strftime('%Y%m%d-%H%M%S')}" if resumed else "tune",
+                storage_path=config.search.storage or str(run_dir.ray_dir.resolve()),
                 callbacks=[recorder],
                 verbose=0,
-                failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                failure_config=tune.FailureConfig(max_failures=config.search.retries, fail_fast=False),
             ),
         )
         with warnings.catch_warnings():
@@ -167,6 +249,13 @@ def _init_ray(address: str | None) -> bool:
     return True
 
 
+def _layer_params(prepared: PreparedVerification) -> dict[str, int]:
+    """Weights per quantizable layer of the teacher (weighting the sensitivity-greedy steps)."""
+    layers = [layer for group in prepared.space.groups.values() for layer in group]
+    state = prepared.teacher_state
+    return {layer: int(state[f"{layer}.weight"].numel()) for layer in layers if f"{layer}.weight" in state}
+
+
 @dataclass
 class _DefineByRun:
     """The space's suggest function, also tagging each Ray trial with its Optuna trial number.
@@ -181,17 +270,18 @@ class _DefineByRun:
         return {TRIAL_NUMBER: trial.ot_trial.number}
 
 
-def _sampler(config: RunConfig) -> optuna.samplers.BaseSampler:
-    seed = config.seed
-    if config.search.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=config.search.population_size, seed=seed)
-    if config.search.sampler == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    return optuna.samplers.RandomSampler(seed=seed)
-
-
 def _journal_storage(run_dir: RunDirectory) -> JournalStorage:
     return JournalStorage(JournalFileBackend(str(run_dir.study_journal)))
+
+
+def _study(run_dir: RunDirectory, config: RunConfig) -> optuna.Study:
+    """The run's Optuna study, created empty when the driver died before creating it."""
+    return optuna.create_study(
+        storage=_journal_storage(run_dir),
+        study_name=config.name,
+        directions=["minimize" if objective.direction == "min" else "maximize" for objective in config.objectives],
+        load_if_exists=True,
+    )
 
 
 class _Recorder(Callback):
@@ -204,49 +294,44 @@ class _Recorder(Callback):
     def __init__(
         self,
         run_dir: RunDirectory,
+        schema: RowSchema,
         objectives: tuple[Objective, ...],
         reference: dict[str, Any],
+        stopped_in_front: bool,
         listener: SearchListener,
-        fixed_knobs: dict[str, Any],
     ) -> None:
-        """`fixed_knobs` are settings every trial shares (e.g. the quantizer), recorded in each row."""
         self.run_dir = run_dir
-        self.fixed_knobs = fixed_knobs
+        self.schema = schema
         self.objectives = objectives
         self.reference = reference
+        self.stopped_in_front = stopped_in_front
         self.listener = listener
-        self.metric_keys = [key for key in reference if key not in ("trial", "status")]
+        self.recoveries: dict[str, int] = {}
+        self.recorded = {row.get("trial") for row in run_dir.read_trials()}
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "listener": SearchListener()}
 
+    def on_trial_recover(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        """A failed attempt that Tune retries: counted in the row's `attempts`."""
+        self.recoveries[trial.trial_id] = self.recoveries.get(trial.trial_id, 0) + 1
+
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        result = trial.last_result or {}
-        if all(key in result for key in self.metric_keys):
-            self._record(trial, "complete", "", {key: result[key] for key in self.metric_keys}, result.get("seconds"))
-        else:
-            self._record(trial, "failed", "no metrics reported", {}, None)
+        self._record(trial, lambda number, knobs, attempts: self.schema.finished(number, knobs, trial.last_result or {}, attempts))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(trial, "failed", _error_reason(trial), {}, None)
+        reason = _error_reason(trial)
+        self._record(trial, lambda number, knobs, attempts: self.schema.failed(number, knobs, reason, attempts))
 
-    def _record(self, trial: Any, status: str, error: str, metrics: dict[str, Any], seconds: Any) -> None:
+    def _record(self, trial: Any, build: Callable[[Any, dict[str, Any], int], dict[str, Any]]) -> None:
+        number = trial.config.get(TRIAL_NUMBER)
+        if number in self.recorded:  # Tune can report an ending twice; the first row stands
+            return
         knobs = {key: value for key, value in trial.config.items() if key != TRIAL_NUMBER}
-        row = {
-            "trial": trial.config.get(TRIAL_NUMBER),
-            "status": status,
-            **self.fixed_knobs,
-            **knobs,
-            **metrics,
-            "error": error,
-            "seconds": round(seconds, 3) if seconds is not None else None,
-        }
+        row = build(number, knobs, 1 + self.recoveries.get(trial.trial_id, 0))
         self.run_dir.append_trial(row)
-        rows = self.run_dir.read_trials()
-        front = front_members(rows, self.objectives)
-        objectives = [{"metric": o.metric, "direction": o.direction} for o in self.objectives]
-        self.run_dir.write_pareto(objectives, self.reference, front)
-        self.run_dir.write_hypervolume(hypervolume_history(rows, self.objectives, self.reference))
+        self.recorded.add(number)
+        rows, front = write_front_files(self.run_dir, self.objectives, self.reference, self.stopped_in_front)
         if len(rows) % _TENSORBOARD_EVERY == 0:
             write_tensorboard(self.run_dir)
         self.listener.trial_finished(row, rows, front)

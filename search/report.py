@@ -26,6 +26,8 @@ TENSORBOARD_HOST = "127.0.0.1"
 """TensorBoard has no authentication, so it only listens on the loopback interface."""
 
 _COMPLETE = "complete"
+_EER_COLUMN = "EER %"
+_EER_PREFIX = "eer@"
 
 
 class Front(NamedTuple):
@@ -86,13 +88,28 @@ def bits_summary(row: Mapping[str, Any]) -> str:
     return "/".join("f" if int(bits) == 32 else str(int(bits)) for bits in knobs) or "fp32"
 
 
-def front_cells(row: Mapping[str, Any]) -> list[str]:
-    """One row's display cells, in `FRONT_COLUMNS` order."""
+def eval_set_names(fronts: Sequence[Front]) -> list[str]:
+    """The evaluation sets whose EERs the runs report (`eer@<set>` in the reference rows), in order."""
+    keys = (key for front in fronts for key in front.pareto["reference"] if key.startswith(_EER_PREFIX))
+    return list(dict.fromkeys(key[len(_EER_PREFIX):] for key in keys))
+
+
+def front_columns(eval_sets: Sequence[str] = ()) -> list[str]:
+    """`FRONT_COLUMNS`, the EER column split into one per evaluation set when there are several."""
+    if len(eval_sets) < 2:
+        return list(FRONT_COLUMNS)
+    at = FRONT_COLUMNS.index(_EER_COLUMN)
+    return [*FRONT_COLUMNS[:at], *(f"{_EER_COLUMN} {name}" for name in eval_sets), *FRONT_COLUMNS[at + 1:]]
+
+
+def front_cells(row: Mapping[str, Any], eval_sets: Sequence[str] = ()) -> list[str]:
+    """One row's display cells, in `front_columns(eval_sets)` order ("-" for an EER the row lacks)."""
+    eer_keys = ["eer"] if len(eval_sets) < 2 else [f"{_EER_PREFIX}{name}" for name in eval_sets]
     return [
         str(row["trial"]),
         _bytes(row["size_bytes"]),
         f"{row.get('compression_ratio', 1.0):.2f}x",
-        f"{100 * row['eer']:.2f}",
+        *(f"{100 * row[key]:.2f}" if row.get(key) is not None else "-" for key in eer_keys),
         f"{row['min_dcf']:.3f}",
         f"{row['latency_ms']:.2f}",
         f"{row['peak_memory_bytes'] / 1e6:.2f}",
@@ -101,11 +118,16 @@ def front_cells(row: Mapping[str, Any]) -> list[str]:
 
 
 def front_grid(fronts: Sequence[Front]) -> tuple[list[str], list[GridRow]]:
-    """Header and rows shared by every tabular format; several fronts get a leading run column."""
+    """Header and rows shared by every tabular format; several fronts get a leading run column.
+
+    Runs evaluated on several sets get one EER column per set, side by side.
+    """
     several = len(fronts) > 1
-    header = [RUN_COLUMN, *FRONT_COLUMNS] if several else list(FRONT_COLUMNS)
+    eval_sets = eval_set_names(fronts)
+    columns = front_columns(eval_sets)
+    header = [RUN_COLUMN, *columns] if several else columns
     rows = [
-        GridRow([front.name, *front_cells(row)] if several else front_cells(row), reference=index == 0)
+        GridRow([front.name] * several + front_cells(row, eval_sets), reference=index == 0)
         for front in fronts
         for index, row in enumerate(front.rows)
     ]

@@ -70,6 +70,10 @@ class RunDirectory:
         return cls(path)
 
     @property
+    def config_path(self) -> Path:
+        return self.path / CONFIG
+
+    @property
     def study_journal(self) -> Path:
         return self.path / STUDY_JOURNAL
 
@@ -104,6 +108,37 @@ class RunDirectory:
             stream.flush()
             os.fsync(stream.fileno())
         self._write_csv(self.read_trials())
+
+    def rewrite_trials(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Replace every recorded trial at once (resume: duplicates dropped, lost rows restored)."""
+        temporary = self.path / (TRIALS_JSONL + ".tmp")
+        with open(temporary, "w") as stream:
+            stream.writelines(json.dumps(_finite(row)) + "\n" for row in rows)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, self.path / TRIALS_JSONL)
+        self._write_csv(self.read_trials())
+
+    def drop_partial_writes(self) -> list[str]:
+        """Undo what a killed driver left half-written: a partial last line of trials.jsonl or of
+        study.journal, and the study's lock file. Only call this when no other process runs the study.
+
+        Returns:
+            The names of the files repaired.
+        """
+        repaired = []
+        for name in (TRIALS_JSONL, STUDY_JOURNAL):
+            path = self.path / name
+            data = path.read_bytes() if path.exists() else b""
+            if data and not data.endswith(b"\n"):
+                with open(path, "r+b") as stream:
+                    stream.truncate(data.rfind(b"\n") + 1)
+                repaired.append(name)
+        lock = self.path / (STUDY_JOURNAL + ".lock")
+        if lock.is_symlink() or lock.exists():
+            lock.unlink()
+            repaired.append(lock.name)
+        return repaired
 
     def read_trials(self) -> list[dict[str, Any]]:
         """All finished trials, in completion order (empty before the first one)."""

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -19,6 +19,12 @@ from hwcost import CostModel
 
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
+RUNG = "rung"
+"""Report key: index of the fidelity-ladder rung the metrics were measured at (0 = first)."""
+STEPS = "steps"
+"""Report key: cumulative fine-tuning steps of that rung (0 = post-training quantization)."""
+NODE = "node"
+"""Report key: id of the Ray node that ran the trial."""
 
 LATENCY_DECIMALS = 3
 """Predicted latencies are kept to 1 microsecond: finer differences are below what the cost
@@ -27,11 +33,15 @@ model can resolve, and would let a worse model onto the front by a nanosecond.""
 
 QUALITY_METRICS = ("eer", "min_dcf", "size_bytes", "params", "mean_weight_bits", "compression_ratio")
 COST_METRICS = ("latency_ms", "peak_memory_bytes", "real_time_factor")
+EVAL_SET_METRICS = ("eer", "min_dcf")
+"""Quality metrics reported once per evaluation set, as `eer@<set>`."""
 
 
-def metric_names(targets: Sequence[str]) -> list[str]:
-    """Every metric a trial reports for these targets (what objectives may name)."""
-    return [*QUALITY_METRICS, *COST_METRICS, *(f"{key}@{target}" for target in targets for key in COST_METRICS)]
+def metric_names(targets: Sequence[str], eval_sets: Sequence[str] = ()) -> list[str]:
+    """Every metric a trial reports for these targets and evaluation sets (what objectives may name)."""
+    per_set = (f"{key}@{name}" for name in eval_sets for key in EVAL_SET_METRICS)
+    per_target = (f"{key}@{target}" for target in targets for key in COST_METRICS)
+    return [*QUALITY_METRICS, *per_set, *COST_METRICS, *per_target]
 
 
 class TrialFailure(RuntimeError):
@@ -46,6 +56,8 @@ class TrialContext:
     targets: tuple[str, ...]
     reference_size_bytes: float
     cpus_per_trial: int
+    evaluator: Any = field(default_factory=VerificationEvaluator)
+    """The run's evaluator (stateless; pickled to the workers with the context)."""
 
 
 def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes: float) -> dict[str, float]:
@@ -71,21 +83,50 @@ def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes
     return metrics
 
 
+def ladder_evaluations(evaluator: Any, candidate: Mapping[str, Any], prepared: Any) -> Iterator[tuple[int, Evaluation]]:
+    """(cumulative fine-tuning steps, evaluation) after each rung of the run's fidelity ladder.
+
+    An evaluator without `evaluate_ladder` has a single post-training rung.
+    """
+    ladder = getattr(evaluator, "evaluate_ladder", None)
+    if ladder is None:
+        yield 0, evaluator.evaluate(candidate, prepared)
+    else:
+        yield from ladder(candidate, prepared)
+
+
+def measure_rungs(candidate: Mapping[str, Any], context: TrialContext) -> Iterator[dict[str, float]]:
+    """The candidate's metrics after each rung, with the rung, its steps and the seconds spent so far."""
+    start = time.perf_counter()
+    for rung, (steps, evaluation) in enumerate(ladder_evaluations(context.evaluator, candidate, context.prepared)):
+        metrics = measure(evaluation, context.targets, context.reference_size_bytes)
+        yield {**metrics, RUNG: rung, STEPS: steps, "seconds": time.perf_counter() - start}
+
+
 def evaluate_candidate(candidate: Mapping[str, Any], context: TrialContext) -> dict[str, float]:
-    """Measure one candidate: quantize, score, price."""
-    evaluation = VerificationEvaluator().evaluate(candidate, context.prepared)
-    return measure(evaluation, context.targets, context.reference_size_bytes)
+    """Measure one candidate through the whole ladder: quantize, fine-tune, score, price (last rung)."""
+    *_, last = measure_rungs(candidate, context)
+    return last
 
 
 def ray_trainable(config: dict[str, Any], context: TrialContext) -> None:
-    """Ray Tune function trainable: evaluate the candidate in `config` and report its metrics once."""
+    """Ray Tune function trainable: report the candidate's metrics once per fidelity rung.
+
+    A scheduler may stop the trial between rungs. Any exception (including a non-finite metric)
+    becomes a `TrialFailure` whose message is the reason recorded in trials.csv.
+    """
+    import ray
     from ray import tune
 
     torch.set_num_threads(context.cpus_per_trial)
     candidate = {key: value for key, value in config.items() if key != TRIAL_NUMBER}
-    start = time.perf_counter()
-    try:
-        metrics = evaluate_candidate(candidate, context)
-    except Exception as error:  # the reason goes to trials.csv; Ray marks the trial failed
-        raise TrialFailure(f"{type(error).__name__}: {error}") from error
-    tune.report({**metrics, "seconds": time.perf_counter() - start})
+    node = ray.get_runtime_context().get_node_id()
+    rungs = measure_rungs(candidate, context)
+    while True:
+        try:
+            report = next(rungs)
+        except StopIteration:
+            return
+        except Exception as error:  # the reason goes to trials.csv; Ray marks the trial failed
+            raise TrialFailure(f"{type(error).__name__}: {error}") from error
+        tune.report({**report, NODE: node})

@@ -19,6 +19,7 @@ _LAZY = {
     "load_packed_model": "spaces.compress",
     "quantizable_layers": "spaces.compress",
     "describe_model": "spaces.describe",
+    "load_bundle": "spaces.bundle",
     "build_model": "spaces.models",
     "SearchSpace": "spaces.space",
     "SpaceConfig": "spaces.space",

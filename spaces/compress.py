@@ -20,6 +20,7 @@ from spaces.models import build_model
 from spaces.models.layers import QUANTIZABLE_TYPES
 from spaces.quant import QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.packing import PackedEntry
+from spaces.sharing import shared_layers, shared_state_keys, tie_quantized
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,12 @@ class ModelSpec:
 
     def one_second_input(self) -> torch.Tensor:
         return torch.zeros(1, self.frames_per_second, self.num_mel_bins)
+
+    def example_inputs(self, model: nn.Module) -> tuple[torch.Tensor, ...]:
+        """One second of input for `model`: its own `example_inputs(sample_rate)` when it takes raw
+        audio (the extractor: mixture and enrollment), else one second of filterbank frames."""
+        hook = getattr(model, "example_inputs", None)
+        return hook(self.sample_rate) if hook is not None else (self.one_second_input(),)
 
 
 @dataclass
@@ -84,8 +91,9 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
     """Load the dequantized codes into `model`, pack and describe it (after PTQ or QAT alike).
 
     The weights of the returned model are exactly what unpacking the file gives, so quality is
-    measured on the model that ships.
+    measured on the model that ships. Weights shared between layers are packed and counted once.
     """
+    quantized = tie_quantized(model, quantized)
     with torch.no_grad():
         for name, weight in quantized.items():
             model.get_submodule(name).weight.copy_(get_quantizer(weight.quantizer).dequantize(weight))
@@ -94,11 +102,12 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
     description = describe_model(
         model,
         spec.family,
-        spec.one_second_input(),
+        spec.example_inputs(model),
         spec.sample_rate,
         weight_bits={name: q.bits for name, q in quantized.items()},
         quantizer={name: q.quantizer for name, q in quantized.items()},
         overhead_bits={name: q.overhead_bits for name, q in quantized.items()},
+        shared_with=shared_layers(model),
     )
     return CompressedModel(model, replace(description, size_bytes=len(packed)), packed)
 
@@ -122,4 +131,6 @@ def _packed_entries(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) 
         if field == "num_batches_tracked":
             continue
         entries[key] = quantized[layer] if field == "weight" and layer in quantized else tensor
+    for key, owner in shared_state_keys(model).items():
+        entries[key] = entries[owner]  # the same object: packed once, as an alias
     return entries

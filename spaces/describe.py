@@ -24,22 +24,30 @@ def _layer_quantizer(quantizer: str | Mapping[str, str], name: str) -> str:
 def describe_model(
     model: nn.Module,
     family: str,
-    example_input: torch.Tensor,
+    example_input: torch.Tensor | tuple[torch.Tensor, ...],
     sample_rate: int,
     weight_bits: Mapping[str, int] | None = None,
     quantizer: str | Mapping[str, str] = "uniform",
     overhead_bits: Mapping[str, int] | None = None,
+    shared_with: Mapping[str, str] | None = None,
 ) -> ModelDescription:
     """Describe `model` for `example_input`, which must hold exactly one second of audio (batch 1).
+
+    A model taking several inputs (an extractor's mixture and enrollment) gets them as a tuple. A
+    module run more than once (an encoder shared by two inputs) stores its weights once: its
+    later runs are described as sharing them with the first.
 
     Args:
         weight_bits: Bits per layer name; layers not named stay FP32.
         quantizer: Quantizer family of the layers below 32 bits, for all or per layer name.
         overhead_bits: Side-data bits (scales, codebooks) per quantized layer name.
+        shared_with: Layer name -> the layer whose weights it reuses (stored once, run each time).
     """
     weight_bits = weight_bits or {}
     overhead_bits = overhead_bits or {}
+    shared_with = shared_with or {}
     layers: list[LayerDescription] = []
+    traced: set[str] = set()
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if isinstance(module, nn.LSTM):
@@ -61,9 +69,11 @@ def describe_model(
                 weight_bits=bits,
                 quantizer=_layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none",
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
+                shared_with=shared_with.get(name, "") or (name if name in traced else ""),
                 sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
             )
         )
+        traced.add(name)
 
     handles = [
         module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
@@ -74,7 +84,7 @@ def describe_model(
     try:
         model.eval()
         with torch.no_grad():
-            model(example_input)
+            model(*(example_input if isinstance(example_input, tuple) else (example_input,)))
     finally:
         for handle in handles:
             handle.remove()

@@ -116,7 +116,7 @@ def load_or_build_features(
     entry = cached_tensors(
         cache_root, "features", key, lambda: _build_features(corpus, fbank, split, progress, min(workers, num_speakers))
     )
-    return _unpack(entry)
+    return unpack_features(entry)
 
 
 def _build_features(
@@ -129,11 +129,11 @@ def _build_features(
     task = functools.partial(_speaker_features, corpus, fbank, split)
     speakers = range(corpus.num_speakers(split))
     if workers == 1:
-        return _pack(map(task, speakers), len(speakers) * corpus.utterances_per_speaker, progress)
+        return pack_features(map(task, speakers), len(speakers) * corpus.utterances_per_speaker, progress)
     # "spawn", not "fork": forking a process that may hold torch/OpenMP or Ray threads can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return _pack(pool.map(task, speakers), len(speakers) * corpus.utterances_per_speaker, progress)
+        return pack_features(pool.map(task, speakers), len(speakers) * corpus.utterances_per_speaker, progress)
 
 
 def _speaker_features(
@@ -146,12 +146,15 @@ def _speaker_features(
     ]
 
 
-def _pack(
+def pack_features(
     speakers: Iterable[list[tuple[str, str, np.ndarray]]],
     total: int,
     progress: Callable[[int, int], None] | None,
 ) -> dict:
-    """One concatenated tensor plus lengths: far faster to save and load than many small tensors."""
+    """A cache entry of (speaker id, utterance id, features) rows, grouped in any way (progress is per group).
+
+    One concatenated tensor plus lengths: far faster to save and load than many small tensors.
+    """
     rows: list[tuple[str, str, np.ndarray]] = []
     for speaker_rows in speakers:
         rows.extend(speaker_rows)
@@ -167,7 +170,8 @@ def _pack(
     }
 
 
-def _unpack(entry: dict) -> FeatureSet:
+def unpack_features(entry: dict) -> FeatureSet:
+    """The `FeatureSet` of an entry made by `pack_features`."""
     # Clone each slice: a view pickles its whole storage, so sending N views to a Ray worker
     # would copy the full concatenated tensor N times.
     return FeatureSet(

@@ -1,10 +1,11 @@
 """ECAPA-TDNN speaker-embedding family (Desplanques et al. 2020, WeSpeaker layout).
 
-A TDNN layer, three SE-Res2Blocks with growing dilation, multi-layer feature aggregation (MFA)
-of the three block outputs, attentive statistics pooling with global context, and a linear
-embedding. `channels` is the width knob: 512 and 1024 are WeSpeaker's ECAPA_TDNN_GLOB_c512 and
-_c1024 (about 6.19M and 14.65M parameters with 80 mel bins). As in WeSpeaker, the MFA output width
-(`mfa_channels`, 1536) does not follow `channels`, so a narrow student sets it explicitly.
+A TDNN layer, three SE-Res2Blocks with growing dilation (`blocks`, a student's depth knob),
+multi-layer feature aggregation (MFA) of the block outputs, attentive statistics pooling with
+global context, and a linear embedding. `channels` is the width knob: 512 and 1024 are
+WeSpeaker's ECAPA_TDNN_GLOB_c512 and _c1024 (about 6.19M and 14.65M parameters with 80 mel bins).
+As in WeSpeaker, the MFA output width (`mfa_channels`, 1536) does not follow `channels`, so a
+narrow student sets it explicitly.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class EcapaTdnn(nn.Module):
         attention_channels: Hidden width of the attentive pooling.
         global_context: Whether the attention also sees utterance-level mean and std.
         mfa_channels: Output width of the multi-layer feature aggregation convolution.
+        blocks: Number of SE-Res2Blocks (dilations 2, 3, 4, ...; three in the published model).
     """
 
     def __init__(
@@ -117,6 +119,7 @@ class EcapaTdnn(nn.Module):
         attention_channels: int = 128,
         global_context: bool = True,
         mfa_channels: int = 1536,
+        blocks: int = 3,
     ) -> None:
         super().__init__()
         sizes = dict(
@@ -126,6 +129,7 @@ class EcapaTdnn(nn.Module):
             se_channels=se_channels,
             attention_channels=attention_channels,
             mfa_channels=mfa_channels,
+            blocks=blocks,
         )
         for key, value in sizes.items():
             if value < 1:
@@ -133,10 +137,10 @@ class EcapaTdnn(nn.Module):
         if scale < 2 or channels % scale:
             raise ValueError(f"model.scale={scale}: must be >= 2 and divide model.channels={channels}")
         self.tdnn = TdnnBlock(num_mel_bins, channels, kernel_size=5)
-        self.block1, self.block2, self.block3 = (
-            SERes2Block(channels, 3, dilation, scale, se_channels) for dilation in (2, 3, 4)
-        )
-        self.mfa = nn.Conv1d(3 * channels, mfa_channels, 1)
+        self.num_blocks = blocks
+        for index in range(1, blocks + 1):
+            self.add_module(f"block{index}", SERes2Block(channels, 3, index + 1, scale, se_channels))
+        self.mfa = nn.Conv1d(blocks * channels, mfa_channels, 1)
         self.mfa_relu = nn.ReLU()
         self.pooling = AttentiveStatisticsPooling(mfa_channels, attention_channels, global_context)
         self.pooling_norm = nn.BatchNorm1d(2 * mfa_channels)
@@ -151,20 +155,25 @@ class EcapaTdnn(nn.Module):
         """Embedding plus the named intermediate outputs that distillation can match.
 
         Returns:
-            The embedding `[B, embedding_dim]` and taps: "tdnn", "block1".."block3" `[B, channels, T]`,
+            The embedding `[B, embedding_dim]` and taps: "tdnn", "block1".."blockN" `[B, channels, T]`,
             "mfa" `[B, mfa_channels, T]`, "pooled" (attentive statistics) `[B, 2 * mfa_channels]`
             and "embedding".
         """
         taps = {"tdnn": self.tdnn(features.transpose(1, 2))}
-        taps["block1"] = self.block1(taps["tdnn"])
-        taps["block2"] = self.block2(taps["block1"])
-        taps["block3"] = self.block3(taps["block2"])
-        aggregated = torch.cat([taps["block1"], taps["block2"], taps["block3"]], dim=1)
+        blocks = [f"block{index}" for index in range(1, self.num_blocks + 1)]
+        x = taps["tdnn"]
+        for name in blocks:
+            x = taps[name] = self.get_submodule(name)(x)
+        aggregated = torch.cat([taps[name] for name in blocks], dim=1)
         taps["mfa"] = self.mfa_relu(self.mfa(aggregated))
         taps["pooled"] = self.pooling(taps["mfa"])
         taps["embedding"] = self.embedding_norm(self.embedding(self.pooling_norm(taps["pooled"])))
         return taps["embedding"], taps
 
     def layer_groups(self) -> dict[str, list[str]]:
-        """Quantizable layers grouped by block (tdnn, block1-3, mfa, pooling, embedding)."""
+        """Quantizable layers grouped by block (tdnn, block1..blockN, mfa, pooling, embedding)."""
         return group_by_top_module(self)
+
+    def repeated_blocks(self) -> list[list[str]]:
+        """The SE-Res2Blocks, in order: they may share weights (`spaces.sharing`)."""
+        return [[f"block{index}" for index in range(1, self.num_blocks + 1)]]

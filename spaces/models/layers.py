@@ -76,8 +76,8 @@ class WeightedStatisticsPooling(nn.Module):
         return torch.cat([mean, torch.sqrt(variance.clamp(min=1e-5))], dim=-1)
 
 
-QUANTIZABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear)
-"""Module types whose weights a candidate may quantize."""
+QUANTIZABLE_TYPES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.ConvTranspose1d)
+"""Module types whose weights a candidate may quantize (the extractor's decoder is a transposed conv)."""
 
 
 def group_by_top_module(model: nn.Module) -> dict[str, list[str]]:

@@ -83,11 +83,32 @@ class ResNet(nn.Module):
         self.embedding_dim = embedding_dim
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.forward_with_taps(features)[0]
+
+    def forward_with_taps(self, features: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Embedding plus the named intermediate outputs that distillation can match.
+
+        Frame-level taps are `[B, C, T]` like the other families' (a stage's channels times its
+        frequency bins as C), so teacher and student taps line up along time the same way.
+
+        Returns:
+            The embedding `[B, embedding_dim]` and taps: "stem", "layer1".."layer4" `[B, C * F, T]`,
+            "pooled" (mean and std over time) `[B, 2 * C * F]` and "embedding".
+        """
         x = self.stem(features.transpose(1, 2).unsqueeze(1))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        x = x.flatten(1, 2)
-        return self.embedding(self.pooling(x))
+        taps = {"stem": x.flatten(1, 2)}
+        for name in ("layer1", "layer2", "layer3", "layer4"):
+            x = getattr(self, name)(x)
+            taps[name] = x.flatten(1, 2)
+        taps["pooled"] = self.pooling(taps["layer4"])
+        taps["embedding"] = self.embedding(taps["pooled"])
+        return taps["embedding"], taps
 
     def layer_groups(self) -> dict[str, list[str]]:
         """Quantizable layers grouped by stage, the coarse granularity of the search space."""
         return group_by_top_module(self)
+
+    def repeated_blocks(self) -> list[list[str]]:
+        """The basic blocks of each stage, in order: those of equal shapes may share weights."""
+        stages = (self.layer1, self.layer2, self.layer3, self.layer4)
+        return [[f"layer{stage}.{block}" for block in range(len(blocks))] for stage, blocks in enumerate(stages, 1)]

@@ -1,9 +1,9 @@
 """x-vector TDNN speaker-embedding family (Snyder et al. 2018, WeSpeaker's XVEC).
 
-Five frame-level TDNN layers, statistics pooling and two segment-level linear layers. The
-embedding is the output of the second segment layer (WeSpeaker's default with two embedding
-layers): about 4.61M parameters with 80 mel bins and 512 dimensions. `channels` and
-`pooling_channels` are the width knobs that build a narrow distillation student.
+Five frame-level TDNN layers (`frame_layers`, a student's depth knob), statistics pooling and two
+segment-level linear layers. The embedding is the output of the second segment layer (WeSpeaker's
+default with two embedding layers): about 4.61M parameters with 80 mel bins and 512 dimensions.
+`channels` and `pooling_channels` are the width knobs that build a narrow distillation student.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from torch import nn
 
 from spaces.models.layers import StatisticsPooling, TdnnBlock, group_by_top_module
 
-_FRAME_LAYERS = ((5, 1), (3, 2), (3, 3), (1, 1), (1, 1))
-"""(kernel size, dilation) of the five frame-level layers."""
+_CONTEXT_LAYERS = ((5, 1), (3, 2), (3, 3))
+"""(kernel size, dilation) of the first frame-level layers; the layers after them are 1x1."""
 
 
 class XVector(nn.Module):
@@ -22,9 +22,11 @@ class XVector(nn.Module):
 
     Args:
         num_mel_bins: Filterbank channels of the input.
-        channels: Width of the first four frame-level layers.
-        pooling_channels: Width of the fifth frame-level layer, the one that is pooled.
+        channels: Width of the frame-level layers before the last one.
+        pooling_channels: Width of the last frame-level layer, the one that is pooled.
         embedding_dim: Size of both segment-level layers, hence of the embedding.
+        frame_layers: Frame-level layers (>= 2): up to three context layers (kernels 5, 3, 3 with
+            dilations 1, 2, 3), then 1x1 layers, the last one widening to `pooling_channels`.
     """
 
     def __init__(
@@ -33,6 +35,7 @@ class XVector(nn.Module):
         channels: int = 512,
         pooling_channels: int = 1500,
         embedding_dim: int = 512,
+        frame_layers: int = 5,
     ) -> None:
         super().__init__()
         sizes = dict(
@@ -41,12 +44,14 @@ class XVector(nn.Module):
         for key, value in sizes.items():
             if value < 1:
                 raise ValueError(f"model.{key}={value}: must be >= 1")
-        widths = [num_mel_bins] + [channels] * 4 + [pooling_channels]
-        frame_layers = [
-            TdnnBlock(widths[index], widths[index + 1], kernel_size, dilation)
-            for index, (kernel_size, dilation) in enumerate(_FRAME_LAYERS)
-        ]
-        self.frame1, self.frame2, self.frame3, self.frame4, self.frame5 = frame_layers
+        if frame_layers < 2:
+            raise ValueError(f"model.frame_layers={frame_layers}: must be >= 2")
+        context = _CONTEXT_LAYERS[: frame_layers - 1]
+        shapes = [*context, *[(1, 1)] * (frame_layers - len(context))]
+        widths = [num_mel_bins] + [channels] * (frame_layers - 1) + [pooling_channels]
+        self.num_frame_layers = frame_layers
+        for index, (kernel_size, dilation) in enumerate(shapes):
+            self.add_module(f"frame{index + 1}", TdnnBlock(widths[index], widths[index + 1], kernel_size, dilation))
         self.pooling = StatisticsPooling()
         self.segment1 = nn.Linear(2 * pooling_channels, embedding_dim)
         self.segment1_relu = nn.ReLU()
@@ -62,19 +67,23 @@ class XVector(nn.Module):
 
         Returns:
             The embedding `[B, embedding_dim]` and taps: "frame1".."frame4" `[B, channels, T]`,
-            "frame5" `[B, pooling_channels, T]`, "pooled" `[B, 2 * pooling_channels]`, "segment1"
-            (first segment layer before its ReLU) and "embedding", both `[B, embedding_dim]`.
+            "frame5" `[B, pooling_channels, T]` (with N frame layers: "frame1".."frameN", the last
+            one pooled), "pooled" `[B, 2 * pooling_channels]`, "segment1" (first segment layer
+            before its ReLU) and "embedding", both `[B, embedding_dim]`.
         """
-        taps = {"frame1": self.frame1(features.transpose(1, 2))}
-        taps["frame2"] = self.frame2(taps["frame1"])
-        taps["frame3"] = self.frame3(taps["frame2"])
-        taps["frame4"] = self.frame4(taps["frame3"])
-        taps["frame5"] = self.frame5(taps["frame4"])
-        taps["pooled"] = self.pooling(taps["frame5"])
+        taps = {}
+        x = features.transpose(1, 2)
+        for index in range(1, self.num_frame_layers + 1):
+            x = taps[f"frame{index}"] = self.get_submodule(f"frame{index}")(x)
+        taps["pooled"] = self.pooling(x)
         taps["segment1"] = self.segment1(taps["pooled"])
         taps["embedding"] = self.embedding(self.segment1_norm(self.segment1_relu(taps["segment1"])))
         return taps["embedding"], taps
 
     def layer_groups(self) -> dict[str, list[str]]:
-        """Quantizable layers grouped by layer: frame1-frame5, segment1, embedding."""
+        """Quantizable layers grouped by layer: frame1..frameN, segment1, embedding."""
         return group_by_top_module(self)
+
+    def repeated_blocks(self) -> list[list[str]]:
+        """The frame layers, in order: those of equal shapes may share weights (`spaces.sharing`)."""
+        return [[f"frame{index}" for index in range(1, self.num_frame_layers + 1)]]

@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from spaces.quant.base import QuantizationError, check_bits
+from spaces.quant.straight_through import round_straight_through, scale_gradient
 
 _ACTIVATION_BITS = (2, 3, 4, 5, 6, 7, 8)
 _SMALLEST_STEP = 1e-8
@@ -34,6 +35,8 @@ class ActivationQuantizer(nn.Module):
     Args:
         bits: Bits per activation (default 8).
     """
+
+    allowed_bits = _ACTIVATION_BITS
 
     def __init__(self, bits: int = 8) -> None:
         super().__init__()
@@ -83,19 +86,10 @@ class ActivationQuantizer(nn.Module):
                 self.observed_max.copy_(torch.maximum(self.observed_max, inputs.max()))
             return inputs
         low, high = self.levels
-        step = _scale_gradient(self.step.clamp_min(_SMALLEST_STEP), 1.0 / math.sqrt(inputs.numel() * high))
+        step = scale_gradient(self.step.clamp_min(_SMALLEST_STEP), 1.0 / math.sqrt(inputs.numel() * high))
         scaled = torch.clamp(inputs / step, low, high)
-        return _round_straight_through(scaled) * step
+        return round_straight_through(scaled) * step
 
     def extra_repr(self) -> str:
         return f"bits={self.bits}, mode={self.mode}, signed={bool(self.signed)}"
 
-
-def _round_straight_through(values: torch.Tensor) -> torch.Tensor:
-    """Round in the forward pass, identity in the backward pass."""
-    return values + (torch.round(values) - values).detach()
-
-
-def _scale_gradient(values: torch.Tensor, factor: float) -> torch.Tensor:
-    """`values` in the forward pass, gradient multiplied by `factor` in the backward pass."""
-    return values * factor + (values - values * factor).detach()

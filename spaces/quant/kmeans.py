@@ -55,7 +55,7 @@ class KMeansQuantizer(Quantizer):
         check_bits(self.name, bits, self.allowed_bits)
         channels = weight.detach().cpu().reshape(weight.shape[0], -1).double().numpy()
         group_count = min(self.groups, channels.shape[0])
-        group_of_channel = _channel_groups(channels.shape[0], group_count)
+        group_of_channel = channel_groups(channels.shape[0], group_count)
         codebooks = np.empty((group_count, 2**bits), dtype=np.float32)
         codes = np.empty(channels.shape, dtype=np.uint8)
         for group in range(group_count):
@@ -68,11 +68,11 @@ class KMeansQuantizer(Quantizer):
     def dequantize(self, quantized: QuantizedWeight) -> torch.Tensor:
         codebooks = quantized.side["codebook"].reshape(-1, 2**quantized.bits)
         codes = quantized.codes.reshape(quantized.codes.shape[0], -1).long()
-        group_of_channel = torch.from_numpy(_channel_groups(codes.shape[0], codebooks.shape[0]))
+        group_of_channel = torch.from_numpy(channel_groups(codes.shape[0], codebooks.shape[0]))
         return codebooks[group_of_channel[:, None], codes].reshape(quantized.codes.shape)
 
 
-def _channel_groups(channels: int, groups: int) -> np.ndarray:
+def channel_groups(channels: int, groups: int) -> np.ndarray:
     """Group index of each output channel: `groups` contiguous, non-empty, near-equal runs."""
     return np.arange(channels) * groups // channels
 

@@ -3,12 +3,17 @@
 Layout (little-endian)::
 
     b"SPKQ" | version u8 | entry count u32
-    entry:  name length u16 | name (utf-8) | kind u8 (0 float32, 1 quantized) | shape
-            float32:   data (4 bytes per element)
-            quantized: bits u8 | quantizer name length u8 | quantizer name | side count u8
+    entry:  name length u16 | name (utf-8) | kind u8 (0 float32, 1 quantized, 2 alias) | body
+            float32:   shape | data (4 bytes per element)
+            quantized: shape | bits u8 | quantizer name length u8 | quantizer name | side count u8
                        side:  name length u8 | name | shape | float32 data
                        codes packed at exactly `bits` bits each, LSB first, ceil(n * bits / 8) bytes
+            alias:     target name length u16 | target name (an earlier entry)
     shape:  ndim u8 | dims u32 each
+
+An entry that is the very object of an earlier entry (a tensor shared by several layers) is
+written as an alias of it, so shared weights are stored once; reading gives both names the
+same object back.
 
 Nothing is padded or aligned, so the file is as small as the format allows and its length is
 the size a report may claim.
@@ -30,7 +35,7 @@ from spaces.quant.base import QuantizedWeight
 
 MAGIC = b"SPKQ"
 VERSION = 1
-_FLOAT, _QUANTIZED = 0, 1
+_FLOAT, _QUANTIZED, _ALIAS = 0, 1, 2
 
 PackedEntry = Union[torch.Tensor, QuantizedWeight]
 
@@ -59,9 +64,14 @@ def pack_weights(entries: Mapping[str, PackedEntry]) -> bytes:
     """Serialise named float tensors and quantized weights into the packed format."""
     out = io.BytesIO()
     out.write(MAGIC + struct.pack("<BI", VERSION, len(entries)))
+    first_name: dict[int, str] = {}
     for name, entry in entries.items():
         _write_name(out, name, "<H")
-        if isinstance(entry, QuantizedWeight):
+        target = first_name.setdefault(id(entry), name)
+        if target != name:
+            out.write(struct.pack("<B", _ALIAS))
+            _write_name(out, target, "<H")
+        elif isinstance(entry, QuantizedWeight):
             out.write(struct.pack("<B", _QUANTIZED))
             _write_shape(out, entry.codes.shape)
             out.write(struct.pack("<B", entry.bits))
@@ -103,6 +113,11 @@ def unpack_weights(data: bytes) -> dict[str, PackedEntry]:
             numel = int(np.prod(shape, dtype=np.int64))
             codes = unpack_codes(_read(reader, (numel * bits + 7) // 8), numel, bits)
             entries[name] = QuantizedWeight(quantizer, bits, torch.from_numpy(codes.reshape(shape)), side)
+        elif kind == _ALIAS:
+            target = _read_name(reader, "<H")
+            if target not in entries:
+                raise PackedFileError(f"entry {name!r}: alias of {target!r}, which no earlier entry is")
+            entries[name] = entries[target]
         else:
             raise PackedFileError(f"entry {name!r}: unknown kind {kind}")
     if reader.read(1):

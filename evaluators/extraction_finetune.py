@@ -1,0 +1,174 @@
+"""Compress a trained extractor as a `CompressionPlan` says, fine-tuning it rung by rung (TinyWASE).
+
+From the FP32 teacher (or a student sliced from it, `spaces.students`): the separator's stacks
+are tied when the plan shares them (`spaces.sharing`), every quantized layer gets its family's
+fake-quantizer (`spaces.quant.qat`: LSQ, k-means centroids, straight-through...), and with
+sub-32-bit activations the input of every quantized layer gets an `ActivationQuantizer`,
+calibrated on a few training batches. Fine-tuning then minimises the extraction loss plus
+lambda x negative SI-SDR to the FP32 teacher's estimate (output distillation). With 0 steps this
+is post-training quantization. `train_to` continues where it stopped, so a fidelity ladder
+never repeats work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+import numpy as np
+import torch
+from torch import nn
+
+from evaluators.data.mixture_corpora import MixtureSource
+from evaluators.data.mixtures import MixtureConfig, training_batch
+from evaluators.extraction_training import ExtractorTrainingConfig, segment_samples, training_step
+from evaluators.finetune import FidelityConfig
+from evaluators.training import TrainingError
+from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
+from spaces.description import FLOAT_BITS
+from spaces.plan import CompressionPlan
+from spaces.quant import ActivationQuantizer
+from spaces.quant.qat import after_step, attach_fake_quantizers, export_quantized, without_fake_quantizers
+from spaces.sharing import share_repeated_blocks
+from spaces.students import build_student
+
+EXTRACTION_TAPS = ("estimate",)
+"""What an extractor distils: the teacher's output waveform."""
+
+CALIBRATION_BATCHES = 4
+"""Training batches that set the activation quantizers' ranges before they freeze."""
+
+
+class ExtractorFineTuner:
+    """One candidate's compressed extractor; `train_to` fine-tunes further, `compressed` snapshots.
+
+    Args:
+        spec: The teacher's model.
+        teacher_state: FP32 teacher weights (the starting point and the distillation target).
+        plan: What to build: quantized layers, activation bits, student, distillation, sharing.
+        source: Training mixtures (for fine-tuning and activation calibration).
+        mixtures: Training segment lengths and level range.
+        fidelity: Learning rate, batch size and the default distillation weight.
+        training: The teacher's training settings (cue-loss weight, gradient clipping).
+        seed: Seed of the training batches.
+    """
+
+    def __init__(
+        self,
+        spec: ModelSpec,
+        teacher_state: Mapping[str, torch.Tensor],
+        plan: CompressionPlan,
+        source: MixtureSource,
+        mixtures: MixtureConfig,
+        fidelity: FidelityConfig,
+        training: ExtractorTrainingConfig,
+        seed: int,
+    ) -> None:
+        self.distill_weight = _distillation_weight(plan, fidelity)
+        self.source, self.mixtures, self.fidelity, self.training = source, mixtures, fidelity, training
+        self.segment, self.enrollment = segment_samples(mixtures, spec.sample_rate)
+        self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+        if plan.student is not None:
+            self.spec, self.student = build_student(spec, plan.student, teacher_state, share=plan.share)
+        else:
+            self.spec, self.student = spec, spec.build()
+            self.student.load_state_dict(teacher_state)
+            if plan.share:
+                share_repeated_blocks(self.student)
+        self.teacher = None
+        if self.distill_weight:
+            self.teacher = spec.build()
+            self.teacher.load_state_dict(teacher_state)
+            self.teacher.eval().requires_grad_(False)
+        parameters = attach_fake_quantizers(self.student, plan.layers, fidelity.qat_options)
+        self.activation_bits = plan.activation_bits
+        self.activations = _activation_quantizers(plan.layers, plan.activation_bits)
+        self._hooks = _quantize_inputs(self.student, self.activations)
+        if self.activations:
+            self._calibrate()
+            parameters += [step for quantizer in self.activations.values() for step in quantizer.parameters()]
+        self.optimizer = torch.optim.Adam([*self.student.parameters(), *parameters], lr=fidelity.learning_rate)
+        self.steps_done = 0
+
+    def train_to(self, steps: int) -> None:
+        """Fine-tune until `steps` optimiser steps are done in total (continuing, never restarting)."""
+        if steps < self.steps_done:
+            raise ValueError(f"cannot fine-tune back to {steps} steps: {self.steps_done} already done")
+        self.student.train()
+        while self.steps_done < steps:
+            batch = training_batch(
+                self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, self.mixtures.level_db
+            )
+            loss = training_step(
+                self.student,
+                batch,
+                self.optimizer,
+                self.training.cue_weight,
+                self.training.clip_norm,
+                self.teacher,
+                self.distill_weight,
+            )
+            if not np.isfinite(loss):
+                raise TrainingError(
+                    f"fine-tuning: non-finite loss {loss} at step {self.steps_done}; lower fidelity.learning_rate"
+                )
+            self.steps_done += 1
+            after_step(self.student, self.steps_done, self.steps_done / max(1, self.fidelity.steps[-1]))
+        self.student.eval()
+
+    def compressed(self) -> CompressedModel:
+        """The model as it would ship now: exported codes, packed and described, activations quantized."""
+        quantized = export_quantized(self.student)
+        for hook in self._hooks:
+            hook.remove()
+        try:
+            plain = without_fake_quantizers(self.student)
+        finally:
+            self._hooks = _quantize_inputs(self.student, self.activations)
+        compressed = finalize_compressed(self.spec, plain, quantized)
+        if not self.activations:
+            return compressed
+        _quantize_inputs(compressed.model, self.activations)
+        layers = tuple(
+            replace(layer, activation_bits=self.activation_bits) if layer.name in self.activations else layer
+            for layer in compressed.description.layers
+        )
+        return replace(compressed, description=replace(compressed.description, layers=layers))
+
+    def _calibrate(self) -> None:
+        """Observe activation ranges on a few training batches (fake-quantized weights), then freeze."""
+        self.student.eval()
+        with torch.no_grad():
+            for _ in range(CALIBRATION_BATCHES):
+                batch = training_batch(
+                    self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, self.mixtures.level_db
+                )
+                self.student(batch.mixture, batch.enrollment)
+        for quantizer in self.activations.values():
+            quantizer.freeze()
+
+
+def _distillation_weight(plan: CompressionPlan, fidelity: FidelityConfig) -> float:
+    """Lambda of output distillation: the candidate's when it searches one, else the fidelity block's."""
+    if plan.distillation is None:
+        return fidelity.distillation_weight
+    if tuple(plan.distillation.taps) != EXTRACTION_TAPS:
+        raise ValueError(
+            f"distill.taps={list(plan.distillation.taps)}: an extractor distils its output only; use {list(EXTRACTION_TAPS)}"
+        )
+    return plan.distillation.weight
+
+
+def _activation_quantizers(layers: Mapping[str, object], bits: int) -> dict[str, ActivationQuantizer]:
+    """One activation quantizer per quantized layer's input (none for FP32 activations)."""
+    return {} if bits >= FLOAT_BITS else {name: ActivationQuantizer(bits) for name in layers}
+
+
+def _quantize_inputs(model: nn.Module, quantizers: Mapping[str, ActivationQuantizer]) -> list:
+    """Route each named layer's first input through its activation quantizer; returns the hook handles."""
+    return [
+        model.get_submodule(name).register_forward_pre_hook(
+            lambda module, args, quantizer=quantizer: (quantizer(args[0]), *args[1:])
+        )
+        for name, quantizer in quantizers.items()
+    ]

@@ -1,0 +1,176 @@
+"""The baselines' candidate lists: one bit width everywhere, and sensitivity-ordered bit lowering.
+
+Both are generated over the space's bits knobs (`SearchSpace.groups`); every other knob is
+resolved the way the space's own define-by-run function resolves it, with the knob at its first
+choice (or the low end of its range). A generated candidate the space rejects is left out, so
+the lists stay valid for knob sets this module does not know.
+
+- `uniform_grid_candidates`: the seeds' method (Li et al. 2022): every bits knob at the same
+  width, for every quantized width and every quantizer the space offers, widest first (FP32 is
+  the reference row already).
+- `sensitivity_greedy_candidates`: Liu et al. 2024 / HAWQ style. Starting from every group at its
+  widest quantized choice, repeatedly lower one group by one step, choosing the group whose step costs the
+  least predicted damage per bit saved. A group's damage at b bits is its sensitivity (the loss
+  change when that group alone is quantized) times 4^-b, the power of uniform quantization noise,
+  so a sensitive group is lowered late and a large, insensitive one early.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from spaces.description import FLOAT_BITS
+from spaces.quant import QUANTIZERS
+
+Candidate = dict[str, Any]
+SearchSpaceLike = Any
+"""A `spaces.space.SearchSpace`: `.groups`, `.knobs`, `.suggest(trial)` and `.plan(candidate)` are used."""
+
+
+class _NotInSpace(Exception):
+    """A forced knob value the space does not offer."""
+
+
+class _ResolvingTrial:
+    """A stand-in for `optuna.Trial` that answers the space's suggestions from a partial candidate.
+
+    Knobs named in `forced` take that value (or the candidate is rejected when the space does not
+    offer it); any other knob takes its first choice or the low end of its range.
+    """
+
+    def __init__(self, forced: Mapping[str, Any]) -> None:
+        self.forced = forced
+        self.params: Candidate = {}
+
+    def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
+        choices = list(choices)
+        if name in self.forced:
+            if self.forced[name] not in choices:
+                raise _NotInSpace(name)
+            return self._set(name, self.forced[name])
+        return self._set(name, choices[0])
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self._set(name, self._ranged(name, low, high))
+
+    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
+        return self._set(name, self._ranged(name, low, high))
+
+    def _ranged(self, name: str, low: Any, high: Any) -> Any:
+        value = self.forced.get(name, low)
+        if not low <= value <= high:
+            raise _NotInSpace(name)
+        return value
+
+    def _set(self, name: str, value: Any) -> Any:
+        self.params[name] = value
+        return value
+
+
+def resolve_candidate(space: SearchSpaceLike, forced: Mapping[str, Any]) -> Candidate | None:
+    """The full candidate the space builds with `forced` knob values, or None if it rejects them."""
+    trial = _ResolvingTrial(forced)
+    try:
+        space.suggest(trial)
+        space.plan(trial.params)
+    except (_NotInSpace, ValueError):
+        return None
+    return trial.params
+
+
+def quantizer_knobs(space: SearchSpaceLike) -> dict[str, tuple[str, ...]]:
+    """Knobs whose choices are all registered quantizer names (the space's quantizer choices)."""
+    return {
+        name: tuple(choices)
+        for name, choices in space.knobs.items()
+        if isinstance(choices, (list, tuple)) and choices and all(choice in QUANTIZERS for choice in choices)
+    }
+
+
+def uniform_grid_candidates(space: SearchSpaceLike) -> list[Candidate]:
+    """Every bits knob at one width, for each width (widest first) and each quantizer choice."""
+    widths = _quantized_ladder({bits for name in space.groups for bits in space.knobs[name]})
+    quantizer_choices = quantizer_knobs(space)
+    quantizers = sorted({choice for choices in quantizer_choices.values() for choice in choices}) or [None]
+    candidates: list[Candidate] = []
+    for quantizer in quantizers:
+        for bits in widths:
+            forced: Candidate = {name: bits for name in space.groups}
+            if quantizer is not None:
+                forced.update({name: quantizer for name, choices in quantizer_choices.items() if quantizer in choices})
+            candidate = resolve_candidate(space, forced)
+            if candidate is not None and candidate not in candidates:
+                candidates.append(candidate)
+    return candidates
+
+
+def group_sensitivities(
+    space: SearchSpaceLike, layer_sensitivities: Mapping[str, float], layer_params: Mapping[str, int]
+) -> dict[str, tuple[float, int]]:
+    """Per bits knob: the summed sensitivity (negative values count as 0) and parameter count of its layers.
+
+    Raises:
+        ValueError: If no layer of the space has a sensitivity (they were computed for another model).
+    """
+    covered = [layer for layers in space.groups.values() for layer in layers if layer in layer_sensitivities]
+    if not covered:
+        raise ValueError(
+            f"sensitivities name none of the space's layers; they cover {sorted(layer_sensitivities)[:5]}..."
+        )
+    return {
+        name: (
+            sum(max(0.0, float(layer_sensitivities.get(layer, 0.0))) for layer in layers),
+            sum(int(layer_params.get(layer, 1)) for layer in layers),
+        )
+        for name, layers in space.groups.items()
+    }
+
+
+def sensitivity_greedy_candidates(
+    space: SearchSpaceLike, layer_sensitivities: Mapping[str, float], layer_params: Mapping[str, int]
+) -> list[Candidate]:
+    """The greedy bit-lowering path, widest assignment first (see the module docstring)."""
+    groups = group_sensitivities(space, layer_sensitivities, layer_params)
+    ladders = {name: _quantized_ladder(space.knobs[name]) for name in space.groups}
+    position = dict.fromkeys(ladders, 0)
+    path: list[Candidate] = []
+
+    def emit() -> None:
+        candidate = resolve_candidate(space, {name: ladders[name][position[name]] for name in ladders})
+        if candidate is not None and candidate not in path:
+            path.append(candidate)
+
+    emit()
+    while True:
+        movable = [name for name in ladders if position[name] + 1 < len(ladders[name])]
+        if not movable:
+            return path
+        step = min(movable, key=_step_cost(groups, ladders, position))
+        position[step] += 1
+        emit()
+
+
+def _step_cost(
+    groups: Mapping[str, tuple[float, int]], ladders: Mapping[str, list[int]], position: Mapping[str, int]
+) -> Callable[[str], float]:
+    """Predicted damage per bit saved when lowering a group one step (see the module docstring)."""
+
+    def cost(name: str) -> float:
+        sensitivity, params = groups[name]
+        current, lower = ladders[name][position[name]], ladders[name][position[name] + 1]
+        damage = sensitivity * (_noise(lower) - _noise(current))
+        return damage / (params * (current - lower))
+
+    return cost
+
+
+def _quantized_ladder(choices: Any) -> list[int]:
+    """Bit widths widest first, FP32 left out unless it is the only choice."""
+    quantized = sorted((bits for bits in choices if bits != FLOAT_BITS), reverse=True)
+    return quantized or [FLOAT_BITS]
+
+
+def _noise(bits: int) -> float:
+    """Relative quantization noise power at `bits` (FP32 adds none)."""
+    return 0.0 if bits >= FLOAT_BITS else 4.0 ** (-bits)

@@ -1,0 +1,278 @@
+"""`search export`: rebuild one trial of a run and write its deployment bundle.
+
+The trial is chosen by number or by a selection (`search.selection`), then rebuilt exactly as
+the search measured it: the run's config is loaded, `prepare` reads the cached teacher and
+features, and the evaluator runs the trial's candidate up to the fidelity rung its row records.
+The rebuilt model must pack to the row's `size_bytes`, or the export stops: the code or the
+cache changed since the run, and the bundle would not be the model the report showed.
+
+The bundle (`spaces.bundle`) gets the packed weights as they are, a config.json with the
+metrics re-measured on the rebuilt model (the EER with a bootstrap confidence interval) and the
+cost model's prediction on every target, the ONNX graph exported from the model that
+`load_bundle` rebuilds from those two files, and the model card rendered from them.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
+from evaluators.training import embed_utterances
+from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator
+from hwcost import available_targets
+from search.config import RunConfig, load_config
+from search.model_card import render_model_card
+from search.onnx_export import export_onnx
+from search.run_dir import CONFIG as RUN_CONFIG_FILE
+from search.run_dir import RunDirectory
+from search.selection import Selection
+from search.trial import ladder_evaluations, measure, metric_names
+from spaces.bundle import (
+    MODEL_CARD_FILE,
+    ONNX_FILE,
+    WEIGHTS_FILE,
+    BundleConfig,
+    FeatureSettings,
+    example_inputs,
+    load_bundle,
+    verification_signature,
+    weights_digest,
+    write_bundle_config,
+)
+from spaces.compress import CompressedModel, ModelSpec
+from spaces.plan import CompressionPlan, LayerQuantization
+from spaces.quant import QuantizedWeight, unpack_weights
+
+BUNDLES_DIR = "bundles"
+"""Default home of a run's bundles: `RUN/bundles/trial-NNNN/`."""
+
+BOOTSTRAP_REPLICATES = 200
+CONFIDENCE = 0.95
+_COMPLETE = "complete"
+
+
+class ExportError(ValueError):
+    """A trial that cannot be exported (unknown, failed, or not rebuilt as recorded)."""
+
+
+@dataclass(frozen=True)
+class ExportedBundle:
+    """What `search export` wrote."""
+
+    path: Path
+    trial: int
+    selection: str
+    size_bytes: int
+    metrics: dict[str, float]
+
+
+def choose_trial(
+    rows: list[dict[str, Any]], config: RunConfig, trial: int | None = None, pick: str | None = None
+) -> tuple[dict[str, Any], str]:
+    """The row to export and how it was chosen (`--trial N` or `--pick "..."`); exactly one of the two."""
+    if (trial is None) == (pick is None):
+        raise ExportError("give exactly one of --trial N and --pick SELECTION")
+    if pick is not None:
+        selection = Selection.parse(pick, metric_names(config.targets, config.data.eval_names))
+        return dict(selection.choose(rows, config.objectives)), f'--pick "{pick}"'
+    complete = [row for row in rows if row.get("status") == _COMPLETE]
+    for row in complete:
+        if row.get("trial") == trial:
+            return row, f"--trial {trial}"
+    numbers = sorted(row["trial"] for row in complete)
+    raise ExportError(f"trial {trial}: not a completed trial of this run; completed: {numbers[:30]}")
+
+
+def export_bundle(
+    run_path: str | os.PathLike,
+    trial: int | None = None,
+    pick: str | None = None,
+    out: str | os.PathLike | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> ExportedBundle:
+    """Rebuild the chosen trial of the run in `run_path` and write its bundle to `out`.
+
+    Args:
+        trial: Trial number to export.
+        pick: Selection expression (see `search.selection`), instead of `trial`.
+        out: Bundle folder (must not exist or be empty); default `RUN/bundles/trial-NNNN`.
+        progress: Preparation progress callback (stage, done, total).
+
+    Raises:
+        ExportError, SelectionError, ConfigError, RunDirectoryError: With the file, trial or key at fault.
+    """
+    run_dir = RunDirectory(run_path)
+    reference = run_dir.read_reference()
+    config = load_config(run_dir.path / RUN_CONFIG_FILE)
+    row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
+    folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
+    if folder.exists() and any(folder.iterdir()):
+        raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
+    evaluator = VerificationEvaluator()
+    prepared = evaluator.prepare(config, progress)
+    candidate = {knob: row[knob] for knob in prepared.space.knobs if knob in row}
+    try:
+        plan = prepared.space.plan(candidate)
+    except ValueError as error:
+        raise ExportError(f"trial {row['trial']}: its knobs no longer fit the run's space: {error}") from None
+    evaluation = _rebuild(evaluator, candidate, prepared, row)
+    metrics = {
+        **measure(evaluation, available_targets(), float(reference["size_bytes"])),
+        **_quality_interval(evaluation, prepared),
+    }
+    source = {
+        "run": str(run_dir.path.resolve()),
+        "trial": int(row["trial"]),
+        "rung": row.get("rung"),
+        "selection": selection,
+        "candidate": candidate,
+    }
+    bundle_config = _bundle_config(
+        config,
+        _built_spec(prepared.spec, plan),
+        plan,
+        evaluation.compressed,
+        metrics,
+        source,
+        _evaluation_record(config, prepared, reference),
+    )
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    (partial / WEIGHTS_FILE).write_bytes(evaluation.compressed.packed)
+    write_bundle_config(partial, bundle_config)
+    bundle = load_bundle(partial)  # the ONNX graph and the card come from what the bundle rebuilds
+    graph = export_onnx(
+        bundle.model,
+        bundle.quantized,
+        example_inputs(bundle_config),
+        [spec.name for spec in bundle_config.outputs],
+        {spec.name: spec.dynamic_axes for spec in (*bundle_config.inputs, *bundle_config.outputs)},
+    )
+    onnx.save(graph, partial / ONNX_FILE)
+    (partial / MODEL_CARD_FILE).write_text(render_model_card(bundle.config, bundle.compressed.description))
+    if folder.exists():
+        folder.rmdir()  # empty, checked above
+    os.replace(partial, folder)
+    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics)
+
+
+def _rebuild(
+    evaluator: VerificationEvaluator, candidate: Mapping[str, Any], prepared: PreparedVerification, row: Mapping[str, Any]
+) -> Evaluation:
+    """The trial's model at the fidelity rung its row was measured at (the last when unrecorded)."""
+    wanted = row.get("rung")
+    evaluation = None
+    for rung, (_, evaluation) in enumerate(ladder_evaluations(evaluator, candidate, prepared)):
+        if rung == wanted:
+            break
+    else:
+        if wanted is not None:
+            raise ExportError(f"trial {row['trial']}: rung {wanted} is beyond the run's fidelity ladder")
+    size = len(evaluation.compressed.packed)
+    if size != int(row["size_bytes"]):
+        raise ExportError(
+            f"trial {row['trial']}: the rebuilt model packs to {size} bytes but trials.jsonl records "
+            f"size_bytes={int(row['size_bytes'])}; the code or the cache changed since the run"
+        )
+    return evaluation
+
+
+def _quality_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
+    """Bootstrap interval of the EER on the main evaluation set, from the same trials the EER used."""
+    eval_set = prepared.eval_sets[0]
+    embeddings = embed_utterances(evaluation.compressed.model, eval_set.features).numpy()
+    if eval_set.trials is None:
+        scores, labels = all_pair_trials(embeddings, np.asarray(eval_set.labels), prepared.max_trials, prepared.seed)
+    else:
+        scores, labels = eval_set.trials.scores(embeddings), np.asarray(eval_set.trials.labels)
+    eer = equal_error_rate(scores, labels)
+    if abs(eer - evaluation.metrics["eer"]) > 1e-9:
+        raise ExportError(f"EER of the re-scored trials ({eer}) differs from the evaluator's ({evaluation.metrics['eer']})")
+    low, high = bootstrap_eer_interval(scores, labels, BOOTSTRAP_REPLICATES, CONFIDENCE, prepared.seed)
+    return {
+        "eer_low": low,
+        "eer_high": high,
+        "eer_confidence": CONFIDENCE,
+        "scored_trials": float(labels.size),
+        "target_trials": float(labels.sum()),
+    }
+
+
+def _built_spec(teacher: ModelSpec, plan: CompressionPlan) -> ModelSpec:
+    """The spec of the model the plan builds: the teacher's, or its student's."""
+    if plan.student is None:
+        return teacher
+    from spaces.students import student_spec
+
+    return student_spec(teacher, plan.student)
+
+
+def _bundle_config(
+    config: RunConfig,
+    spec: ModelSpec,
+    plan: CompressionPlan,
+    compressed: CompressedModel,
+    metrics: Mapping[str, float],
+    source: Mapping[str, Any],
+    evaluation: Mapping[str, Any],
+) -> BundleConfig:
+    """config.json of the rebuilt model: its layers as stored in the packed file, its I/O, its provenance."""
+    with torch.no_grad():
+        embedding_dim = int(compressed.model(spec.one_second_input()).shape[-1])
+    inputs, outputs = verification_signature(spec.num_mel_bins, embedding_dim)
+    stored = unpack_weights(compressed.packed)
+    layers = {
+        key.removesuffix(".weight"): LayerQuantization(entry.bits, entry.quantizer)
+        for key, entry in stored.items()
+        if isinstance(entry, QuantizedWeight)
+    }
+    return BundleConfig(
+        task="verification",
+        family=spec.family,
+        model_arguments=dict(spec.kwargs),
+        sample_rate=spec.sample_rate,
+        features=FeatureSettings(
+            num_mel_bins=config.features.num_mel_bins,
+            frame_length_ms=config.features.frame_length_ms,
+            frame_shift_ms=config.features.frame_shift_ms,
+        ),
+        layers=layers,
+        inputs=inputs,
+        outputs=outputs,
+        size_bytes=len(compressed.packed),
+        weights_sha256=weights_digest(compressed.packed),
+        share_repeated_blocks=plan.share,
+        activation_bits=plan.activation_bits,
+        source=dict(source),
+        evaluation=dict(evaluation),
+        metrics=dict(metrics),
+    )
+
+
+def _evaluation_record(config: RunConfig, prepared: PreparedVerification, reference: Mapping[str, Any]) -> dict[str, Any]:
+    """How the bundle's metrics were measured: data, scored trials, seed, targets, the FP32 reference."""
+    resolved = config.to_dict()
+    return {
+        "data": resolved["data"],
+        "eval_set": prepared.eval_sets[0].name,
+        "max_trials": config.evaluation.max_trials,
+        "seed": config.seed,
+        "teacher": resolved["teacher"],
+        "bootstrap_replicates": BOOTSTRAP_REPLICATES,
+        "run_targets": list(config.targets),
+        "cost_targets": available_targets(),
+        "reference": {key: reference[key] for key in ("eer", "min_dcf", "size_bytes") if key in reference},
+    }
+
+
+__all__ = ["BUNDLES_DIR", "ExportError", "ExportedBundle", "choose_trial", "export_bundle"]

@@ -1,0 +1,393 @@
+"""ONNX export of a compressed model whose quantized layers stay integers in the graph.
+
+torch's TorchScript exporter (`dynamo=False`; the default exporter needs `onnxscript`) traces the
+float graph with constant folding off, so batch norms are not folded into the convolutions and
+every quantizable layer's weight remains an initializer named after its state-dict key
+(`<layer>.weight`). Neither torch exporter can write sub-8-bit weights, so the graph is then
+rewritten: each quantized layer's float initializer is removed, and a small decode subgraph
+computes a tensor of the same name from the layer's packed codes, exactly as the quantizer's
+`dequantize` does (the same float32 operations, so ONNX and PyTorch weights are bit-identical):
+
+- uniform family: `DequantizeLinear(codes, scale, zero_point, axis=0)`;
+- pow2 and binary: `Gather(level table, codes)` times the per-channel scale (plus the per-channel
+  offset of adaptive binarization), the table being the quantizer's levels at unit scale;
+- k-means: `Gather(codebook, codes)`, with a per-channel offset into the stacked codebooks of
+  the channel-group variant.
+
+Codes are stored as they are in `weights.bin`, in UINT4 initializers (ONNX opset 21) at 4 bits
+or fewer, UINT8 otherwise; the symmetric grid's centre is the zero point. Unsigned weights matter
+for int8 inference: onnxruntime's u8 x s8 kernels can saturate on AVX2 CPUs without VNNI, its
+u8 x u8 kernels do not. An asymmetric layer whose zero point falls outside the unsigned container
+is stored as signed levels `code - zero_point` in the smallest signed container that holds them.
+
+Frozen `ActivationQuantizer` modules become `QuantizeLinear`/`DequantizeLinear` pairs (int8 when
+signed, uint8 otherwise; a `Clip` to the grid first below 8 bits); ones still calibrating are
+the identity, as in PyTorch.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import warnings
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import ml_dtypes
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+from torch import nn
+
+from spaces.quant import (
+    ActivationQuantizer,
+    AdaptiveBinaryQuantizer,
+    BinaryQuantizer,
+    KMeansQuantizer,
+    PowerOfTwoQuantizer,
+    QuantizedWeight,
+    UniformQuantizer,
+    get_quantizer,
+)
+
+OPSET = 21
+"""ONNX opset of exported models: the first with INT4/UINT4 tensors."""
+
+_TRACE_OPSET = 20
+"""Highest opset the TorchScript exporter writes; the traced graph is converted to `OPSET`."""
+
+WEIGHT_CONSUMERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+"""Operators that take a layer's weight as their second input."""
+
+_INTEGER_TYPES = {
+    TensorProto.UINT4: "UINT4",
+    TensorProto.INT4: "INT4",
+    TensorProto.UINT8: "UINT8",
+    TensorProto.INT8: "INT8",
+    TensorProto.UINT16: "UINT16",
+    TensorProto.INT16: "INT16",
+}
+
+
+class _Container(NamedTuple):
+    """An ONNX integer tensor type with its numpy counterpart and range."""
+
+    onnx_type: int
+    numpy_type: type
+    smallest: int
+    largest: int
+    bits: int
+
+
+_CONTAINERS = (
+    _Container(TensorProto.UINT4, ml_dtypes.uint4, 0, 15, 4),
+    _Container(TensorProto.INT4, ml_dtypes.int4, -8, 7, 4),
+    _Container(TensorProto.UINT8, np.uint8, 0, 255, 8),
+    _Container(TensorProto.INT8, np.int8, -128, 127, 8),
+    _Container(TensorProto.INT16, np.int16, -(2**15), 2**15 - 1, 16),
+)
+
+
+class OnnxExportError(ValueError):
+    """A model or quantized layer the exporter cannot write as an integer ONNX graph."""
+
+
+@dataclass(frozen=True)
+class WeightStorage:
+    """How one layer's weight is stored in an ONNX graph.
+
+    Attributes:
+        dtype: Integer container of its codes ("UINT4", "INT8", ...), or "FLOAT" when the weight
+            reaches its operator as float values.
+        shape: Shape of the codes (or of the float weight).
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def integer(self) -> bool:
+        return self.dtype != "FLOAT"
+
+
+def export_onnx(
+    model: nn.Module,
+    quantized: Mapping[str, QuantizedWeight],
+    example_inputs: Mapping[str, torch.Tensor],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+) -> onnx.ModelProto:
+    """Trace `model` to ONNX and replace its quantized layers' weights by their integer codes.
+
+    Args:
+        model: The compressed model; its quantized layers hold the dequantized codes.
+        quantized: Layer name -> its quantized weight (layers sharing one weight may map to the
+            same object; it is written once).
+        example_inputs: Input name -> example tensor, in the model's argument order.
+        output_names: Names of the model's outputs.
+        dynamic_axes: Tensor name -> {axis: symbolic name} for axes that vary (batch, time).
+
+    Raises:
+        OnnxExportError: A quantized layer whose weight is not in the traced graph, or a
+            quantizer family with no integer decoding.
+    """
+    traced = _trace(model, example_inputs, output_names, dynamic_axes)
+    initializers = {tensor.name: tensor for tensor in traced.graph.initializer}
+    decode_nodes: list[onnx.NodeProto] = []
+    written: set[int] = set()
+    for layer, weight in quantized.items():
+        name = f"{layer}.weight"
+        if id(weight) in written and name not in initializers:
+            continue  # a shared weight: the traced graph feeds every user from the owner's initializer
+        if name not in initializers:
+            raise OnnxExportError(f"layer {layer!r}: no initializer {name!r} in the traced graph")
+        nodes, tensors = _decoder(weight.quantizer)(name, weight)
+        traced.graph.initializer.remove(initializers.pop(name))
+        traced.graph.initializer.extend(tensors)
+        decode_nodes.extend(nodes)
+        written.add(id(weight))
+    traced_nodes = list(traced.graph.node)
+    del traced.graph.node[:]
+    traced.graph.node.extend(decode_nodes + traced_nodes)  # decoders read initializers only: they go first
+    converted = onnx.version_converter.convert_version(traced, OPSET)
+    onnx.checker.check_model(converted, full_check=True)
+    return converted
+
+
+def weight_storage(graph_model: onnx.ModelProto) -> dict[str, WeightStorage]:
+    """How the weight of every layer in the graph is stored, keyed by layer name.
+
+    A layer is found by its weight tensor `<layer>.weight` feeding one of `WEIGHT_CONSUMERS`.
+    Walking back from that tensor through the nodes that compute it, the largest initializer of
+    rank two or more (a weight's rank; level tables and scale vectors are 1-D) is its storage:
+    integer codes when the layer is decoded from them, a float tensor when the weights reach the
+    operator as floats, whatever else is there.
+    """
+    graph = graph_model.graph
+    initializers = {tensor.name: tensor for tensor in graph.initializer}
+    producers = {output: node for node in graph.node for output in node.output}
+    storage = {}
+    for node in graph.node:
+        if node.op_type not in WEIGHT_CONSUMERS or len(node.input) < 2 or not node.input[1].endswith(".weight"):
+            continue
+        sources = [tensor for tensor in _source_initializers(node.input[1], producers, initializers) if len(tensor.dims) >= 2]
+        if not sources:
+            continue
+        largest = max(sources, key=lambda tensor: (int(np.prod(tensor.dims)), tensor.data_type in _INTEGER_TYPES))
+        dtype = _INTEGER_TYPES.get(largest.data_type, "FLOAT")
+        storage[node.input[1].removesuffix(".weight")] = WeightStorage(dtype, tuple(largest.dims))
+    return storage
+
+
+def _trace(
+    model: nn.Module,
+    example_inputs: Mapping[str, torch.Tensor],
+    output_names: Sequence[str],
+    dynamic_axes: Mapping[str, Mapping[int, str]],
+) -> onnx.ModelProto:
+    """The float graph from the TorchScript exporter, batch norms unfolded and initializers named."""
+    exported = _with_exportable_activations(model).eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        torch.onnx.export(
+            exported,
+            tuple(example_inputs.values()),
+            buffer,
+            dynamo=False,
+            input_names=list(example_inputs),
+            output_names=list(output_names),
+            dynamic_axes={name: dict(axes) for name, axes in dynamic_axes.items()},
+            opset_version=_TRACE_OPSET,
+            do_constant_folding=False,
+        )
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _with_exportable_activations(model: nn.Module) -> nn.Module:
+    """A copy of `model` whose activation quantizers trace to Q/DQ nodes (the original is untouched)."""
+    if not any(isinstance(module, ActivationQuantizer) for module in model.modules()):
+        return model
+    exported = copy.deepcopy(model)
+    for name, module in list(exported.named_modules()):
+        if isinstance(module, ActivationQuantizer):
+            parent, _, child = name.rpartition(".")
+            replacement = _ExportedActivation(module) if module.mode == "quantize" else nn.Identity()
+            setattr(exported.get_submodule(parent) if parent else exported, child, replacement)
+    return exported
+
+
+class _ExportedActivation(nn.Module):
+    """A frozen activation quantizer's forward pass, traced as Q/DQ by `_QuantizeDequantize`."""
+
+    def __init__(self, quantizer: ActivationQuantizer) -> None:
+        super().__init__()
+        self.step = nn.Parameter(quantizer.step.detach().clamp_min(1e-8).clone(), requires_grad=False)
+        self.low, self.high = quantizer.levels
+        self.bits = quantizer.bits
+
+    def forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        return _QuantizeDequantize.apply(inputs, self.step, self.low, self.high, self.bits)
+
+
+class _QuantizeDequantize(torch.autograd.Function):
+    """`round(clamp(x / step, low, high)) * step`, exported as ONNX QuantizeLinear/DequantizeLinear."""
+
+    @staticmethod
+    def forward(ctx, inputs, step, low, high, bits):  # noqa: ANN001, ANN205 (autograd signature)
+        return torch.round(torch.clamp(inputs / step, low, high)) * step
+
+    @staticmethod
+    def symbolic(g, inputs, step, low, high, bits):  # noqa: ANN001, ANN205 (exporter signature)
+        signed = low < 0
+        zero_point = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8 if signed else torch.uint8))
+        if bits < 8:  # the 8-bit container saturates wider than the grid: clip to it first
+            lower = g.op("Mul", step, g.op("Constant", value_t=torch.tensor(float(low))))
+            upper = g.op("Mul", step, g.op("Constant", value_t=torch.tensor(float(high))))
+            inputs = g.op("Clip", inputs, lower, upper)
+        codes = g.op("QuantizeLinear", inputs, step, zero_point)
+        return g.op("DequantizeLinear", codes, step, zero_point)
+
+
+Decoder = Callable[[str, QuantizedWeight], tuple[list[onnx.NodeProto], list[onnx.TensorProto]]]
+"""Builds the nodes and initializers that compute tensor `name` from a quantized weight."""
+
+
+def _decoder(quantizer: str) -> Decoder:
+    """The graph builder for a registered quantizer family."""
+    family = get_quantizer(quantizer)
+    if isinstance(family, UniformQuantizer):
+        return _dequantize_linear
+    if isinstance(family, PowerOfTwoQuantizer):
+        return _scaled_table("scale")
+    if isinstance(family, AdaptiveBinaryQuantizer):
+        return _scaled_table("alpha", offset="beta")
+    if isinstance(family, BinaryQuantizer):
+        return _scaled_table("alpha")
+    if isinstance(family, KMeansQuantizer):
+        return _codebook_lookup
+    raise OnnxExportError(f"quantizer {quantizer!r}: no integer ONNX decoding")
+
+
+def _dequantize_linear(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """`(code - zero_point) * scale` per output channel (or per tensor) as one DequantizeLinear."""
+    codes = weight.codes.numpy().astype(np.int64)
+    scale = weight.side["scale"].numpy().astype(np.float32)
+    if "zero_point" in weight.side:
+        zero_point = weight.side["zero_point"].numpy().astype(np.int64)
+    else:
+        zero_point = np.full(scale.shape, 2 ** (weight.bits - 1) - 1, dtype=np.int64)
+    container = _container(codes, zero_point, weight.bits)
+    if container is None:  # a zero point outside the unsigned range: store signed levels instead
+        codes = codes - zero_point.reshape(-1, *[1] * (codes.ndim - 1))
+        zero_point = np.zeros_like(zero_point)
+        container = _container(codes, zero_point, weight.bits, signed=True)
+    per_tensor = scale.size == 1  # one scale for the whole tensor (or a single channel)
+    if per_tensor:
+        scale, zero_point = scale.reshape(()), zero_point.reshape(())
+    tensors = [
+        numpy_helper.from_array(codes.astype(container.numpy_type), f"{name}.codes"),
+        numpy_helper.from_array(scale, f"{name}.scale"),
+        numpy_helper.from_array(zero_point.astype(container.numpy_type), f"{name}.zero_point"),
+    ]
+    attributes = {} if per_tensor else {"axis": 0}
+    node = helper.make_node(
+        "DequantizeLinear", [f"{name}.codes", f"{name}.scale", f"{name}.zero_point"], [name],
+        name=f"{name}/DequantizeLinear", **attributes,
+    )
+    return [node], tensors
+
+
+def _scaled_table(multiplier: str, offset: str | None = None) -> Decoder:
+    """Decoder for levels that are a fixed table times a per-channel side tensor (plus an offset)."""
+
+    def decode(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+        unit_side = {multiplier: torch.ones(1)}
+        if offset is not None:
+            unit_side[offset] = torch.zeros(1)
+        every_code = torch.arange(2**weight.bits, dtype=torch.uint8).reshape(1, -1)
+        table = get_quantizer(weight.quantizer).dequantize(QuantizedWeight(weight.quantizer, weight.bits, every_code, unit_side))
+        nodes, tensors = _gather(name, weight, table.reshape(-1).numpy(), output=f"{name}.levels")
+        channel_shape = (-1, *[1] * (weight.codes.dim() - 1))
+        tensors.append(numpy_helper.from_array(weight.side[multiplier].numpy().reshape(channel_shape), f"{name}.{multiplier}"))
+        scaled = f"{name}.scaled" if offset is not None else name
+        nodes.append(helper.make_node("Mul", [f"{name}.levels", f"{name}.{multiplier}"], [scaled], name=f"{name}/Mul"))
+        if offset is not None:
+            tensors.append(numpy_helper.from_array(weight.side[offset].numpy().reshape(channel_shape), f"{name}.{offset}"))
+            nodes.append(helper.make_node("Add", [scaled, f"{name}.{offset}"], [name], name=f"{name}/Add"))
+        return nodes, tensors
+
+    return decode
+
+
+def _codebook_lookup(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """`codebook[group of channel][code]`: one Gather over the stacked codebooks."""
+    codebooks = weight.side["codebook"].numpy().astype(np.float32).reshape(-1, 2**weight.bits)
+    channels = weight.codes.shape[0]
+    group_offsets = None
+    if codebooks.shape[0] > 1:  # the channel groups of KMeansQuantizer: contiguous, near-equal runs
+        groups = np.arange(channels) * codebooks.shape[0] // channels
+        group_offsets = (groups * 2**weight.bits).reshape(-1, *[1] * (weight.codes.dim() - 1))
+    return _gather(name, weight, codebooks.reshape(-1), output=name, index_offsets=group_offsets)
+
+
+def _gather(
+    name: str,
+    weight: QuantizedWeight,
+    table: np.ndarray,
+    output: str,
+    index_offsets: np.ndarray | None = None,
+) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+    """`table[codes (+ offsets)]`: the codes in their container, widened to int64 indices for Gather."""
+    codes = weight.codes.numpy().astype(np.int64)
+    container = _container(codes, np.zeros(1, dtype=np.int64), weight.bits)
+    tensors = [
+        numpy_helper.from_array(codes.astype(container.numpy_type), f"{name}.codes"),
+        numpy_helper.from_array(table.astype(np.float32), f"{name}.table"),
+    ]
+    nodes = [helper.make_node("Cast", [f"{name}.codes"], [f"{name}.indices"], to=TensorProto.INT64, name=f"{name}/Cast")]
+    indices = f"{name}.indices"
+    if index_offsets is not None:
+        tensors.append(numpy_helper.from_array(index_offsets.astype(np.int64), f"{name}.group_offsets"))
+        nodes.append(helper.make_node("Add", [indices, f"{name}.group_offsets"], [f"{name}.table_indices"], name=f"{name}/Add"))
+        indices = f"{name}.table_indices"
+    nodes.append(helper.make_node("Gather", [f"{name}.table", indices], [output], axis=0, name=f"{name}/Gather"))
+    return nodes, tensors
+
+
+def _container(codes: np.ndarray, zero_point: np.ndarray, bits: int, signed: bool = False) -> _Container | None:
+    """The narrowest unsigned (or signed) ONNX integer type holding the codes and zero points.
+
+    4-bit types only hold codes of 4 bits or fewer, so a 5-bit layer is never mistaken for a
+    4-bit one because its codes happen to be small.
+    """
+    low = min(int(codes.min(initial=0)), int(zero_point.min(initial=0)))
+    high = max(int(codes.max(initial=0)), int(zero_point.max(initial=0)))
+    for container in _CONTAINERS:
+        if (container.smallest < 0) != signed or container.bits < bits:
+            continue
+        if container.smallest <= low and high <= container.largest:
+            return container
+    return None
+
+
+def _source_initializers(
+    tensor: str, producers: Mapping[str, onnx.NodeProto], initializers: Mapping[str, onnx.TensorProto]
+) -> list[onnx.TensorProto]:
+    """Initializers that `tensor` is computed from (itself included), following producer nodes."""
+    found, pending, seen = [], [tensor], set()
+    while pending:
+        name = pending.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        if name in initializers:
+            found.append(initializers[name])
+        elif name in producers:
+            pending.extend(producers[name].input)
+    return found
+
+
+__all__ = ["OPSET", "WEIGHT_CONSUMERS", "OnnxExportError", "WeightStorage", "export_onnx", "weight_storage"]

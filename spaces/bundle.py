@@ -1,0 +1,342 @@
+"""Deployment bundles: the folder `search export` writes, its config schema, and `load_bundle`.
+
+Layout::
+
+    config.json     `BundleConfig`: task, model family and arguments, per-layer quantization,
+                    feature settings, input/output tensors, size and checksum of weights.bin,
+                    where the model came from and how it was measured
+    weights.bin     the packed weights file (`spaces.quant.packing`); its length is the model's
+                    `size_bytes`
+    model.onnx      the same model for onnxruntime, quantized layers as integer weights
+    MODEL_CARD.md   metrics, costs, data, and how to load and run the model
+
+`config.json` and `weights.bin` alone rebuild the PyTorch model (`load_bundle`); nothing of the
+run that produced it is needed. A bundle names its task and its input and output tensors
+(symbolic axes such as "batch" or "frames" vary), so a speaker-verification bundle (features ->
+embedding) and a speaker-extraction bundle (mixture + enrollment -> estimate) share this format;
+a task adds its name to `TASKS` and its signature beside `verification_signature`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
+from spaces.description import FLOAT_BITS
+from spaces.plan import LayerQuantization
+from spaces.quant import PackedFileError, QuantizedWeight, get_quantizer, unpack_weights
+from spaces.sharing import share_repeated_blocks
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "weights.bin"
+ONNX_FILE = "model.onnx"
+MODEL_CARD_FILE = "MODEL_CARD.md"
+
+FORMAT = "speaker-compress-bundle"
+VERSION = 1
+TASKS = ("verification",)
+"""Tasks a bundle may hold; speaker extraction joins with its own signature."""
+
+_IGNORED_STATE = "num_batches_tracked"
+"""Batch-norm counters: training bookkeeping, not stored in weights.bin."""
+
+
+class BundleError(ValueError):
+    """A bundle that cannot be read or does not rebuild; the message names the file and key."""
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor: its name and shape (ints are fixed sizes, strings symbolic axes)."""
+
+    name: str
+    shape: tuple[int | str, ...]
+
+    @property
+    def dynamic_axes(self) -> dict[int, str]:
+        """Axis index -> symbolic name, for the axes that vary (ONNX export)."""
+        return {index: size for index, size in enumerate(self.shape) if isinstance(size, str)}
+
+
+@dataclass(frozen=True)
+class FeatureSettings:
+    """The front end that turns audio into the model's "features" input.
+
+    Kaldi-compatible log-mel filterbanks (`evaluators.features.compute_fbank`: kaldi-native-fbank,
+    no dither, snip edges, audio scaled to int16 range) with per-utterance mean normalisation.
+    """
+
+    num_mel_bins: int
+    frame_length_ms: float
+    frame_shift_ms: float
+    kind: str = "kaldi-fbank, utterance mean normalised"
+
+    @property
+    def frames_per_second(self) -> int:
+        return round(1000.0 / self.frame_shift_ms)
+
+
+@dataclass(frozen=True)
+class BundleConfig:
+    """What `config.json` holds.
+
+    Attributes:
+        task: One of `TASKS`.
+        family: Model family (registry key of `spaces.models`).
+        model_arguments: Keyword arguments of the family.
+        sample_rate: Audio sample rate in Hz.
+        features: Front end of the "features" input.
+        layers: Quantization of each quantized layer; layers not named are FP32.
+        inputs: Input tensors, in the model's argument order.
+        outputs: Output tensors.
+        size_bytes: Length of weights.bin.
+        weights_sha256: SHA-256 of weights.bin.
+        share_repeated_blocks: Repeated blocks share one set of weights (`spaces.sharing`).
+        activation_bits: Bits of quantized activations (32: float activations).
+        source: Provenance: run directory, trial number, selection, candidate.
+        evaluation: How the metrics were measured: corpus settings, scored trials, seed, targets.
+        metrics: The model's metrics as measured at export.
+    """
+
+    task: str
+    family: str
+    model_arguments: dict[str, Any]
+    sample_rate: int
+    features: FeatureSettings
+    layers: dict[str, LayerQuantization]
+    inputs: tuple[TensorSpec, ...]
+    outputs: tuple[TensorSpec, ...]
+    size_bytes: int
+    weights_sha256: str
+    share_repeated_blocks: bool = False
+    activation_bits: int = FLOAT_BITS
+    source: dict[str, Any] = field(default_factory=dict)
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+
+    def model_spec(self) -> ModelSpec:
+        return ModelSpec(
+            family=self.family,
+            kwargs=dict(self.model_arguments),
+            num_mel_bins=self.features.num_mel_bins,
+            frames_per_second=self.features.frames_per_second,
+            sample_rate=self.sample_rate,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        return {"format": FORMAT, "version": VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], source: str = CONFIG_FILE) -> BundleConfig:
+        """Validate a parsed config.json; every problem names `source` and the key."""
+        reader = _Reader(source)
+        reader.expect(data.get("format") == FORMAT, "format", data.get("format"), f"expected {FORMAT!r}")
+        reader.expect(data.get("version") == VERSION, "version", data.get("version"), f"expected {VERSION}")
+        task = reader.get(data, "task", str)
+        reader.expect(task in TASKS, "task", task, f"expected one of {list(TASKS)}")
+        features = reader.get(data, "features", dict)
+        layers = reader.get(data, "layers", dict)
+        try:
+            return cls(
+                task=task,
+                family=reader.get(data, "family", str),
+                model_arguments=reader.get(data, "model_arguments", dict),
+                sample_rate=reader.get(data, "sample_rate", int),
+                features=FeatureSettings(**features),
+                layers={name: LayerQuantization(**layer) for name, layer in layers.items()},
+                inputs=tuple(_tensor_spec(item) for item in reader.get(data, "inputs", list)),
+                outputs=tuple(_tensor_spec(item) for item in reader.get(data, "outputs", list)),
+                size_bytes=reader.get(data, "size_bytes", int),
+                weights_sha256=reader.get(data, "weights_sha256", str),
+                share_repeated_blocks=reader.get(data, "share_repeated_blocks", bool),
+                activation_bits=reader.get(data, "activation_bits", int),
+                source=reader.get(data, "source", dict),
+                evaluation=reader.get(data, "evaluation", dict),
+                metrics=reader.get(data, "metrics", dict),
+            )
+        except TypeError as error:  # unknown or missing keys inside a block
+            raise BundleError(f"{source}: {error}") from None
+
+
+@dataclass
+class Bundle:
+    """A loaded bundle: its config and the rebuilt model with its packed weights and description.
+
+    Attributes:
+        path: The bundle folder.
+        config: Its config.json.
+        compressed: The PyTorch model, its packed weights (weights.bin, byte for byte) and its
+            `ModelDescription` for the cost model.
+        quantized: Quantized layer name -> its codes and side data, as stored in weights.bin.
+    """
+
+    path: Path
+    config: BundleConfig
+    compressed: CompressedModel
+    quantized: dict[str, QuantizedWeight]
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.compressed.model
+
+
+def verification_signature(num_mel_bins: int, embedding_dim: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a speaker-embedding model: filterbank frames in, one embedding out."""
+    return (
+        (TensorSpec("features", ("batch", "frames", num_mel_bins)),),
+        (TensorSpec("embedding", ("batch", embedding_dim)),),
+    )
+
+
+def example_inputs(config: BundleConfig) -> dict[str, torch.Tensor]:
+    """Zero inputs holding one second of audio (batch 1): the unit the cost model prices.
+
+    Symbolic axes: "batch" (1), "frames" (feature frames per second), "samples" (the sample rate).
+    """
+    sizes = {"batch": 1, "frames": config.features.frames_per_second, "samples": config.sample_rate}
+    tensors = {}
+    for spec in config.inputs:
+        unknown = [axis for axis in spec.shape if isinstance(axis, str) and axis not in sizes]
+        if unknown:
+            raise BundleError(f"input {spec.name!r}: unknown axis {unknown[0]!r}; expected one of {list(sizes)}")
+        tensors[spec.name] = torch.zeros(*(sizes[axis] if isinstance(axis, str) else axis for axis in spec.shape))
+    return tensors
+
+
+def weights_digest(packed: bytes) -> str:
+    return hashlib.sha256(packed).hexdigest()
+
+
+def write_bundle_config(path: str | os.PathLike, config: BundleConfig) -> Path:
+    """Write `path/config.json`; returns its path."""
+    target = Path(path) / CONFIG_FILE
+    target.write_text(json.dumps(config.to_dict(), indent=2) + "\n")
+    return target
+
+
+def read_bundle_config(path: str | os.PathLike) -> BundleConfig:
+    """Read and validate `path/config.json`."""
+    source = Path(path) / CONFIG_FILE
+    try:
+        data = json.loads(source.read_text())
+    except FileNotFoundError:
+        raise BundleError(f"{source}: missing; is {path} a bundle written by `search export`?") from None
+    except json.JSONDecodeError as error:
+        raise BundleError(f"{source}: corrupt JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise BundleError(f"{source}: top level must be an object, got {type(data).__name__}")
+    return BundleConfig.from_dict(data, str(source))
+
+
+def load_bundle(path: str | os.PathLike) -> Bundle:
+    """Rebuild a bundle's PyTorch model from config.json and weights.bin alone.
+
+    weights.bin must match the config (length, checksum, quantized layers) and the rebuilt model
+    must pack back to the same bytes, so the model returned is exactly the one that was exported.
+
+    Raises:
+        BundleError: A missing, corrupt or inconsistent file, named with the key or layer at fault.
+    """
+    folder = Path(path)
+    config = read_bundle_config(folder)
+    weights_path = folder / WEIGHTS_FILE
+    try:
+        packed = weights_path.read_bytes()
+    except FileNotFoundError:
+        raise BundleError(f"{weights_path}: missing") from None
+    if len(packed) != config.size_bytes:
+        raise BundleError(f"{weights_path}: {len(packed)} bytes, but {CONFIG_FILE} says size_bytes={config.size_bytes}")
+    if weights_digest(packed) != config.weights_sha256:
+        raise BundleError(f"{weights_path}: SHA-256 differs from {CONFIG_FILE}'s weights_sha256 (the file was changed)")
+    try:
+        entries = unpack_weights(packed)
+    except PackedFileError as error:
+        raise BundleError(f"{weights_path}: {error}") from None
+    quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
+    _check_layers(quantized, config, weights_path)
+    spec = config.model_spec()
+    try:
+        model = spec.build()
+    except ValueError as error:
+        raise BundleError(f"{folder / CONFIG_FILE}: {error}") from None
+    if config.share_repeated_blocks:
+        share_repeated_blocks(model)
+    state = {key: get_quantizer(entry.quantizer).dequantize(entry) if isinstance(entry, QuantizedWeight) else entry
+             for key, entry in entries.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [key for key in missing if not key.endswith(_IGNORED_STATE)]
+    if missing or unexpected:
+        raise BundleError(
+            f"{weights_path}: does not fit the {config.family} model of {CONFIG_FILE}: "
+            f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}"
+        )
+    compressed = finalize_compressed(spec, model, quantized)
+    if compressed.packed != packed:
+        raise BundleError(f"{weights_path}: the rebuilt model does not pack back to the same bytes (shapes or sharing differ)")
+    return Bundle(folder, config, compressed, quantized)
+
+
+def _check_layers(quantized: Mapping[str, QuantizedWeight], config: BundleConfig, weights_path: Path) -> None:
+    """The quantized layers of weights.bin are exactly those of the config, at its bits and quantizers."""
+    stored = {name: LayerQuantization(weight.bits, weight.quantizer) for name, weight in quantized.items()}
+    if stored != config.layers:
+        differing = sorted(name for name in set(stored) | set(config.layers) if stored.get(name) != config.layers.get(name))
+        name = differing[0]
+        raise BundleError(
+            f"{weights_path}: layer {name!r} is stored as {stored.get(name)} but {CONFIG_FILE} says "
+            f"{config.layers.get(name)} ({len(differing)} layer(s) differ)"
+        )
+
+
+def _tensor_spec(item: Any) -> TensorSpec:
+    if not isinstance(item, Mapping) or set(item) != {"name", "shape"}:
+        raise TypeError(f"tensor {item!r}: expected an object with 'name' and 'shape'")
+    return TensorSpec(str(item["name"]), tuple(item["shape"]))
+
+
+@dataclass(frozen=True)
+class _Reader:
+    """Typed access to config.json keys with errors naming the file and key."""
+
+    source: str
+
+    def get(self, data: Mapping[str, Any], key: str, kind: type) -> Any:
+        if key not in data:
+            raise BundleError(f"{self.source}: missing key {key!r}")
+        value = data[key]
+        ok = isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+        self.expect(ok, key, value, f"expected {kind.__name__}")
+        return value
+
+    def expect(self, condition: bool, key: str, value: Any, reason: str) -> None:
+        if not condition:
+            raise BundleError(f"{self.source}: {key}={value!r}: {reason}")
+
+
+__all__ = [
+    "CONFIG_FILE",
+    "MODEL_CARD_FILE",
+    "ONNX_FILE",
+    "TASKS",
+    "WEIGHTS_FILE",
+    "Bundle",
+    "BundleConfig",
+    "BundleError",
+    "FeatureSettings",
+    "TensorSpec",
+    "example_inputs",
+    "load_bundle",
+    "read_bundle_config",
+    "verification_signature",
+    "weights_digest",
+    "write_bundle_config",
+]
