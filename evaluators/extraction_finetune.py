@@ -80,14 +80,14 @@ class ExtractorFineTuner:
             self.teacher = spec.build()
             self.teacher.load_state_dict(teacher_state)
             self.teacher.eval().requires_grad_(False)
-        parameters = attach_fake_quantizers(self.student, plan.layers, fidelity.qat_options)
+        attach_fake_quantizers(self.student, plan.layers, fidelity.qat_options)  # their parameters join the student's
         self.activation_bits = plan.activation_bits
         self.activations = _activation_quantizers(plan.layers, plan.activation_bits)
         self._hooks = _quantize_inputs(self.student, self.activations)
         if self.activations:
             self._calibrate()
-            parameters += [step for quantizer in self.activations.values() for step in quantizer.parameters()]
-        self.optimizer = torch.optim.Adam([*self.student.parameters(), *parameters], lr=fidelity.learning_rate)
+        steps = [step for quantizer in self.activations.values() for step in quantizer.parameters()]
+        self.optimizer = torch.optim.Adam([*self.student.parameters(), *steps], lr=fidelity.learning_rate)
         self.steps_done = 0
 
     def train_to(self, steps: int) -> None:

@@ -36,7 +36,7 @@ from evaluators.finetune import FidelityConfig
 from evaluators.finetune_data import FineTuneData, sample_crops
 from evaluators.finetune_loss import FineTuneLoss
 from evaluators.training import TrainingError
-from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed, quantizable_layers
+from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed
 from spaces.plan import CompressionPlan, LayerQuantization, StudentPlan
 from spaces.quant.qat import QatOptions, after_step, attach_fake_quantizers, export_quantized, fake_quantized_layers
 from spaces.sharing import shared_layers
@@ -116,7 +116,7 @@ class StudentTrainer:
         self.teacher = teacher_spec.build()
         self.teacher.load_state_dict(teacher_state)
         self.teacher.eval().requires_grad_(False)
-        self.layers = student_layers(plan.layers, quantizable_layers(self.teacher), self.student)
+        self.layers = student_layers(plan.layers, self.teacher, self.student)
         self.data, self.fidelity, self.config = data, fidelity, config
         self.weight = plan.distillation.weight if plan.distillation is not None else 0.0
         if not self.weight and not config.task_weight:

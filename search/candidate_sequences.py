@@ -36,7 +36,8 @@ class _ResolvingTrial:
     """A stand-in for `optuna.Trial` that answers the space's suggestions from a partial candidate.
 
     Knobs named in `forced` take that value (or the candidate is rejected when the space does not
-    offer it); any other knob takes its first choice or the low end of its range.
+    offer it); any other knob takes its first choice or the low end of its range. A parameter named
+    `KNOB@VARIANT` (a bits knob whose choices depend on the quantizer chosen) counts as `KNOB`.
     """
 
     def __init__(self, forced: Mapping[str, Any]) -> None:
@@ -45,10 +46,11 @@ class _ResolvingTrial:
 
     def suggest_categorical(self, name: str, choices: Sequence[Any]) -> Any:
         choices = list(choices)
-        if name in self.forced:
-            if self.forced[name] not in choices:
+        knob = _knob_name(name)
+        if knob in self.forced:
+            if self.forced[knob] not in choices:
                 raise _NotInSpace(name)
-            return self._set(name, self.forced[name])
+            return self._set(name, self.forced[knob])
         return self._set(name, choices[0])
 
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
@@ -58,7 +60,7 @@ class _ResolvingTrial:
         return self._set(name, self._ranged(name, low, high))
 
     def _ranged(self, name: str, low: Any, high: Any) -> Any:
-        value = self.forced.get(name, low)
+        value = self.forced.get(_knob_name(name), low)
         if not low <= value <= high:
             raise _NotInSpace(name)
         return value
@@ -88,11 +90,22 @@ def quantizer_knobs(space: SearchSpaceLike) -> dict[str, tuple[str, ...]]:
     }
 
 
+def bits_choices(space: SearchSpaceLike, knob: str) -> tuple[int, ...]:
+    """Every width a bits knob may take, over all its quantizer-dependent variants."""
+    widths = {
+        bits
+        for name, choices in space.knobs.items()
+        if _knob_name(name) == knob and isinstance(choices, (list, tuple))
+        for bits in choices
+    }
+    return tuple(sorted(widths))
+
+
 def uniform_grid_candidates(space: SearchSpaceLike) -> list[Candidate]:
     """Every bits knob at one width, for each width (widest first) and each quantizer choice."""
-    widths = _quantized_ladder({bits for name in space.groups for bits in space.knobs[name]})
+    widths = _quantized_ladder({bits for name in space.groups for bits in bits_choices(space, name)})
     quantizer_choices = quantizer_knobs(space)
-    quantizers = sorted({choice for choices in quantizer_choices.values() for choice in choices}) or [None]
+    quantizers = list(dict.fromkeys(choice for choices in quantizer_choices.values() for choice in choices)) or [None]
     candidates: list[Candidate] = []
     for quantizer in quantizers:
         for bits in widths:
@@ -132,7 +145,7 @@ def sensitivity_greedy_candidates(
 ) -> list[Candidate]:
     """The greedy bit-lowering path, widest assignment first (see the module docstring)."""
     groups = group_sensitivities(space, layer_sensitivities, layer_params)
-    ladders = {name: _quantized_ladder(space.knobs[name]) for name in space.groups}
+    ladders = {name: _quantized_ladder(bits_choices(space, name)) for name in space.groups}
     position = dict.fromkeys(ladders, 0)
     path: list[Candidate] = []
 
@@ -163,6 +176,11 @@ def _step_cost(
         return damage / (params * (current - lower))
 
     return cost
+
+
+def _knob_name(parameter: str) -> str:
+    """The knob a sampler parameter belongs to (`bits.front@kmeans` -> `bits.front`)."""
+    return parameter.split("@", 1)[0]
 
 
 def _quantized_ladder(choices: Any) -> list[int]:

@@ -1,7 +1,9 @@
-"""`search` command line: `search run [CONFIG]`, `search report RUN [RUN ...]`, `search hwcost show [CONFIG]`.
+"""`search` command line: `search run [CONFIG]`, `search report RUN [RUN ...]`, `search space [CONFIG]`,
+`search export RUN`, `search verify BUNDLE`, `search hwcost show [CONFIG]`.
 
 Errors a user can fix (bad config, unwritable output, missing run files) print one line and
-exit with code 2; anything else is a bug and keeps its traceback.
+exit with code 2; a bundle failing a `verify` check exits with code 1; anything else is a bug
+and keeps its traceback.
 """
 
 from __future__ import annotations
@@ -17,9 +19,16 @@ from evaluators.data.corpora import CorpusError
 from evaluators.data.trial_lists import TrialListError
 from hwcost import available_targets
 from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
+from search.export import ExportError
+from search.onnx_export import OnnxExportError
 from search.run_dir import RunDirectory, RunDirectoryError
+from search.selection import SelectionError
+from spaces.bundle import BundleError
 
-USER_ERRORS = (ConfigError, RunDirectoryError, CorpusError, TrialListError)
+USER_ERRORS = (
+    ConfigError, RunDirectoryError, CorpusError, TrialListError, SelectionError, ExportError, OnnxExportError, BundleError
+)
+EXIT_CHECK_FAILED = 1
 EXIT_USER_ERROR = 2
 
 
@@ -105,6 +114,37 @@ def _space(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace, console: Console) -> int:
+    from search.export import export_bundle
+    from search.progress import RichDisplay
+
+    with RichDisplay() as display:
+        exported = export_bundle(args.run_dir, trial=args.trial, pick=args.pick, out=args.out, progress=display.stage)
+    metrics = exported.metrics
+    console.print(
+        f"trial {exported.trial} ({exported.selection}): {exported.size_bytes:,} bytes, EER {100 * metrics['eer']:.2f}% "
+        f"({100 * metrics['eer_low']:.2f}-{100 * metrics['eer_high']:.2f}%), minDCF {metrics['min_dcf']:.3f}"
+    )
+    console.print(f"bundle: {exported.path}\ncheck it with: search verify {exported.path}")
+    return 0
+
+
+def _verify(args: argparse.Namespace, console: Console) -> int:
+    from search.progress import RichDisplay
+    from search.verify import print_verification, verify_bundle
+
+    if args.target not in available_targets():
+        raise ConfigError(f"--target {args.target!r}: unknown; available: {available_targets()}")
+    with RichDisplay() as display:
+        report = verify_bundle(args.bundle, data=args.data, target=args.target, progress=display.stage)
+    print_verification(report, console)
+    if not report.passed:
+        names = "; ".join(check.name for check in report.failures)
+        print(f"error: {report.bundle}: {len(report.failures)} check(s) failed: {names}", file=sys.stderr)
+        return EXIT_CHECK_FAILED
+    return 0
+
+
 def _hwcost_show(args: argparse.Namespace, console: Console) -> int:
     from search.cost_report import cost_table, estimate_candidate, parse_candidate
 
@@ -162,6 +202,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     space.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
     space.set_defaults(handler=_space)
+    export = commands.add_parser(
+        "export",
+        help="write a trial's deployment bundle (weights.bin, model.onnx, config.json, MODEL_CARD.md)",
+        description="Rebuild one trial of a run and write its deployment bundle.",
+    )
+    export.add_argument("run_dir", metavar="RUN", help="run directory written by `search run`")
+    chosen = export.add_mutually_exclusive_group(required=True)
+    chosen.add_argument("--trial", type=int, help="trial number")
+    chosen.add_argument(
+        "--pick", metavar="SELECTION", help="'knee', or e.g. 'min eer where size_bytes <= 500000' (and-ed conditions)"
+    )
+    export.add_argument("--out", help="bundle folder (default: RUN/bundles/trial-NNNN)")
+    export.set_defaults(handler=_export)
+    verify = commands.add_parser(
+        "verify",
+        help="check a bundle's ONNX model against its PyTorch model and time it",
+        description="Compare onnxruntime with the PyTorch model rebuilt from the bundle on the evaluation set, "
+        "check that quantized layers are integer weights in the graph, and measure onnxruntime's latency.",
+    )
+    verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `search export`")
+    verify.add_argument("--data", metavar="CONFIG", help="run config or run directory with the evaluation set (default: the bundle's run)")
+    verify.add_argument("--target", default="x86-avx2", help="cost-model target set beside the measured latency (default: x86-avx2)")
+    verify.set_defaults(handler=_verify)
     hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")
     hwcost_commands = hwcost.add_subparsers(dest="hwcost_command", required=True)
     show = hwcost_commands.add_parser(

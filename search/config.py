@@ -16,8 +16,10 @@ from typing import Any, TypeVar
 
 import yaml
 
+from evaluators.data.mixtures import MixtureConfig
 from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSetConfig, Source
 from evaluators.data.synthetic import SyntheticCorpusConfig
+from evaluators.extraction_training import ExtractorTrainingConfig
 from evaluators.finetune import FidelityConfig
 from evaluators.training import TeacherConfig
 from hwcost import available_targets
@@ -29,6 +31,13 @@ from spaces.space import SearchSpace, SpaceConfig, parse_space_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
 SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
+
+TASKS = ("verification", "extraction")
+"""What a run compresses: a speaker-embedding model (EER) or a target-speaker extractor (SI-SDRi)."""
+EXTRACTION_FAMILY = "extractor"
+EXTRACTION_SAMPLE_RATE = 8000
+"""Extraction runs default to 8 kHz audio (the rate of WSJ0-2mix)."""
+EXTRACTION_OBJECTIVES = (Objective("si_sdri", "max"), Objective("size_bytes", "min"), Objective("latency_ms", "min"))
 
 T = TypeVar("T")
 
@@ -98,12 +107,13 @@ class RunConfig:
     """A whole run: everything a result depends on, saved resolved in the run directory."""
 
     name: str = "run"
+    task: str = "verification"
     seed: int = 0
     cache_dir: str = "results/cache"
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"family": "resnet"})
-    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    teacher: TeacherConfig | ExtractorTrainingConfig = field(default_factory=TeacherConfig)
     space: SpaceConfig = field(default_factory=SpaceConfig)
     objectives: tuple[Objective, ...] = (
         Objective("eer", "min"),
@@ -115,6 +125,8 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     constraints: tuple[Constraint, ...] = ()
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    mixtures: MixtureConfig = field(default_factory=MixtureConfig)
+    """Extraction runs only: how the two-speaker mixtures are made."""
 
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready dict of the resolved config."""
@@ -123,6 +135,8 @@ class RunConfig:
         resolved["objectives"] = [[o.metric, o.direction] for o in self.objectives]
         resolved["space"] = self.space.to_dict()
         resolved["constraints"] = [str(constraint) for constraint in self.constraints]
+        if self.task != "extraction":
+            del resolved["mixtures"]
         return _plain(resolved)
 
 
@@ -157,18 +171,31 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 
 def _parse(raw: dict[str, Any]) -> RunConfig:
     _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
-    data = _data(raw.get("data"))
-    model = dict(raw.get("model") or {"family": "resnet"})
+    task = raw.get("task", "verification")
+    if task not in TASKS:
+        raise ValueError(f"task={task!r}: expected one of {list(TASKS)}")
+    extraction = task == "extraction"
+    if not extraction and "mixtures" in raw:
+        raise ValueError("mixtures: only extraction runs (task: extraction) mix speakers")
+    data_block = raw.get("data")
+    if extraction and (data_block is None or isinstance(data_block, dict)):
+        data_block = {"sample_rate": EXTRACTION_SAMPLE_RATE, **(data_block or {})}
+    data = _data(data_block)
+    model = dict(raw.get("model") or {"family": EXTRACTION_FAMILY if extraction else "resnet"})
     if model.get("family") not in MODEL_FAMILIES:
         raise ValueError(f"model.family={model.get('family')!r}: expected one of {sorted(MODEL_FAMILIES)}")
+    if extraction != (model["family"] == EXTRACTION_FAMILY):
+        needed = f"family {EXTRACTION_FAMILY!r}" if extraction else f"a speaker-embedding family, not {EXTRACTION_FAMILY!r}"
+        raise ValueError(f"model.family={model['family']!r}: task {task!r} needs {needed}")
     targets = tuple(raw.get("targets") or ("cortex-a72",))
     unknown_targets = sorted(set(targets) - set(available_targets()))
     if unknown_targets:
         raise ValueError(f"targets: unknown target {unknown_targets[0]!r}; available: {available_targets()}")
-    objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or RunConfig.objectives)
+    default_objectives = EXTRACTION_OBJECTIVES if extraction else RunConfig.objectives
+    objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or default_objectives)
     if not objectives:
         raise ValueError("objectives: need at least one")
-    known = metric_names(targets, data.eval_names)
+    known = metric_names(targets, () if extraction else data.eval_names, task)
     for objective in objectives:
         if objective.metric not in known:
             raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
@@ -177,12 +204,13 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         raise ValueError(f"name={name!r}: must be a non-empty folder name")
     config = RunConfig(
         name=name,
+        task=task,
         seed=int(raw.get("seed", 0)),
         cache_dir=str(raw.get("cache_dir", RunConfig.cache_dir)),
         data=data,
         features=_section(FeatureConfig, "features", raw.get("features")),
         model=model,
-        teacher=_section(TeacherConfig, "teacher", raw.get("teacher")),
+        teacher=_section(ExtractorTrainingConfig if extraction else TeacherConfig, "teacher", raw.get("teacher")),
         space=parse_space_config(raw.get("space")),
         objectives=objectives,
         targets=targets,
@@ -190,6 +218,7 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         search=_section(SearchConfig, "search", raw.get("search")),
         constraints=parse_constraints(raw.get("constraints") or (), known),
         fidelity=_section(FidelityConfig, "fidelity", raw.get("fidelity")),
+        mixtures=_section(MixtureConfig, "mixtures", raw.get("mixtures")),
     )
     _check_space_fits_model(config)
     return config
@@ -198,9 +227,10 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
 def _check_space_fits_model(config: RunConfig) -> None:
     """Knobs name layers, groups and taps of the model: check them now, not after teacher training."""
     if config.space.knobs:
+        from evaluators.extraction import extraction_spec
         from evaluators.verification import model_spec
 
-        SearchSpace.for_model(config.space, model_spec(config))
+        SearchSpace.for_model(config.space, (extraction_spec if config.task == "extraction" else model_spec)(config))
 
 
 def _data(block: Any) -> DataConfig:

@@ -41,7 +41,7 @@ from search.run_dir import RunDirectory  # noqa: E402
 from search.samplers import SEQUENCE_SAMPLERS, build_sampler  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
-from search.trial import NODE, RUNG, STEPS, TRIAL_NUMBER, TrialContext, measure, ray_trainable  # noqa: E402
+from search.trial import NODE, RUNG, STEPS, TRIAL_NUMBER, TrialContext, evaluator_for, measure, ray_trainable  # noqa: E402
 from search.trial_rows import RowSchema  # noqa: E402
 
 __all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search"]
@@ -87,7 +87,7 @@ def run_search(
     """
     listener = listener or SearchListener()
     run_dir.write_config(config.to_dict())
-    evaluator = VerificationEvaluator()
+    evaluator = evaluator_for(config)
     prepared = evaluator.prepare(config, listener.stage)
     listener.stage("FP32 reference", 0, 1)
     reference_evaluation = evaluator.evaluate_reference(prepared)
@@ -111,7 +111,7 @@ def resume_search(
     config = load_config(run_dir.config_path)
     reference = run_dir.read_reference()
     run_dir.drop_partial_writes()
-    evaluator = VerificationEvaluator()
+    evaluator = evaluator_for(config)
     prepared = evaluator.prepare(config, listener.stage)
     return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=True)
 
@@ -146,7 +146,7 @@ def _search(
     front = front_members(trials, config.objectives, stopped_in_front)
     if trials:
         write_tensorboard(run_dir)
-        if front:
+        if front and config.task == "verification":  # an extractor has no embeddings to project
             _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
         write_html_report(run_dir)
     return SearchOutcome(run_dir, reference, trials, front)

@@ -49,6 +49,7 @@ from spaces.bundle import (
     write_bundle_config,
 )
 from spaces.compress import CompressedModel, ModelSpec
+from spaces.description import FLOAT_BITS
 from spaces.plan import CompressionPlan, LayerQuantization
 from spaces.quant import QuantizedWeight, unpack_weights
 
@@ -119,11 +120,16 @@ def export_bundle(
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
     evaluator = VerificationEvaluator()
     prepared = evaluator.prepare(config, progress)
-    candidate = {knob: row[knob] for knob in prepared.space.knobs if knob in row}
+    candidate = prepared.space.candidate_from_row(row)
     try:
         plan = prepared.space.plan(candidate)
     except ValueError as error:
         raise ExportError(f"trial {row['trial']}: its knobs no longer fit the run's space: {error}") from None
+    if plan.activation_bits != FLOAT_BITS:  # the evaluator applies them outside the model's modules
+        raise ExportError(
+            f"trial {row['trial']}: {plan.activation_bits}-bit activations cannot be rebuilt from a bundle yet; "
+            "export a trial with FP32 activations"
+        )
     evaluation = _rebuild(evaluator, candidate, prepared, row)
     metrics = {
         **measure(evaluation, available_targets(), float(reference["size_bytes"])),

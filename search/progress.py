@@ -46,8 +46,11 @@ class RichDisplay(SearchListener):
 
     def trial_finished(self, row: dict[str, Any], trials: list[dict[str, Any]], front: list[dict[str, Any]]) -> None:
         failures = sum(1 for trial in trials if trial.get("status") != "complete")
-        eers = [trial["eer"] for trial in trials if trial.get("status") == "complete"]
-        best = f"best EER {100 * min(eers):.2f}%" if eers else "no result yet"
+        complete = [trial for trial in trials if trial.get("status") == "complete"]
+        if complete and "si_sdri" in complete[0]:
+            best = f"best SI-SDRi {max(trial['si_sdri'] for trial in complete):.2f} dB"
+        else:
+            best = f"best EER {100 * min(trial['eer'] for trial in complete):.2f}%" if complete else "no result yet"
         status = f"failed {failures} | front {len(front)} | {best}"
         self._progress.update(self._trials, completed=len(trials), status=status)
         if row.get("status") != "complete":

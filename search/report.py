@@ -28,6 +28,8 @@ TENSORBOARD_HOST = "127.0.0.1"
 _COMPLETE = "complete"
 _EER_COLUMN = "EER %"
 _EER_PREFIX = "eer@"
+EXTRACTION_COLUMNS = {"si_sdri": "SI-SDRi dB", "sdri": "SDRi dB"}
+"""Extraction runs show these (metric: column) in place of the EER and minDCF columns."""
 
 
 class Front(NamedTuple):
@@ -94,23 +96,43 @@ def eval_set_names(fronts: Sequence[Front]) -> list[str]:
     return list(dict.fromkeys(key[len(_EER_PREFIX):] for key in keys))
 
 
-def front_columns(eval_sets: Sequence[str] = ()) -> list[str]:
-    """`FRONT_COLUMNS`, the EER column split into one per evaluation set when there are several."""
+def is_extraction(fronts: Sequence[Front]) -> bool:
+    """Whether the runs are extraction runs (their reference rows carry SI-SDRi, not EER).
+
+    Raises:
+        RunDirectoryError: Extraction and verification runs are mixed (their columns differ).
+    """
+    kinds = {"si_sdri" in front.pareto["reference"] for front in fronts}
+    if len(kinds) > 1:
+        raise RunDirectoryError("cannot tabulate extraction and verification runs together; report them separately")
+    return kinds == {True}
+
+
+def front_columns(eval_sets: Sequence[str] = (), extraction: bool = False) -> list[str]:
+    """`FRONT_COLUMNS`, the EER column split into one per evaluation set when there are several;
+    extraction runs show SI-SDRi and SDRi instead of EER and minDCF."""
+    if extraction:
+        at = FRONT_COLUMNS.index(_EER_COLUMN)
+        return [*FRONT_COLUMNS[:at], *EXTRACTION_COLUMNS.values(), *FRONT_COLUMNS[at + 2:]]
     if len(eval_sets) < 2:
         return list(FRONT_COLUMNS)
     at = FRONT_COLUMNS.index(_EER_COLUMN)
     return [*FRONT_COLUMNS[:at], *(f"{_EER_COLUMN} {name}" for name in eval_sets), *FRONT_COLUMNS[at + 1:]]
 
 
-def front_cells(row: Mapping[str, Any], eval_sets: Sequence[str] = ()) -> list[str]:
-    """One row's display cells, in `front_columns(eval_sets)` order ("-" for an EER the row lacks)."""
+def front_cells(row: Mapping[str, Any], eval_sets: Sequence[str] = (), extraction: bool = False) -> list[str]:
+    """One row's display cells, in `front_columns(eval_sets, extraction)` order ("-" for an EER the row lacks)."""
     eer_keys = ["eer"] if len(eval_sets) < 2 else [f"{_EER_PREFIX}{name}" for name in eval_sets]
+    if extraction:
+        quality = [f"{row[key]:.2f}" for key in EXTRACTION_COLUMNS]
+    else:
+        eers = (f"{100 * row[key]:.2f}" if row.get(key) is not None else "-" for key in eer_keys)
+        quality = [*eers, f"{row['min_dcf']:.3f}"]
     return [
         str(row["trial"]),
         _bytes(row["size_bytes"]),
         f"{row.get('compression_ratio', 1.0):.2f}x",
-        *(f"{100 * row[key]:.2f}" if row.get(key) is not None else "-" for key in eer_keys),
-        f"{row['min_dcf']:.3f}",
+        *quality,
         f"{row['latency_ms']:.2f}",
         f"{row['peak_memory_bytes'] / 1e6:.2f}",
         bits_summary(row),
@@ -124,10 +146,11 @@ def front_grid(fronts: Sequence[Front]) -> tuple[list[str], list[GridRow]]:
     """
     several = len(fronts) > 1
     eval_sets = eval_set_names(fronts)
-    columns = front_columns(eval_sets)
+    extraction = is_extraction(fronts)
+    columns = front_columns(eval_sets, extraction)
     header = [RUN_COLUMN, *columns] if several else columns
     rows = [
-        GridRow([front.name] * several + front_cells(row, eval_sets), reference=index == 0)
+        GridRow([front.name] * several + front_cells(row, eval_sets, extraction), reference=index == 0)
         for front in fronts
         for index, row in enumerate(front.rows)
     ]

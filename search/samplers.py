@@ -10,6 +10,7 @@ engine keeps infeasible trials off the front itself.
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -94,7 +95,9 @@ def build_sampler(
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":
-        return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
+        with warnings.catch_warnings():  # `deterministic_objective` is flagged experimental; metrics are seeded
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
     if name == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     if name == "uniform-grid":

@@ -3,10 +3,12 @@
 Each trial reports once per rung of the ladder (post-training quantization, then cumulative
 fine-tuning budgets). When a trial reports at a rung below the last, it goes on to the next rung
 only if it ranks in the best `1 / reduction_factor` of all trials that have reported at that rung
-so far (asynchronous successive halving, as ASHA, which needs no pausing or checkpoints).
+so far (asynchronous successive halving, as ASHA, which needs no pausing or checkpoints): it is
+promoted when fewer than `ceil(n / reduction_factor)` of the n trials at that rung rank strictly
+before it, so ties at the boundary go its way.
 
 The ranking is NSGA-II's, not one metric's: feasible before infeasible, then non-dominated rank,
-then crowding distance (isolated points first), then arrival. Ranking by EER alone would stop
+then crowding distance (isolated points first). Ranking by EER alone would stop
 every small, slightly worse model at the first rung and cull the small-model end of the front;
 crowding gives each front's extremes infinite distance, so both ends keep being refined.
 
@@ -62,34 +64,35 @@ class ParetoHalving:
             return True
         results = self._results[rung]
         results.setdefault(trial_id, dict(metrics))
-        quota = math.ceil(len(results) / self.reduction_factor)
-        return trial_id in self.ranking(rung)[:quota]
+        keys = self._sort_keys(rung)
+        ahead = sum(1 for other, key in keys.items() if other != trial_id and key < keys[trial_id])
+        return ahead < math.ceil(len(results) / self.reduction_factor)
 
     def results_per_rung(self) -> list[int]:
         """How many trials have reported at each rung."""
         return [len(results) for results in self._results]
 
     def ranking(self, rung: int) -> list[str]:
-        """Trial ids recorded at `rung`, best first (see the module docstring for the order)."""
+        """Trial ids recorded at `rung`, best first (ties in arrival order)."""
+        keys = self._sort_keys(rung)
+        return sorted(keys, key=keys.__getitem__)
+
+    def _sort_keys(self, rung: int) -> dict[str, tuple[float, float, float]]:
+        """Per trial at `rung`: (infeasible, rank or total violation, -crowding); lower is better."""
         ids = list(self._results[rung])
         rows = [self._results[rung][trial_id] for trial_id in ids]
         excess = [sum(max(0.0, value) for value in violations(self.constraints, row).values()) for row in rows]
         feasible = [index for index, value in enumerate(excess) if value == 0.0]
-        ranks = [None] * len(rows)
-        crowding = [None] * len(rows)
+        ranked: dict[int, tuple[float, float, float]] = {}
         if feasible:
             subset = [rows[index] for index in feasible]
-            for index, rank, distance in zip(
-                feasible, non_dominated_ranks(subset, self.objectives), crowding_distance(subset, self.objectives)
-            ):
-                ranks[index], crowding[index] = rank, distance
-
-        def key(index: int) -> tuple[float, float, float, int]:
-            if ranks[index] is None:  # infeasible, or an objective missing: after all ranked rows
-                return (1.0, excess[index], 0.0, index)
-            return (0.0, float(ranks[index]), -crowding[index], index)
-
-        return [ids[index] for index in sorted(range(len(ids)), key=key)]
+            ranks = non_dominated_ranks(subset, self.objectives)
+            crowding = crowding_distance(subset, self.objectives)
+            for index, rank, distance in zip(feasible, ranks, crowding):
+                if rank is not None:
+                    ranked[index] = (0.0, float(rank), -distance)
+        # infeasible, or an objective missing: after every ranked row, the least violating first
+        return {trial_id: ranked.get(index, (1.0, excess[index], 0.0)) for index, trial_id in enumerate(ids)}
 
 
 class ParetoHalvingScheduler(FIFOScheduler):

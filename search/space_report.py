@@ -15,7 +15,7 @@ from rich.text import Text
 
 from evaluators.verification import model_spec
 from search.config import RunConfig
-from spaces.knobs import BITS, QUANTIZER, describe_domain, domain_count
+from spaces.knobs import BITS, QUANTIZER, Domain, describe_domain, domain_count
 from spaces.layer_patterns import pattern_matches
 from spaces.space import Knob, SearchSpace
 
@@ -49,22 +49,31 @@ def print_space(config: RunConfig, console: Console) -> None:
 
 
 def knob_table(space: SearchSpace) -> Table:
-    """One row per knob in define-by-run order; a bits knob that depends on the quantizer has one
-    line per quantizer set (its `<knob>@<quantizer>` parameters)."""
+    """One row per parameter in define-by-run order: a bits knob whose widths depend on the
+    quantizer has one row per set of quantizers (its `<knob>@<quantizer>` parameters)."""
     table = Table(title=f"Search space over {space.family or 'the model'}: knobs in sampling order")
     for column in ("knob", "sets", "values", "count", "default", "when", "layers"):
         table.add_column(column, justify="right" if column in ("count", "layers") else "left")
     for knob in space.compiled_knobs:
-        table.add_row(
-            knob.name,
-            _SETS[knob.role],
-            _values(knob),
-            _count(knob),
-            "" if knob.role == BITS else _text(knob.default),
-            ", ".join(condition.describe() for condition in knob.when),
-            str(len(knob.layers)) if knob.layers else "",
-        )
+        conditions = [condition.describe() for condition in knob.when]
+        default = "" if knob.role == BITS else _text(knob.default)
+        layers = str(len(knob.layers)) if knob.layers else ""
+        for name, domain, quantizers in _parameters(knob):
+            when = ", ".join([*conditions, *([f"quantizer is {quantizers}"] if quantizers else [])])
+            count = domain_count(domain)
+            cells = (name, _SETS[knob.role], describe_domain(domain), "continuous" if math.isinf(count) else str(count))
+            table.add_row(*(Text(cell) for cell in (*cells, default, when, layers)))
     return table
+
+
+def _parameters(knob: Knob) -> list[tuple[str, Domain, str]]:
+    """(parameter name, domain, quantizer set or "") of each parameter a knob is asked under."""
+    if not knob.depends_on_quantizer:
+        return [(knob.name, knob.allowed_bits.get(None, knob.domain), "")]
+    return [
+        (f"{knob.name}@{'+'.join(sorted(kinds))}", bits, " + ".join(sorted(kinds)))
+        for kinds, bits in knob.allowed_bits.items()
+    ]
 
 
 def pattern_table(config: RunConfig, space: SearchSpace) -> Table:
@@ -77,7 +86,8 @@ def pattern_table(config: RunConfig, space: SearchSpace) -> Table:
             continue
         granularity = f" (one knob per {declared.granularity})" if declared.granularity else ""
         for pattern, layers in pattern_matches(declared, space.layer_groups, space.family or "the model").items():
-            table.add_row(declared.name + granularity, pattern, str(len(layers)), ", ".join(layers))
+            cells = (declared.name + granularity, pattern, str(len(layers)), ", ".join(layers))
+            table.add_row(*(Text(cell) for cell in cells))
     return table
 
 
@@ -116,19 +126,6 @@ def size_text(space: SearchSpace) -> str:
         continuous = [knob.name for knob in space.compiled_knobs if math.isinf(domain_count(knob.domain))]
         return f"infinite (continuous: {', '.join(continuous)})"
     return f"{space.size:,} candidates"
-
-
-def _values(knob: Knob) -> str:
-    if knob.depends_on_quantizer:
-        return "  ".join(f"@{'+'.join(sorted(kinds))}: {describe_domain(bits)}" for kinds, bits in knob.allowed_bits.items())
-    return describe_domain(knob.allowed_bits.get(None, knob.domain))
-
-
-def _count(knob: Knob) -> str:
-    if knob.depends_on_quantizer:
-        return "/".join(str(len(bits)) for bits in knob.allowed_bits.values())
-    count = domain_count(knob.allowed_bits.get(None, knob.domain))
-    return "continuous" if math.isinf(count) else str(count)
 
 
 def _text(value: Any) -> str:

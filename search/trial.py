@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from evaluators.extraction import ExtractionEvaluator
 from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator
 from hwcost import CostModel
 
@@ -31,17 +32,25 @@ LATENCY_DECIMALS = 3
 model can resolve, and would let a worse model onto the front by a nanosecond."""
 
 
-QUALITY_METRICS = ("eer", "min_dcf", "size_bytes", "params", "mean_weight_bits", "compression_ratio")
+TASK_METRICS = {"verification": ("eer", "min_dcf"), "extraction": ("si_sdri", "sdri")}
+"""Each task's quality metrics, its headline first (EER for verification, SI-SDRi in dB for extraction)."""
+SIZE_METRICS = ("size_bytes", "params", "mean_weight_bits", "compression_ratio")
+QUALITY_METRICS = (*TASK_METRICS["verification"], *SIZE_METRICS)
 COST_METRICS = ("latency_ms", "peak_memory_bytes", "real_time_factor")
 EVAL_SET_METRICS = ("eer", "min_dcf")
 """Quality metrics reported once per evaluation set, as `eer@<set>`."""
 
 
-def metric_names(targets: Sequence[str], eval_sets: Sequence[str] = ()) -> list[str]:
-    """Every metric a trial reports for these targets and evaluation sets (what objectives may name)."""
+def metric_names(targets: Sequence[str], eval_sets: Sequence[str] = (), task: str = "verification") -> list[str]:
+    """Every metric a trial of `task` reports for these targets and evaluation sets (what objectives may name)."""
     per_set = (f"{key}@{name}" for name in eval_sets for key in EVAL_SET_METRICS)
     per_target = (f"{key}@{target}" for target in targets for key in COST_METRICS)
-    return [*QUALITY_METRICS, *per_set, *COST_METRICS, *per_target]
+    return [*TASK_METRICS[task], *SIZE_METRICS, *per_set, *COST_METRICS, *per_target]
+
+
+def evaluator_for(config: Any) -> VerificationEvaluator | ExtractionEvaluator:
+    """The evaluator of a run config's `task:`."""
+    return ExtractionEvaluator() if config.task == "extraction" else VerificationEvaluator()
 
 
 class TrialFailure(RuntimeError):

@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
+from rich.console import Console
+from rich.table import Table
 
 from evaluators.data.source_features import EvalSet, load_eval_set
 from evaluators.training import embed_utterances
@@ -43,7 +45,6 @@ MAX_EER_DIFFERENCE = 0.001
 """0.1 percentage points, as a fraction."""
 HOST_TARGET = "x86-avx2"
 """Cost-model profile compared with the measured latency by default (the x86 machines tests run on)."""
-_LATENCY_SECONDS = 1.0
 _LATENCY_MIN_RUNS = 20
 _WARMUP_RUNS = 3
 
@@ -96,6 +97,7 @@ def verify_bundle(
     data: str | os.PathLike | None = None,
     target: str = HOST_TARGET,
     progress: Callable[[str, int, int], None] | None = None,
+    timing_seconds: float = 1.0,
 ) -> VerificationReport:
     """Run every check of the bundle in `path` and time its ONNX model.
 
@@ -104,6 +106,7 @@ def verify_bundle(
             the run the bundle was exported from.
         target: Cost-model profile to set beside the measured latency.
         progress: Called with (stage, done, total) while features are built.
+        timing_seconds: Least time spent timing inferences (at least 20 are timed).
 
     Raises:
         BundleError, ConfigError: The bundle or the data cannot be read (not a failed check).
@@ -116,7 +119,23 @@ def verify_bundle(
     checks = [_valid_graph(graph), _integer_weights(graph, bundle)]
     session = _session(graph, threads=None)
     checks += _TASK_CHECKS[bundle.config.task](bundle, session, _run_config(bundle, data), progress)
-    return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target))
+    return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds))
+
+
+def print_verification(report: VerificationReport, console: Console) -> None:
+    """The checks as a table, then the measured latency beside the prediction."""
+    table = Table(title=f"verify {report.bundle}", title_justify="left")
+    for column in ("check", "result", "detail"):
+        table.add_column(column, overflow="fold")
+    for check in report.checks:
+        table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail)
+    console.print(table)
+    latency = report.latency
+    console.print(
+        f"onnxruntime on this machine (1 thread, median of {latency.runs}): {latency.measured_ms:.3f} ms per second "
+        f"of audio; cost model on {latency.target}: {latency.predicted_ms:.3f} ms "
+        f"(measured / predicted = {latency.measured_ms / latency.predicted_ms:.2f})"
+    )
 
 
 def _valid_graph(graph: onnx.ModelProto) -> Check:
@@ -213,7 +232,7 @@ def _eval_set(bundle: Bundle, config: RunConfig, progress: Callable[[str, int, i
     return load_eval_set(chosen, fbank_config(config), config.cache_dir, config.evaluation.max_trials, config.seed, report)
 
 
-def _latency(bundle: Bundle, graph: onnx.ModelProto, target: str) -> LatencyComparison:
+def _latency(bundle: Bundle, graph: onnx.ModelProto, target: str, seconds: float) -> LatencyComparison:
     """Median onnxruntime time for one second of audio on one thread, beside the cost model's."""
     session = _session(graph, threads=1)
     inputs = {name: tensor.numpy() for name, tensor in example_inputs(bundle.config).items()}
@@ -221,7 +240,7 @@ def _latency(bundle: Bundle, graph: onnx.ModelProto, target: str) -> LatencyComp
         session.run(None, inputs)
     timings = []
     started = time.perf_counter()
-    while len(timings) < _LATENCY_MIN_RUNS or time.perf_counter() - started < _LATENCY_SECONDS:
+    while len(timings) < _LATENCY_MIN_RUNS or time.perf_counter() - started < seconds:
         begin = time.perf_counter()
         session.run(None, inputs)
         timings.append(1000.0 * (time.perf_counter() - begin))
@@ -251,5 +270,6 @@ __all__ = [
     "Check",
     "LatencyComparison",
     "VerificationReport",
+    "print_verification",
     "verify_bundle",
 ]

@@ -152,6 +152,7 @@ _OPERATORS: dict[str, Callable[[Any, Any], bool]] = {
     "in": lambda value, operand: value in operand,
     "not_in": lambda value, operand: value not in operand,
 }
+_SYMBOLS = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">=", "in": "in", "not_in": "not in"}
 ORDERING_OPERATORS = ("lt", "le", "gt", "ge")
 MEMBERSHIP_OPERATORS = ("in", "not_in")
 
@@ -173,7 +174,9 @@ class Condition:
         return _OPERATORS[self.operator](value, self.operand)
 
     def describe(self) -> str:
-        return f"{self.knob} {self.operator} {self.operand}"
+        """`student.width < 1.0`, `quantizer.back in ['uniform', 'pow2']`."""
+        operand = list(self.operand) if self.operator in MEMBERSHIP_OPERATORS else self.operand
+        return f"{self.knob} {_SYMBOLS[self.operator]} {'null' if operand is None else operand}"
 
 
 @dataclass(frozen=True)
@@ -307,7 +310,7 @@ def check_value(label: str, role: str, value: Any) -> Any:
     if kind.value_type is float and _is_number(value):
         value = float(value)
     if not isinstance(value, kind.value_type) or (kind.value_type is int and isinstance(value, bool)):
-        raise SpaceError(f"{label}: {value!r} is not a {kind.value_type.__name__}")
+        raise SpaceError(f"{label}: {value!r}: expected {kind.value_type.__name__}")
     problem = kind.check(value)
     if problem:
         raise SpaceError(f"{label}: {value!r}: {problem}")

@@ -378,6 +378,12 @@ class SearchSpace:
                 )
         if len(set(allowed.values())) == 1:
             return _replace_allowed(knob, {None: next(iter(allowed.values()))})
+        later = [source for source in sorted(sources) if knobs.index(by_name[source]) > knobs.index(knob)]
+        if later:
+            raise SpaceError(
+                f"space.knobs[{knob.source}]: its bit widths depend on the quantizer chosen by {later[0]}; "
+                f"declare {by_name[later[0]].source} before it"
+            )
         return _replace_allowed(knob, dict(sorted(allowed.items(), key=lambda item: sorted(item[0]))))
 
     def _check_quantizer_knobs(self) -> None:

@@ -14,9 +14,8 @@ initialisation. Slicing only exists between models of one family.
 With `share`, the student's repeated blocks share weights (`spaces.sharing`); its spec builds
 them tied, so every model rebuilt from it (quantization, packed-file loading) is tied too.
 
-A plan quantizes the teacher's layer names; `student_layers` carries it over to the student: a
-layer takes the entry of the teacher layer of the same name, or else of the teacher layer at the
-same relative position in forward order, and a tied layer takes its owner's entry.
+A plan quantizes the teacher's layer names; `student_layers` carries it over to the student
+(block by relative depth, then by name; across families by position in forward order).
 """
 
 from __future__ import annotations
@@ -133,21 +132,26 @@ def build_student(
 
 
 def student_layers(
-    layers: Mapping[str, LayerQuantization], teacher_layers: Sequence[str], student: nn.Module
+    layers: Mapping[str, LayerQuantization], teacher: nn.Module, student: nn.Module
 ) -> dict[str, LayerQuantization]:
     """The plan's per-layer quantization of the teacher's layers, carried over to `student`.
 
+    A layer inside a repeated block takes the entry of the same layer in the teacher's block at
+    the same relative depth (a shallow x-vector's last frame layer is quantized like the
+    teacher's last one); any other layer the entry of the teacher layer of the same name, or,
+    across families, of the teacher layer at the same relative position in forward order. A tied
+    layer follows its owner.
+
     Args:
         layers: Quantization per teacher layer name (layers not named stay FP32).
-        teacher_layers: The teacher's quantizable layer names in forward order.
     """
+    teacher_names = quantizable_layers(teacher)
     names = quantizable_layers(student)
     carried = {}
     for index, name in enumerate(names):
-        source = name
-        if name not in teacher_layers:
-            position = index / max(1, len(names) - 1)
-            source = teacher_layers[_round(position * (len(teacher_layers) - 1))]
+        source = _counterpart(name, teacher, student, teacher_names)
+        if source is None:
+            source = teacher_names[_round(index / max(1, len(names) - 1) * (len(teacher_names) - 1))]
         if source in layers:
             carried[name] = layers[source]
     for alias, owner in shared_layers(student).items():
@@ -155,6 +159,20 @@ def student_layers(
         if owner in carried:
             carried[alias] = carried[owner]
     return carried
+
+
+def _counterpart(name: str, teacher: nn.Module, student: nn.Module, teacher_names: Sequence[str]) -> str | None:
+    """The teacher layer `name` corresponds to within one family (None across families)."""
+    if type(teacher) is not type(student):
+        return None
+    for teacher_blocks, blocks in zip(teacher.repeated_blocks(), student.repeated_blocks()):
+        for position, block in enumerate(blocks):
+            if name.startswith(f"{block}."):
+                relative = position / max(1, len(blocks) - 1)
+                counterpart = teacher_blocks[_round(relative * (len(teacher_blocks) - 1))] + name[len(block) :]
+                if counterpart in teacher_names:
+                    return counterpart
+    return name if name in teacher_names else None
 
 
 def _copy_leading_slices(model: nn.Module, source: Mapping[str, torch.Tensor]) -> None:

@@ -1,55 +1,79 @@
-"""Where extraction mixtures come from: the synthetic corpus, speech corpora on disk, two-speaker folders.
+"""Where extraction mixtures come from: the `data:` block's sources, or two-speaker folders.
 
-- "synthetic": the built-in corpus (`data:` block) rendered at its sample rate, cached by content
-  hash like its features.
-- a corpus layout of `evaluators.data.corpora` ("folder": `<root>/<speaker>/**/<utterance>.wav`,
-  "librispeech", "voxceleb", "kaldi"): every speaker's utterances, resampled to the run's rate.
-- "two-speaker" (WSJ0-2mix `wav8k/min/tt`, Libri2Mix `wav8k/min/test` and the like): a folder
-  with a mixture folder (`mix/`, or Libri2Mix's `mix_clean/`, `mix_both/`, `mix_single/`), `s1/`
-  and `s2/` holding files of the same names, and an enrollment list with one line per mixture
-  used: `<mixture file name> <s1|s2> <enrollment file>` (the target source and another utterance
-  of that speaker; relative paths are relative to the folder; `#` starts a comment).
+- the synthetic corpus (a `data:` source without `corpus:`): its train split trains, its test
+  split makes the test mixtures; rendered once at the run's sample rate and cached by content
+  hash like its features;
+- a corpus on disk (`corpus: folder` = `<root>/<speaker>/**/<utterance>.wav`, or `librispeech`,
+  `voxceleb`, `kaldi`; see `evaluators.data.corpora`): every usable utterance of the source's
+  speaker selection, resampled to the run's rate, bad audio skipped and logged (or an error in
+  strict mode);
+- two-speaker folders (WSJ0-2mix `wav8k/min/tr` and `tt`, Libri2Mix `wav8k/min/train-100` and
+  `test`), named by `mixtures.two_speaker_train` / `two_speaker_test`: a mixture folder (`mix/`,
+  or Libri2Mix's `mix_clean/`, `mix_both/`, `mix_single/`), `s1/` and `s2/` holding files of the
+  same names, and an enrollment list with one line per mixture used:
+  `<mixture file name> <s1|s2> <enrollment file>` (the target source and another utterance of
+  that speaker; relative paths are relative to the folder; `#` starts a comment).
+
+The training side of the `data:` block trains; its first evaluation set gives the test mixtures.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
 
-from evaluators.data.audio import AudioError, audio_info, load_audio
+from evaluators.data.audio import AudioError, audio_info, energy_vad, load_audio
 from evaluators.data.cache import cached_tensors, content_hash
-from evaluators.data.corpora import CORPUS_READERS, CorpusError, read_corpus
+from evaluators.data.corpora import CorpusError, check_audio
+from evaluators.data.corpus_features import select_utterances
 from evaluators.data.mixtures import Mixture, MixtureConfig, MixtureError, SpeakerPool, seeded_test_set, subset
+from evaluators.data.sources import CorpusConfig, Source
 from evaluators.data.synthetic import CORPUS_VERSION, SyntheticCorpusConfig, generate_speaker_utterances
 
 MIXTURE_FOLDERS = ("mix", "mix_clean", "mix_both", "mix_single")
 """Names the mixture folder of a two-speaker set may have (WSJ0-2mix, then Libri2Mix's)."""
 
 _TARGETS = ("s1", "s2")
+_logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 MixtureSource = SpeakerPool | list[Mixture]
 """Training data: a pool to draw fresh mixtures from, or fixed mixtures to crop."""
 
 
 def training_source(
-    config: MixtureConfig, corpus: SyntheticCorpusConfig, cache_root: str | os.PathLike[str]
+    config: MixtureConfig, source: Source, sample_rate: int, cache_root: str | os.PathLike[str]
 ) -> MixtureSource:
-    """The training side of the `mixtures:` block, at `corpus.sample_rate` (the run's rate)."""
-    return _load(config, config.train_path, "train", corpus, cache_root)
+    """What the extractor trains on: the two-speaker training folder when named, else `source`'s speakers."""
+    if config.two_speaker_train:
+        return read_two_speaker_folder(config.two_speaker_train, config.enrollment_list, sample_rate)
+    return speaker_pool(source, "train", sample_rate, cache_root)
 
 
-def test_mixtures(
-    config: MixtureConfig, corpus: SyntheticCorpusConfig, cache_root: str | os.PathLike[str]
+def evaluation_mixtures(
+    config: MixtureConfig, source: Source, sample_rate: int, cache_root: str | os.PathLike[str]
 ) -> list[Mixture]:
-    """The fixed, seeded test set of the `mixtures:` block."""
-    source = _load(config, config.test_path, "test", corpus, cache_root)
-    if isinstance(source, SpeakerPool):
-        return seeded_test_set(source, config.test_mixtures, config.level_db, config.seed)
-    return subset(source, config.test_mixtures, config.seed)
+    """The fixed, seeded test set: from the two-speaker test folder when named, else mixed from `source`."""
+    if config.two_speaker_test:
+        return subset(read_two_speaker_folder(config.two_speaker_test, config.enrollment_list, sample_rate),
+                      config.test_mixtures, config.seed)  # fmt: skip
+    pool = speaker_pool(source, "test", sample_rate, cache_root)
+    return seeded_test_set(pool, config.test_mixtures, config.level_db, config.seed)
+
+
+def speaker_pool(source: Source, split: str, sample_rate: int, cache_root: str | os.PathLike[str]) -> SpeakerPool:
+    """Utterances by speaker of a `data:` source; `split` picks the synthetic corpus's split."""
+    if isinstance(source, SyntheticCorpusConfig):
+        if source.sample_rate != sample_rate:
+            raise MixtureError(f"synthetic corpus at {source.sample_rate} Hz: the run's sample rate is {sample_rate} Hz")
+        return synthetic_pool(source, split, cache_root)
+    return corpus_pool(source, sample_rate)
 
 
 def synthetic_pool(corpus: SyntheticCorpusConfig, split: str, cache_root: str | os.PathLike[str]) -> SpeakerPool:
@@ -63,18 +87,29 @@ def synthetic_pool(corpus: SyntheticCorpusConfig, split: str, cache_root: str | 
     return SpeakerPool(corpus.sample_rate, utterances, origin=f"synthetic {split} split")
 
 
-def corpus_pool(kind: str, root: str | os.PathLike[str], sample_rate: int) -> SpeakerPool:
-    """Every utterance of a corpus on disk (layout `kind`), mono at `sample_rate`, grouped by speaker."""
+def corpus_pool(source: CorpusConfig, sample_rate: int) -> SpeakerPool:
+    """Every usable utterance a corpus source selects, mono at `sample_rate`, grouped by speaker.
+
+    Unreadable, empty, too short or wrong-rate files are left out and logged (an error when the
+    source is `strict`); the source's `vad` and `max_seconds` apply as for verification.
+    """
     try:
-        corpus = read_corpus(kind, root)
+        corpus, report = check_audio(
+            select_utterances(source), source.min_seconds, source.expected_sample_rate, source.strict
+        )
     except CorpusError as error:
         raise MixtureError(str(error)) from None
+    if report.bad:
+        _logger.warning("%s: %s", source.path, report.summary())
     utterances: dict[str, list[np.ndarray]] = {}
     for utterance in corpus.utterances:
-        utterances.setdefault(utterance.speaker, []).append(
-            _read(lambda: load_audio(utterance.path, sample_rate, utterance.segment))
-        )
-    return SpeakerPool(sample_rate, utterances, origin=f"{kind} corpus {root}")
+        samples = _read(lambda: load_audio(utterance.path, sample_rate, utterance.segment))
+        if source.vad:
+            samples = energy_vad(samples, sample_rate)
+        if source.max_seconds is not None:
+            samples = samples[: round(source.max_seconds * sample_rate)]
+        utterances.setdefault(utterance.speaker, []).append(samples)
+    return SpeakerPool(sample_rate, utterances, origin=f"{source.corpus} corpus {source.path}")
 
 
 def read_two_speaker_folder(root: str | os.PathLike[str], enrollment_list: str, sample_rate: int) -> list[Mixture]:
@@ -117,22 +152,6 @@ def read_two_speaker_folder(root: str | os.PathLike[str], enrollment_list: str, 
     if not mixtures:
         raise MixtureError(f"{list_path}: no mixtures listed")
     return mixtures
-
-
-def _load(
-    config: MixtureConfig,
-    path: str,
-    split: str,
-    corpus: SyntheticCorpusConfig,
-    cache_root: str | os.PathLike[str],
-) -> MixtureSource:
-    if config.source == "synthetic":
-        return synthetic_pool(corpus, split, cache_root)
-    if config.source == "two-speaker":
-        return read_two_speaker_folder(path, config.enrollment_list, corpus.sample_rate)
-    if config.source in CORPUS_READERS:
-        return corpus_pool(config.source, path, corpus.sample_rate)
-    raise MixtureError(f"mixtures.source={config.source!r}: no reader")
 
 
 def _render_split(corpus: SyntheticCorpusConfig, split: str) -> dict:
@@ -182,7 +201,7 @@ def _level_db(target: np.ndarray, rest: np.ndarray) -> float:
     return float(10.0 * np.log10((np.mean(target.astype(np.float64) ** 2) + 1e-12) / (np.mean(rest.astype(np.float64) ** 2) + 1e-12)))
 
 
-def _read(read: Callable[[], np.ndarray]) -> np.ndarray:
+def _read(read: Callable[[], T]) -> T:
     try:
         return read()
     except AudioError as error:

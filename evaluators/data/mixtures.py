@@ -19,12 +19,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from evaluators.data.corpora import CORPUS_READERS
-
-MIXTURE_SOURCES = ("synthetic", "two-speaker", *CORPUS_READERS)
-"""Where mixtures come from: the built-in corpus, WSJ0-2mix-style folders, or a corpus layout on
-disk ("folder" is one folder per speaker; see `evaluators.data.corpora`)."""
-
 _TEST_STREAM = 0
 _SILENCE_POWER = 1e-12
 
@@ -38,27 +32,25 @@ class MixtureConfig:
     """The `mixtures:` block of an extraction run.
 
     Attributes:
-        source: One of `MIXTURE_SOURCES`; "synthetic" renders the `data:` corpus at its sample rate.
-        train_path: Training data of the other sources (a corpus root or a two-speaker folder).
-        test_path: Test data, same layout; its speakers should differ from the training ones.
-        enrollment_list: File in each "two-speaker" folder naming every mixture's target and
-            enrollment (see `evaluators.data.mixture_corpora`).
         level_db: (low, high) range of the target-to-interferer level, uniform per mixture.
-        test_mixtures: Size of the fixed test set (for "two-speaker": a seeded subset, at most all).
+        test_mixtures: Size of the fixed test set (of two-speaker folders: a seeded subset).
         segment_seconds: Length of training crops.
         enrollment_seconds: Length of the enrollment crops in training (tests use whole utterances).
         seed: Root of the test set's randomness (independent of the run seed).
+        two_speaker_train: A WSJ0-2mix / Libri2Mix-style folder to train on instead of mixing
+            the `data:` block's training speakers (see `evaluators.data.mixture_corpora`).
+        two_speaker_test: Such a folder to test on instead of mixing the first evaluation set's.
+        enrollment_list: File in each two-speaker folder naming every mixture's target and enrollment.
     """
 
-    source: str = "synthetic"
-    train_path: str = ""
-    test_path: str = ""
-    enrollment_list: str = "enrollment.txt"
     level_db: tuple[float, float] = (-5.0, 5.0)
     test_mixtures: int = 200
     segment_seconds: float = 2.0
     enrollment_seconds: float = 2.0
     seed: int = 0
+    two_speaker_train: str = ""
+    two_speaker_test: str = ""
+    enrollment_list: str = "enrollment.txt"
 
     def __post_init__(self) -> None:
         level = self.level_db
@@ -67,12 +59,6 @@ class MixtureConfig:
         object.__setattr__(self, "level_db", (float(level[0]), float(level[1])))
         if self.level_db[0] > self.level_db[1]:
             raise MixtureError(f"mixtures.level_db={list(self.level_db)}: low must not exceed high")
-        if self.source not in MIXTURE_SOURCES:
-            raise MixtureError(f"mixtures.source={self.source!r}: expected one of {list(MIXTURE_SOURCES)}")
-        if self.source != "synthetic":
-            for key in ("train_path", "test_path"):
-                if not getattr(self, key):
-                    raise MixtureError(f"mixtures.{key}: required when mixtures.source={self.source!r}")
         if self.test_mixtures < 1:
             raise MixtureError(f"mixtures.test_mixtures={self.test_mixtures}: must be >= 1")
         for key in ("segment_seconds", "enrollment_seconds"):

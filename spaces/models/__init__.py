@@ -7,11 +7,13 @@ from typing import Any, Callable
 from torch import nn
 
 from spaces.models.ecapa_tdnn import EcapaTdnn
+from spaces.models.extractor import SpeakerExtractor
 from spaces.models.resnet import ResNet
 from spaces.models.xvector import XVector
 
 MODEL_FAMILIES: dict[str, Callable[..., nn.Module]] = {
     "ecapa_tdnn": EcapaTdnn,
+    "extractor": SpeakerExtractor,
     "resnet": ResNet,
     "xvector": XVector,
 }
@@ -27,4 +29,4 @@ def build_model(family: str, **kwargs: Any) -> nn.Module:
         raise ValueError(f"model: bad arguments for family {family!r}: {error}") from None
 
 
-__all__ = ["MODEL_FAMILIES", "EcapaTdnn", "ResNet", "XVector", "build_model"]
+__all__ = ["MODEL_FAMILIES", "EcapaTdnn", "ResNet", "SpeakerExtractor", "XVector", "build_model"]

@@ -132,7 +132,13 @@ def without_fake_quantizers(model: nn.Module) -> nn.Module:
     """A deep copy of `model` whose layers hold their latent float weights as plain parameters."""
     plain = copy.deepcopy(model)
     for name in fake_quantized_layers(plain):
-        parametrize.remove_parametrizations(plain.get_submodule(name), "weight", leave_parametrized=False)
+        module = plain.get_submodule(name)
+        # A deep copy shares the generated Parametrized* class with the original, and removing a
+        # parametrization deletes the property from that class: give the copy a class of its own
+        # first, or `model` loses its `weight` and cannot be trained further.
+        parametrized = type(module)
+        module.__class__ = type(parametrized.__name__, parametrized.__bases__, dict(parametrized.__dict__))
+        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
     return plain
 
 

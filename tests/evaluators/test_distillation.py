@@ -46,8 +46,11 @@ def test_loss_is_zero_for_a_student_equal_to_its_teacher_and_positive_otherwise(
     assert loss(other, taps).item() > 0.01
 
 
-@pytest.mark.parametrize("plan", PLANS, ids=lambda plan: f"{plan.mode}-{'+'.join(plan.taps)}")
-@pytest.mark.parametrize(("utterance_loss", "frame_loss"), LOSS_SETTINGS)
+@pytest.mark.parametrize(
+    ("plan", "utterance_loss", "frame_loss"),
+    [(plan, *LOSS_SETTINGS[index % 2]) for index, plan in enumerate(PLANS)],
+    ids=lambda value: f"{value.mode}-{'+'.join(value.taps)}" if isinstance(value, DistillationPlan) else value,
+)
 def test_a_few_steps_lower_the_loss_of_a_narrow_shallow_student(plan, utterance_loss, frame_loss):
     torch.manual_seed(0)
     teacher = TEACHER.build().eval()
@@ -55,11 +58,12 @@ def test_a_few_steps_lower_the_loss_of_a_narrow_shallow_student(plan, utterance_
     features = torch.randn(8, 40, 20)
     teacher_taps = frozen(taps_of(teacher, features))
     loss = DistillationLoss(plan, teacher_taps, taps_of(student, features), utterance_loss, frame_loss)
-    assert len(list(loss.parameters())) > 0  # narrower student: learned projections
+    if plan.taps != ("embedding",):  # the embedding keeps the teacher's size
+        assert len(list(loss.parameters())) > 0  # narrower taps: learned projections
     student.train()
     optimizer = torch.optim.Adam([*student.parameters(), *loss.parameters()], lr=0.01)
     losses = []
-    for _ in range(12):
+    for _ in range(10):
         value = loss(student.forward_with_taps(features)[1], teacher_taps)
         optimizer.zero_grad()
         value.backward()

@@ -4,6 +4,7 @@ from pathlib import Path
 
 import optuna
 import pytest
+import yaml
 
 from evaluators.verification import model_spec
 from search.config import load_config
@@ -18,13 +19,19 @@ def test_configs_folder_has_the_family_configs():
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
-def test_config_validates_and_samples(path):
+def test_config_validates_and_samples(path, tmp_path):
     config = load_config(path)
     spec = model_spec(config)
     model = spec.build()
-    space = SearchSpace(config.space, model.layer_groups())
+    space = SearchSpace.for_model(config.space, spec, model)
+    fp32_size = compress(spec, model.state_dict(), {}).description.size_bytes
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    trial = study.ask()
-    space.suggest(trial)
-    compressed = compress(spec, model.state_dict(), space.layer_bits(trial.params), config.space.quantizer)
-    assert 0 < compressed.description.size_bytes <= compress(spec, model.state_dict(), {}).description.size_bytes
+    for _ in range(3):
+        trial = study.ask()
+        space.suggest(trial)
+        plan = space.plan(trial.params)
+        compressed = compress(spec, model.state_dict(), plan.layer_bits, plan.layer_quantizers)
+        assert 0 < compressed.description.size_bytes <= fp32_size
+    resolved = tmp_path / "config.yaml"
+    resolved.write_text(yaml.safe_dump(config.to_dict()))
+    assert load_config(resolved) == config

@@ -44,3 +44,13 @@ def test_description_macs_match_flop_counter():
         model(spec.one_second_input())
     assert abs(description.macs_per_second - counter.get_total_flops() / 2) / description.macs_per_second < 0.01
     assert {layer.kind for layer in description.layers} == {"conv2d", "batchnorm", "activation", "elementwise", "pooling", "linear"}
+
+
+def test_forward_with_taps_gives_frame_level_taps_as_channels_by_time():
+    model = build_model("resnet", num_mel_bins=40, base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16).eval()
+    features = torch.randn(2, 80, 40)
+    embedding, taps = model.forward_with_taps(features)
+    assert list(taps) == ["stem", "layer1", "layer2", "layer3", "layer4", "pooled", "embedding"]
+    assert taps["stem"].shape == (2, 4 * 40, 80) and taps["layer4"].shape == (2, 32 * 5, 10)
+    assert taps["pooled"].shape == (2, 2 * 32 * 5) and torch.equal(taps["embedding"], embedding)
+    assert torch.allclose(embedding, model(features))

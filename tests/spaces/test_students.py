@@ -93,21 +93,27 @@ def test_shared_student_is_built_tied_and_keeps_the_first_blocks_slice():
     assert rebuilt.layer1[1].conv2.weight is rebuilt.layer1[0].conv2.weight
 
 
-def test_plan_layers_carry_over_by_name_then_by_relative_position():
-    teacher_layers = quantizable_layers(XVECTOR.build())
-    plan = {name: LayerQuantization(2 + index % 6, "uniform") for index, name in enumerate(teacher_layers)}
+def test_plan_layers_carry_over_by_block_depth_then_by_name():
+    teacher = XVECTOR.build()
+    plan = {name: LayerQuantization(2 + index % 6, "uniform") for index, name in enumerate(quantizable_layers(teacher))}
     _, shallow = build_student(XVECTOR, StudentPlan("xvector", 0.5, 0.6))
-    carried = student_layers(plan, teacher_layers, shallow)
+    carried = student_layers(plan, teacher, shallow)
     assert list(carried) == quantizable_layers(shallow)
-    assert carried["frame1.conv"] == plan["frame1.conv"] and carried["embedding"] == plan["embedding"]
-    _, deep = build_student(XVECTOR, StudentPlan("xvector", 0.5, 1.4))
-    assert student_layers(plan, teacher_layers, deep)["frame7.conv"] == plan["segment1"]
+    assert carried["frame1.conv"] == plan["frame1.conv"] and carried["frame2.conv"] == plan["frame3.conv"]
+    assert carried["frame3.conv"] == plan["frame5.conv"] and carried["embedding"] == plan["embedding"]
+    _, deep = build_student(RESNET, StudentPlan("resnet", 0.5, 1.5))
+    resnet_plan = {name: LayerQuantization(4) for name in quantizable_layers(RESNET.build()) if name.startswith("layer2.")}
+    carried = student_layers(resnet_plan, RESNET.build(), deep)
+    assert sorted(carried) == [name for name in quantizable_layers(deep) if name.startswith("layer2.")]
+    _, other = build_student(XVECTOR, StudentPlan("resnet", 0.25))
+    across = student_layers({"frame1.conv": LayerQuantization(8)}, teacher, other)  # by position in forward order
+    assert across["stem.0"] == LayerQuantization(8) and "embedding" not in across
 
 
 def test_tied_layers_follow_their_owners_quantization():
     _, student = build_student(RESNET, StudentPlan("resnet"), share=True)
     plan = {"layer1.0.conv1": LayerQuantization(4, "kmeans"), "layer1.1.conv1": LayerQuantization(8, "uniform")}
-    carried = student_layers(plan, quantizable_layers(RESNET.build()), student)
+    carried = student_layers(plan, RESNET.build(), student)
     assert carried["layer1.1.conv1"] == LayerQuantization(4, "kmeans")
 
 

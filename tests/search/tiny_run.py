@@ -1,0 +1,56 @@
+"""A small, real run directory built without Ray, for the export and verify tests.
+
+The FP32 reference and every trial are measured exactly as the engine measures them (`prepare`,
+`evaluate`, `measure`), so a bundle exported from it must rebuild to the same bytes. The feature
+and teacher cache sits in pytest's session folder: the tiny teacher is trained once per session.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evaluators.verification import VerificationEvaluator
+from search.config import RunConfig, load_config
+from search.engine import front_members
+from search.run_dir import RunDirectory
+from search.trial import measure
+
+TINY = """
+name: tiny
+seed: 3
+cache_dir: {cache}
+data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
+features: {{num_mel_bins: 24}}
+model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
+teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
+space: {{bits: [2, 4, 8], baselines: [8, 2]}}
+targets: [cortex-a72, x86-avx2]
+"""
+
+TRIAL_BITS = {0: 8, 1: 4, 2: {"bits.stem": 8, "bits.layer1": 4, "bits.layer2": 2, "bits.layer3": 2, "bits.layer4": 4, "bits.embedding": 8}, 3: 2}
+"""Trial number -> uniform bits or bits per knob; trial 4 is recorded as failed."""
+FAILED_TRIAL = 4
+
+
+def make_tiny_run(root: Path, cache: Path) -> tuple[RunConfig, RunDirectory]:
+    """Write the config to `root/tiny.yaml` and a finished run directory under `root/results`."""
+    root.mkdir(parents=True, exist_ok=True)
+    config_path = root / "tiny.yaml"
+    config_path.write_text(TINY.format(cache=cache))
+    config = load_config(config_path)
+    run_dir = RunDirectory.create(root / "results", config.name)
+    run_dir.write_config(config.to_dict())
+    evaluator = VerificationEvaluator()
+    prepared = evaluator.prepare(config)
+    fp32 = evaluator.evaluate_reference(prepared)
+    reference_size = fp32.metrics["size_bytes"]
+    reference = {"trial": "fp32", "status": "reference", **measure(fp32, config.targets, reference_size)}
+    run_dir.write_reference(reference)
+    for number, bits in TRIAL_BITS.items():
+        candidate = prepared.space.uniform_candidate(bits)
+        metrics = measure(evaluator.evaluate(candidate, prepared), config.targets, reference_size)
+        run_dir.append_trial({"trial": number, "status": "complete", **candidate, **metrics, "error": "", "seconds": 1.0})
+    run_dir.append_trial({"trial": FAILED_TRIAL, "status": "failed", **candidate, "error": "ValueError: injected", "seconds": None})
+    objectives = [{"metric": o.metric, "direction": o.direction} for o in config.objectives]
+    run_dir.write_pareto(objectives, reference, front_members(run_dir.read_trials(), config.objectives))
+    return config, run_dir
