@@ -21,7 +21,7 @@ from torch import nn
 
 from evaluators.data.mixture_corpora import MixtureSource
 from evaluators.data.mixtures import MixtureConfig, training_batch
-from evaluators.extraction_training import ExtractorTrainingConfig, segment_samples, training_step
+from evaluators.extraction_training import ExtractorTrainingConfig, LossTerms, segment_samples, training_step
 from evaluators.finetune import FidelityConfig
 from evaluators.training import TrainingError
 from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
@@ -75,11 +75,11 @@ class ExtractorFineTuner:
             self.student.load_state_dict(teacher_state)
             if plan.share:
                 share_repeated_blocks(self.student)
-        self.teacher = None
+        self.terms = LossTerms(cue_weight=training.cue_weight, distill_weight=self.distill_weight)
         if self.distill_weight:
-            self.teacher = spec.build()
-            self.teacher.load_state_dict(teacher_state)
-            self.teacher.eval().requires_grad_(False)
+            self.terms.teacher = spec.build()
+            self.terms.teacher.load_state_dict(teacher_state)
+            self.terms.teacher.eval().requires_grad_(False)
         attach_fake_quantizers(self.student, plan.layers, fidelity.qat_options)  # their parameters join the student's
         self.activation_bits = plan.activation_bits
         self.activations = _activation_quantizers(plan.layers, plan.activation_bits)
@@ -99,15 +99,7 @@ class ExtractorFineTuner:
             batch = training_batch(
                 self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, self.mixtures.level_db
             )
-            loss = training_step(
-                self.student,
-                batch,
-                self.optimizer,
-                self.training.cue_weight,
-                self.training.clip_norm,
-                self.teacher,
-                self.distill_weight,
-            )
+            loss = training_step(self.student, batch, self.optimizer, self.terms, self.training.clip_norm)
             if not np.isfinite(loss):
                 raise TrainingError(
                     f"fine-tuning: non-finite loss {loss} at step {self.steps_done}; lower fidelity.learning_rate"

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from evaluators.data.mixtures import Mixture, MixtureBatch, MixtureConfig, training_batch
+from evaluators.data.mixtures import Mixture, MixtureBatch, MixtureConfig, SpeakerPool, training_batch
 from evaluators.data.mixture_corpora import MixtureSource
 from evaluators.si_sdr import negative_si_sdr, sdr_improvement, si_sdr_improvement
 from evaluators.training import TrainingError
@@ -41,6 +41,9 @@ class ExtractorTrainingConfig:
         learning_rate: Peak Adam learning rate.
         clip_norm: Gradient-norm clipping threshold.
         cue_weight: Weight of the activity-cue loss beside the SI-SDR loss.
+        speaker_weight: Weight of a speaker-classification loss on the voiceprint (through a
+            training-only linear head; pools of speakers only), which teaches the voiceprint
+            branch who is who much faster than the extraction loss alone (as in SpEx+).
     """
 
     steps: int = 600
@@ -48,6 +51,7 @@ class ExtractorTrainingConfig:
     learning_rate: float = 1e-3
     clip_norm: float = 5.0
     cue_weight: float = 0.1
+    speaker_weight: float = 0.5
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size"):
@@ -56,8 +60,9 @@ class ExtractorTrainingConfig:
         for key in ("learning_rate", "clip_norm"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"teacher.{key}={getattr(self, key)}: must be > 0")
-        if self.cue_weight < 0:
-            raise ValueError(f"teacher.cue_weight={self.cue_weight}: must be >= 0")
+        for key in ("cue_weight", "speaker_weight"):
+            if getattr(self, key) < 0:
+                raise ValueError(f"teacher.{key}={getattr(self, key)}: must be >= 0")
 
 
 def target_activity(target: torch.Tensor, window: int, stride: int) -> torch.Tensor:
@@ -73,21 +78,39 @@ def target_activity(target: torch.Tensor, window: int, stride: int) -> torch.Ten
     return (energy > peak * 10.0 ** (-_ACTIVE_BELOW_PEAK_DB / 10.0)).float()
 
 
-def extraction_loss(
-    model: nn.Module,
-    batch: MixtureBatch,
-    cue_weight: float,
-    teacher_estimate: torch.Tensor | None = None,
-    distill_weight: float = 0.0,
-) -> torch.Tensor:
-    """Negative SI-SDR + cue loss (+ distillation toward the teacher's estimate when given)."""
+@dataclass
+class LossTerms:
+    """The terms beside negative SI-SDR, with the modules they need (weights 0 leave a term out).
+
+    Attributes:
+        cue_weight: Binary cross-entropy of the activity cue against where the target sounds.
+        teacher: FP32 model (in eval mode) whose estimate the model also matches, or None.
+        distill_weight: Lambda of negative SI-SDR to the teacher's estimate (output distillation).
+        speaker_head: Training-only linear classifier over the pool's speakers, or None.
+        speaker_weight: Weight of the speaker cross-entropy of the voiceprint.
+    """
+
+    cue_weight: float = 0.0
+    teacher: nn.Module | None = None
+    distill_weight: float = 0.0
+    speaker_head: nn.Module | None = None
+    speaker_weight: float = 0.0
+
+
+def extraction_loss(model: nn.Module, batch: MixtureBatch, terms: LossTerms) -> torch.Tensor:
+    """Negative SI-SDR of the estimate plus the weighted extra terms."""
     estimate, taps = model.forward_with_taps(batch.mixture, batch.enrollment)
     loss = negative_si_sdr(estimate, batch.target)
-    if cue_weight:
+    if terms.cue_weight:
         activity = target_activity(batch.target, model.window, model.stride)
-        loss = loss + cue_weight * F.binary_cross_entropy_with_logits(taps["activity"], activity)
-    if teacher_estimate is not None and distill_weight:
-        loss = loss + distill_weight * negative_si_sdr(estimate, teacher_estimate)
+        loss = loss + terms.cue_weight * F.binary_cross_entropy_with_logits(taps["activity"], activity)
+    if terms.teacher is not None and terms.distill_weight:
+        with torch.no_grad():
+            teacher_estimate = terms.teacher(batch.mixture, batch.enrollment)
+        loss = loss + terms.distill_weight * negative_si_sdr(estimate, teacher_estimate)
+    if terms.speaker_head is not None and terms.speaker_weight and (batch.speaker >= 0).any():
+        logits = terms.speaker_head(taps["voiceprint"])
+        loss = loss + terms.speaker_weight * F.cross_entropy(logits, batch.speaker, ignore_index=-1)
     return loss
 
 
@@ -108,12 +131,17 @@ def train_extractor(
     """
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(1,)))
     segment, enrollment = segment_samples(mixtures, sample_rate)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    terms = LossTerms(cue_weight=config.cue_weight)
+    if isinstance(source, SpeakerPool) and config.speaker_weight:
+        terms.speaker_head = nn.Linear(model.voiceprint.embedding.out_features, len(source.speakers))
+        terms.speaker_weight = config.speaker_weight
+    parameters = [*model.parameters(), *(terms.speaker_head.parameters() if terms.speaker_head else ())]
+    optimizer = torch.optim.Adam(parameters, lr=config.learning_rate)
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: _learning_rate_factor(step, config.steps))
     model.train()
     for step in range(config.steps):
         batch = training_batch(source, rng, config.batch_size, segment, enrollment, mixtures.level_db)
-        loss = training_step(model, batch, optimizer, config.cue_weight, config.clip_norm)
+        loss = training_step(model, batch, optimizer, terms, config.clip_norm)
         if not math.isfinite(loss):
             raise TrainingError(f"non-finite loss {loss} at step {step}; lower teacher.learning_rate")
         schedule.step()
@@ -123,30 +151,16 @@ def train_extractor(
 
 
 def training_step(
-    model: nn.Module,
-    batch: MixtureBatch,
-    optimizer: torch.optim.Optimizer,
-    cue_weight: float,
-    clip_norm: float,
-    teacher: nn.Module | None = None,
-    distill_weight: float = 0.0,
+    model: nn.Module, batch: MixtureBatch, optimizer: torch.optim.Optimizer, terms: LossTerms, clip_norm: float
 ) -> float:
-    """One clipped optimiser step on `batch`; returns the loss (non-finite losses are not applied).
-
-    Args:
-        teacher: FP32 model (in eval mode) whose estimates the model also matches, or None.
-        distill_weight: Lambda of the distillation term.
-    """
-    teacher_estimate = None
-    if teacher is not None and distill_weight:
-        with torch.no_grad():
-            teacher_estimate = teacher(batch.mixture, batch.enrollment)
-    loss = extraction_loss(model, batch, cue_weight, teacher_estimate, distill_weight)
+    """One optimiser step on `batch` with the optimiser's gradients clipped to `clip_norm`;
+    returns the loss (a non-finite loss is not applied)."""
+    loss = extraction_loss(model, batch, terms)
     if not torch.isfinite(loss):
         return loss.item()
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
-    nn.utils.clip_grad_norm_(model.parameters(), clip_norm)
+    nn.utils.clip_grad_norm_([p for group in optimizer.param_groups for p in group["params"]], clip_norm)
     optimizer.step()
     return loss.item()
 

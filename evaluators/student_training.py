@@ -134,6 +134,7 @@ class StudentTrainer:
         self._labels = torch.tensor(data.labels)
         self.steps_done = 0
         self.student.train()
+        self._attach_when_due()
 
     @property
     def quantizing(self) -> bool:

@@ -7,8 +7,8 @@ pure function of (candidate, prepared): quantize, embed every evaluation set, sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -18,6 +18,8 @@ from evaluators.data.cache import cached_tensors, content_hash
 from evaluators.data.source_features import EvalSet, load_eval_set, load_training_set
 from evaluators.data.synthetic import CORPUS_VERSION
 from evaluators.features import FbankConfig, FeatureSet
+from evaluators.finetune import FidelityConfig, FineTuner
+from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
 from evaluators.training import embed_utterances, train_speaker_model
 from spaces.compress import CompressedModel, ModelSpec, compress
 from spaces.plan import CompressionPlan
@@ -40,6 +42,11 @@ class PreparedVerification:
     eval_sets: list[EvalSet]
     max_trials: int
     seed: int
+    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    sensitivities: dict[str, float] = field(default_factory=dict)
+    """Loss increase per quantizable layer when it alone is quantized (`evaluators.sensitivity`)."""
+    fine_tune_data: FineTuneData | None = None
+    """Training data for fine-tuning; None when the fidelity ladder is post-training only."""
 
     @property
     def test_features(self) -> list[torch.Tensor]:
@@ -109,6 +116,9 @@ class VerificationEvaluator:
         teacher = cached_tensors(
             config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
         )
+        fine_tune_data, sensitivities = prepare_fine_tuning(
+            spec, teacher, key, train, config.fidelity, config.cache_dir, config.seed, progress
+        )
         model = spec.build()
         return PreparedVerification(
             spec=spec,
@@ -117,11 +127,48 @@ class VerificationEvaluator:
             eval_sets=eval_sets,
             max_trials=config.evaluation.max_trials,
             seed=config.seed,
+            fidelity=config.fidelity,
+            sensitivities=sensitivities,
+            fine_tune_data=fine_tune_data,
         )
 
     def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedVerification) -> Evaluation:
-        """Quantize per the candidate (post-training) and score the test set."""
-        return self._evaluate_plan(prepared.space.plan(candidate), prepared)
+        """The candidate at the last rung of the fidelity ladder (post-training quantization for `[0]`)."""
+        last = None
+        for _, last in self.evaluate_ladder(candidate, prepared):
+            pass
+        return last
+
+    def evaluate_ladder(
+        self, candidate: Mapping[str, Any], prepared: PreparedVerification
+    ) -> Iterator[tuple[int, Evaluation]]:
+        """Fine-tune rung by rung of `prepared.fidelity.steps`, yielding (cumulative steps, evaluation).
+
+        Each rung continues the previous rung's training; rung 0 is post-training quantization,
+        and a candidate without quantized layers is evaluated once and yielded at every rung.
+        """
+        plan = prepared.space.plan(candidate)
+        post_training: Evaluation | None = None
+        tuner: FineTuner | None = None
+        for steps in prepared.fidelity.steps:
+            if steps == 0 or not plan.layers:
+                post_training = post_training or self._evaluate_plan(plan, prepared)
+                yield steps, post_training
+                continue
+            if tuner is None:
+                if prepared.fine_tune_data is None:
+                    raise ValueError("fidelity.steps fine-tunes, but prepare() kept no training data for it")
+                tuner = FineTuner(
+                    prepared.spec,
+                    prepared.teacher_state,
+                    plan.layers,
+                    prepared.fine_tune_data,
+                    prepared.fidelity,
+                    prepared.seed,
+                    prepared.sensitivities,
+                )
+            tuner.train_to(steps)
+            yield steps, self._evaluate_compressed(tuner.compressed(), prepared)
 
     def evaluate_reference(self, prepared: PreparedVerification) -> Evaluation:
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""
@@ -129,6 +176,9 @@ class VerificationEvaluator:
 
     def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
         compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
+        return self._evaluate_compressed(compressed, prepared)
+
+    def _evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
         quality = _quality_metrics(compressed.model, prepared)
         layers = [layer for layer in compressed.description.layers if layer.params]
         mean_bits = sum(layer.params * layer.weight_bits for layer in layers) / sum(layer.params for layer in layers)

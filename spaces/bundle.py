@@ -272,13 +272,15 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         share_repeated_blocks(model)
     state = {key: get_quantizer(entry.quantizer).dequantize(entry) if isinstance(entry, QuantizedWeight) else entry
              for key, entry in entries.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
+    misfit = f"{weights_path}: does not fit the {config.family} model of {CONFIG_FILE}"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensors of other shapes
+        mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        raise BundleError(f"{misfit}: {len(mismatches)} tensor(s) of other shapes, e.g. {mismatches[:1]}") from None
     missing = [key for key in missing if not key.endswith(_IGNORED_STATE)]
     if missing or unexpected:
-        raise BundleError(
-            f"{weights_path}: does not fit the {config.family} model of {CONFIG_FILE}: "
-            f"missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}"
-        )
+        raise BundleError(f"{misfit}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
     compressed = finalize_compressed(spec, model, quantized)
     if compressed.packed != packed:
         raise BundleError(f"{weights_path}: the rebuilt model does not pack back to the same bytes (shapes or sharing differ)")

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Union
 
 from spaces.description import FLOAT_BITS
+from spaces.models import MODEL_FAMILIES
 from spaces.quant import QUANTIZERS, SUPPORTED_WEIGHT_BITS
 from spaces.quant.activation import ActivationQuantizer
 
@@ -256,8 +257,6 @@ def _activation_bits(value: Any) -> str | None:
 
 
 def _family(value: Any) -> str | None:
-    from spaces.models import MODEL_FAMILIES
-
     if value is None or value in MODEL_FAMILIES:
         return None
     return f"unknown family; families: {sorted(MODEL_FAMILIES)} (null: compress the teacher itself)"

@@ -14,8 +14,9 @@ they allow differ, the bits are suggested after the quantizer, under one paramet
 quantizers in use, named `<knob>@<quantizer>[+<quantizer>...]` (e.g. `bits.back@binary` with
 choices [1], `bits.back@uniform` with [2, 4, 8]). Optuna needs a fixed domain per parameter name,
 so this is the sound way to make a domain depend on an earlier choice; it also keeps each
-quantizer's bit statistics apart in the sampler. A bits knob whose allowed widths do not depend
-on the quantizer keeps its plain name.
+quantizer's bit statistics apart in the sampler. Such a bits knob must be declared after the
+quantizer knob it depends on; one whose allowed widths do not depend on the quantizer keeps its
+plain name and may come anywhere.
 """
 
 from __future__ import annotations
@@ -133,8 +134,9 @@ class SearchSpace:
         self.taps = tuple(taps)
         self.layers = tuple(layer for layers in self.layer_groups.values() for layer in layers)
         expanded = [knob for declared in config.all_knobs for knob in self._expand(declared)]
-        self._bits_knob_of = self._owners(expanded, BITS)
-        self._quantizer_knob_of = self._owners(expanded, QUANTIZER)
+        _check_unique_names(expanded)
+        self._bits_knob_of = _owners(expanded, BITS)
+        self._quantizer_knob_of = _owners(expanded, QUANTIZER)
         self.compiled_knobs = tuple(self._with_allowed_bits(knob, expanded) for knob in expanded)
         self.groups = {knob.name: list(knob.layers) for knob in self.compiled_knobs if knob.role == BITS}
         """Bits-knob name -> the layers it sets."""
@@ -167,13 +169,6 @@ class SearchSpace:
     def fp32_layers(self) -> tuple[str, ...]:
         """Quantizable layers no bits knob covers: they stay FP32 in every candidate."""
         return tuple(layer for layer in self.layers if layer not in self._bits_knob_of)
-
-    @property
-    def quantizers(self) -> tuple[str, ...]:
-        """Every quantizer a candidate may use: the default, then the quantizer knobs' choices."""
-        kinds = [self.config.quantizer]
-        kinds += [kind for knob in self.compiled_knobs if knob.role == QUANTIZER for kind in knob.domain]
-        return tuple(dict.fromkeys(kinds))
 
     @cached_property
     def size(self) -> float:
@@ -328,28 +323,6 @@ class SearchSpace:
             for unit, unit_layers in units.items()
         ]
 
-    @staticmethod
-    def _owners(knobs: Sequence[Knob], role: str) -> dict[str, str]:
-        """Layer -> the knob of `role` that sets it; unique knob names, one knob of a role per layer."""
-        owners: dict[str, str] = {}
-        names: dict[str, str] = {}
-        for knob in knobs:
-            if knob.name in names and knob.role == role:
-                raise SpaceError(
-                    f"space.knobs[{knob.source}]: knob name {knob.name!r} is already used by space.knobs[{names[knob.name]}]"
-                )
-            names[knob.name] = knob.source
-            if knob.role != role:
-                continue
-            for layer in knob.layers:
-                if layer in owners:
-                    raise SpaceError(
-                        f"space.knobs[{knob.source}]: layer {layer!r} is also set by {role} knob {owners[layer]!r}; "
-                        f"a layer takes its {role} from one knob"
-                    )
-                owners[layer] = knob.name
-        return owners
-
     def _with_allowed_bits(self, knob: Knob, knobs: Sequence[Knob]) -> Knob:
         """A bits knob with the widths each reachable set of quantizers allows (checked to be usable)."""
         if knob.role != BITS:
@@ -357,11 +330,7 @@ class SearchSpace:
         label = f"space.knobs[{knob.source}].bits"
         by_name = {other.name: other for other in knobs}
         sources = {self._quantizer_knob_of[layer] for layer in knob.layers if layer in self._quantizer_knob_of}
-        uses_default = any(layer not in self._quantizer_knob_of for layer in knob.layers)
-        reachable = {frozenset([self.config.quantizer])} if uses_default else {frozenset()}
-        for source in sorted(sources):
-            options = set(by_name[source].domain) | ({self.config.quantizer} if by_name[source].when else set())
-            reachable = {kinds | {kind} for kinds in reachable for kind in options}
+        reachable = self._reachable_quantizers(knob, [by_name[source] for source in sorted(sources)])
         quantized = [bits for bits in knob.domain if bits != FLOAT_BITS]
         allowed = {kinds: _allowed(knob.domain, kinds) for kinds in reachable}
         for kinds, widths in allowed.items():
@@ -386,6 +355,16 @@ class SearchSpace:
             )
         return _replace_allowed(knob, dict(sorted(allowed.items(), key=lambda item: sorted(item[0]))))
 
+    def _reachable_quantizers(self, knob: Knob, sources: Sequence[Knob]) -> set[frozenset[str]]:
+        """The sets of quantizers a bits knob's layers may use together: one choice of each quantizer
+        knob over them (or the default, when that knob is conditional or some layer has none)."""
+        uses_default = any(layer not in self._quantizer_knob_of for layer in knob.layers)
+        reachable = {frozenset([self.config.quantizer])} if uses_default else {frozenset()}
+        for source in sources:
+            options = set(source.domain) | ({self.config.quantizer} if source.when else set())
+            reachable = {kinds | {kind} for kinds in reachable for kind in options}
+        return reachable
+
     def _check_quantizer_knobs(self) -> None:
         for knob in self.compiled_knobs:
             if knob.role == QUANTIZER and not any(layer in self._bits_knob_of for layer in knob.layers):
@@ -403,8 +382,9 @@ class SearchSpace:
             return
         if not self.taps:
             raise SpaceError(f"space.knobs[distill.*]: {model} exposes no distillation taps (forward_with_taps)")
-        tap_sets = [choice.split(TAP_SEPARATOR) for choice in names["distill.taps"].domain] if "distill.taps" in names else [DEFAULT_TAPS]
-        label = "space.knobs[distill.taps].choices" if "distill.taps" in names else "space.knobs[distill.*]: default taps"
+        taps_knob = names.get("distill.taps")
+        tap_sets = [choice.split(TAP_SEPARATOR) for choice in taps_knob.domain] if taps_knob else [DEFAULT_TAPS]
+        label = "space.knobs[distill.taps].choices" if taps_knob else "space.knobs[distill.*] (default taps)"
         for taps in tap_sets:
             unknown = [tap for tap in taps if tap not in self.taps]
             if unknown:
@@ -471,6 +451,33 @@ def model_taps(model: nn.Module, example: torch.Tensor | tuple[torch.Tensor, ...
         taps = model.forward_with_taps(*(example if isinstance(example, tuple) else (example,)))[1]
     model.train(training)
     return tuple(taps)
+
+
+def _check_unique_names(knobs: Sequence[Knob]) -> None:
+    """Knob names stay unique after granularity expansion (`bits` per stage gives `bits.layer1`)."""
+    sources: dict[str, str] = {}
+    for knob in knobs:
+        if knob.name in sources:
+            raise SpaceError(
+                f"space.knobs[{knob.source}]: knob name {knob.name!r} is already used by space.knobs[{sources[knob.name]}]"
+            )
+        sources[knob.name] = knob.source
+
+
+def _owners(knobs: Sequence[Knob], role: str) -> dict[str, str]:
+    """Layer -> the knob of `role` ("bits" or "quantizer") that sets it; a layer takes each from one knob."""
+    owners: dict[str, str] = {}
+    for knob in knobs:
+        if knob.role != role:
+            continue
+        for layer in knob.layers:
+            if layer in owners:
+                raise SpaceError(
+                    f"space.knobs[{knob.source}]: layer {layer!r} is also set by {role} knob {owners[layer]!r}; "
+                    f"a layer takes its {role} from one knob"
+                )
+            owners[layer] = knob.name
+    return owners
 
 
 def _allowed(domain: Iterable[int], kinds: Iterable[str]) -> tuple[int, ...]:

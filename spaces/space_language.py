@@ -110,6 +110,11 @@ class SpaceConfig:
                     f"space.{given[0]}: the shorthand builds bits knobs only when `knobs` has none; "
                     "remove it or the bits knobs"
                 )
+        else:
+            shorthand = self.bits or DEFAULT_BITS
+            missing = [bits for bits in self.baselines if bits not in shorthand]
+            if missing:
+                raise SpaceError(f"space.baselines: {missing[0]} bits is not among space.bits {list(shorthand)}")
         _check_knob_order(self.knobs)
 
     @property

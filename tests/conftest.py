@@ -15,3 +15,9 @@ def ray_session():
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def tiny_cache_dir(tmp_path_factory):
+    """One feature and teacher cache for the tiny engine-test runs: the tiny teacher trains once."""
+    return tmp_path_factory.mktemp("tiny-cache")

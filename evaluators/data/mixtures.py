@@ -127,11 +127,13 @@ class SpeakerPool:
 
 @dataclass(frozen=True)
 class MixtureBatch:
-    """Equal-length training examples as tensors: mixture and target `[B, T]`, enrollment `[B, T_e]`."""
+    """Equal-length training examples as tensors: mixture and target `[B, T]`, enrollment `[B, T_e]`,
+    and the target speaker's index in the pool's sorted speakers `[B]` (-1 for fixed mixtures)."""
 
     mixture: torch.Tensor
     target: torch.Tensor
     enrollment: torch.Tensor
+    speaker: torch.Tensor
 
 
 def mix(target: np.ndarray, interferer: np.ndarray, level_db: float) -> tuple[np.ndarray, np.ndarray]:
@@ -187,6 +189,7 @@ def training_batch(
     inside it; from fixed mixtures, each is a random crop of one of them.
     """
     examples = []
+    speakers = {speaker: index for index, speaker in enumerate(source.speakers)} if isinstance(source, SpeakerPool) else {}
     for _ in range(batch_size):
         if isinstance(source, SpeakerPool):
             speaker = source.speakers[int(rng.integers(len(source.speakers)))]
@@ -198,6 +201,7 @@ def training_batch(
         mixture=torch.from_numpy(np.stack([example.mixture for example in examples])),
         target=torch.from_numpy(np.stack([example.target for example in examples])),
         enrollment=torch.from_numpy(np.stack([example.enrollment for example in examples])),
+        speaker=torch.tensor([speakers.get(example.target_speaker, -1) for example in examples], dtype=torch.int64),
     )
 
 

@@ -299,10 +299,17 @@ knobs:
 
 
 def test_optuna_samplers_run_the_conditional_space():
-    space = resnet_space(CONDITIONAL.replace("bits: [4, 8]", "bits: [4, 8]\n  - name: quantizer.all\n    layers: ['*']\n    quantizer: [uniform, kmeans, binary]").replace("bits: [4, 8]\n", "bits: [1, 4, 8]\n", 1))
+    knobs = CONDITIONAL.replace(
+        "knobs:\n  - name: bits.all\n    layers: [\"*\"]\n    bits: [4, 8]",
+        "knobs:\n  - {name: quantizer.all, layers: ['*'], quantizer: [uniform, kmeans, binary]}\n"
+        "  - {name: bits.all, layers: ['*'], bits: [1, 4, 8]}",
+    )
+    space = resnet_space(knobs)
+    assert "bits.all@binary" in space.knobs
     for sampler in (optuna.samplers.NSGAIISampler(population_size=4, seed=0), optuna.samplers.TPESampler(seed=0)):
         for candidate in random_trials(space, 12, sampler):
-            space.plan(candidate)
+            plan = space.plan(candidate)
+            assert all(layer.bits in QUANTIZERS[layer.quantizer].allowed_bits for layer in plan.layers.values())
 
 
 def test_candidate_from_row_keeps_the_parameters():
@@ -357,6 +364,10 @@ def test_candidate_from_row_keeps_the_parameters():
         (
             "knobs:\n  - {name: bits.layer1, groups: [stem], bits: [4]}\n  - {name: bits, groups: [layer1], granularity: stage, bits: [8]}\n",
             "space.knobs[bits]: knob name 'bits.layer1' is already used by space.knobs[bits.layer1]",
+        ),
+        (
+            "knobs:\n  - {name: bits.a, layers: ['*'], bits: [1, 4]}\n  - {name: quantizer.a, layers: ['*'], quantizer: [uniform, kmeans]}\n",
+            "space.knobs[bits.a]: its bit widths depend on the quantizer chosen by quantizer.a; declare quantizer.a before it",
         ),
         (
             "baselines: [6]\nknobs:\n  - {name: bits.a, layers: ['*'], bits: [4, 8]}\n",

@@ -170,6 +170,7 @@ KNOB = "knobs:\n  - {name: bits.all, layers: ['*'], bits: [4, 8]}\n"
         ("knobs: {name: share}\n", "space.knobs={'name': 'share'}: expected a list"),
         ("colour: red\n", "space: unknown key 'colour'"),
         ("quantizer: binary\nbaselines: [4]\nbits: [1]\n", "space.baselines: 4 bits not supported by quantizer 'binary'"),
+        ("bits: [2, 4, 8]\nbaselines: [8, 6]\n", "space.baselines: 6 bits is not among space.bits [2, 4, 8]"),
     ],
 )
 def test_bad_space_names_the_knob(text, message):

@@ -1,0 +1,121 @@
+"""Tiny search configs and process helpers for the engine tests (a Ray search in tens of seconds).
+
+Run as a script, it is the `search` command line with a `HangingEvaluator`: while the file named
+by `ENGINE_TEST_HANG_FILE` exists, every candidate hangs in its worker, which first touches
+`<hang file>.<pid>`. `python engine_runs.py cluster ARGS` runs `search ARGS --address` against a
+local two-node Ray cluster (head + one worker node, one CPU each) and writes the node ids to
+`ENGINE_TEST_NODES_FILE`.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from evaluators.verification import VerificationEvaluator
+
+TINY_SEARCH = """
+name: tiny
+seed: 3
+cache_dir: {cache}
+data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
+features: {{num_mel_bins: 24}}
+model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
+teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
+space: {{bits: [2, 4, 8]}}
+"""
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def write_config(path: Path, cache: Path, extra: str = "") -> Path:
+    """The tiny config plus `extra` YAML lines (e.g. a `search:` block) at `path`."""
+    path.write_text(TINY_SEARCH.format(cache=cache) + extra)
+    return path
+
+
+def start_driver(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """This module as a `search` process in its own session (so the test can kill all it started)."""
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), *args],
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+
+
+def kill_session(session: int) -> None:
+    """SIGKILL every process of a session started by `start_driver` (driver, its Ray, its workers)."""
+    for _ in range(50):
+        members = _session_members(session)
+        if not members:
+            return
+        for pid in members:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"waited {timeout:.0f} s for {what}")
+        time.sleep(0.2)
+
+
+def _session_members(session: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[3]) == session and fields[0] != "Z":
+            members.append(int(entry.name))
+    return members
+
+
+class HangingEvaluator(VerificationEvaluator):
+    """The verification evaluator, with one PTQ rung that hangs while the hang file exists."""
+
+    def __init__(self, hang_file: str | None = None) -> None:
+        self.hang_file = hang_file
+
+    def evaluate_ladder(self, candidate, prepared):
+        if self.hang_file and os.path.exists(self.hang_file):
+            Path(f"{self.hang_file}.{os.getpid()}").touch()
+            time.sleep(600)
+        yield from super().evaluate_ladder(candidate, prepared)
+
+
+def _main(argv: list[str]) -> int:
+    from search import engine
+    from search.cli import main
+
+    engine.evaluator_for = lambda config: HangingEvaluator(os.environ.get("ENGINE_TEST_HANG_FILE"))
+    if argv[:1] != ["cluster"]:
+        return main(argv)
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+    try:
+        nodes = [cluster.head_node, cluster.add_node(num_cpus=1)]
+        cluster.wait_for_nodes()
+        Path(os.environ["ENGINE_TEST_NODES_FILE"]).write_text("\n".join(node.node_id for node in nodes))
+        return main([*argv[1:], "--address", cluster.address])
+    finally:
+        cluster.shutdown()
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))

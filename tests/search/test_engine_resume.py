@@ -1,0 +1,136 @@
+"""Resume: reconciling trials.jsonl with the study, and a real run whose driver is SIGKILLed."""
+
+import json
+import os
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from engine_runs import kill_session, start_driver, wait_for, write_config
+from search.cli import main
+from search.config import ConfigError
+from search.pareto import Objective
+from search.resume import reconcile
+from search.run_dir import RunDirectory
+from search.trial_rows import INTERRUPTED, RowSchema, dedupe_rows
+
+OBJECTIVES = (Objective("eer", "min"), Objective("size_bytes", "min"))
+SCHEMA = RowSchema(metric_keys=("eer", "size_bytes"), fixed_knobs={"quantizer": "uniform"})
+
+
+def journal_study(run_dir: RunDirectory) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir.study_journal)))
+    return optuna.create_study(
+        storage=storage, study_name="run", directions=["minimize", "minimize"], load_if_exists=True
+    )
+
+
+def ask(study: optuna.Study, bits: int) -> optuna.Trial:
+    trial = study.ask()
+    trial.suggest_categorical("bits.a", [2, 4, 8])
+    return trial if trial.params["bits.a"] == bits else ask_fixed(study, trial, bits)
+
+
+def ask_fixed(study, trial, bits):
+    study.tell(trial, state=TrialState.FAIL)
+    raise AssertionError("use enqueued trials")
+
+
+def test_reconcile_repairs_every_way_a_killed_driver_leaves_a_run(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    study = journal_study(run_dir)
+    for bits in (8, 4, 2, 8):
+        study.enqueue_trial({"bits.a": bits})
+    trials = [study.ask() for _ in range(4)]
+    for trial in trials:
+        trial.suggest_categorical("bits.a", [2, 4, 8])
+    study.enqueue_trial({"bits.a": 4})  # a baseline never started: stays waiting
+    rows = {
+        0: SCHEMA.finished(0, {"bits.a": 8}, {"eer": 0.1, "size_bytes": 800}),
+        1: SCHEMA.finished(1, {"bits.a": 4}, {"eer": 0.2, "size_bytes": 400}),
+    }
+    study.tell(trials[0], [0.1, 800])  # 0: told and recorded
+    # 1: recorded, never told; 2: running when the driver died; 3: told, row lost before the fsync
+    trials[3].set_user_attr("eer", 0.3)
+    trials[3].set_user_attr("size_bytes", 100.0)
+    study.tell(trials[3], [0.3, 100.0])
+    run_dir.rewrite_trials([rows[0], rows[1], rows[0]])  # and a duplicate of trial 0
+
+    result = reconcile(run_dir, journal_study(run_dir), SCHEMA, OBJECTIVES)
+
+    recorded = run_dir.read_trials()
+    assert [row["trial"] for row in recorded] == [0, 1, 2, 3]
+    assert recorded[:2] == [rows[0], rows[1]]
+    assert recorded[2]["status"] == "failed" and recorded[2]["error"] == INTERRUPTED and recorded[2]["bits.a"] == 2
+    assert recorded[3]["status"] == "complete" and recorded[3]["eer"] == 0.3 and recorded[3]["bits.a"] == 8
+    assert (result.finished, result.duplicates_dropped) == (4, 1)
+    assert (result.told_from_rows, result.interrupted, result.rebuilt) == ((1,), (2,), (3,))
+    states = [trial.state for trial in journal_study(run_dir).trials]
+    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.WAITING]
+    assert journal_study(run_dir).trials[1].values == [0.2, 400]
+    assert reconcile(run_dir, journal_study(run_dir), SCHEMA, OBJECTIVES).finished == 4  # idempotent
+
+
+def test_dedupe_keeps_the_first_row_of_each_trial_number():
+    rows = [{"trial": 0, "eer": 0.1}, {"trial": 1}, {"trial": 0, "eer": 0.9}, {"trial": None}, {"trial": None}]
+    assert dedupe_rows(rows) == [{"trial": 0, "eer": 0.1}, {"trial": 1}, {"trial": None}]
+
+
+def test_partial_writes_of_a_killed_driver_are_dropped(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    (tmp_path / "trials.jsonl").write_text('{"trial": 0}\n{"trial": 1, "ee')
+    (tmp_path / "study.journal").write_text('{"op": 0}\n{"op"')
+    os.symlink(tmp_path / "study.journal", tmp_path / "study.journal.lock")
+    assert sorted(run_dir.drop_partial_writes()) == ["study.journal", "study.journal.lock", "trials.jsonl"]
+    assert run_dir.read_trials() == [{"trial": 0}]
+    assert (tmp_path / "study.journal").read_text() == '{"op": 0}\n'
+    assert run_dir.drop_partial_writes() == []
+
+
+def test_resume_rejects_a_new_config(tmp_path, capsys):
+    assert main(["run", "configs/demo.yaml", "--resume", str(tmp_path), "--trials", "3"]) == 2
+    assert "drop CONFIG, --trials" in capsys.readouterr().err
+    with pytest.raises(ConfigError):
+        raise ConfigError("the CLI turns this into exit code 2")
+
+
+def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_cache_dir):
+    budget = 5
+    config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, f"search: {{trials: {budget}, workers: 2, retries: 0}}\n")
+    hang = tmp_path / "hang"
+    env = {"ENGINE_TEST_HANG_FILE": str(hang)}
+    driver = start_driver(["run", str(config), "--out", str(tmp_path / "results")], tmp_path / "first.log", env)
+    try:
+        trials_file = lambda: next((tmp_path / "results").glob("*/trials.jsonl"), None)  # noqa: E731
+        wait_for(lambda: trials_file() and len(trials_file().read_text().splitlines()) >= 2, 300, "two finished trials")
+        hang.touch()  # the trials started from now on hang in their workers
+        wait_for(lambda: list(tmp_path.glob("hang.*")), 120, "a trial running when the driver dies")
+    finally:
+        kill_session(driver.pid)
+    driver.wait()
+    run_path = trials_file().parent
+    before = RunDirectory(run_path).read_trials()
+    hang.unlink()
+
+    resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    finally:
+        kill_session(resumed.pid)
+
+    rows = RunDirectory(run_path).read_trials()
+    numbers = [row["trial"] for row in rows]
+    assert len(rows) == budget and sorted(numbers) == list(range(budget))  # none lost, none twice
+    assert rows[: len(before)] == before  # completed trials kept as they were
+    interrupted = [row for row in rows if row.get("error") == INTERRUPTED]
+    assert interrupted and all(row["status"] == "failed" for row in interrupted)
+    assert max(row["trial"] for row in before) < max(numbers)  # the study went on numbering
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal")))
+    study = optuna.load_study(study_name="tiny", storage=storage)
+    assert len(study.trials) == budget and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    failed = {t.number for t in study.trials if t.state == TrialState.FAIL}
+    assert failed == {row["trial"] for row in rows if row["status"] == "failed"}
+    pareto = json.loads((run_path / "pareto.json").read_text())
+    assert {m["trial"] for m in pareto["members"]} <= {row["trial"] for row in rows if row["status"] == "complete"}
+    assert len((run_path / "hypervolume.csv").read_text().splitlines()) == budget + 1
