@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> int:
     for teacher in results:
         print(teacher["config"])
         for point in teacher["points"]:
-            eers = ", ".join(f"{k[len('eer_percent@'):]} {v:.2f}%" for k, v in point.items() if k.startswith("eer_percent@"))
+            prefix = "eer_percent@"
+            eers = ", ".join(f"{key[len(prefix):]} {value:.2f}%" for key, value in point.items() if prefix in key)
             print(f"  {point['weights']:>14}  {point['size_bytes']:>8} B  {point['compression']:>5.2f}x  EER {eers}")
     print(f"wrote {args.out}")
     return 0

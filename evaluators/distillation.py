@@ -125,18 +125,16 @@ class DistillationLoss(nn.Module):
         self.utterance_loss = utterance_loss
         self.frame_loss = frame_loss
         self.projections = nn.ModuleDict()
-        student_widths = {tap: _width(student_taps[self.matched[tap]]) for tap in plan.taps}
-        teacher_widths = {tap: _width(teacher_taps[tap]) for tap in plan.taps}
+        pairs = [(student_taps[self.matched[tap]], teacher_taps[tap]) for tap in plan.taps]
         if plan.mode == "concat":
-            self.projections["concat"] = _projection(
-                sum(map(_vector_width, (student_taps[self.matched[tap]] for tap in plan.taps))),
-                sum(map(_vector_width, (teacher_taps[tap] for tap in plan.taps))),
-                frames=False,
-            )
+            student_widths, teacher_widths = zip(*((_vector_width(s), _vector_width(t)) for s, t in pairs))
+            same = student_widths == teacher_widths
+            self.projections["concat"] = _projection(sum(student_widths), sum(teacher_widths), frames=False, same=same)
         else:
-            for index, tap in enumerate(plan.taps):
-                frames = _is_frame_level(teacher_taps[tap])
-                self.projections[str(index)] = _projection(student_widths[tap], teacher_widths[tap], frames)
+            for index, (student, teacher) in enumerate(pairs):
+                student_width, teacher_width = _width(student), _width(teacher)
+                frames = _is_frame_level(teacher)
+                self.projections[str(index)] = _projection(student_width, teacher_width, frames, student_width == teacher_width)
 
     def forward(self, student_taps: Taps, teacher_taps: Taps) -> torch.Tensor:
         """The loss (before the plan's weight); gradients reach the student and the projections."""
@@ -191,8 +189,9 @@ def _vector_width(tap: torch.Tensor) -> int:
     return 2 * _width(tap) if _is_frame_level(tap) else tap.shape[1]
 
 
-def _projection(student_width: int, teacher_width: int, frames: bool) -> nn.Module:
-    if student_width == teacher_width:
+def _projection(student_width: int, teacher_width: int, frames: bool, same: bool) -> nn.Module:
+    """Identity when the student's features already have the teacher's layout, else a learned map."""
+    if same:
         return nn.Identity()
     if frames:
         return nn.Conv1d(student_width, teacher_width, 1, bias=False)

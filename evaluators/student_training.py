@@ -24,7 +24,7 @@ The learning rate is constant for the same reason (a rung's result does not depe
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -149,6 +149,12 @@ class StudentTrainer:
             self._attach_when_due()
             self._step()
         self._attach_when_due()
+
+    def ladder(self) -> Iterator[tuple[int, CompressedModel]]:
+        """Train rung by rung of `fidelity.steps`, yielding (cumulative steps, the student as it ships)."""
+        for steps in self.fidelity.steps:
+            self.train_to(steps)
+            yield steps, self.compressed()
 
     def compressed(self) -> CompressedModel:
         """The student as it would ship now: trained low-bit layers exported, or quantized post-training."""

@@ -20,6 +20,7 @@ from evaluators.data.synthetic import CORPUS_VERSION
 from evaluators.features import FbankConfig, FeatureSet
 from evaluators.finetune import FidelityConfig, FineTuner
 from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
+from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
 from evaluators.training import embed_utterances, train_speaker_model
 from spaces.compress import CompressedModel, ModelSpec, compress
 from spaces.plan import CompressionPlan
@@ -47,6 +48,8 @@ class PreparedVerification:
     """Loss increase per quantizable layer when it alone is quantized (`evaluators.sensitivity`)."""
     fine_tune_data: FineTuneData | None = None
     """Training data for fine-tuning; None when the fidelity ladder is post-training only."""
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    """How candidates with a student, distillation or sharing train (`evaluators.student_training`)."""
 
     @property
     def test_features(self) -> list[torch.Tensor]:
@@ -130,6 +133,7 @@ class VerificationEvaluator:
             fidelity=config.fidelity,
             sensitivities=sensitivities,
             fine_tune_data=fine_tune_data,
+            distillation=config.distillation,
         )
 
     def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedVerification) -> Evaluation:
@@ -148,6 +152,9 @@ class VerificationEvaluator:
         and a candidate without quantized layers is evaluated once and yielded at every rung.
         """
         plan = prepared.space.plan(candidate)
+        if trains_student(plan):
+            yield from self._student_ladder(plan, prepared)
+            return
         post_training: Evaluation | None = None
         tuner: FineTuner | None = None
         for steps in prepared.fidelity.steps:
@@ -169,6 +176,22 @@ class VerificationEvaluator:
                 )
             tuner.train_to(steps)
             yield steps, self._evaluate_compressed(tuner.compressed(), prepared)
+
+    def _student_ladder(self, plan: CompressionPlan, prepared: PreparedVerification) -> Iterator[tuple[int, Evaluation]]:
+        """A student (or the teacher's architecture, shared or distilled) trained rung by rung."""
+        if prepared.fine_tune_data is None:
+            raise ValueError("the candidate trains a student, but fidelity.steps has no positive budget to train it")
+        trainer = StudentTrainer(
+            prepared.spec,
+            prepared.teacher_state,
+            plan,
+            prepared.fine_tune_data,
+            prepared.fidelity,
+            prepared.distillation,
+            prepared.seed,
+        )
+        for steps, compressed in trainer.ladder():
+            yield steps, self._evaluate_compressed(compressed, prepared)
 
     def evaluate_reference(self, prepared: PreparedVerification) -> Evaluation:
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""

@@ -21,6 +21,7 @@ from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSet
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.extraction_training import ExtractorTrainingConfig
 from evaluators.finetune import FidelityConfig
+from evaluators.student_training import DistillationConfig
 from evaluators.training import TeacherConfig
 from hwcost import available_targets
 from search.constraints import Constraint, parse_constraints
@@ -125,6 +126,8 @@ class RunConfig:
     search: SearchConfig = field(default_factory=SearchConfig)
     constraints: tuple[Constraint, ...] = ()
     fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    """How searched students are trained (init, loss settings); their budget is `fidelity.steps`."""
     mixtures: MixtureConfig = field(default_factory=MixtureConfig)
     """Extraction runs only: how the two-speaker mixtures are made."""
 
@@ -218,6 +221,7 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         search=_section(SearchConfig, "search", raw.get("search")),
         constraints=parse_constraints(raw.get("constraints") or (), known),
         fidelity=_section(FidelityConfig, "fidelity", raw.get("fidelity")),
+        distillation=_section(DistillationConfig, "distillation", raw.get("distillation")),
         mixtures=_section(MixtureConfig, "mixtures", raw.get("mixtures")),
     )
     _check_space_fits_model(config)

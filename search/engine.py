@@ -38,7 +38,7 @@ from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
 from search.resume import reconcile  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
-from search.samplers import SEQUENCE_SAMPLERS, build_sampler  # noqa: E402
+from search.samplers import SEQUENCE_SAMPLERS, build_sampler, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
 from search.trial import NODE, RUNG, STEPS, TRIAL_NUMBER, TrialContext, evaluator_for, measure, ray_trainable  # noqa: E402
@@ -191,7 +191,7 @@ def _tune(
         population_size=config.search.population_size,
         space=space,
         sensitivities=getattr(context.prepared, "sensitivities", None),
-        layer_params=_layer_params(context.prepared),
+        layer_params=layer_params(space, context.prepared.teacher_state),
     )
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
     with_baselines = not resumed and config.search.sampler not in SEQUENCE_SAMPLERS
@@ -247,13 +247,6 @@ def _init_ray(address: str | None) -> bool:
     else:
         ray.init(num_cpus=os.cpu_count(), **options)
     return True
-
-
-def _layer_params(prepared: PreparedVerification) -> dict[str, int]:
-    """Weights per quantizable layer of the teacher (weighting the sensitivity-greedy steps)."""
-    layers = [layer for group in prepared.space.groups.values() for layer in group]
-    state = prepared.teacher_state
-    return {layer: int(state[f"{layer}.weight"].numel()) for layer in layers if f"{layer}.weight" in state}
 
 
 @dataclass

@@ -131,8 +131,9 @@ def export_bundle(
             "export a trial with FP32 activations"
         )
     evaluation = _rebuild(evaluator, candidate, prepared, row)
-    metrics = {
-        **measure(evaluation, available_targets(), float(reference["size_bytes"])),
+    targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
+    metrics = {  # the run's first target first, so unsuffixed costs mean what they mean in the run
+        **measure(evaluation, targets, float(reference["size_bytes"])),
         **_quality_interval(evaluation, prepared),
     }
     source = {
@@ -151,25 +152,34 @@ def export_bundle(
         source,
         _evaluation_record(config, prepared, reference),
     )
+    _write_bundle(folder, bundle_config, evaluation.compressed.packed)
+    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics)
+
+
+def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
+    """weights.bin and config.json, then the ONNX graph and card of the model those two rebuild.
+
+    Written to a sibling `.partial` folder renamed into place at the end, so a failed export
+    leaves no bundle that looks complete.
+    """
     partial = folder.with_name(folder.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
-    (partial / WEIGHTS_FILE).write_bytes(evaluation.compressed.packed)
-    write_bundle_config(partial, bundle_config)
-    bundle = load_bundle(partial)  # the ONNX graph and the card come from what the bundle rebuilds
+    (partial / WEIGHTS_FILE).write_bytes(packed)
+    write_bundle_config(partial, config)
+    bundle = load_bundle(partial)
     graph = export_onnx(
         bundle.model,
         bundle.quantized,
-        example_inputs(bundle_config),
-        [spec.name for spec in bundle_config.outputs],
-        {spec.name: spec.dynamic_axes for spec in (*bundle_config.inputs, *bundle_config.outputs)},
+        example_inputs(config),
+        [spec.name for spec in config.outputs],
+        {spec.name: spec.dynamic_axes for spec in (*config.inputs, *config.outputs)},
     )
     onnx.save(graph, partial / ONNX_FILE)
     (partial / MODEL_CARD_FILE).write_text(render_model_card(bundle.config, bundle.compressed.description))
     if folder.exists():
-        folder.rmdir()  # empty, checked above
+        folder.rmdir()  # empty: checked before the export started
     os.replace(partial, folder)
-    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics)
 
 
 def _rebuild(
@@ -177,7 +187,6 @@ def _rebuild(
 ) -> Evaluation:
     """The trial's model at the fidelity rung its row was measured at (the last when unrecorded)."""
     wanted = row.get("rung")
-    evaluation = None
     for rung, (_, evaluation) in enumerate(ladder_evaluations(evaluator, candidate, prepared)):
         if rung == wanted:
             break

@@ -32,7 +32,7 @@ import io
 import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import ml_dtypes
 import numpy as np
@@ -187,8 +187,8 @@ def _trace(
     output_names: Sequence[str],
     dynamic_axes: Mapping[str, Mapping[int, str]],
 ) -> onnx.ModelProto:
-    """The float graph from the TorchScript exporter, batch norms unfolded and initializers named."""
-    exported = _with_exportable_activations(model).eval()
+    """The float graph from the TorchScript exporter (in inference mode), batch norms unfolded, initializers named."""
+    exported = _with_exportable_activations(model)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
@@ -224,7 +224,8 @@ class _ExportedActivation(nn.Module):
 
     def __init__(self, quantizer: ActivationQuantizer) -> None:
         super().__init__()
-        self.step = nn.Parameter(quantizer.step.detach().clamp_min(1e-8).clone(), requires_grad=False)
+        smallest_step = 1e-8  # as ActivationQuantizer clamps it
+        self.step = nn.Parameter(quantizer.step.detach().clamp_min(smallest_step).clone(), requires_grad=False)
         self.low, self.high = quantizer.levels
         self.bits = quantizer.bits
 
@@ -236,11 +237,12 @@ class _QuantizeDequantize(torch.autograd.Function):
     """`round(clamp(x / step, low, high)) * step`, exported as ONNX QuantizeLinear/DequantizeLinear."""
 
     @staticmethod
-    def forward(ctx, inputs, step, low, high, bits):  # noqa: ANN001, ANN205 (autograd signature)
+    def forward(ctx: Any, inputs: torch.Tensor, step: torch.Tensor, low: int, high: int, bits: int) -> torch.Tensor:
         return torch.round(torch.clamp(inputs / step, low, high)) * step
 
     @staticmethod
-    def symbolic(g, inputs, step, low, high, bits):  # noqa: ANN001, ANN205 (exporter signature)
+    def symbolic(g: Any, inputs: Any, step: Any, low: int, high: int, bits: int) -> Any:
+        """The exporter's graph: (Clip), QuantizeLinear, DequantizeLinear, zero point 0."""
         signed = low < 0
         zero_point = g.op("Constant", value_t=torch.tensor(0, dtype=torch.int8 if signed else torch.uint8))
         if bits < 8:  # the 8-bit container saturates wider than the grid: clip to it first

@@ -71,6 +71,12 @@ class CandidateSequenceSampler(BaseSampler):
         return param_distribution.low  # type: ignore[attr-defined]
 
 
+def layer_params(space: Any, teacher_state: Mapping[str, Any]) -> dict[str, int]:
+    """Weights per quantizable layer of the space (weighting the sensitivity-greedy steps)."""
+    layers = [layer for group in space.groups.values() for layer in group]
+    return {layer: int(teacher_state[f"{layer}.weight"].numel()) for layer in layers if f"{layer}.weight" in teacher_state}
+
+
 def build_sampler(
     name: str,
     *,

@@ -78,13 +78,15 @@ class RowSchema:
 
 
 def dedupe_rows(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Rows with each trial number once (its first row: the one persisted as it finished)."""
+    """Rows with each trial number once (its first row: the one persisted as it finished); rows
+    without a number cannot be told apart and are all kept."""
     seen: set[Any] = set()
     kept = []
     for row in rows:
         number = row.get("trial")
-        if number is not None and number in seen:
-            continue
-        seen.add(number)
+        if number is not None:
+            if number in seen:
+                continue
+            seen.add(number)
         kept.append(dict(row))
     return kept

@@ -73,9 +73,8 @@ class Corpus:
         """Raise a `CorpusError` naming `what` if fewer than `minimum` speakers are left."""
         count = len(self.speakers)
         if count < minimum:
-            raise CorpusError(
-                f"{self.root}: {what} has {count} speaker(s) ({len(self.utterances)} utterances); need at least {minimum}"
-            )
+            found = f"{count} speaker(s) ({len(self.utterances)} utterances)"
+            raise CorpusError(f"{self.root}: {what} has {found}; need at least {minimum}")
 
 
 @dataclass(frozen=True)
@@ -135,7 +134,8 @@ def read_kaldi_corpus(root: str | os.PathLike[str]) -> Corpus:
     recordings = {}
     for line_number, (recording, path) in _kaldi_table(directory / "wav.scp", 2):
         if path.endswith("|"):
-            raise CorpusError(f"{directory / 'wav.scp'}:{line_number}: piped command {path!r} is not supported; give a file path")
+            where = f"{directory / 'wav.scp'}:{line_number}"
+            raise CorpusError(f"{where}: piped command {path!r} is not supported; give a file path")
         recordings[recording] = str(directory / path)
     speakers = {utterance: speaker for _, (utterance, speaker) in _kaldi_table(directory / "utt2spk", 2)}
     segments_file = directory / "segments"
@@ -150,7 +150,8 @@ def read_kaldi_corpus(root: str | os.PathLike[str]) -> Corpus:
     missing = sorted(set(speakers) - set(sources))
     if missing:
         listing = "segments" if segments_file.exists() else "wav.scp"
-        raise CorpusError(f"{directory / 'utt2spk'}: utterance {missing[0]!r} is not in {listing} ({len(missing)} missing)")
+        where = directory / "utt2spk"
+        raise CorpusError(f"{where}: utterance {missing[0]!r} is not in {listing} ({len(missing)} missing)")
     utterances = (CorpusUtterance(key, speakers[key], *sources[key]) for key in sorted(speakers))
     return Corpus(str(directory), tuple(utterances))
 

@@ -94,7 +94,7 @@ class EvalSetConfig:
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
-            raise ValueError(f"name={self.name!r}: use letters, digits, '_', '.' or '-', starting with a letter or digit")
+            raise ValueError(f"name={self.name!r}: use letters, digits, '_', '.' or '-', starting with a letter/digit")
         if isinstance(self.source, CorpusConfig) and self.source.speakers == "train":
             raise ValueError("speakers='train': an evaluation set must not use the training side of a split")
 

@@ -85,7 +85,7 @@ def write_trial_list(path: str | os.PathLike[str], trials: Sequence[Trial]) -> N
     for trial in trials:
         for key in (trial.enrol, trial.test):
             if not key or any(character.isspace() for character in key):
-                raise TrialListError(f"utterance key {key!r}: cannot be written to a trial list (empty or has whitespace)")
+                raise TrialListError(f"utterance key {key!r}: cannot be written to a trial list (empty or whitespace)")
     lines = (f"{int(trial.target)} {trial.enrol} {trial.test}\n" for trial in trials)
     Path(path).write_text("".join(lines), encoding="utf-8")
 

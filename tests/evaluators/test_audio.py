@@ -54,7 +54,8 @@ def test_unreadable_and_empty_files_raise_audio_error_naming_the_path(tmp_path):
     garbage.write_bytes(b"this is not audio")
     with pytest.raises(AudioError) as raised:
         load_audio(garbage, 16000)
-    assert raised.value.path == str(garbage) and raised.value.reason == "unreadable" and str(garbage) in str(raised.value)
+    assert raised.value.path == str(garbage) and raised.value.reason == "unreadable"
+    assert str(garbage) in str(raised.value)
     with pytest.raises(AudioError, match="unreadable"):
         audio_info(tmp_path / "absent.flac")
     empty = tmp_path / "empty.wav"

@@ -86,18 +86,20 @@ def test_eval_set_without_a_list_scores_a_generated_one(tmp_path, corpus_root):
 
 def test_eval_set_with_an_official_list_reads_only_the_named_files(tmp_path, corpus_root):
     trials_path = tmp_path / "trials.txt"
-    write_trial_list(trials_path, [Trial(True, "alice/a1.flac", "alice/a2.wav"), Trial(False, "alice/a1.flac", "bob/b2.ogg")])
     source = CorpusConfig("folder", str(corpus_root), trials=str(trials_path))
-    eval_set = load_eval_set(EvalSetConfig("listed", source), FBANK, tmp_path, 1000, 0)
-    assert len(eval_set.features) == 3
-    assert eval_set.trials.labels.tolist() == [1, 0]
 
-    write_trial_list(trials_path, [Trial(True, "alice/a1.flac", "alice/a3.wav"), Trial(False, "alice/a1.flac", "bob/b2.ogg")])
-    with pytest.raises(TrialListError, match=r"trials.txt: names 1 file\(s\) missing from the evaluation set: alice/a3.wav"):
-        load_eval_set(EvalSetConfig("listed", source), FBANK, tmp_path, 1000, 0)
-    write_trial_list(trials_path, [Trial(True, "carol/c1.flac", "carol/c2.wav"), Trial(False, "alice/a1.flac", "carol/c1.flac")])
+    def evaluate_on(*pairs):
+        trials = [Trial(enrol.split("/")[0] == test.split("/")[0], enrol, test) for enrol, test in pairs]
+        write_trial_list(trials_path, trials)
+        return load_eval_set(EvalSetConfig("listed", source), FBANK, tmp_path, 1000, 0)
+
+    eval_set = evaluate_on(("alice/a1.flac", "alice/a2.wav"), ("alice/a1.flac", "bob/b2.ogg"))
+    assert len(eval_set.features) == 3 and eval_set.trials.labels.tolist() == [1, 0]
+    missing = r"trials.txt: names 1 file\(s\) missing from the evaluation set: alice/a3.wav"
+    with pytest.raises(TrialListError, match=missing):
+        evaluate_on(("alice/a1.flac", "alice/a3.wav"), ("alice/a1.flac", "bob/b2.ogg"))
     with pytest.raises(TrialListError, match=r"skipped as bad audio.*carol/c2.wav"):
-        load_eval_set(EvalSetConfig("listed", source), FBANK, tmp_path, 1000, 0)
+        evaluate_on(("carol/c1.flac", "carol/c2.wav"), ("alice/a1.flac", "carol/c1.flac"))
 
 
 def test_training_set_identity_is_the_corpus_cache_key(tmp_path, corpus_root):

@@ -99,5 +99,6 @@ def test_resolution_indexes_trials_and_names_missing_files():
     embeddings = np.array([[0.0, 1.0], [2.0, 0.0], [1.0, 0.0]])
     np.testing.assert_allclose(indices.scores(embeddings), [1.0, 0.0])
     many = tuple(Trial(False, "a", f"missing{i}") for i in range(5))
-    with pytest.raises(TrialListError, match=r"list.txt: names 5 file\(s\) missing from the evaluation set: missing0, missing1, missing2, \.\.\."):
+    expected = r"list.txt: names 5 file\(s\) missing from the evaluation set: missing0, missing1, missing2, \.\.\."
+    with pytest.raises(TrialListError, match=expected):
         resolve_trials(many, ["a"], "list.txt")

@@ -26,7 +26,7 @@ def test_config_validates_and_samples(path, tmp_path):
     space = SearchSpace.for_model(config.space, spec, model)
     fp32_size = compress(spec, model.state_dict(), {}).description.size_bytes
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    for _ in range(3):
+    for _ in range(2):
         trial = study.ask()
         space.suggest(trial)
         plan = space.plan(trial.params)

@@ -30,7 +30,9 @@ name: an4-cross
 seed: 1
 cache_dir: {cache}
 data:
-  train: {{corpus: synthetic, train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
+  train:
+    {{corpus: synthetic, train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4,
+      min_seconds: 1.0, max_seconds: 1.5}}
   eval:
     - {{name: synthetic, corpus: synthetic}}
     - {{name: an4, corpus: folder, path: {an4}/test, max_utterances_per_speaker: 4, max_seconds: 1.5}}

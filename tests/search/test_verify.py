@@ -1,0 +1,117 @@
+import json
+import shutil
+
+import numpy as np
+import onnx
+import pytest
+from onnx import numpy_helper
+
+from hwcost import CostModel
+from search.cli import main
+from search.export import export_bundle
+from search.verify import MIN_COSINE, verify_bundle
+from spaces import load_bundle
+from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
+from tiny_run import make_tiny_run
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_run(tmp_path_factory.mktemp("verify"), tmp_path_factory.getbasetemp() / "tiny-cache")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny, tmp_path_factory):
+    """Trial 2 (mixed 2/4/8 bits) of the tiny run."""
+    _, run_dir = tiny
+    return export_bundle(run_dir.path, trial=2, out=tmp_path_factory.mktemp("bundles") / "trial-2").path
+
+
+@pytest.fixture
+def copy(bundle, tmp_path):
+    """A copy of the bundle to damage."""
+    return shutil.copytree(bundle, tmp_path / "bundle")
+
+
+def _edit_graph(path, edit) -> None:
+    graph = onnx.load(path / ONNX_FILE)
+    edit(graph)
+    onnx.save(graph, path / ONNX_FILE)
+
+
+def test_an_exported_bundle_passes_every_check(bundle):
+    report = verify_bundle(bundle, timing_seconds=0.05)
+    assert report.passed, report.failures
+    names = [check.name for check in report.checks]
+    assert names == [
+        "ONNX graph is valid",
+        "quantized layers are integer weights in the graph",
+        f"embedding cosine >= {MIN_COSINE} on every utterance",
+        "EER within 0.1 percentage points",
+    ]
+    assert "16 utterances" in report.checks[2].detail and "containers UINT4, UINT8" in report.checks[1].detail
+    latency = report.latency
+    assert latency.runs >= 20 and latency.measured_ms > 0 and latency.target == "x86-avx2"
+    assert latency.predicted_ms == CostModel().estimate(load_bundle(bundle).compressed.description, "x86-avx2").latency_ms
+
+
+def test_verify_command_prints_checks_and_latency(bundle, capsys):
+    assert main(["verify", str(bundle), "--target", "cortex-a53"]) == 0
+    out = capsys.readouterr().out
+    assert out.count("pass") == 4 and "ms per second of audio; cost model on cortex-a53" in out
+
+
+def test_tampered_weights_exit_2(copy, capsys):
+    data = bytearray((copy / WEIGHTS_FILE).read_bytes())
+    data[-1] ^= 0xFF
+    (copy / WEIGHTS_FILE).write_bytes(bytes(data))
+    assert main(["verify", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "SHA-256 differs" in err and str(copy) in err and "Traceback" not in err
+
+
+def test_a_layer_stored_as_float_in_the_graph_fails(copy, capsys):
+    weight = load_bundle(copy).model.embedding.weight.detach().numpy()
+
+    def float_embedding(graph):
+        decoder = [node for node in graph.graph.node if node.output[0] == "embedding.weight"]
+        graph.graph.node.remove(decoder[0])
+        graph.graph.initializer.append(numpy_helper.from_array(weight, "embedding.weight"))
+
+    _edit_graph(copy, float_embedding)
+    assert main(["verify", str(copy)]) == 1
+    out, err = capsys.readouterr()
+    assert "embedding: float weights in the graph" in out
+    assert "1 check(s) failed: quantized layers are integer weights in the graph" in err
+
+
+def test_changed_codes_in_the_graph_fail_the_agreement_checks(copy, capsys):
+    def negate_embedding(graph):
+        (codes,) = [tensor for tensor in graph.graph.initializer if tensor.name == "embedding.weight.codes"]
+        values = numpy_helper.to_array(codes)
+        codes.CopyFrom(numpy_helper.from_array((254 - values.astype(np.int16)).astype(values.dtype), codes.name))
+
+    _edit_graph(copy, negate_embedding)  # embedding is 8-bit: codes 0..254 around 127
+    report = verify_bundle(copy, timing_seconds=0.05)
+    assert f"embedding cosine >= {MIN_COSINE} on every utterance" in [check.name for check in report.failures]
+    assert report.checks[1].passed  # still integer weights: only the numbers changed
+    assert main(["verify", str(copy)]) == 1
+    assert "embedding cosine" in capsys.readouterr().err
+
+
+def test_data_with_other_features_exits_2(bundle, tiny, tmp_path, capsys):
+    config, run_dir = tiny
+    other = tmp_path / "other.yaml"
+    other.write_text((run_dir.path / "config.yaml").read_text().replace("num_mel_bins: 24", "num_mel_bins: 32"))
+    assert main(["verify", str(bundle), "--data", str(other)]) == 2
+    assert "differ from the bundle's" in capsys.readouterr().err
+
+
+def test_a_bundle_whose_run_is_gone_needs_data(copy, tiny, capsys):
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config["source"]["run"] = str(copy / "no-such-run")
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    assert main(["verify", str(copy)]) == 2
+    assert "give its data with --data CONFIG" in capsys.readouterr().err
+    _, run_dir = tiny
+    assert verify_bundle(copy, data=run_dir.path, timing_seconds=0.05).passed
