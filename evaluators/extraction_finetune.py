@@ -12,6 +12,7 @@ never repeats work.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import replace
 
@@ -30,7 +31,7 @@ from spaces.plan import CompressionPlan
 from spaces.quant import ActivationQuantizer
 from spaces.quant.qat import after_step, attach_fake_quantizers, export_quantized, without_fake_quantizers
 from spaces.sharing import share_repeated_blocks
-from spaces.students import build_student
+from spaces.students import build_student, student_layers
 
 EXTRACTION_TAPS = ("estimate",)
 """What an extractor distils: the teacher's output waveform."""
@@ -68,21 +69,22 @@ class ExtractorFineTuner:
         self.source, self.mixtures, self.fidelity, self.training = source, mixtures, fidelity, training
         self.segment, self.enrollment = segment_samples(mixtures, spec.sample_rate)
         self._rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2,)))
+        teacher = spec.build()
+        teacher.load_state_dict(teacher_state)
+        teacher.eval().requires_grad_(False)
         if plan.student is not None:
             self.spec, self.student = build_student(spec, plan.student, teacher_state, share=plan.share)
         else:
-            self.spec, self.student = spec, spec.build()
-            self.student.load_state_dict(teacher_state)
+            self.spec, self.student = spec, copy.deepcopy(teacher).requires_grad_(True)
             if plan.share:
                 share_repeated_blocks(self.student)
+        layers = student_layers(plan.layers, teacher, self.student)  # tied layers follow their owner
         self.terms = LossTerms(cue_weight=training.cue_weight, distill_weight=self.distill_weight)
         if self.distill_weight:
-            self.terms.teacher = spec.build()
-            self.terms.teacher.load_state_dict(teacher_state)
-            self.terms.teacher.eval().requires_grad_(False)
-        attach_fake_quantizers(self.student, plan.layers, fidelity.qat_options)  # their parameters join the student's
+            self.terms.teacher = teacher
+        attach_fake_quantizers(self.student, layers, fidelity.qat_options)  # their parameters join the student's
         self.activation_bits = plan.activation_bits
-        self.activations = _activation_quantizers(plan.layers, plan.activation_bits)
+        self.activations = _activation_quantizers(layers, plan.activation_bits)
         self._hooks = _quantize_inputs(self.student, self.activations)
         if self.activations:
             self._calibrate()

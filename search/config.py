@@ -26,7 +26,7 @@ from evaluators.training import TeacherConfig
 from hwcost import available_targets
 from search.constraints import Constraint, parse_constraints
 from search.pareto import Objective
-from search.trial import metric_names
+from search.trial import metric_names, model_spec_for
 from spaces.models import MODEL_FAMILIES
 from spaces.space import SearchSpace, SpaceConfig, parse_space_config
 
@@ -231,10 +231,7 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
 def _check_space_fits_model(config: RunConfig) -> None:
     """Knobs name layers, groups and taps of the model: check them now, not after teacher training."""
     if config.space.knobs:
-        from evaluators.extraction import extraction_spec
-        from evaluators.verification import model_spec
-
-        SearchSpace.for_model(config.space, (extraction_spec if config.task == "extraction" else model_spec)(config))
+        SearchSpace.for_model(config.space, model_spec_for(config))
 
 
 def _data(block: Any) -> DataConfig:

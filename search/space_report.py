@@ -13,8 +13,8 @@ from rich.console import Console, Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from evaluators.verification import model_spec
 from search.config import RunConfig
+from search.trial import model_spec_for
 from spaces.knobs import BITS, QUANTIZER, Domain, describe_domain, domain_count
 from spaces.layer_patterns import pattern_matches
 from spaces.space import Knob, SearchSpace
@@ -36,7 +36,7 @@ _SETS = {
 
 def build_space(config: RunConfig) -> SearchSpace:
     """The run's search space over its model (initial weights)."""
-    return SearchSpace.for_model(config.space, model_spec(config))
+    return SearchSpace.for_model(config.space, model_spec_for(config))
 
 
 def space_report(config: RunConfig, space: SearchSpace) -> RenderableType:

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 
-from evaluators.extraction import ExtractionEvaluator
-from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator
+from evaluators.extraction import ExtractionEvaluator, extraction_spec
+from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator, model_spec
 from hwcost import CostModel
+from spaces.compress import ModelSpec
 
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
@@ -51,6 +52,11 @@ def metric_names(targets: Sequence[str], eval_sets: Sequence[str] = (), task: st
 def evaluator_for(config: Any) -> VerificationEvaluator | ExtractionEvaluator:
     """The evaluator of a run config's `task:`."""
     return ExtractionEvaluator() if config.task == "extraction" else VerificationEvaluator()
+
+
+def model_spec_for(config: Any) -> ModelSpec:
+    """The model a run compresses: a filterbank model (verification) or a raw-audio extractor."""
+    return extraction_spec(config) if config.task == "extraction" else model_spec(config)
 
 
 class TrialFailure(RuntimeError):

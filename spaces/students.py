@@ -64,6 +64,7 @@ _SCALING = {
         multiple_of={"channels": "scale"},
     ),
     "xvector": _Scaling(width_keys=("channels", "pooling_channels"), depth_key="frame_layers", min_depth=2),
+    "extractor": _Scaling(width_keys=("filters", "bottleneck", "hidden", "skip_channels"), depth_key="blocks"),
 }
 
 
@@ -88,7 +89,9 @@ def student_spec(teacher: ModelSpec, student: StudentPlan, share: bool = False) 
     base = _defaults(student.family)
     if student.family == teacher.family:
         base.update(teacher.kwargs)
-    base.update(num_mel_bins=teacher.num_mel_bins, embedding_dim=_embedding_dim(teacher))
+    base.update(embedding_dim=_embedding_dim(teacher))
+    if "num_mel_bins" in base:  # filterbank families; the extractor reads raw audio
+        base.update(num_mel_bins=teacher.num_mel_bins)
     kwargs = dict(base)
     for key in scaling.width_keys:
         multiple = int(base[scaling.multiple_of[key]]) if key in scaling.multiple_of else 1

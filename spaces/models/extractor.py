@@ -65,6 +65,7 @@ class SeparatorStack(nn.Module):
     ) -> None:
         super().__init__()
         self.fusion = nn.Linear(embedding_dim, channels)
+        nn.init.ones_(self.fusion.bias)  # a gain around 1 at first: random gains would scramble every stack's input
         self.condition = Multiply()
         self.blocks = nn.ModuleList(
             TemporalBlock(channels, hidden, kernel_size, 2**index, skip_channels) for index in range(blocks)

@@ -129,7 +129,12 @@ def export_quantized(model: nn.Module) -> dict[str, QuantizedWeight]:
 
 
 def without_fake_quantizers(model: nn.Module) -> nn.Module:
-    """A deep copy of `model` whose layers hold their latent float weights as plain parameters."""
+    """A deep copy of `model` whose layers hold their latent float weights as plain parameters.
+
+    Each layer's parameters are put back in their original order (weight first, as convolutions
+    and linear layers register it), so the copy's state dict, and the packed file written from
+    it, is ordered exactly like that of a model that never had fake-quantizers.
+    """
     plain = copy.deepcopy(model)
     for name in fake_quantized_layers(plain):
         module = plain.get_submodule(name)
@@ -139,6 +144,10 @@ def without_fake_quantizers(model: nn.Module) -> nn.Module:
         parametrized = type(module)
         module.__class__ = type(parametrized.__name__, parametrized.__bases__, dict(parametrized.__dict__))
         parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+        for key, parameter in list(module.named_parameters(recurse=False)):
+            if key != "weight":
+                delattr(module, key)
+                module.register_parameter(key, parameter)
     return plain
 
 

@@ -179,3 +179,26 @@ def test_an_extractor_distils_its_output_only(prepared):
         ExtractorFineTuner(state.spec, state.teacher_state, plan, state.training, state.mixtures, state.fidelity,
                            state.teacher, state.seed)  # fmt: skip
     assert replace(plan, distillation=None).distillation is None
+
+
+def test_shared_stacks_follow_the_first_stack_bits(prepared):
+    _, state = prepared
+    candidate = _candidate(state.space, share=True, **{"bits.stack0": 3, "bits.stack1": 8})
+    evaluation = ExtractionEvaluator().evaluate(candidate, state)
+    layers = {layer.name: layer for layer in evaluation.compressed.description.layers}
+    assert layers["stacks.1.blocks.0.conv_in"].shared_with == "stacks.0.blocks.0.conv_in"
+    assert layers["stacks.1.blocks.0.conv_in"].weight_bits == layers["stacks.0.blocks.0.conv_in"].weight_bits == 3
+
+
+def test_a_narrower_student_is_sliced_from_the_teacher(prepared):
+    from evaluators.extraction_finetune import ExtractorFineTuner
+    from spaces.plan import CompressionPlan, StudentPlan
+
+    _, state = prepared
+    plan = CompressionPlan(student=StudentPlan("extractor", width=0.5))
+    tuner = ExtractorFineTuner(state.spec, state.teacher_state, plan, state.training, state.mixtures, state.fidelity,
+                               state.teacher, state.seed)  # fmt: skip
+    assert tuner.spec.kwargs["hidden"] == TINY_MODEL["hidden"] // 2
+    teacher_params = sum(value.numel() for value in state.teacher_state.values())
+    assert tuner.compressed().description.params < 0.5 * teacher_params
+    assert torch.equal(tuner.student.encoder.weight, state.teacher_state["encoder.weight"][:8])

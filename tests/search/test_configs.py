@@ -6,8 +6,8 @@ import optuna
 import pytest
 import yaml
 
-from evaluators.verification import model_spec
 from search.config import load_config
+from search.trial import model_spec_for
 from spaces.compress import compress
 from spaces.space import SearchSpace
 
@@ -21,7 +21,7 @@ def test_configs_folder_has_the_family_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
 def test_config_validates_and_samples(path, tmp_path):
     config = load_config(path)
-    spec = model_spec(config)
+    spec = model_spec_for(config)
     model = spec.build()
     space = SearchSpace.for_model(config.space, spec, model)
     fp32_size = compress(spec, model.state_dict(), {}).description.size_bytes

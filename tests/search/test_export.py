@@ -14,21 +14,18 @@ from search.onnx_export import weight_storage
 from search.selection import knee_index
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE
-from tiny_run import FAILED_TRIAL, TRIAL_BITS, make_tiny_run
+from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS, shared_bundle, shared_tiny_run
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return make_tiny_run(tmp_path_factory.mktemp("export"), tmp_path_factory.getbasetemp() / "tiny-cache")
+    return shared_tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def exported(tiny, tmp_path_factory):
+def exported(tmp_path_factory):
     """Trial 2 (mixed bits) exported through the CLI."""
-    _, run_dir = tiny
-    out = tmp_path_factory.mktemp("bundles") / "trial-2"
-    assert main(["export", str(run_dir.path), "--trial", "2", "--out", str(out)]) == 0
-    return out
+    return shared_bundle(tmp_path_factory)
 
 
 def _row(run_dir, trial):
@@ -38,11 +35,11 @@ def _row(run_dir, trial):
 def test_bundle_files_and_weights_length_is_the_trials_size_bytes(tiny, exported):
     _, run_dir = tiny
     assert sorted(path.name for path in exported.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE, MODEL_CARD_FILE])
-    row = _row(run_dir, 2)
+    row = _row(run_dir, EXPORTED_TRIAL)
     assert (exported / WEIGHTS_FILE).stat().st_size == row["size_bytes"]
     config = json.loads((exported / CONFIG_FILE).read_text())
-    assert config["size_bytes"] == row["size_bytes"] and config["source"]["trial"] == 2
-    assert config["source"]["candidate"] == {knob: row[knob] for knob in TRIAL_BITS[2]}
+    assert config["size_bytes"] == row["size_bytes"] and config["source"]["trial"] == EXPORTED_TRIAL
+    assert config["source"]["candidate"] == {knob: row[knob] for knob in TRIAL_BITS[EXPORTED_TRIAL]}
     assert config["layers"]["layer2.0.conv1"] == {"bits": 2, "quantizer": "uniform"}
     assert config["layers"]["stem.0"] == {"bits": 8, "quantizer": "uniform"}
     assert config["features"]["num_mel_bins"] == 24 and config["sample_rate"] == 16000
@@ -55,7 +52,7 @@ def test_load_bundle_reproduces_the_evaluated_model(tiny, exported):
     config, run_dir = tiny
     evaluator = VerificationEvaluator()
     prepared = evaluator.prepare(config)
-    candidate = {knob: _row(run_dir, 2)[knob] for knob in prepared.space.knobs}
+    candidate = {knob: _row(run_dir, EXPORTED_TRIAL)[knob] for knob in prepared.space.knobs}
     expected = evaluator.evaluate(candidate, prepared).compressed
     bundle = load_bundle(exported)
     assert bundle.compressed.packed == expected.packed

@@ -8,23 +8,21 @@ from onnx import numpy_helper
 
 from hwcost import CostModel
 from search.cli import main
-from search.export import export_bundle
 from search.verify import MIN_COSINE, verify_bundle
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
-from tiny_run import make_tiny_run
+from tiny_run import shared_bundle, shared_tiny_run
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return make_tiny_run(tmp_path_factory.mktemp("verify"), tmp_path_factory.getbasetemp() / "tiny-cache")
+    return shared_tiny_run(tmp_path_factory)
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny, tmp_path_factory):
+def bundle(tmp_path_factory):
     """Trial 2 (mixed 2/4/8 bits) of the tiny run."""
-    _, run_dir = tiny
-    return export_bundle(run_dir.path, trial=2, out=tmp_path_factory.mktemp("bundles") / "trial-2").path
+    return shared_bundle(tmp_path_factory)
 
 
 @pytest.fixture
@@ -57,8 +55,8 @@ def test_an_exported_bundle_passes_every_check(bundle):
 
 def test_verify_command_prints_checks_and_latency(bundle, capsys):
     assert main(["verify", str(bundle), "--target", "cortex-a53"]) == 0
-    out = capsys.readouterr().out
-    assert out.count("pass") == 4 and "ms per second of audio; cost model on cortex-a53" in out
+    out = " ".join(capsys.readouterr().out.split())
+    assert out.count(" pass ") == 4 and "ms per second of audio; cost model on cortex-a53" in out
 
 
 def test_tampered_weights_exit_2(copy, capsys):
@@ -85,7 +83,7 @@ def test_a_layer_stored_as_float_in_the_graph_fails(copy, capsys):
     assert "1 check(s) failed: quantized layers are integer weights in the graph" in err
 
 
-def test_changed_codes_in_the_graph_fail_the_agreement_checks(copy, capsys):
+def test_changed_codes_in_the_graph_fail_the_agreement_checks(copy):
     def negate_embedding(graph):
         (codes,) = [tensor for tensor in graph.graph.initializer if tensor.name == "embedding.weight.codes"]
         values = numpy_helper.to_array(codes)
@@ -95,12 +93,10 @@ def test_changed_codes_in_the_graph_fail_the_agreement_checks(copy, capsys):
     report = verify_bundle(copy, timing_seconds=0.05)
     assert f"embedding cosine >= {MIN_COSINE} on every utterance" in [check.name for check in report.failures]
     assert report.checks[1].passed  # still integer weights: only the numbers changed
-    assert main(["verify", str(copy)]) == 1
-    assert "embedding cosine" in capsys.readouterr().err
 
 
 def test_data_with_other_features_exits_2(bundle, tiny, tmp_path, capsys):
-    config, run_dir = tiny
+    _, run_dir = tiny
     other = tmp_path / "other.yaml"
     other.write_text((run_dir.path / "config.yaml").read_text().replace("num_mel_bins: 24", "num_mel_bins: 32"))
     assert main(["verify", str(bundle), "--data", str(other)]) == 2

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from evaluators.verification import VerificationEvaluator
 from search.config import RunConfig, load_config
 from search.engine import front_members
@@ -30,6 +32,30 @@ targets: [cortex-a72, x86-avx2]
 TRIAL_BITS = {0: 8, 1: 4, 2: {"bits.stem": 8, "bits.layer1": 4, "bits.layer2": 2, "bits.layer3": 2, "bits.layer4": 4, "bits.embedding": 8}, 3: 2}
 """Trial number -> uniform bits or bits per knob; trial 4 is recorded as failed."""
 FAILED_TRIAL = 4
+EXPORTED_TRIAL = 2
+
+_SESSION: dict[str, object] = {}
+"""The session's tiny run and bundle, shared by every test module that asks for them."""
+
+
+def shared_tiny_run(factory: pytest.TempPathFactory) -> tuple[RunConfig, RunDirectory]:
+    """The session's tiny run, built by the first module that asks."""
+    if "run" not in _SESSION:
+        root = factory.mktemp("tiny-run")
+        _SESSION["run"] = make_tiny_run(root, root / "cache")
+    return _SESSION["run"]
+
+
+def shared_bundle(factory: pytest.TempPathFactory) -> Path:
+    """Trial `EXPORTED_TRIAL` of the session's tiny run, exported once through `search export`."""
+    if "bundle" not in _SESSION:
+        from search.cli import main
+
+        _, run_dir = shared_tiny_run(factory)
+        out = factory.mktemp("bundles") / f"trial-{EXPORTED_TRIAL}"
+        assert main(["export", str(run_dir.path), "--trial", str(EXPORTED_TRIAL), "--out", str(out)]) == 0
+        _SESSION["bundle"] = out
+    return _SESSION["bundle"]
 
 
 def make_tiny_run(root: Path, cache: Path) -> tuple[RunConfig, RunDirectory]:

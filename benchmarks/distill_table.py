@@ -1,0 +1,225 @@
+"""Distilled students vs their teacher: packed size and EER (bootstrap 95% interval) per width and tap mix.
+
+For each teacher, students at widths 1/2, 1/4 and 1/8 of its channels train for the same step
+budget from a random initialisation, four ways: from scratch (AAM-softmax only), distilling the
+utterance level (the embedding), the frame level (the last frame-level layer), or both
+concatenated into one target (Liu, Sahidullah and Kinnunen 2023). The best mix at width 1/4 is
+then trained again with 4-bit weights (distillation-aware quantization, TinyWASE) and again from
+the teacher-slice initialisation (the engine's default), so the table also shows what each buys.
+
+Default (about 15 minutes on 2 busy cores): the x-vector teacher of configs/sv_distill.yaml,
+150 steps per student. `--full`: also the ECAPA-TDNN teacher of configs/sv_ecapa.yaml, 600 steps.
+Teachers, features and the head initialisation come from the run cache (prepared once).
+
+    .venv/bin/python benchmarks/distill_table.py [--full] [--steps N] [--out results/benchmarks/distill_table.json]
+
+Writes the JSON (rows, targets, settings, wall time) after every row, and the Markdown table
+next to it at the end (also printed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate, minimum_dcf
+from evaluators.student_training import DistillationConfig, StudentTrainer
+from evaluators.training import embed_utterances
+from evaluators.verification import PreparedVerification, VerificationEvaluator
+from search.config import load_config
+from spaces.compress import CompressedModel, compress, quantizable_layers
+from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization, StudentPlan
+
+ROOT = Path(__file__).resolve().parent.parent
+WIDTHS = (0.5, 0.25, 0.125)
+BEST_MIX_WIDTH = 0.25
+QUANTIZED_BITS = 4
+
+
+@dataclass(frozen=True)
+class Teacher:
+    """A teacher to distil: its ready config and the taps that stand for each level."""
+
+    config: str
+    frame_tap: str
+    utterance_tap: str = "embedding"
+
+    def mixes(self) -> dict[str, DistillationPlan | None]:
+        return {
+            "scratch": None,
+            "utterance": DistillationPlan((self.utterance_tap,)),
+            "frame": DistillationPlan((self.frame_tap,)),
+            "concat": DistillationPlan((self.frame_tap, self.utterance_tap), mode="concat"),
+        }
+
+
+TEACHERS = {"xvector": Teacher("configs/sv_distill.yaml", "frame5"), "ecapa_tdnn": Teacher("configs/sv_ecapa.yaml", "mfa")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="ECAPA-TDNN too, 600 steps per student")
+    parser.add_argument("--steps", type=int, help="steps per student (default 150, 600 with --full)")
+    parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/distill_table.json")
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: threads cost more than they give on shared cores
+    steps = args.steps or (600 if args.full else 150)
+    families = list(TEACHERS) if args.full else ["xvector"]
+    started = time.time()
+    result = {"steps": steps, "widths": list(WIDTHS), "bits_row": QUANTIZED_BITS, "rows": [], "targets": {}}
+    for family in families:
+        teacher = TEACHERS[family]
+        config = load_config(ROOT / teacher.config, {"fidelity": {"steps": [steps], "batch_size": 32, "crop_frames": 150}})
+        prepared = VerificationEvaluator().prepare(config, lambda stage, done, total: None)
+        reference = compress(prepared.spec, prepared.teacher_state, {})
+        rows = [_row(family, "teacher", 1.0, "-", 32, None, reference, prepared, 0.0)]
+        _report(rows[-1], args.out, result, started)
+        for width in WIDTHS:
+            for mix, distillation in teacher.mixes().items():
+                rows.append(_student(family, width, mix, distillation, "random", {}, prepared, rows[0]))
+                _report(rows[-1], args.out, result, started)
+        quarter = [row for row in rows if row["width"] == BEST_MIX_WIDTH and row["mix"] != "scratch"]
+        best = min(quarter, key=lambda row: row["eer"])["mix"]
+        layers = {name: LayerQuantization(QUANTIZED_BITS) for name in quantizable_layers(prepared.spec.build())}
+        for init, quantized in (("random", layers), ("slice", {})):
+            rows.append(_student(family, BEST_MIX_WIDTH, best, teacher.mixes()[best], init, quantized, prepared, rows[0]))
+            _report(rows[-1], args.out, result, started)
+        result["targets"][family] = _targets(rows)
+    result["wall_seconds"] = round(time.time() - started, 1)
+    args.out.write_text(json.dumps(result, indent=2))
+    table = _markdown(result["rows"])
+    args.out.with_suffix(".md").write_text(table + "\n")
+    print(table)
+    print(json.dumps(result["targets"], indent=2))
+
+
+def _student(
+    family: str,
+    width: float,
+    mix: str,
+    distillation: DistillationPlan | None,
+    init: str,
+    layers: dict[str, LayerQuantization],
+    prepared: PreparedVerification,
+    teacher_row: dict,
+) -> dict:
+    plan = CompressionPlan(layers=layers, student=StudentPlan(family, width), distillation=distillation)
+    config = DistillationConfig(init=init)
+    started = time.time()
+    trainer = StudentTrainer(
+        prepared.spec, prepared.teacher_state, plan, prepared.fine_tune_data, prepared.fidelity, config, prepared.seed
+    )
+    trainer.train_to(prepared.fidelity.steps[-1])
+    bits = QUANTIZED_BITS if layers else 32
+    return _row(family, mix, width, init, bits, teacher_row, trainer.compressed(), prepared, time.time() - started)
+
+
+def _row(
+    family: str,
+    mix: str,
+    width: float,
+    init: str,
+    bits: int,
+    teacher_row: dict | None,
+    compressed: CompressedModel,
+    prepared: PreparedVerification,
+    seconds: float,
+) -> dict:
+    embeddings = embed_utterances(compressed.model, prepared.test_features).numpy()
+    scores, labels = all_pair_trials(embeddings, prepared.test_labels, prepared.max_trials, prepared.seed)
+    low, high = bootstrap_eer_interval(scores, labels, seed=prepared.seed)
+    size = compressed.description.size_bytes
+    row = {
+        "teacher": family,
+        "mix": mix,
+        "width": width,
+        "init": init,
+        "bits": bits,
+        "params": compressed.description.params,
+        "size_bytes": size,
+        "eer": equal_error_rate(scores, labels),
+        "eer_low": low,
+        "eer_high": high,
+        "min_dcf": minimum_dcf(scores, labels),
+        "train_seconds": round(seconds, 1),
+    }
+    if teacher_row is not None:
+        row["size_reduction"] = 1.0 - size / teacher_row["size_bytes"]
+        row["relative_eer"] = row["eer"] / teacher_row["eer"] - 1.0
+    return row
+
+
+def _targets(rows: list[dict]) -> dict:
+    """The issue's three targets, checked on one teacher's rows."""
+    students = [row for row in rows if row["mix"] != "teacher"]
+    small = [row for row in students if row["size_reduction"] >= 0.75]
+    best_small = min(small, key=lambda row: row["eer"])
+    plain = [row for row in students if row["init"] == "random" and row["bits"] == 32]
+    by_width = {width: {row["mix"]: row for row in plain if row["width"] == width} for width in WIDTHS}
+    return {
+        "smaller_by_75pct_within_10pct_eer": {
+            "met": best_small["relative_eer"] <= 0.10,
+            "best": {key: best_small[key] for key in ("mix", "width", "init", "bits", "size_reduction", "relative_eer")},
+        },
+        "distillation_beats_scratch": {
+            str(width): {
+                "met": min(row["eer"] for mix, row in mixes.items() if mix != "scratch") < mixes["scratch"]["eer"],
+                "beyond_interval": min(row["eer_high"] for mix, row in mixes.items() if mix != "scratch")
+                < mixes["scratch"]["eer_low"],
+            }
+            for width, mixes in by_width.items()
+        },
+        "concat_at_least_as_good_as_either_level": {
+            str(width): mixes["concat"]["eer"] <= min(mixes["utterance"]["eer"], mixes["frame"]["eer"])
+            for width, mixes in by_width.items()
+        },
+    }
+
+
+def _report(row: dict, out: Path, result: dict, started: float) -> None:
+    result["rows"].append(row)
+    result["wall_seconds"] = round(time.time() - started, 1)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2))
+    print(
+        f"{row['teacher']:>10} {row['mix']:>9} w={row['width']:<5} {row['init']:>6} {row['bits']:>2}b "
+        f"size={row['size_bytes']:>9,} EER={100 * row['eer']:.2f}% [{100 * row['eer_low']:.2f}, "
+        f"{100 * row['eer_high']:.2f}] ({row['train_seconds']} s)",
+        flush=True,
+    )
+
+
+def _markdown(rows: list[dict]) -> str:
+    lines = [
+        "| teacher | student width | distilled | init | weights | parameters | size (bytes) | smaller | EER % (95% CI) | vs teacher |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for row in rows:
+        teacher = row["mix"] == "teacher"
+        lines.append(
+            "| {teacher} | {width} | {mix} | {init} | {bits} | {params:,} | {size:,} | {smaller} | {eer:.2f} ({low:.2f}-{high:.2f}) | {rel} |".format(
+                teacher=row["teacher"],
+                width="teacher" if teacher else f"1/{round(1 / row['width'])}",
+                mix="-" if teacher else {"scratch": "none (scratch)"}.get(row["mix"], row["mix"]),
+                init=row["init"],
+                bits="FP32" if row["bits"] == 32 else f"{row['bits']}-bit",
+                params=row["params"],
+                size=row["size_bytes"],
+                smaller="-" if teacher else f"{100 * row['size_reduction']:.0f}%",
+                eer=100 * row["eer"],
+                low=100 * row["eer_low"],
+                high=100 * row["eer_high"],
+                rel="-" if teacher else f"{100 * row['relative_eer']:+.0f}%",
+            )
+        )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
