@@ -12,7 +12,7 @@ from spaces.models.extractor import SpeakerExtractor
 torch.set_num_threads(int(__import__("os").environ.get("THREADS", "1")))
 run = json.loads(sys.argv[1])
 snr = tuple(run.get("snr", (30.0, 40.0)))
-c = SyntheticCorpusConfig(train_speakers=run.get("spk", 100), test_speakers=40, utterances_per_speaker=run.get("utt", 10), sample_rate=8000, snr_db=snr)
+c = SyntheticCorpusConfig(train_speakers=run.get("spk", 100), test_speakers=40, utterances_per_speaker=run.get("utt", 10), sample_rate=8000, snr_db=snr, **run.get("corpus", {}))
 train = synthetic_pool(c, "train", "/tmp/work/cache")
 test = seeded_test_set(synthetic_pool(c, "test", "/tmp/work/cache"), 200, (-5, 5), 0)
 torch.manual_seed(0)
@@ -40,4 +40,5 @@ for step in range(steps):
     b = training_batch(train, rng, bs, int(seg * 8000), 16000, (-5, 5))
     losses.append(training_step(model, b, opt, terms, 5.0)); sched.step()
 train_s = time.time() - t
+torch.save(model.state_dict(), f"/tmp/work/sweep_{run.get('tag', 'x')}.pt")
 print(json.dumps({**run, "si_sdri": evaluate(200), "train_s": train_s}), flush=True)

@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = (0.5, 0.25, 0.125)
 BEST_MIX_WIDTH = 0.25
 QUANTIZED_BITS = 4
+BOOTSTRAP_REPLICATES = 100
 
 
 @dataclass(frozen=True)
@@ -133,7 +134,7 @@ def _row(
 ) -> dict:
     embeddings = embed_utterances(compressed.model, prepared.test_features).numpy()
     scores, labels = all_pair_trials(embeddings, prepared.test_labels, prepared.max_trials, prepared.seed)
-    low, high = bootstrap_eer_interval(scores, labels, seed=prepared.seed)
+    low, high = bootstrap_eer_interval(scores, labels, n_boot=BOOTSTRAP_REPLICATES, seed=prepared.seed)
     size = compressed.description.size_bytes
     row = {
         "teacher": family,

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import os
 import platform
 import statistics
@@ -263,12 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samplers", nargs="+", default=None)
     parser.add_argument("--per-speaker", type=int, default=None, help="test utterances per speaker (default 5; --full: all)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "search_efficiency.json"))
     args = parser.parse_args(argv)
     samplers = args.samplers or (FULL_SAMPLERS if args.full else DEFAULT_SAMPLERS)
     per_speaker = args.per_speaker if args.per_speaker is not None else (None if args.full else 5)
-    torch.set_num_threads(min(2, os.cpu_count() or 1))
+    torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
 

@@ -54,9 +54,7 @@ class PreparedExtraction:
 def extraction_spec(config: RunConfig) -> ModelSpec:
     """The extractor the run compresses; it reads raw audio at the data's sample rate."""
     kwargs = {key: value for key, value in config.model.items() if key != "family"}
-    return ModelSpec(
-        family=config.model["family"], kwargs=kwargs, num_mel_bins=0, frames_per_second=0, sample_rate=config.data.sample_rate
-    )
+    return ModelSpec(config.model["family"], kwargs, num_mel_bins=0, frames_per_second=0, sample_rate=config.data.sample_rate)
 
 
 class ExtractionEvaluator:
@@ -144,9 +142,9 @@ def _digest(training: MixtureSource) -> str:
     """Digest of the training audio itself, so a teacher is reused only for the very same data."""
     digest = hashlib.sha256()
     if isinstance(training, SpeakerPool):
-        waveforms = [(speaker, utterance) for speaker in training.speakers for utterance in training.utterances[speaker]]
+        waveforms = [(speaker, audio) for speaker in training.speakers for audio in training.utterances[speaker]]
     else:
-        waveforms = [(f"{m.target_speaker}{m.level_db}", a) for m in training for a in (m.mixture, m.target, m.enrollment)]
+        waveforms = [(m.target_speaker, audio) for m in training for audio in (m.mixture, m.target, m.enrollment)]
     for label, waveform in waveforms:
         digest.update(label.encode())
         digest.update(np.ascontiguousarray(waveform, dtype=np.float32).tobytes())

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from evaluators.data.mixture_corpora import MixtureSource
-from evaluators.data.mixtures import MixtureConfig, training_batch
+from evaluators.data.mixtures import MixtureBatch, MixtureConfig, training_batch
 from evaluators.extraction_training import ExtractorTrainingConfig, LossTerms, segment_samples, training_step
 from evaluators.finetune import FidelityConfig
 from evaluators.training import TrainingError
@@ -98,10 +98,7 @@ class ExtractorFineTuner:
             raise ValueError(f"cannot fine-tune back to {steps} steps: {self.steps_done} already done")
         self.student.train()
         while self.steps_done < steps:
-            batch = training_batch(
-                self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, self.mixtures.level_db
-            )
-            loss = training_step(self.student, batch, self.optimizer, self.terms, self.training.clip_norm)
+            loss = training_step(self.student, self._batch(), self.optimizer, self.terms, self.training.clip_norm)
             if not np.isfinite(loss):
                 raise TrainingError(
                     f"fine-tuning: non-finite loss {loss} at step {self.steps_done}; lower fidelity.learning_rate"
@@ -134,12 +131,14 @@ class ExtractorFineTuner:
         self.student.eval()
         with torch.no_grad():
             for _ in range(CALIBRATION_BATCHES):
-                batch = training_batch(
-                    self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, self.mixtures.level_db
-                )
+                batch = self._batch()
                 self.student(batch.mixture, batch.enrollment)
         for quantizer in self.activations.values():
             quantizer.freeze()
+
+    def _batch(self) -> MixtureBatch:
+        mixtures = self.mixtures
+        return training_batch(self.source, self._rng, self.fidelity.batch_size, self.segment, self.enrollment, mixtures.level_db)
 
 
 def _distillation_weight(plan: CompressionPlan, fidelity: FidelityConfig) -> float:
@@ -147,9 +146,8 @@ def _distillation_weight(plan: CompressionPlan, fidelity: FidelityConfig) -> flo
     if plan.distillation is None:
         return fidelity.distillation_weight
     if tuple(plan.distillation.taps) != EXTRACTION_TAPS:
-        raise ValueError(
-            f"distill.taps={list(plan.distillation.taps)}: an extractor distils its output only; use {list(EXTRACTION_TAPS)}"
-        )
+        taps = list(plan.distillation.taps)
+        raise ValueError(f"distill.taps={taps}: an extractor distils its output only; use {list(EXTRACTION_TAPS)}")
     return plan.distillation.weight
 
 

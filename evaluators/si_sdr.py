@@ -52,4 +52,5 @@ def _ratio_db(signal: torch.Tensor, distortion: torch.Tensor) -> torch.Tensor:
 
 def _check_shapes(estimate: torch.Tensor, reference: torch.Tensor) -> None:
     if estimate.shape != reference.shape:
-        raise ValueError(f"estimate shape {tuple(estimate.shape)} differs from reference shape {tuple(reference.shape)}")
+        shapes = f"estimate shape {tuple(estimate.shape)} differs from reference shape {tuple(reference.shape)}"
+        raise ValueError(shapes)

@@ -224,6 +224,8 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         distillation=_section(DistillationConfig, "distillation", raw.get("distillation")),
         mixtures=_section(MixtureConfig, "mixtures", raw.get("mixtures")),
     )
+    if extraction and config.fidelity.msft:
+        raise ValueError("fidelity.msft: multi-stage fine-tuning is not implemented for extraction runs")
     _check_space_fits_model(config)
     return config
 

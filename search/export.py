@@ -39,6 +39,7 @@ from search.trial import ladder_evaluations, measure, metric_names
 from spaces.bundle import (
     MODEL_CARD_FILE,
     ONNX_FILE,
+    TASKS,
     WEIGHTS_FILE,
     BundleConfig,
     FeatureSettings,
@@ -114,6 +115,8 @@ def export_bundle(
     run_dir = RunDirectory(run_path)
     reference = run_dir.read_reference()
     config = load_config(run_dir.path / RUN_CONFIG_FILE)
+    if config.task not in TASKS:
+        raise ExportError(f"{run_dir.path}: {config.task} runs cannot be exported yet; bundles hold {list(TASKS)}")
     row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):

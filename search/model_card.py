@@ -57,7 +57,7 @@ def _model_section(config: BundleConfig, description: ModelDescription) -> str:
         f"{config.size_bytes:,} bytes, {ratio:.2f}x smaller than the FP32 teacher ({int(reference.get('size_bytes', 0)):,} bytes).",
         f"- Activations: {'FP32' if config.activation_bits == FLOAT_BITS else f'{config.activation_bits}-bit'}.",
         f"- Candidate (the search's knobs): `{json.dumps(config.source.get('candidate', {}))}`.",
-        f"- Measured weight bits per parameter: {metrics.get('mean_weight_bits', float('nan')):.2f}.",
+        f"- Mean bits per weight: {metrics.get('mean_weight_bits', float('nan')):.2f}.",
         "",
         "| layer | kind | weights | bits | quantizer |",
         "| --- | --- | --- | --- | --- |",

@@ -45,7 +45,7 @@ class RichDisplay(SearchListener):
         self._trials = self._progress.add_task("trials", total=total_trials, status="starting Ray")
 
     def trial_finished(self, row: dict[str, Any], trials: list[dict[str, Any]], front: list[dict[str, Any]]) -> None:
-        failures = sum(1 for trial in trials if trial.get("status") != "complete")
+        failures = sum(1 for trial in trials if trial.get("status") == "failed")
         complete = [trial for trial in trials if trial.get("status") == "complete"]
         if complete and "si_sdri" in complete[0]:
             best = f"best SI-SDRi {max(trial['si_sdri'] for trial in complete):.2f} dB"
@@ -53,5 +53,5 @@ class RichDisplay(SearchListener):
             best = f"best EER {100 * min(trial['eer'] for trial in complete):.2f}%" if complete else "no result yet"
         status = f"failed {failures} | front {len(front)} | {best}"
         self._progress.update(self._trials, completed=len(trials), status=status)
-        if row.get("status") != "complete":
+        if row.get("status") == "failed":
             self.console.print(f"[yellow]trial {row.get('trial')} failed:[/] {row.get('error')}")

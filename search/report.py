@@ -25,7 +25,6 @@ LEFT_ALIGNED = (RUN_COLUMN, "trial")
 TENSORBOARD_HOST = "127.0.0.1"
 """TensorBoard has no authentication, so it only listens on the loopback interface."""
 
-_COMPLETE = "complete"
 _EER_COLUMN = "EER %"
 _EER_PREFIX = "eer@"
 EXTRACTION_COLUMNS = {"si_sdri": "SI-SDRi dB", "sdri": "SDRi dB"}
@@ -237,7 +236,7 @@ def summarise_trials(trials: Sequence[Mapping[str, Any]]) -> TrialSummary:
     seconds = [float(row["seconds"]) for row in trials if isinstance(row.get("seconds"), (int, float))]
     return TrialSummary(
         trials=len(trials),
-        failed=sum(1 for row in trials if row.get("status") != _COMPLETE),
+        failed=sum(1 for row in trials if row.get("status") == "failed"),  # not trials stopped at a lower rung
         total_seconds=sum(seconds),
         longest_seconds=max(seconds, default=0.0),
     )

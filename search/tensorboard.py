@@ -30,6 +30,7 @@ from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
 from tensorboard.plugins.hparams import summary_v2 as hparams_api
 from torch.utils.tensorboard import SummaryWriter
 
+from search.front import front_eligible
 from search.pareto import Objective, pareto_front
 from search.run_dir import RunDirectory
 
@@ -176,7 +177,7 @@ def _write_progress(
     quality = next((objective for objective in objectives if objective.metric != _SIZE), None)
     complete: list[Mapping[str, Any]] = []
     for step, row in enumerate(trials, start=1):
-        if row.get("status") == _COMPLETE:
+        if front_eligible(row):  # complete and feasible, as the front's members
             complete.append(row)
         writer.add_scalar("front_size", len(pareto_front(complete, objectives)), step)
         if quality is None:

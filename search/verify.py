@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
+from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table
 
@@ -83,7 +84,8 @@ class VerificationReport:
 
     bundle: Path
     checks: tuple[Check, ...]
-    latency: LatencyComparison
+    latency: LatencyComparison | None
+    """None when onnxruntime could not load the graph."""
 
     @property
     def passed(self) -> bool:
@@ -117,10 +119,18 @@ def verify_bundle(
     onnx_path = bundle.path / ONNX_FILE
     if not onnx_path.is_file():
         raise BundleError(f"{onnx_path}: missing")
-    graph = onnx.load(str(onnx_path))
+    try:
+        graph = onnx.load(str(onnx_path))
+    except DecodeError as error:
+        raise BundleError(f"{onnx_path}: not an ONNX model ({error})") from None
+    config = _run_config(bundle, data)
     checks = [_valid_graph(graph), _integer_weights(graph, bundle)]
-    session = _session(graph, threads=None)
-    checks += _TASK_CHECKS[bundle.config.task](bundle, session, _run_config(bundle, data), progress)
+    try:
+        session = _session(graph, threads=None)
+    except Exception as error:  # onnxruntime raises a different pybind type per failure
+        checks.append(Check("onnxruntime loads the graph", False, _one_line(error)))
+        return VerificationReport(bundle.path, tuple(checks), None)
+    checks += _TASK_CHECKS[bundle.config.task](bundle, session, config, progress)
     return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds))
 
 
@@ -133,6 +143,8 @@ def print_verification(report: VerificationReport, console: Console) -> None:
         table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail)
     console.print(table)
     latency = report.latency
+    if latency is None:
+        return
     console.print(
         f"onnxruntime on this machine (1 thread, median of {latency.runs}, fastest {latency.fastest_ms:.3f}): "
         f"{latency.measured_ms:.3f} ms per second of audio; cost model on {latency.target}: {latency.predicted_ms:.3f} ms "
@@ -144,7 +156,7 @@ def _valid_graph(graph: onnx.ModelProto) -> Check:
     try:
         onnx.checker.check_model(graph, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as error:
-        return Check("ONNX graph is valid", False, " ".join(str(error).split())[:300])
+        return Check("ONNX graph is valid", False, _one_line(error))
     opset = next((entry.version for entry in graph.opset_import if entry.domain in ("", "ai.onnx")), None)
     return Check("ONNX graph is valid", True, f"opset {opset}, {len(graph.graph.node)} nodes")
 
@@ -256,6 +268,10 @@ def _session(graph: onnx.ModelProto, threads: int | None) -> onnxruntime.Inferen
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = threads
     return onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())[:300]
 
 
 def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:

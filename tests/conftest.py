@@ -17,6 +17,21 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(scope="module")
+def single_thread():
+    """Run a module's tiny-model training on one intra-op thread.
+
+    Tiny convolutions gain nothing from a second thread, and on a loaded machine two OpenMP
+    threads waiting on each other made a training step about 20x slower (measured here).
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_cache_dir(tmp_path_factory):
     """One feature and teacher cache for the tiny engine-test runs: the tiny teacher trains once."""

@@ -71,7 +71,8 @@ def speaker_pool(source: Source, split: str, sample_rate: int, cache_root: str |
     """Utterances by speaker of a `data:` source; `split` picks the synthetic corpus's split."""
     if isinstance(source, SyntheticCorpusConfig):
         if source.sample_rate != sample_rate:
-            raise MixtureError(f"synthetic corpus at {source.sample_rate} Hz: the run's sample rate is {sample_rate} Hz")
+            rates = f"synthetic corpus at {source.sample_rate} Hz: the run's sample rate is {sample_rate} Hz"
+            raise MixtureError(rates)
         return synthetic_pool(source, split, cache_root)
     return corpus_pool(source, sample_rate)
 
@@ -175,7 +176,8 @@ def _enrollment_lines(path: Path) -> list[tuple[int, tuple[str, str, str]]]:
         if not fields:
             continue
         if len(fields) != 3 or fields[1] not in _TARGETS:
-            raise MixtureError(f"{path}:{number}: expected '<mixture file> <s1|s2> <enrollment file>', got {line.strip()!r}")
+            expected = "expected '<mixture file> <s1|s2> <enrollment file>'"
+            raise MixtureError(f"{path}:{number}: {expected}, got {line.strip()!r}")
         lines.append((number, (fields[0], fields[1], fields[2])))
     return lines
 
@@ -198,7 +200,8 @@ def _resolve(folder: Path, path: str) -> Path:
 
 def _level_db(target: np.ndarray, rest: np.ndarray) -> float:
     """Target-to-rest level of a given mixture, in dB (what the mixing script chose)."""
-    return float(10.0 * np.log10((np.mean(target.astype(np.float64) ** 2) + 1e-12) / (np.mean(rest.astype(np.float64) ** 2) + 1e-12)))
+    powers = [np.mean(signal.astype(np.float64) ** 2) + 1e-12 for signal in (target, rest)]
+    return float(10.0 * np.log10(powers[0] / powers[1]))
 
 
 def _read(read: Callable[[], T]) -> T:

@@ -100,7 +100,8 @@ class SpeakerPool:
 
     def __post_init__(self) -> None:
         if len(self.utterances) < 2:
-            raise MixtureError(f"{self.origin}: {len(self.utterances)} speaker(s); two-speaker mixtures need at least 2")
+            count = len(self.utterances)
+            raise MixtureError(f"{self.origin}: {count} speaker(s); two-speaker mixtures need at least 2")
         for speaker, utterances in self.utterances.items():
             if len(utterances) < 2:
                 raise MixtureError(
@@ -189,7 +190,8 @@ def training_batch(
     inside it; from fixed mixtures, each is a random crop of one of them.
     """
     examples = []
-    speakers = {speaker: index for index, speaker in enumerate(source.speakers)} if isinstance(source, SpeakerPool) else {}
+    pooled = isinstance(source, SpeakerPool)
+    speakers = {speaker: index for index, speaker in enumerate(source.speakers)} if pooled else {}
     for _ in range(batch_size):
         if isinstance(source, SpeakerPool):
             speaker = source.speakers[int(rng.integers(len(source.speakers)))]

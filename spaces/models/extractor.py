@@ -85,7 +85,9 @@ class SeparatorStack(nn.Module):
 class VoiceprintEncoder(nn.Module):
     """Encoded enrollment `[B, filters, frames]` -> speaker embedding `[B, embedding_dim]`."""
 
-    def __init__(self, filters: int, channels: int, hidden: int, kernel_size: int, blocks: int, embedding_dim: int) -> None:
+    def __init__(
+        self, filters: int, channels: int, hidden: int, kernel_size: int, blocks: int, embedding_dim: int
+    ) -> None:
         super().__init__()
         self.norm = _global_layer_norm(filters)
         self.conv_in = nn.Conv1d(filters, channels, 1)

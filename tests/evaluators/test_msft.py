@@ -9,6 +9,8 @@ from spaces.compress import ModelSpec, quantizable_layers
 from spaces.plan import LayerQuantization
 from spaces.quant.qat import fake_quantized_layers
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 GROUPS = {"stem": ["stem.0"], "layer1": ["layer1.a", "layer1.b"], "layer2": ["layer2.a"], "head": ["embedding"]}
 SENSITIVITIES = {"stem.0": 0.5, "layer1.a": 0.05, "layer1.b": 0.1, "layer2.a": 0.2, "embedding": 0.01}
 SPEC = ModelSpec("resnet", dict(num_mel_bins=24, base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16), 24, 100, 16000)

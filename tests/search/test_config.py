@@ -82,3 +82,28 @@ def test_cli_unwritable_output_exits_2(tmp_path, capsys):
 def test_cli_report_on_missing_run_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
     assert "pareto.json: missing" in capsys.readouterr().err
+
+
+def test_fidelity_block_sets_the_ladder_and_round_trips(tmp_path):
+    config = load_config(write(tmp_path, "fidelity:\n  steps: [0, 100, 300]\n  msft: true\n  soft_step: true\n"))
+    assert config.fidelity.steps == (0, 100, 300) and config.fidelity.msft and config.fidelity.soft_step
+    assert load_config(write(tmp_path, yaml.safe_dump(config.to_dict()))) == config
+    assert load_config(DEFAULT_CONFIG).fidelity.steps == (0,)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("fidelity:\n  steps: [100, 50]\n", "fidelity.steps=[100, 50]: must be strictly increasing"),
+        ("fidelity:\n  steps: 100\n", "fidelity.steps=100: expected a non-empty list"),
+        ("fidelity:\n  stpes: [0]\n", "fidelity: unknown key 'stpes'"),
+        ("fidelity:\n  learning_rate: fast\n", "fidelity.learning_rate='fast': expected float"),
+        ("fidelity:\n  msft: maybe\n", "fidelity.msft='maybe': expected bool"),
+        ("fidelity:\n  sensitivity_quantizer: ternary\n", "fidelity.sensitivity_quantizer='ternary': unknown"),
+    ],
+)
+def test_bad_fidelity_block_names_file_and_key(tmp_path, text, message):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as raised:
+        load_config(path)
+    assert str(path) in str(raised.value) and message in str(raised.value)

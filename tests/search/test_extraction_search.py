@@ -64,6 +64,7 @@ def test_verification_stays_the_default_task(tmp_path):
         ("task: extraction\nobjectives: [[eer, min]]\n", "objectives: unknown metric 'eer'"),
         ("task: extraction\nmixtures: {level_db: [5, -5]}\n", r"mixtures.level_db=\[5.0, -5.0\]: low must not exceed high"),
         ("task: extraction\nteacher: {crop_frames: 100}\n", "teacher: unknown key 'crop_frames'"),
+        ("task: extraction\nfidelity: {msft: true}\n", "fidelity.msft: multi-stage fine-tuning is not implemented"),
     ],
 )
 def test_task_errors_name_the_key(tmp_path, text, message):

@@ -11,6 +11,8 @@ from spaces.compress import ModelSpec, compress, finalize_compressed, quantizabl
 from spaces.quant import ActivationQuantizer, QuantizedWeight, get_quantizer, unpack_weights
 from spaces.sharing import share_repeated_blocks
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 SPEC = ModelSpec("resnet", dict(num_mel_bins=24, base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16), 24, 100, 16000)
 AXES = {"features": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}}
 

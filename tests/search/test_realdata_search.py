@@ -46,10 +46,10 @@ IN_DOMAIN = """
 seed: 0
 cache_dir: {cache}
 data:
-  train: {{corpus: folder, path: {an4}/train, max_utterances_per_speaker: 4, max_seconds: 2.0}}
+  train: {{corpus: folder, path: {an4}/train, max_utterances_per_speaker: 3, max_seconds: 1.5}}
   eval:
-    - {{name: an4, corpus: folder, path: {an4}/test, max_seconds: 2.0}}
-teacher: {{steps: 60, batch_size: 32, crop_frames: 100}}
+    - {{name: an4, corpus: folder, path: {an4}/test, max_seconds: 1.5}}
+teacher: {{steps: 30, batch_size: 16, crop_frames: 80}}
 """ + TINY_MODEL
 
 

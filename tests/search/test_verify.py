@@ -14,15 +14,18 @@ from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 from tiny_run import shared_bundle, shared_tiny_run
 
 
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    return shared_tiny_run(tmp_path_factory)
+pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory):
+def tiny(tmp_path_factory, tiny_cache_dir, single_thread):
+    return shared_tiny_run(tmp_path_factory, tiny_cache_dir)
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, tiny_cache_dir, single_thread):
     """Trial 2 (mixed 2/4/8 bits) of the tiny run."""
-    return shared_bundle(tmp_path_factory)
+    return shared_bundle(tmp_path_factory, tiny_cache_dir)
 
 
 @pytest.fixture
@@ -93,6 +96,16 @@ def test_changed_codes_in_the_graph_fail_the_agreement_checks(copy):
     report = verify_bundle(copy, timing_seconds=0.05)
     assert f"embedding cosine >= {MIN_COSINE} on every utterance" in [check.name for check in report.failures]
     assert report.checks[1].passed  # still integer weights: only the numbers changed
+
+
+def test_a_broken_graph_fails_without_running(copy, capsys):
+    _edit_graph(copy, lambda graph: graph.graph.initializer.remove(graph.graph.initializer[0]))
+    report = verify_bundle(copy)
+    assert [check.name for check in report.failures] == ["ONNX graph is valid", "onnxruntime loads the graph"]
+    assert report.latency is None
+    (copy / ONNX_FILE).write_bytes(b"not a model")
+    assert main(["verify", str(copy)]) == 2
+    assert "model.onnx: not an ONNX model" in capsys.readouterr().err
 
 
 def test_data_with_other_features_exits_2(bundle, tiny, tmp_path, capsys):

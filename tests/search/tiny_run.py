@@ -1,8 +1,9 @@
 """A small, real run directory built without Ray, for the export and verify tests.
 
 The FP32 reference and every trial are measured exactly as the engine measures them (`prepare`,
-`evaluate`, `measure`), so a bundle exported from it must rebuild to the same bytes. The feature
-and teacher cache sits in pytest's session folder: the tiny teacher is trained once per session.
+`evaluate`, `measure`), so a bundle exported from it must rebuild to the same bytes. Corpus,
+model and teacher are the engine tests' tiny ones, so with their `tiny_cache_dir` the tiny
+teacher is trained once per test session.
 """
 
 from __future__ import annotations
@@ -38,20 +39,19 @@ _SESSION: dict[str, object] = {}
 """The session's tiny run and bundle, shared by every test module that asks for them."""
 
 
-def shared_tiny_run(factory: pytest.TempPathFactory) -> tuple[RunConfig, RunDirectory]:
+def shared_tiny_run(factory: pytest.TempPathFactory, cache: Path) -> tuple[RunConfig, RunDirectory]:
     """The session's tiny run, built by the first module that asks."""
     if "run" not in _SESSION:
-        root = factory.mktemp("tiny-run")
-        _SESSION["run"] = make_tiny_run(root, root / "cache")
+        _SESSION["run"] = make_tiny_run(factory.mktemp("tiny-run"), cache)
     return _SESSION["run"]
 
 
-def shared_bundle(factory: pytest.TempPathFactory) -> Path:
+def shared_bundle(factory: pytest.TempPathFactory, cache: Path) -> Path:
     """Trial `EXPORTED_TRIAL` of the session's tiny run, exported once through `search export`."""
     if "bundle" not in _SESSION:
         from search.cli import main
 
-        _, run_dir = shared_tiny_run(factory)
+        _, run_dir = shared_tiny_run(factory, cache)
         out = factory.mktemp("bundles") / f"trial-{EXPORTED_TRIAL}"
         assert main(["export", str(run_dir.path), "--trial", str(EXPORTED_TRIAL), "--out", str(out)]) == 0
         _SESSION["bundle"] = out

@@ -22,6 +22,8 @@ from spaces.plan import LayerQuantization
 from spaces.quant import QuantizedWeight, get_quantizer, unpack_weights
 from spaces.sharing import share_repeated_blocks
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 ARGUMENTS = dict(num_mel_bins=24, base_width=4, blocks=[1, 1, 1, 1], embedding_dim=16)
 SPEC = ModelSpec("resnet", ARGUMENTS, 24, 100, 16000)
 QUANTIZERS = ["uniform", "pow2", "kmeans", "binary-adaptive", "uniform-asym"]

@@ -19,6 +19,8 @@ from spaces.quant.qat import (
 )
 from spaces.quant.soft_step import annealed_temperature, soft_step
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 CASES = [(name, bits) for name, quantizer in QUANTIZERS.items() for bits in sorted({*quantizer.allowed_bits[:2], 4, 8} & set(quantizer.allowed_bits))]
 SPEC = ModelSpec("resnet", dict(num_mel_bins=24, base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16), 24, 100, 16000)
 

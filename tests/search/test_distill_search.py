@@ -1,0 +1,51 @@
+"""A distilled-student search (student width, taps, weight, sharing and bits as knobs) end to end."""
+
+import pytest
+
+from search.cli import main
+from search.config import load_config
+from search.run_dir import RunDirectory
+
+TINY = """
+name: tiny-distill
+seed: 1
+cache_dir: {cache}
+data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
+features: {{num_mel_bins: 24}}
+model: {{family: xvector, channels: 16, pooling_channels: 32, embedding_dim: 16}}
+teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
+space:
+  knobs:
+    - {{name: student.width, choices: [0.25, 0.5]}}
+    - {{name: student.depth, choices: [0.6, 1.0]}}
+    - {{name: distill.taps, choices: [embedding, [frame5, embedding]]}}
+    - {{name: distill.mode, choices: [sum, concat]}}
+    - {{name: distill.weight, range: {{low: 0.5, high: 2.0}}}}
+    - {{name: share, choices: [false, true]}}
+    - {{name: bits.all, layers: ["*"], bits: [4, 32]}}
+fidelity: {{steps: [2, 4], batch_size: 8, crop_frames: 60}}
+search: {{trials: 4, workers: 2, population_size: 4}}
+"""
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, ray_session):
+    root = tmp_path_factory.mktemp("distill-search")
+    config_path = root / "tiny.yaml"
+    config_path.write_text(TINY.format(cache=root / "cache"))
+    assert main(["run", str(config_path), "--out", str(root / "results")]) == 0
+    (run_path,) = (root / "results").iterdir()
+    return load_config(config_path), RunDirectory(run_path)
+
+
+def test_every_student_trial_completes_smaller_than_the_teacher(finished_run):
+    config, run_dir = finished_run
+    rows = run_dir.read_trials()
+    assert len(rows) == config.search.trials
+    complete = [row for row in rows if row["status"] == "complete"]
+    assert len(complete) == config.search.trials, [row["error"] for row in rows if row["status"] != "complete"]
+    reference = run_dir.read_reference()
+    for row in complete:
+        assert row["student.width"] in (0.25, 0.5) and row["distill.taps"] in ("embedding", "frame5+embedding")
+        assert 0.0 <= row["eer"] <= 1.0 and 0 < row["size_bytes"] < reference["size_bytes"]
+        assert row["params"] < reference["params"]
