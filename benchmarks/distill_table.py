@@ -197,14 +197,13 @@ def _report(row: dict, out: Path, result: dict, started: float) -> None:
 
 
 def _markdown(rows: list[dict]) -> str:
-    lines = [
-        "| teacher | student width | distilled | init | weights | parameters | size (bytes) | smaller | EER % (95% CI) | vs teacher |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-    ]
+    header = ("teacher", "student width", "distilled", "init", "weights", "parameters", "size (bytes)", "smaller")
+    lines = ["| " + " | ".join((*header, "EER % (95% CI)", "vs teacher")) + " |", "|" + " --- |" * (len(header) + 2)]
+    cells = "{teacher} | {width} | {mix} | {init} | {bits} | {params:,} | {size:,} | {smaller}"
     for row in rows:
         teacher = row["mix"] == "teacher"
         lines.append(
-            "| {teacher} | {width} | {mix} | {init} | {bits} | {params:,} | {size:,} | {smaller} | {eer:.2f} ({low:.2f}-{high:.2f}) | {rel} |".format(
+            f"| {cells} | {{eer:.2f}} ({{low:.2f}}-{{high:.2f}}) | {{rel}} |".format(
                 teacher=row["teacher"],
                 width="teacher" if teacher else f"1/{round(1 / row['width'])}",
                 mix="-" if teacher else {"scratch": "none (scratch)"}.get(row["mix"], row["mix"]),

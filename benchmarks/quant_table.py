@@ -291,8 +291,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=None, help="QAT steps (default 150; 600 with --full)")
     parser.add_argument("--boot", type=int, default=None, help="bootstrap replicates (default 100; 200 with --full)")
     parser.add_argument("--full", action="store_true", help="600 steps, 200 replicates, ECAPA-TDNN as well")
+    parser.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     configs = args.config or (["configs/demo.yaml", "configs/sv_ecapa.yaml"] if args.full else ["configs/demo.yaml"])
     steps = args.steps or (600 if args.full else 150)
     boot = args.boot or (200 if args.full else 100)

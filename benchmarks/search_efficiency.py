@@ -179,7 +179,9 @@ def summarize(
             "median_trials_to_95": statistics.median(counted),
             "final_hypervolume": {seed: history[-1] if history else 0.0 for seed, history in histories.items()},
             "hypervolume_history": histories,
-            "distinct_candidates": {seed: len({json.dumps(r, sort_keys=True) for r in rows}) for seed, rows in by_seed.items()},
+            "distinct_candidates": {
+                seed: len({json.dumps(row, sort_keys=True) for row in rows}) for seed, rows in by_seed.items()
+            },
         }
     model_based = [samplers[name]["median_trials_to_95"] for name in ("nsga2", "tpe") if name in samplers]
     random_median = samplers.get("random", {}).get("median_trials_to_95")
@@ -197,7 +199,12 @@ def summarize(
         per_seed = {seed: grid_domination(grid_rows, rows, groups) for seed, rows in runs["nsga2"].items()}
         summary["target_mixed_beats_uniform"] = {
             "per_seed": per_seed,
-            "met": all(p["dominated_by_mixed"] for points in per_seed.values() for p in points if not p["smallest_in_space"]),
+            "met": all(
+                point["dominated_by_mixed"]
+                for points in per_seed.values()
+                for point in points
+                if not point["smallest_in_space"]
+            ),
         }
     return summary
 
@@ -261,7 +268,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=100)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--samplers", nargs="+", default=None)
-    parser.add_argument("--per-speaker", type=int, default=None, help="test utterances per speaker (default 5; --full: all)")
+    parser.add_argument(
+        "--per-speaker", type=int, default=None, help="test utterances per speaker (default 5; --full: all)"
+    )
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: no spin-waiting on a busy machine)")
     parser.add_argument("--config", default=str(ROOT / "configs" / "demo.yaml"))
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "search_efficiency.json"))

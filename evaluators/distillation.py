@@ -132,9 +132,8 @@ class DistillationLoss(nn.Module):
             self.projections["concat"] = _projection(sum(student_widths), sum(teacher_widths), frames=False, same=same)
         else:
             for index, (student, teacher) in enumerate(pairs):
-                student_width, teacher_width = _width(student), _width(teacher)
-                frames = _is_frame_level(teacher)
-                self.projections[str(index)] = _projection(student_width, teacher_width, frames, student_width == teacher_width)
+                widths = _width(student), _width(teacher)
+                self.projections[str(index)] = _projection(*widths, _is_frame_level(teacher), widths[0] == widths[1])
 
     def forward(self, student_taps: Taps, teacher_taps: Taps) -> torch.Tensor:
         """The loss (before the plan's weight); gradients reach the student and the projections."""

@@ -222,7 +222,8 @@ def _attach_shared_fake_quantizers(
 ) -> list[nn.Parameter]:
     """Fake-quantize the named layers; a tied layer reuses its owner's fake-quantizer (one set of codes)."""
     aliases = shared_layers(model)
-    added = attach_fake_quantizers(model, {name: layer for name, layer in layers.items() if name not in aliases}, options)
+    owned = {name: layer for name, layer in layers.items() if name not in aliases}
+    added = attach_fake_quantizers(model, owned, options)
     owners = fake_quantized_layers(model)
     for alias, owner in aliases.items():
         if alias in layers:

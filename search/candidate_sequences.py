@@ -56,7 +56,9 @@ class _ResolvingTrial:
     def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
         return self._set(name, self._ranged(name, low, high))
 
-    def suggest_float(self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False) -> float:
+    def suggest_float(
+        self, name: str, low: float, high: float, *, step: float | None = None, log: bool = False
+    ) -> float:
         return self._set(name, self._ranged(name, low, high))
 
     def _ranged(self, name: str, low: Any, high: Any) -> Any:

@@ -41,7 +41,16 @@ from search.run_dir import RunDirectory  # noqa: E402
 from search.samplers import SEQUENCE_SAMPLERS, build_sampler, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
-from search.trial import NODE, RUNG, STEPS, TRIAL_NUMBER, TrialContext, evaluator_for, measure, ray_trainable  # noqa: E402
+from search.trial import (  # noqa: E402
+    NODE,
+    RUNG,
+    STEPS,
+    TRIAL_NUMBER,
+    TrialContext,
+    evaluator_for,
+    measure,
+    ray_trainable,
+)
 from search.trial_rows import RowSchema  # noqa: E402
 
 __all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search"]
@@ -92,7 +101,8 @@ def run_search(
     listener.stage("FP32 reference", 0, 1)
     reference_evaluation = evaluator.evaluate_reference(prepared)
     reference_size = reference_evaluation.metrics["size_bytes"]
-    reference = {"trial": "fp32", "status": "reference", **measure(reference_evaluation, config.targets, reference_size)}
+    reference_metrics = measure(reference_evaluation, config.targets, reference_size)
+    reference = {"trial": "fp32", "status": "reference", **reference_metrics}
     run_dir.write_reference(reference)
     listener.stage("FP32 reference", 1, 1)
     return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=False)
@@ -128,7 +138,7 @@ def _search(
 ) -> SearchOutcome:
     schema = RowSchema(
         metric_keys=tuple(key for key in reference if key not in ("trial", "status")),
-        rungs=len(_fidelity_steps(config)),
+        rungs=len(config.fidelity.steps),
         constraints=config.constraints,
         fixed_knobs={"quantizer": config.space.quantizer},
     )
@@ -150,12 +160,6 @@ def _search(
             _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
         write_html_report(run_dir)
     return SearchOutcome(run_dir, reference, trials, front)
-
-
-def _fidelity_steps(config: RunConfig) -> tuple[int, ...]:
-    """The run's fidelity ladder (cumulative fine-tuning steps per rung); PTQ only without one."""
-    fidelity = getattr(config, "fidelity", None)
-    return tuple(getattr(fidelity, "steps", None) or (0,))
 
 
 def _project_best_member(
@@ -204,7 +208,7 @@ def _tune(
         sampler=sampler,
         storage=_journal_storage(run_dir),
         study_name=config.name,
-        points_to_evaluate=[space.uniform_candidate(bits) for bits in config.space.baselines] if with_baselines else None,
+        points_to_evaluate=[space.uniform_candidate(bits) for bits in config.space.baselines if with_baselines],
     )
     halving = ParetoHalving(
         config.objectives, recorder.schema.rungs, config.search.reduction_factor, config.constraints
@@ -310,7 +314,8 @@ class _Recorder(Callback):
         self.recoveries[trial.trial_id] = self.recoveries.get(trial.trial_id, 0) + 1
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        self._record(trial, lambda number, knobs, attempts: self.schema.finished(number, knobs, trial.last_result or {}, attempts))
+        result = trial.last_result or {}
+        self._record(trial, lambda number, knobs, attempts: self.schema.finished(number, knobs, result, attempts))
 
     def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         reason = _error_reason(trial)

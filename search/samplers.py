@@ -74,7 +74,8 @@ class CandidateSequenceSampler(BaseSampler):
 def layer_params(space: Any, teacher_state: Mapping[str, Any]) -> dict[str, int]:
     """Weights per quantizable layer of the space (weighting the sensitivity-greedy steps)."""
     layers = [layer for group in space.groups.values() for layer in group]
-    return {layer: int(teacher_state[f"{layer}.weight"].numel()) for layer in layers if f"{layer}.weight" in teacher_state}
+    weights = {layer: teacher_state.get(f"{layer}.weight") for layer in layers}
+    return {layer: int(weight.numel()) for layer, weight in weights.items() if weight is not None}
 
 
 def build_sampler(

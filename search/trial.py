@@ -98,30 +98,12 @@ def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes
     return metrics
 
 
-def ladder_evaluations(evaluator: Any, candidate: Mapping[str, Any], prepared: Any) -> Iterator[tuple[int, Evaluation]]:
-    """(cumulative fine-tuning steps, evaluation) after each rung of the run's fidelity ladder.
-
-    An evaluator without `evaluate_ladder` has a single post-training rung.
-    """
-    ladder = getattr(evaluator, "evaluate_ladder", None)
-    if ladder is None:
-        yield 0, evaluator.evaluate(candidate, prepared)
-    else:
-        yield from ladder(candidate, prepared)
-
-
 def measure_rungs(candidate: Mapping[str, Any], context: TrialContext) -> Iterator[dict[str, float]]:
     """The candidate's metrics after each rung, with the rung, its steps and the seconds spent so far."""
     start = time.perf_counter()
-    for rung, (steps, evaluation) in enumerate(ladder_evaluations(context.evaluator, candidate, context.prepared)):
+    for rung, (steps, evaluation) in enumerate(context.evaluator.evaluate_ladder(candidate, context.prepared)):
         metrics = measure(evaluation, context.targets, context.reference_size_bytes)
         yield {**metrics, RUNG: rung, STEPS: steps, "seconds": time.perf_counter() - start}
-
-
-def evaluate_candidate(candidate: Mapping[str, Any], context: TrialContext) -> dict[str, float]:
-    """Measure one candidate through the whole ladder: quantize, fine-tune, score, price (last rung)."""
-    *_, last = measure_rungs(candidate, context)
-    return last
 
 
 def ray_trainable(config: dict[str, Any], context: TrialContext) -> None:

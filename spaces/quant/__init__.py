@@ -6,6 +6,9 @@ Registered weight quantizers (name: bits):
 - "pow2": 2..8 (Li et al. 2022)
 - "kmeans" (one codebook per layer), "kmeans-group4" (four channel groups): 1..8 (Liu, Wang, Qian 2024)
 - "binary", "binary-adaptive": 1 (Liu, Wang, Qian 2024)
+
+Quantization-aware training of any of them: `spaces.quant.qat` (trainable fake-quantizers that
+export codes in these same formats).
 """
 
 from __future__ import annotations

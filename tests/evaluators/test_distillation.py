@@ -103,9 +103,8 @@ def test_concatenation_matches_one_vector_of_every_tap():
     teacher = TEACHER.build()
     _, student = build_student(TEACHER, StudentPlan("xvector", 0.5))
     features = torch.randn(2, 40, 20)
-    loss = DistillationLoss(
-        DistillationPlan(("frame2", "frame5", "embedding"), mode="concat"), taps_of(teacher, features), taps_of(student, features)
-    )
+    plan = DistillationPlan(("frame2", "frame5", "embedding"), mode="concat")
+    loss = DistillationLoss(plan, taps_of(teacher, features), taps_of(student, features))
     projection = loss.projections["concat"]
     assert (projection.in_features, projection.out_features) == (2 * 16 + 2 * 24 + 16, 2 * 32 + 2 * 48 + 16)
 
@@ -115,8 +114,9 @@ def test_taps_match_by_relative_depth_within_their_level():
     features = torch.randn(2, 40, 20)
     teacher_taps = taps_of(TEACHER.build(), features)
     _, shallow = build_student(TEACHER, StudentPlan("xvector", 1.0, 0.6))
-    matched = match_taps(teacher_taps, taps_of(shallow, features), ["frame1", "frame3", "frame5", "pooled", "embedding"])
-    assert matched == {"frame1": "frame1", "frame3": "frame2", "frame5": "frame3", "pooled": "pooled", "embedding": "embedding"}
+    names = ["frame1", "frame3", "frame5", "pooled", "embedding"]
+    matched = match_taps(teacher_taps, taps_of(shallow, features), names)
+    assert matched == dict(zip(names, ["frame1", "frame2", "frame3", "pooled", "embedding"]))
     same = match_taps(teacher_taps, teacher_taps, list(teacher_taps))
     assert same == {name: name for name in teacher_taps}
 
@@ -127,7 +127,7 @@ def test_taps_match_by_relative_depth_within_their_level():
         (DistillationPlan(("frame9",)), "distill.taps: unknown tap 'frame9'; available taps: \\['frame1'"),
         (DistillationPlan(()), "distill.taps: empty"),
         (DistillationPlan(("embedding", "embedding")), "a tap is named twice"),
-        (DistillationPlan(("embedding",), mode="product"), "distill.mode='product': expected one of \\['sum', 'concat'\\]"),
+        (DistillationPlan(("embedding",), mode="product"), "distill.mode='product': expected one of"),
         (DistillationPlan(("embedding",), weight=-1.0), "distill.weight=-1.0: must be >= 0"),
     ],
 )

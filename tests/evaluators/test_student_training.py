@@ -115,7 +115,8 @@ def test_a_quantized_student_trains_quantization_aware_over_the_last_fraction(te
         student=NARROW,
         distillation=DistillationPlan(("embedding",), weight=2.0),
     )
-    student = trainer(teacher, plan, DistillationConfig(quantized_fraction=0.25), FidelityConfig(steps=(8,), batch_size=8, crop_frames=40))
+    fidelity = FidelityConfig(steps=(8,), batch_size=8, crop_frames=40)
+    student = trainer(teacher, plan, DistillationConfig(quantized_fraction=0.25), fidelity)
     student.train_to(5)
     assert not student.quantizing and student.compressed().description.layer("frame1.conv").weight_bits == 4
     student.train_to(6)

@@ -56,7 +56,10 @@ def test_config_errors_name_file_and_item(tmp_path):
 
 def test_config_round_trips_constraints(tmp_path):
     path = tmp_path / "run.yaml"
-    path.write_text("targets: [cortex-a72, cortex-a53]\nconstraints: ['size_bytes <= 1_234_567', 'latency_ms@cortex-a53 <= 50.5']\n")
+    path.write_text(
+        "targets: [cortex-a72, cortex-a53]\n"
+        "constraints: ['size_bytes <= 1_234_567', 'latency_ms@cortex-a53 <= 50.5']\n"
+    )
     config = load_config(path)
     assert [str(c) for c in config.constraints] == ["size_bytes <= 1234567", "latency_ms@cortex-a53 <= 50.5"]
     assert parse_constraints(config.to_dict()["constraints"], KNOWN) == config.constraints

@@ -23,8 +23,8 @@ space:
     - {{name: distill.weight, range: {{low: 0.5, high: 2.0}}}}
     - {{name: share, choices: [false, true]}}
     - {{name: bits.all, layers: ["*"], bits: [4, 32]}}
-fidelity: {{steps: [2, 4], batch_size: 8, crop_frames: 60}}
-search: {{trials: 4, workers: 2, population_size: 4}}
+fidelity: {{steps: [2, 4], batch_size: 8, crop_frames: 60, sensitivity_crops: 8}}
+search: {{trials: 2, workers: 2, population_size: 4}}
 """
 
 
@@ -49,3 +49,16 @@ def test_every_student_trial_completes_smaller_than_the_teacher(finished_run):
         assert row["student.width"] in (0.25, 0.5) and row["distill.taps"] in ("embedding", "frame5+embedding")
         assert 0.0 <= row["eer"] <= 1.0 and 0 < row["size_bytes"] < reference["size_bytes"]
         assert row["params"] < reference["params"]
+
+
+def test_the_distillation_block_is_validated_with_the_key_named(tmp_path):
+    from search.config import ConfigError
+
+    path = tmp_path / "bad.yaml"
+    path.write_text("distillation: {init: copy}\n")
+    with pytest.raises(ConfigError, match="distillation.init='copy': expected one of"):
+        load_config(path)
+    path.write_text("distillation: {weight: 2}\n")
+    with pytest.raises(ConfigError, match="distillation: unknown key 'weight'"):
+        load_config(path)
+    assert load_config(None).distillation.init == "slice"

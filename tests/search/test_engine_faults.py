@@ -10,6 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 import ray.cloudpickle as cloudpickle
+from optuna.trial import TrialState
 
 from engine_runs import write_config
 from evaluators.verification import VerificationEvaluator
@@ -91,9 +92,9 @@ def test_the_search_goes_on_to_the_end_of_the_grid_and_the_study_agrees(faulty_r
     assert sorted(row["bits.stem"] for row in outcome.trials) == [2, 4, 8]  # the grid, then it stops
     assert sorted(row["trial"] for row in outcome.trials) == [0, 1, 2]
     assert [row["trial"] for row in outcome.front] == [row["trial"] for row in outcome.trials if row["bits.stem"] == 8]
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(outcome.run_dir.study_journal)))
-    study = optuna.load_study(study_name=config.name, storage=storage)
+    backend = optuna.storages.journal.JournalFileBackend(str(outcome.run_dir.study_journal))
+    study = optuna.load_study(study_name=config.name, storage=optuna.storages.JournalStorage(backend))
     states = {trial.params["bits.stem"]: trial.state for trial in study.trials}
-    assert states == {8: optuna.trial.TrialState.COMPLETE, 4: optuna.trial.TrialState.FAIL, 2: optuna.trial.TrialState.FAIL}
-    (complete,) = [trial for trial in study.trials if trial.state == optuna.trial.TrialState.COMPLETE]
+    assert states == {8: TrialState.COMPLETE, 4: TrialState.FAIL, 2: TrialState.FAIL}
+    (complete,) = [trial for trial in study.trials if trial.state == TrialState.COMPLETE]
     assert complete.user_attrs["size_bytes"] == outcome.front[0]["size_bytes"]

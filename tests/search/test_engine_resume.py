@@ -54,7 +54,8 @@ def test_reconcile_repairs_every_way_a_killed_driver_leaves_a_run(tmp_path):
     assert (result.finished, result.duplicates_dropped) == (4, 1)
     assert (result.told_from_rows, result.interrupted, result.rebuilt) == ((1,), (2,), (3,))
     states = [trial.state for trial in journal_study(run_dir).trials]
-    assert states == [TrialState.COMPLETE, TrialState.COMPLETE, TrialState.FAIL, TrialState.COMPLETE, TrialState.WAITING]
+    complete, fail, waiting = TrialState.COMPLETE, TrialState.FAIL, TrialState.WAITING
+    assert states == [complete, complete, fail, complete, waiting]
     assert journal_study(run_dir).trials[1].values == [0.2, 400]
     assert reconcile(run_dir, journal_study(run_dir), SCHEMA, OBJECTIVES).finished == 4  # idempotent
 
@@ -82,7 +83,8 @@ def test_resume_rejects_a_new_config(tmp_path, capsys):
 
 def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_cache_dir):
     budget = 5
-    config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, f"search: {{trials: {budget}, workers: 2, retries: 0}}\n")
+    extra = f"search: {{trials: {budget}, workers: 2, retries: 0}}\n"
+    config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, extra)
     hang = tmp_path / "hang"
     env = {"ENGINE_TEST_HANG_FILE": str(hang)}
     driver = start_driver(["run", str(config), "--out", str(tmp_path / "results")], tmp_path / "first.log", env)
@@ -111,8 +113,8 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     interrupted = [row for row in rows if row.get("error") == INTERRUPTED]
     assert interrupted and all(row["status"] == "failed" for row in interrupted)
     assert max(row["trial"] for row in before) < max(numbers)  # the study went on numbering
-    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal")))
-    study = optuna.load_study(study_name="tiny", storage=storage)
+    backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
     assert len(study.trials) == budget and not [t for t in study.trials if t.state == TrialState.RUNNING]
     failed = {t.number for t in study.trials if t.state == TrialState.FAIL}
     assert failed == {row["trial"] for row in rows if row["status"] == "failed"}

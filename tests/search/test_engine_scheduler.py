@@ -78,5 +78,6 @@ def test_ray_scheduler_turns_decisions_into_continue_and_stop():
     assert scheduler.on_trial_result(None, first, {"rung": 0, "eer": 0.1, "size_bytes": 10}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, second, {"rung": 0, "eer": 0.2, "size_bytes": 5}) == TrialScheduler.CONTINUE
     assert scheduler.on_trial_result(None, other, {"rung": 0, "eer": 0.3, "size_bytes": 30}) == TrialScheduler.STOP
-    assert scheduler.on_trial_result(None, other, {"eer": 0.3}) == TrialScheduler.CONTINUE  # no rung: not a ladder report
+    no_rung = {"eer": 0.3}  # not a fidelity-ladder report
+    assert scheduler.on_trial_result(None, other, no_rung) == TrialScheduler.CONTINUE
     assert "[3, 0]" in scheduler.debug_string()

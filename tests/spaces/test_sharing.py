@@ -30,7 +30,8 @@ EXPECTED_OWNERS = {
 
 
 def quantize_all(model: nn.Module, bits: int) -> dict:
-    return {name: get_quantizer("uniform").quantize(model.get_submodule(name).weight, bits) for name in quantizable_layers(model)}
+    uniform = get_quantizer("uniform")
+    return {name: uniform.quantize(model.get_submodule(name).weight, bits) for name in quantizable_layers(model)}
 
 
 @pytest.mark.parametrize("family", sorted(SPECS))
@@ -123,7 +124,8 @@ def test_a_shared_layer_quantized_unlike_its_owner_is_a_clear_error():
     share_repeated_blocks(model)
     quantized = quantize_all(model, 4)
     quantized["layer1.1.conv1"] = get_quantizer("uniform").quantize(model.layer1[1].conv1.weight, 6)
-    with pytest.raises(SharingError, match="'layer1.1.conv1' shares its weights with 'layer1.0.conv1' but is quantized as 6-bit"):
+    message = "'layer1.1.conv1' shares its weights with 'layer1.0.conv1' but is quantized as 6-bit"
+    with pytest.raises(SharingError, match=message):
         tie_quantized(model, quantized)
     del quantized["layer1.0.conv1"]
     with pytest.raises(SharingError, match="which is not quantized"):

@@ -133,3 +133,23 @@ def test_bad_students_are_clear_errors(student, message):
 def test_slicing_across_families_is_refused():
     with pytest.raises(StudentError, match="cannot slice a 'xvector' teacher"):
         build_student(XVECTOR, StudentPlan("resnet", 0.25), XVECTOR.build().state_dict())
+
+
+def test_depth_arguments_set_the_blocks_and_their_taps():
+    xvector = build_model("xvector", num_mel_bins=20, channels=8, pooling_channels=12, embedding_dim=16, frame_layers=3)
+    taps = xvector.eval().forward_with_taps(torch.randn(2, 30, 20))[1]
+    assert [name for name in taps if name.startswith("frame")] == ["frame1", "frame2", "frame3"]
+    assert taps["frame3"].shape == (2, 12, 30) and xvector.frame3.conv.kernel_size == (1,)
+    ecapa = build_model("ecapa_tdnn", **{**ECAPA.kwargs, "blocks": 2})
+    taps = ecapa.eval().forward_with_taps(torch.randn(2, 30, 20))[1]
+    assert [name for name in taps if name.startswith("block")] == ["block1", "block2"]
+    assert ecapa.mfa.in_channels == 2 * 32 and ecapa.block2.res2.convs[0].conv.dilation == (3,)
+
+
+@pytest.mark.parametrize(
+    ("family", "kwargs", "message"),
+    [("xvector", dict(frame_layers=1), "model.frame_layers=1: must be >= 2"), ("ecapa_tdnn", dict(blocks=0), "model.blocks=0")],
+)
+def test_impossible_depths_are_clear_errors(family, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        build_model(family, **kwargs)
