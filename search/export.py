@@ -35,7 +35,7 @@ from search.onnx_export import export_onnx
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import RunDirectory
 from search.selection import Selection
-from search.trial import ladder_evaluations, measure, metric_names
+from search.trial import RUNG, measure, metric_names
 from spaces.bundle import (
     MODEL_CARD_FILE,
     ONNX_FILE,
@@ -53,6 +53,7 @@ from spaces.compress import CompressedModel, ModelSpec
 from spaces.description import FLOAT_BITS
 from spaces.plan import CompressionPlan, LayerQuantization
 from spaces.quant import QuantizedWeight, unpack_weights
+from spaces.students import student_spec
 
 BUNDLES_DIR = "bundles"
 """Default home of a run's bundles: `RUN/bundles/trial-NNNN/`."""
@@ -142,7 +143,7 @@ def export_bundle(
     source = {
         "run": str(run_dir.path.resolve()),
         "trial": int(row["trial"]),
-        "rung": row.get("rung"),
+        "rung": row.get(RUNG),
         "selection": selection,
         "candidate": candidate,
     }
@@ -189,8 +190,8 @@ def _rebuild(
     evaluator: VerificationEvaluator, candidate: Mapping[str, Any], prepared: PreparedVerification, row: Mapping[str, Any]
 ) -> Evaluation:
     """The trial's model at the fidelity rung its row was measured at (the last when unrecorded)."""
-    wanted = row.get("rung")
-    for rung, (_, evaluation) in enumerate(ladder_evaluations(evaluator, candidate, prepared)):
+    wanted = row.get(RUNG)
+    for rung, (_, evaluation) in enumerate(evaluator.evaluate_ladder(candidate, prepared)):
         if rung == wanted:
             break
     else:
@@ -228,11 +229,7 @@ def _quality_interval(evaluation: Evaluation, prepared: PreparedVerification) ->
 
 def _built_spec(teacher: ModelSpec, plan: CompressionPlan) -> ModelSpec:
     """The spec of the model the plan builds: the teacher's, or its student's."""
-    if plan.student is None:
-        return teacher
-    from spaces.students import student_spec
-
-    return student_spec(teacher, plan.student)
+    return teacher if plan.student is None else student_spec(teacher, plan.student)
 
 
 def _bundle_config(

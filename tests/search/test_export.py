@@ -128,18 +128,24 @@ def test_a_non_empty_out_folder_or_missing_run_exits_2(tiny, tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_a_trial_that_rebuilds_to_another_size_is_refused(tiny, tmp_path, capsys):
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"size_bytes": 1}, "the rebuilt model packs to {size} bytes but trials.jsonl records size_bytes={recorded}"),
+        ({"rung": 5}, "rung 5 is beyond the run's fidelity ladder"),
+    ],
+)
+def test_a_trial_that_does_not_rebuild_as_recorded_is_refused(tiny, tmp_path, capsys, change, message):
     _, run_dir = tiny
     copy = tmp_path / "run"
     shutil.copytree(run_dir.path, copy)
-    lines = (copy / "trials.jsonl").read_text().splitlines()
-    rows = [json.loads(line) for line in lines]
+    rows = [json.loads(line) for line in (copy / "trials.jsonl").read_text().splitlines()]
     size = int(rows[1]["size_bytes"])
-    rows[1]["size_bytes"] = size + 1
+    rows[1]["size_bytes"] = size + change.get("size_bytes", 0)
+    rows[1].update({key: value for key, value in change.items() if key != "size_bytes"})
     (copy / "trials.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
     assert main(["export", str(copy), "--trial", str(rows[1]["trial"]), "--out", str(tmp_path / "bundle")]) == 2
-    err = capsys.readouterr().err
-    assert f"packs to {size} bytes but trials.jsonl records size_bytes={size + 1}" in err
+    assert message.format(size=size, recorded=int(rows[1]["size_bytes"])) in capsys.readouterr().err
     assert not (tmp_path / "bundle").exists()
 
 
