@@ -162,7 +162,7 @@ def _train_teacher(spec: ModelSpec, training: MixtureSource, config: RunConfig, 
         spec.sample_rate,
         config.teacher,
         config.seed,
-        on_step=lambda step, loss: progress(f"teacher (SI-SDR {-loss:.1f} dB)", step + 1, steps),
+        on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
     )
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
 

@@ -24,7 +24,8 @@ teacher: {{steps: 3, batch_size: 4, crop_frames: 40}}
 def config(tmp_path, write_audio):
     for speaker, frequency in enumerate((150.0, 300.0, 600.0)):
         for utterance in range(3):
-            write_audio(tmp_path / "tones" / f"s{speaker}" / f"{utterance}.flac", 0.6, frequency=frequency * (1 + utterance / 50))
+            path = tmp_path / "tones" / f"s{speaker}" / f"{utterance}.flac"
+            write_audio(path, 0.6, frequency=frequency * (1 + utterance / 50))
     path = tmp_path / "run.yaml"
     path.write_text(CONFIG.format(cache=tmp_path / "cache", tones=tmp_path / "tones"))
     return load_config(path)

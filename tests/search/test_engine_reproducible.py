@@ -10,7 +10,7 @@ from search.engine import run_search
 from search.run_dir import RunDirectory
 
 EXTRA = """
-search: {trials: 6, workers: 1, sampler: random, reduction_factor: 2}
+search: {trials: 5, workers: 1, sampler: random, reduction_factor: 2}
 fidelity: {steps: [0, 2], batch_size: 4, crop_frames: 50}
 constraints: ['mean_weight_bits <= 5']
 """
@@ -30,7 +30,7 @@ def test_one_worker_and_one_seed_give_the_same_candidates_and_metrics(two_runs):
     _, (first, second) = two_runs
     strip = lambda rows: [{k: v for k, v in row.items() if k not in VARYING} for row in rows]  # noqa: E731
     assert strip(first.trials) == strip(second.trials)
-    assert len(first.trials) == 6 and first.run_dir.read_hypervolume() == second.run_dir.read_hypervolume()
+    assert len(first.trials) == 5 and first.run_dir.read_hypervolume() == second.run_dir.read_hypervolume()
 
 
 def test_every_trial_is_marked_feasible_or_not_and_the_front_is_feasible(two_runs):

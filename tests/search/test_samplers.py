@@ -164,7 +164,7 @@ def test_uniform_grid_over_a_space_with_quantizer_knobs_covers_each_quantizer():
     grid = uniform_grid_candidates(the_space)
     quantizer_knobs = [name for name in the_space.knobs if name.startswith("quantizer.")]
     assert quantizer_knobs
-    assert {grid_candidate[quantizer_knobs[0]] for grid_candidate in grid} == set(the_space.quantizers)
+    assert {grid_candidate[quantizer_knobs[0]] for grid_candidate in grid} == set(the_space.knobs[quantizer_knobs[0]])
     for candidate in grid:
         the_space.plan(candidate)  # every listed candidate is one the space builds
         assert len({candidate[name] for name in the_space.groups}) == 1
