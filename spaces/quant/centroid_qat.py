@@ -41,7 +41,7 @@ class CentroidQuantizer(FakeQuantizer):
         quantizer: KMeansQuantizer,
         bits: int,
         latent: torch.Tensor,
-        reassign_every: int = 10,
+        reassign_every: int = 1,
         soft_step: bool = False,
         temperature_start: float = 0.5,
         temperature_end: float = 0.01,

@@ -51,7 +51,7 @@ class QatOptions:
         temperature_start, temperature_end: Soft-step temperature range (relative to level spacing).
     """
 
-    reassign_every: int = 10
+    reassign_every: int = 1
     soft_step: bool = False
     temperature_start: float = 0.5
     temperature_end: float = 0.01
