@@ -10,7 +10,10 @@ SMALL = {
     "resnet": dict(base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16),
     "ecapa_tdnn": dict(channels=32, scale=4, se_channels=8, attention_channels=8, mfa_channels=48, embedding_dim=16),
     "xvector": dict(channels=32, pooling_channels=48, embedding_dim=16),
+    "extractor": dict(filters=16, window=16, bottleneck=16, hidden=24, skip_channels=16, blocks=2, stacks=2, embedding_dim=8),
 }
+RAW_AUDIO_FAMILIES = ("extractor",)
+"""Families that read waveforms, not filterbanks (no num_mel_bins)."""
 
 
 def test_every_family_has_a_small_variant_here():
@@ -20,7 +23,8 @@ def test_every_family_has_a_small_variant_here():
 @pytest.mark.parametrize("family", sorted(SMALL))
 @pytest.mark.parametrize("bits", [32, 8, 4])
 def test_every_layer_of_every_family_is_costed(family, bits):
-    spec = ModelSpec(family, dict(num_mel_bins=24, **SMALL[family]), 24, 100, 16000)
+    features = {} if family in RAW_AUDIO_FAMILIES else {"num_mel_bins": 24}
+    spec = ModelSpec(family, {**features, **SMALL[family]}, 24, 100, 16000)
     model = spec.build()
     description = compress(spec, model.state_dict(), {name: bits for name in quantizable_layers(model)}).description
     for target in available_targets():
