@@ -96,33 +96,27 @@ class ExtractionEvaluator:
         self, candidate: Mapping[str, Any], prepared: PreparedExtraction
     ) -> Iterator[tuple[int, Evaluation]]:
         """(cumulative fine-tuning steps, evaluation) after each rung, continuing from the previous rung."""
-        tuner = ExtractorFineTuner(
-            prepared.spec,
-            prepared.teacher_state,
-            prepared.space.plan(candidate),
-            prepared.training,
-            prepared.mixtures,
-            prepared.fidelity,
-            prepared.teacher,
-            prepared.seed,
-        )
+        tuner = _fine_tuner(prepared.space.plan(candidate), prepared)
         for steps in prepared.fidelity.steps:
             tuner.train_to(steps)
             yield steps, _score(tuner.compressed(), prepared)
 
     def evaluate_reference(self, prepared: PreparedExtraction) -> Evaluation:
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""
-        tuner = ExtractorFineTuner(
-            prepared.spec,
-            prepared.teacher_state,
-            CompressionPlan(),
-            prepared.training,
-            prepared.mixtures,
-            prepared.fidelity,
-            prepared.teacher,
-            prepared.seed,
-        )
-        return _score(tuner.compressed(), prepared)
+        return _score(_fine_tuner(CompressionPlan(), prepared).compressed(), prepared)
+
+
+def _fine_tuner(plan: CompressionPlan, prepared: PreparedExtraction) -> ExtractorFineTuner:
+    return ExtractorFineTuner(
+        prepared.spec,
+        prepared.teacher_state,
+        plan,
+        prepared.training,
+        prepared.mixtures,
+        prepared.fidelity,
+        prepared.teacher,
+        prepared.seed,
+    )
 
 
 def _score(compressed: CompressedModel, prepared: PreparedExtraction) -> Evaluation:
