@@ -62,6 +62,8 @@ FULL_SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-gr
 FRACTION = 0.95
 QUALITY_AND_SIZE = (Objective("eer", "min"), Objective("size_bytes", "min"))
 CACHE_VERSION = 1
+MEASUREMENT_KEYS = ("task", "seed", "data", "features", "model", "teacher", "targets", "evaluation")
+"""The config blocks a candidate's post-training measurement depends on (the cache key's part)."""
 
 
 class CachedMeasurements:
@@ -91,8 +93,9 @@ class CachedMeasurements:
         os.replace(temporary, self.path)
 
 
-def reduced_test_set(prepared: PreparedVerification, per_speaker: int | None) -> PreparedVerification:
-    """The prepared data with only the first `per_speaker` test utterances of each speaker."""
+def ptq_on_reduced_test_set(prepared: PreparedVerification, per_speaker: int | None) -> PreparedVerification:
+    """Post-training quantization only, scored on the first `per_speaker` test utterances of each speaker."""
+    prepared = dataclasses.replace(prepared, fidelity=dataclasses.replace(prepared.fidelity, steps=(0,)))
     if per_speaker is None:
         return prepared
     main = prepared.eval_sets[0]
@@ -293,11 +296,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(args.config)
     evaluator = VerificationEvaluator()
-    prepared = reduced_test_set(evaluator.prepare(config), per_speaker)
+    prepared = ptq_on_reduced_test_set(evaluator.prepare(config), per_speaker)
     fp32 = evaluator.evaluate_reference(prepared)
     reference_size = fp32.metrics["size_bytes"]
     reference = measure(fp32, config.targets, reference_size)
-    key = content_hash(CACHE_VERSION, config.to_dict(), per_speaker)
+    resolved = config.to_dict()
+    key = content_hash(CACHE_VERSION, {name: resolved[name] for name in MEASUREMENT_KEYS}, per_speaker)
     cache_path = Path(config.cache_dir) / f"search_efficiency-{key}.json"
     cache_path.parent.mkdir(parents=True, exist_ok=True)
     measured = CachedMeasurements(
