@@ -120,11 +120,7 @@ def _export(args: argparse.Namespace, console: Console) -> int:
 
     with RichDisplay() as display:
         exported = export_bundle(args.run_dir, trial=args.trial, pick=args.pick, out=args.out, progress=display.stage)
-    metrics = exported.metrics
-    console.print(
-        f"trial {exported.trial} ({exported.selection}): {exported.size_bytes:,} bytes, EER {100 * metrics['eer']:.2f}% "
-        f"({100 * metrics['eer_low']:.2f}-{100 * metrics['eer_high']:.2f}%), minDCF {metrics['min_dcf']:.3f}"
-    )
+    console.print(exported.summary())
     console.print(f"bundle: {exported.path}\ncheck it with: search verify {exported.path}")
     return 0
 
@@ -218,11 +214,14 @@ def _parser() -> argparse.ArgumentParser:
     verify = commands.add_parser(
         "verify",
         help="check a bundle's ONNX model against its PyTorch model and time it",
-        description="Compare onnxruntime with the PyTorch model rebuilt from the bundle on the evaluation set, "
-        "check that quantized layers are integer weights in the graph, and measure onnxruntime's latency.",
+        description="Compare onnxruntime with the PyTorch model rebuilt from the bundle on the run's test data "
+        "(speaker verification: embedding cosine per utterance and EER within 0.1 points; speaker extraction: "
+        "SI-SDRi on the test mixtures within 0.1 dB, with the largest sample difference of the estimates), "
+        "check that quantized layers are integer weights in the graph, and measure onnxruntime's latency for "
+        "one second of audio beside the cost model's prediction.",
     )
     verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `search export`")
-    verify.add_argument("--data", metavar="CONFIG", help="run config or run directory with the evaluation set (default: the bundle's run)")
+    verify.add_argument("--data", metavar="CONFIG", help="run config or run directory with the evaluation set or test mixtures (default: the bundle's run)")
     verify.add_argument("--target", default="x86-avx2", help="cost-model target set beside the measured latency (default: x86-avx2)")
     verify.set_defaults(handler=_verify)
     hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")

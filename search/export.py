@@ -7,16 +7,18 @@ The rebuilt model must pack to the row's `size_bytes`, or the export stops: the 
 cache changed since the run, and the bundle would not be the model the report showed.
 
 The bundle (`spaces.bundle`) gets the packed weights as they are, a config.json with the
-metrics re-measured on the rebuilt model (the EER with a bootstrap confidence interval) and the
+metrics re-measured on the rebuilt model (with a bootstrap confidence interval: of the EER for
+speaker verification, of the mean SI-SDRi over the test mixtures for speaker extraction) and the
 cost model's prediction on every target, the ONNX graph exported from the model that
-`load_bundle` rebuilds from those two files, and the model card rendered from them.
+`load_bundle` rebuilds from those two files, and the model card rendered from them. What differs
+between the tasks (input/output signature, quality interval, evaluation record) is a `_TaskExport`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,9 +27,13 @@ import numpy as np
 import onnx
 import torch
 
+from evaluators.data.mixtures import Mixture
+from evaluators.extraction import PreparedExtraction
+from evaluators.extraction_training import extract
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
+from evaluators.si_sdr import si_sdr_improvement
 from evaluators.training import embed_utterances
-from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator
+from evaluators.verification import Evaluation, PreparedVerification
 from hwcost import available_targets
 from search.config import RunConfig, load_config
 from search.model_card import render_model_card
@@ -35,7 +41,7 @@ from search.onnx_export import export_onnx
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import RunDirectory
 from search.selection import Selection
-from search.trial import RUNG, measure, metric_names
+from search.trial import RUNG, evaluator_for, measure, metric_names
 from spaces.bundle import (
     MODEL_CARD_FILE,
     ONNX_FILE,
@@ -43,7 +49,9 @@ from spaces.bundle import (
     WEIGHTS_FILE,
     BundleConfig,
     FeatureSettings,
+    TensorSpec,
     example_inputs,
+    extraction_signature,
     load_bundle,
     verification_signature,
     weights_digest,
@@ -76,6 +84,22 @@ class ExportedBundle:
     selection: str
     size_bytes: int
     metrics: dict[str, float]
+    task: str
+
+    def summary(self) -> str:
+        """One line: the trial, its size and its quality with the confidence interval."""
+        metrics = self.metrics
+        if self.task == "extraction":
+            quality = (
+                f"SI-SDRi {metrics['si_sdri']:.2f} dB ({metrics['si_sdri_low']:.2f} to {metrics['si_sdri_high']:.2f}), "
+                f"SDRi {metrics['sdri']:.2f} dB"
+            )
+        else:
+            quality = (
+                f"EER {100 * metrics['eer']:.2f}% ({100 * metrics['eer_low']:.2f}-{100 * metrics['eer_high']:.2f}%), "
+                f"minDCF {metrics['min_dcf']:.3f}"
+            )
+        return f"trial {self.trial} ({self.selection}): {self.size_bytes:,} bytes, {quality}"
 
 
 def choose_trial(
@@ -85,7 +109,8 @@ def choose_trial(
     if (trial is None) == (pick is None):
         raise ExportError("give exactly one of --trial N and --pick SELECTION")
     if pick is not None:
-        selection = Selection.parse(pick, metric_names(config.targets, config.data.eval_names))
+        eval_sets = () if config.task == "extraction" else config.data.eval_names
+        selection = Selection.parse(pick, metric_names(config.targets, eval_sets, config.task))
         return dict(selection.choose(rows, config.objectives)), f'--pick "{pick}"'
     complete = [row for row in rows if row.get("status") == _COMPLETE]
     for row in complete:
@@ -117,12 +142,13 @@ def export_bundle(
     reference = run_dir.read_reference()
     config = load_config(run_dir.path / RUN_CONFIG_FILE)
     if config.task not in TASKS:
-        raise ExportError(f"{run_dir.path}: {config.task} runs cannot be exported yet; bundles hold {list(TASKS)}")
+        raise ExportError(f"{run_dir.path}: {config.task} runs cannot be exported; bundles hold {list(TASKS)}")
     row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
-    evaluator = VerificationEvaluator()
+    task = _TASK_EXPORTS[config.task]
+    evaluator = evaluator_for(config)
     prepared = evaluator.prepare(config, progress)
     candidate = prepared.space.candidate_from_row(row)
     try:
@@ -138,7 +164,7 @@ def export_bundle(
     targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
     metrics = {  # the run's first target first, so unsuffixed costs mean what they mean in the run
         **measure(evaluation, targets, float(reference["size_bytes"])),
-        **_quality_interval(evaluation, prepared),
+        **task.quality_interval(evaluation, prepared),
     }
     source = {
         "run": str(run_dir.path.resolve()),
@@ -157,7 +183,7 @@ def export_bundle(
         _evaluation_record(config, prepared, reference),
     )
     _write_bundle(folder, bundle_config, evaluation.compressed.packed)
-    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics)
+    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics, config.task)
 
 
 def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
@@ -186,9 +212,7 @@ def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
     os.replace(partial, folder)
 
 
-def _rebuild(
-    evaluator: VerificationEvaluator, candidate: Mapping[str, Any], prepared: PreparedVerification, row: Mapping[str, Any]
-) -> Evaluation:
+def _rebuild(evaluator: Any, candidate: Mapping[str, Any], prepared: Any, row: Mapping[str, Any]) -> Evaluation:
     """The trial's model at the fidelity rung its row was measured at (the last when unrecorded)."""
     wanted = row.get(RUNG)
     for rung, (_, evaluation) in enumerate(evaluator.evaluate_ladder(candidate, prepared)):
@@ -206,7 +230,7 @@ def _rebuild(
     return evaluation
 
 
-def _quality_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
+def _eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
     """Bootstrap interval of the EER on the main evaluation set, from the same trials the EER used."""
     eval_set = prepared.eval_sets[0]
     embeddings = embed_utterances(evaluation.compressed.model, eval_set.features).numpy()
@@ -227,6 +251,86 @@ def _quality_interval(evaluation: Evaluation, prepared: PreparedVerification) ->
     }
 
 
+def si_sdri_per_mixture(estimates: Sequence[torch.Tensor], mixtures: Sequence[Mixture]) -> np.ndarray:
+    """SI-SDRi (dB) of each estimate against its mixture's target, as `extraction_metrics` averages them."""
+    return np.array([
+        si_sdr_improvement(estimate, torch.from_numpy(example.mixture), torch.from_numpy(example.target)).item()
+        for example, estimate in zip(mixtures, estimates)
+    ])
+
+
+def _si_sdri_interval(evaluation: Evaluation, prepared: PreparedExtraction) -> dict[str, float]:
+    """Bootstrap interval of the mean SI-SDRi over the test mixtures, from the mixtures the evaluator used."""
+    with torch.no_grad():
+        improvements = si_sdri_per_mixture(extract(evaluation.compressed.model, prepared.test_set), prepared.test_set)
+    if abs(improvements.mean() - evaluation.metrics["si_sdri"]) > 1e-6:
+        raise ExportError(
+            f"SI-SDRi of the re-scored mixtures ({improvements.mean()}) differs from the evaluator's ({evaluation.metrics['si_sdri']})"
+        )
+    generator = np.random.default_rng(prepared.seed)
+    means = improvements[generator.integers(0, improvements.size, (BOOTSTRAP_REPLICATES, improvements.size))].mean(axis=1)
+    tail = 100 * (1 - CONFIDENCE) / 2
+    low, high = np.percentile(means, [tail, 100 - tail])
+    return {
+        "si_sdri_low": float(low),
+        "si_sdri_high": float(high),
+        "si_sdri_confidence": CONFIDENCE,
+        "test_mixtures": float(improvements.size),
+    }
+
+
+Signature = tuple[FeatureSettings | None, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]
+"""The front end (None for raw audio), inputs and outputs of a bundle."""
+
+
+def _verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
+    """Filterbank features in, an embedding of the model's size out."""
+    with torch.no_grad():
+        embedding_dim = int(model(spec.one_second_input()).shape[-1])
+    features = FeatureSettings(
+        num_mel_bins=config.features.num_mel_bins,
+        frame_length_ms=config.features.frame_length_ms,
+        frame_shift_ms=config.features.frame_shift_ms,
+    )
+    return (features, *verification_signature(spec.num_mel_bins, embedding_dim))
+
+
+def _extraction_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
+    """Raw mixture and enrollment audio in, the estimate out: no front end."""
+    return (None, *extraction_signature())
+
+
+def _verification_record(config: RunConfig, prepared: PreparedVerification) -> dict[str, Any]:
+    return {"eval_set": prepared.eval_sets[0].name, "max_trials": config.evaluation.max_trials}
+
+
+def _extraction_record(config: RunConfig, prepared: PreparedExtraction) -> dict[str, Any]:
+    return {"mixtures": config.to_dict()["mixtures"], "test_mixtures": len(prepared.test_set)}
+
+
+@dataclass(frozen=True)
+class _TaskExport:
+    """What exporting a trial does differently per task.
+
+    Attributes:
+        signature: The bundle's front end, inputs and outputs for the run config, spec and model.
+        quality_interval: Confidence interval of the headline metric (and what it was computed over).
+        record: The task's part of config.json's `evaluation` (which test data, how much of it).
+        reference_metrics: Quality metrics of the FP32 reference kept beside the bundle's.
+    """
+
+    signature: Callable[[RunConfig, ModelSpec, torch.nn.Module], Signature]
+    quality_interval: Callable[[Evaluation, Any], dict[str, float]]
+    record: Callable[[RunConfig, Any], dict[str, Any]]
+    reference_metrics: tuple[str, ...]
+
+
+_TASK_EXPORTS = {
+    "verification": _TaskExport(_verification_io, _eer_interval, _verification_record, ("eer", "min_dcf")),
+    "extraction": _TaskExport(_extraction_io, _si_sdri_interval, _extraction_record, ("si_sdri", "sdri")),
+}
+
+
 def _built_spec(teacher: ModelSpec, plan: CompressionPlan) -> ModelSpec:
     """The spec of the model the plan builds: the teacher's, or its student's."""
     return teacher if plan.student is None else student_spec(teacher, plan.student)
@@ -242,9 +346,7 @@ def _bundle_config(
     evaluation: Mapping[str, Any],
 ) -> BundleConfig:
     """config.json of the rebuilt model: its layers as stored in the packed file, its I/O, its provenance."""
-    with torch.no_grad():
-        embedding_dim = int(compressed.model(spec.one_second_input()).shape[-1])
-    inputs, outputs = verification_signature(spec.num_mel_bins, embedding_dim)
+    features, inputs, outputs = _TASK_EXPORTS[config.task].signature(config, spec, compressed.model)
     stored = unpack_weights(compressed.packed)
     layers = {
         key.removesuffix(".weight"): LayerQuantization(entry.bits, entry.quantizer)
@@ -252,15 +354,11 @@ def _bundle_config(
         if isinstance(entry, QuantizedWeight)
     }
     return BundleConfig(
-        task="verification",
+        task=config.task,
         family=spec.family,
         model_arguments=dict(spec.kwargs),
         sample_rate=spec.sample_rate,
-        features=FeatureSettings(
-            num_mel_bins=config.features.num_mel_bins,
-            frame_length_ms=config.features.frame_length_ms,
-            frame_shift_ms=config.features.frame_shift_ms,
-        ),
+        features=features,
         layers=layers,
         inputs=inputs,
         outputs=outputs,
@@ -274,20 +372,20 @@ def _bundle_config(
     )
 
 
-def _evaluation_record(config: RunConfig, prepared: PreparedVerification, reference: Mapping[str, Any]) -> dict[str, Any]:
-    """How the bundle's metrics were measured: data, scored trials, seed, targets, the FP32 reference."""
+def _evaluation_record(config: RunConfig, prepared: Any, reference: Mapping[str, Any]) -> dict[str, Any]:
+    """How the bundle's metrics were measured: data, test set, seed, targets, the FP32 reference."""
+    task = _TASK_EXPORTS[config.task]
     resolved = config.to_dict()
     return {
         "data": resolved["data"],
-        "eval_set": prepared.eval_sets[0].name,
-        "max_trials": config.evaluation.max_trials,
+        **task.record(config, prepared),
         "seed": config.seed,
         "teacher": resolved["teacher"],
         "bootstrap_replicates": BOOTSTRAP_REPLICATES,
         "run_targets": list(config.targets),
         "cost_targets": available_targets(),
-        "reference": {key: reference[key] for key in ("eer", "min_dcf", "size_bytes") if key in reference},
+        "reference": {key: reference[key] for key in (*task.reference_metrics, "size_bytes") if key in reference},
     }
 
 
-__all__ = ["BUNDLES_DIR", "ExportError", "ExportedBundle", "choose_trial", "export_bundle"]
+__all__ = ["BUNDLES_DIR", "ExportError", "ExportedBundle", "choose_trial", "export_bundle", "si_sdri_per_mixture"]

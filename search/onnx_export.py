@@ -30,7 +30,8 @@ from __future__ import annotations
 import copy
 import io
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -40,6 +41,7 @@ import onnx
 import torch
 from onnx import TensorProto, helper, numpy_helper
 from torch import nn
+from torch.onnx import symbolic_helper
 
 from spaces.quant import (
     ActivationQuantizer,
@@ -130,17 +132,21 @@ def export_onnx(
         dynamic_axes: Tensor name -> {axis: symbolic name} for axes that vary (batch, time).
 
     Raises:
-        OnnxExportError: A quantized layer whose weight is not in the traced graph, or a
-            quantizer family with no integer decoding.
+        OnnxExportError: A quantized layer whose weight is not in the traced graph though the
+            outputs depend on it, or a quantizer family with no integer decoding.
     """
     traced = _trace(model, example_inputs, output_names, dynamic_axes)
     initializers = {tensor.name: tensor for tensor in traced.graph.initializer}
+    missing = [layer for layer in quantized if f"{layer}.weight" not in initializers]
+    unused = unused_layers(model, example_inputs, missing) if missing else set()
     decode_nodes: list[onnx.NodeProto] = []
     written: set[int] = set()
     for layer, weight in quantized.items():
         name = f"{layer}.weight"
         if id(weight) in written and name not in initializers:
             continue  # a shared weight: the traced graph feeds every user from the owner's initializer
+        if layer in unused:
+            continue  # the tracer prunes weights the outputs do not depend on
         if name not in initializers:
             raise OnnxExportError(f"layer {layer!r}: no initializer {name!r} in the traced graph")
         nodes, tensors = _decoder(weight.quantizer)(name, weight)
@@ -154,6 +160,22 @@ def export_onnx(
     converted = onnx.version_converter.convert_version(traced, OPSET)
     onnx.checker.check_model(converted, full_check=True)
     return converted
+
+
+def unused_layers(model: nn.Module, example_inputs: Mapping[str, torch.Tensor], layers: Sequence[str]) -> set[str]:
+    """The layers among `layers` whose weight the outputs do not depend on (no gradient reaches it).
+
+    E.g. the extractor's last residual convolution: its output is never read, so the traced graph
+    has no such layer, although weights.bin stores it.
+    """
+    weights = {layer: model.get_submodule(layer).weight for layer in layers}
+    trainable = {layer: weight for layer, weight in weights.items() if weight.requires_grad}
+    with torch.enable_grad():
+        outputs = model(*example_inputs.values())
+        total = sum(output.sum() for output in (outputs if isinstance(outputs, tuple) else (outputs,)))
+        gradients = torch.autograd.grad(total, list(trainable.values()), allow_unused=True) if trainable else ()
+    used = {layer for layer, gradient in zip(trainable, gradients) if gradient is not None}
+    return set(weights) - used
 
 
 def weight_storage(graph_model: onnx.ModelProto) -> dict[str, WeightStorage]:
@@ -190,7 +212,7 @@ def _trace(
     """The float graph from the TorchScript exporter (in inference mode), batch norms unfolded, initializers named."""
     exported = _with_exportable_activations(model)
     buffer = io.BytesIO()
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), _flooring_division():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
         torch.onnx.export(
             exported,
@@ -204,6 +226,34 @@ def _trace(
             do_constant_folding=False,
         )
     return onnx.load_from_string(buffer.getvalue())
+
+
+_FLOOR_DIVISIONS = ("aten::floordiv", "aten::floor_divide")
+
+
+@contextmanager
+def _flooring_division() -> Iterator[None]:
+    """Trace `//` as floor division while exporting.
+
+    The TorchScript exporter writes integer `//` as ONNX `Div`, which truncates toward zero, so
+    a length computed as `-(-samples // hop)` (a ceiling, as the extractor's frame count) is right
+    for the traced length only: on other lengths the graph pads and crops wrongly.
+    """
+    for name in _FLOOR_DIVISIONS:
+        torch.onnx.register_custom_op_symbolic(name, _floor_divide, _TRACE_OPSET)
+    try:
+        yield
+    finally:
+        for name in _FLOOR_DIVISIONS:
+            torch.onnx.unregister_custom_op_symbolic(name, _TRACE_OPSET)
+
+
+def _floor_divide(g: Any, dividend: Any, divisor: Any) -> Any:
+    """`floor(a / b)`: Floor of the quotient for floats; `(a - a mod b) / b` (an exact Div) for integers."""
+    if symbolic_helper._is_fp(dividend) or symbolic_helper._is_fp(divisor):
+        return g.op("Floor", g.op("Div", dividend, divisor))
+    remainder = g.op("Mod", dividend, divisor, fmod_i=0)  # Python's sign convention: that of the divisor
+    return g.op("Div", g.op("Sub", dividend, remainder), divisor)
 
 
 def _with_exportable_activations(model: nn.Module) -> nn.Module:
@@ -392,4 +442,4 @@ def _source_initializers(
     return found
 
 
-__all__ = ["OPSET", "WEIGHT_CONSUMERS", "OnnxExportError", "WeightStorage", "export_onnx", "weight_storage"]
+__all__ = ["OPSET", "WEIGHT_CONSUMERS", "OnnxExportError", "WeightStorage", "export_onnx", "unused_layers", "weight_storage"]

@@ -4,16 +4,20 @@ Checks, each passed or failed with its figures:
 
 - the ONNX graph is valid and every quantized layer reaches its operator as integer codes (an
   integer initializer decoded in the graph), not as float weights;
-- on the evaluation set, every utterance's ONNX embedding has cosine >= `MIN_COSINE` with the
-  PyTorch one (the model `load_bundle` rebuilds from config.json + weights.bin);
-- the EER of the two sets of embeddings differs by at most `MAX_EER_DIFFERENCE` (0.1 points).
+- then, per task (`_TASK_CHECKS`), onnxruntime against the PyTorch model `load_bundle` rebuilds
+  from config.json + weights.bin:
+  - speaker verification, on the evaluation set: every utterance's ONNX embedding has cosine
+    >= `MIN_COSINE` with the PyTorch one, and the EERs of the two sets of embeddings differ by
+    at most `MAX_EER_DIFFERENCE` (0.1 points);
+  - speaker extraction, on the test mixtures: the mean SI-SDRi of the two sets of estimates
+    differ by at most `MAX_SI_SDRI_DIFFERENCE` (0.1 dB); the largest sample difference of the
+    estimates is reported beside it.
 
 Beside the checks, onnxruntime's latency for one second of audio on one thread of this machine
 is measured next to the cost model's prediction for a target profile (by default `x86-avx2`).
-The evaluation set is the one the bundle was measured on, read from the run the bundle came from
-or from another run config (`--data`); its feature settings must be the bundle's.
-
-Checks are per task: speaker extraction will add SI-SDRi within 0.1 dB beside the embedding checks.
+The test data is what the bundle was measured on, read from the run the bundle came from or from
+another run config (`--data`) of the same task; its feature settings and sample rate must be the
+bundle's.
 """
 
 from __future__ import annotations
@@ -28,22 +32,28 @@ from pathlib import Path
 import numpy as np
 import onnx
 import onnxruntime
+import torch
 from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table
 
+from evaluators.data.mixture_corpora import evaluation_mixtures
 from evaluators.data.source_features import EvalSet, load_eval_set
+from evaluators.extraction_training import extract
 from evaluators.training import embed_utterances
 from evaluators.verification import fbank_config
 from hwcost import CostModel
 from search.config import ConfigError, RunConfig, load_config
-from search.onnx_export import weight_storage
+from search.export import si_sdri_per_mixture
+from search.onnx_export import unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from spaces.bundle import ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
 
 MIN_COSINE = 0.999
 MAX_EER_DIFFERENCE = 0.001
 """0.1 percentage points, as a fraction."""
+MAX_SI_SDRI_DIFFERENCE = 0.1
+"""dB, between the mean SI-SDRi of PyTorch's and onnxruntime's estimates."""
 HOST_TARGET = "x86-avx2"
 """Cost-model profile compared with the measured latency by default (the x86 machines tests run on)."""
 _LATENCY_MIN_RUNS = 20
@@ -124,7 +134,7 @@ def verify_bundle(
     except DecodeError as error:
         raise BundleError(f"{onnx_path}: not an ONNX model ({error})") from None
     config = _run_config(bundle, data)
-    checks = [_valid_graph(graph), _integer_weights(graph, bundle)]
+    checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized)))]
     try:
         session = _session(graph, threads=None)
     except Exception as error:  # onnxruntime raises a different pybind type per failure
@@ -161,16 +171,22 @@ def _valid_graph(graph: onnx.ModelProto) -> Check:
     return Check("ONNX graph is valid", True, f"opset {opset}, {len(graph.graph.node)} nodes")
 
 
-def _integer_weights(graph: onnx.ModelProto, bundle: Bundle) -> Check:
-    """Every quantized layer (or the owner of its shared weights) is decoded from integer codes."""
+def _integer_weights(graph: onnx.ModelProto, bundle: Bundle, unused: set[str]) -> Check:
+    """Every quantized layer (or the owner of its shared weights) is decoded from integer codes.
+
+    Layers the outputs do not depend on (`unused`) are pruned from the graph and only counted.
+    """
     storage = weight_storage(graph)
     problems, containers = [], set()
     groups: dict[int, list[str]] = {}
     for layer, weight in bundle.quantized.items():
         groups.setdefault(id(weight), []).append(layer)
+    pruned = [layers for layers in groups.values() if set(layers) <= unused and not any(layer in storage for layer in layers)]
     for layers in groups.values():
         weight = bundle.quantized[layers[0]]
         found = [storage[layer] for layer in layers if layer in storage]
+        if layers in pruned:
+            continue
         if not found:
             problems.append(f"{layers[0]}: its weight feeds no Conv/Gemm/MatMul in the graph")
         elif not all(item.integer for item in found):
@@ -182,7 +198,8 @@ def _integer_weights(graph: onnx.ModelProto, bundle: Bundle) -> Check:
     name = "quantized layers are integer weights in the graph"
     if problems:
         return Check(name, False, f"{len(problems)} of {len(groups)} layer(s): " + "; ".join(problems[:3]))
-    return Check(name, True, f"{len(groups)} layer(s), containers {', '.join(sorted(containers)) or 'none'}")
+    unread = f", {len(pruned)} unused by the outputs (not in the graph)" if pruned else ""
+    return Check(name, True, f"{len(groups) - len(pruned)} layer(s), containers {', '.join(sorted(containers)) or 'none'}{unread}")
 
 
 def _verification_checks(
@@ -216,8 +233,48 @@ def _verification_checks(
     return [cosine_check, eer_check]
 
 
-_TASK_CHECKS: dict[str, Callable[..., list[Check]]] = {"verification": _verification_checks}
-"""Task -> its agreement checks (extraction adds SI-SDRi)."""
+def _extraction_checks(
+    bundle: Bundle,
+    session: onnxruntime.InferenceSession,
+    config: RunConfig,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[Check]:
+    """Mean SI-SDRi agreement on the run's test mixtures, with the largest sample difference."""
+    if progress:
+        progress("test mixtures", 0, 1)
+    mixtures = evaluation_mixtures(config.mixtures, config.data.eval[0].source, config.data.sample_rate, config.cache_dir)
+    if progress:
+        progress("test mixtures", 1, 1)
+    mixture_input, enrollment_input = [spec.name for spec in bundle.config.inputs]
+    with torch.no_grad():
+        reference = [estimate.numpy() for estimate in extract(bundle.model, mixtures)]
+    exported = [
+        session.run(None, {mixture_input: example.mixture[None], enrollment_input: example.enrollment[None]})[0][0]
+        for example in mixtures
+    ]
+    largest = max(float(np.abs(ours - theirs).max()) if ours.shape == theirs.shape else np.inf
+                  for ours, theirs in zip(reference, exported))  # fmt: skip
+    if not np.isfinite(largest):
+        return [Check(f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB", False, "onnxruntime's estimates have other lengths")]
+    reference_si_sdri, exported_si_sdri = (
+        si_sdri_per_mixture([torch.from_numpy(estimate) for estimate in estimates], mixtures)
+        for estimates in (reference, exported)
+    )
+    difference = abs(reference_si_sdri.mean() - exported_si_sdri.mean())
+    worst = np.abs(reference_si_sdri - exported_si_sdri).max()
+    return [Check(
+        f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB",
+        bool(difference <= MAX_SI_SDRI_DIFFERENCE),
+        f"{len(mixtures)} test mixtures; PyTorch {reference_si_sdri.mean():.3f} dB, onnxruntime {exported_si_sdri.mean():.3f} dB "
+        f"(difference {difference:.4f} dB, at most {worst:.4f} dB on one mixture); estimates differ by at most {largest:.2e}",
+    )]  # fmt: skip
+
+
+_TASK_CHECKS: dict[str, Callable[..., list[Check]]] = {
+    "verification": _verification_checks,
+    "extraction": _extraction_checks,
+}
+"""Task -> its agreement checks between PyTorch and onnxruntime."""
 
 
 def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
@@ -227,7 +284,13 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
     if data is None and not path.is_file():
         raise BundleError(f"{bundle.path}: the run it came from ({source}) is gone; give its data with --data CONFIG")
     config = load_config(path)
+    if config.task != bundle.config.task:
+        raise ConfigError(f"{path}: a {config.task} run; the bundle holds a {bundle.config.task} model")
     expected = bundle.config.features
+    if expected is None:  # raw audio: only the sample rate must agree
+        if config.data.sample_rate != bundle.config.sample_rate:
+            raise ConfigError(f"{path}: sample rate {config.data.sample_rate} Hz differs from the bundle's {bundle.config.sample_rate} Hz")
+        return config
     fbank = fbank_config(config)
     found = (fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate)
     wanted = (expected.num_mel_bins, expected.frame_length_ms, expected.frame_shift_ms, bundle.config.sample_rate)
@@ -284,6 +347,7 @@ def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
 __all__ = [
     "HOST_TARGET",
     "MAX_EER_DIFFERENCE",
+    "MAX_SI_SDRI_DIFFERENCE",
     "MIN_COSINE",
     "Check",
     "LatencyComparison",

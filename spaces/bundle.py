@@ -42,8 +42,10 @@ MODEL_CARD_FILE = "MODEL_CARD.md"
 
 FORMAT = "speaker-compress-bundle"
 VERSION = 1
-TASKS = ("verification",)
-"""Tasks a bundle may hold; speaker extraction joins with its own signature."""
+TASKS = ("verification", "extraction")
+"""Tasks a bundle may hold, each with its signature (`verification_signature`, `extraction_signature`)."""
+_FEATURE_TASKS = ("verification",)
+"""Tasks whose model reads filterbank features; the others read raw audio and have no `features`."""
 
 _IGNORED_STATE = "num_batches_tracked"
 """Batch-norm counters: training bookkeeping, not stored in weights.bin."""
@@ -93,7 +95,7 @@ class BundleConfig:
         family: Model family (registry key of `spaces.models`).
         model_arguments: Keyword arguments of the family.
         sample_rate: Audio sample rate in Hz.
-        features: Front end of the "features" input.
+        features: Front end of the "features" input; None for raw-audio models (extraction).
         layers: Quantization of each quantized layer; layers not named are FP32.
         inputs: Input tensors, in the model's argument order.
         outputs: Output tensors.
@@ -110,7 +112,7 @@ class BundleConfig:
     family: str
     model_arguments: dict[str, Any]
     sample_rate: int
-    features: FeatureSettings
+    features: FeatureSettings | None
     layers: dict[str, LayerQuantization]
     inputs: tuple[TensorSpec, ...]
     outputs: tuple[TensorSpec, ...]
@@ -123,11 +125,12 @@ class BundleConfig:
     metrics: dict[str, float] = field(default_factory=dict)
 
     def model_spec(self) -> ModelSpec:
+        features = self.features
         return ModelSpec(
             family=self.family,
             kwargs=dict(self.model_arguments),
-            num_mel_bins=self.features.num_mel_bins,
-            frames_per_second=self.features.frames_per_second,
+            num_mel_bins=features.num_mel_bins if features else 0,
+            frames_per_second=features.frames_per_second if features else 0,
             sample_rate=self.sample_rate,
         )
 
@@ -143,7 +146,9 @@ class BundleConfig:
         reader.expect(data.get("version") == VERSION, "version", data.get("version"), f"expected {VERSION}")
         task = reader.get(data, "task", str)
         reader.expect(task in TASKS, "task", task, f"expected one of {list(TASKS)}")
-        features = reader.get(data, "features", dict)
+        features = reader.get(data, "features", dict) if task in _FEATURE_TASKS else None
+        reader.expect(features is not None or data.get("features") is None, "features", data.get("features"),
+                      f"expected null: {task} models read raw audio")
         layers = reader.get(data, "layers", dict)
         try:
             return cls(
@@ -151,7 +156,7 @@ class BundleConfig:
                 family=reader.get(data, "family", str),
                 model_arguments=reader.get(data, "model_arguments", dict),
                 sample_rate=reader.get(data, "sample_rate", int),
-                features=FeatureSettings(**features),
+                features=FeatureSettings(**features) if features is not None else None,
                 layers={name: LayerQuantization(**layer) for name, layer in layers.items()},
                 inputs=tuple(_tensor_spec(item) for item in reader.get(data, "inputs", list)),
                 outputs=tuple(_tensor_spec(item) for item in reader.get(data, "outputs", list)),
@@ -197,12 +202,24 @@ def verification_signature(num_mel_bins: int, embedding_dim: int) -> tuple[tuple
     )
 
 
+def extraction_signature() -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a target-speaker extractor: mixture and enrollment audio in, the
+    target's estimate (as long as the mixture) out; waveforms in [-1, 1] at the bundle's sample rate."""
+    return (
+        (TensorSpec("mixture", ("batch", "samples")), TensorSpec("enrollment", ("batch", "enrollment_samples"))),
+        (TensorSpec("estimate", ("batch", "samples")),),
+    )
+
+
 def example_inputs(config: BundleConfig) -> dict[str, torch.Tensor]:
     """Zero inputs holding one second of audio (batch 1): the unit the cost model prices.
 
-    Symbolic axes: "batch" (1), "frames" (feature frames per second), "samples" (the sample rate).
+    Symbolic axes: "batch" (1), "frames" (feature frames per second), "samples" and
+    "enrollment_samples" (the sample rate).
     """
-    sizes = {"batch": 1, "frames": config.features.frames_per_second, "samples": config.sample_rate}
+    sizes = {"batch": 1, "samples": config.sample_rate, "enrollment_samples": config.sample_rate}
+    if config.features is not None:
+        sizes["frames"] = config.features.frames_per_second
     tensors = {}
     for spec in config.inputs:
         unknown = [axis for axis in spec.shape if isinstance(axis, str) and axis not in sizes]
@@ -336,6 +353,7 @@ __all__ = [
     "FeatureSettings",
     "TensorSpec",
     "example_inputs",
+    "extraction_signature",
     "load_bundle",
     "read_bundle_config",
     "verification_signature",

@@ -8,15 +8,15 @@ teacher is trained once per test session.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
-from evaluators.verification import VerificationEvaluator
 from search.config import RunConfig, load_config
 from search.engine import front_members
 from search.run_dir import RunDirectory
-from search.trial import measure
+from search.trial import evaluator_for, measure
 
 TINY = """
 name: tiny
@@ -60,23 +60,32 @@ def shared_bundle(factory: pytest.TempPathFactory, cache: Path) -> Path:
 
 def make_tiny_run(root: Path, cache: Path) -> tuple[RunConfig, RunDirectory]:
     """Write the config to `root/tiny.yaml` and a finished run directory under `root/results`."""
+    return write_measured_run(root, TINY.format(cache=cache), TRIAL_BITS, failed_trial=FAILED_TRIAL)
+
+
+def write_measured_run(
+    root: Path, text: str, trial_bits: Mapping[int, int | Mapping[str, int]], failed_trial: int | None = None
+) -> tuple[RunConfig, RunDirectory]:
+    """A finished run of config `text` (either task): the reference and one trial per entry of
+    `trial_bits` measured as the engine measures them, then `failed_trial` recorded as failed."""
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "tiny.yaml"
-    config_path.write_text(TINY.format(cache=cache))
+    config_path.write_text(text)
     config = load_config(config_path)
     run_dir = RunDirectory.create(root / "results", config.name)
     run_dir.write_config(config.to_dict())
-    evaluator = VerificationEvaluator()
+    evaluator = evaluator_for(config)
     prepared = evaluator.prepare(config)
     fp32 = evaluator.evaluate_reference(prepared)
     reference_size = fp32.metrics["size_bytes"]
     reference = {"trial": "fp32", "status": "reference", **measure(fp32, config.targets, reference_size)}
     run_dir.write_reference(reference)
-    for number, bits in TRIAL_BITS.items():
+    for number, bits in trial_bits.items():
         candidate = prepared.space.uniform_candidate(bits)
         metrics = measure(evaluator.evaluate(candidate, prepared), config.targets, reference_size)
         run_dir.append_trial({"trial": number, "status": "complete", **candidate, **metrics, "error": "", "seconds": 1.0})
-    run_dir.append_trial({"trial": FAILED_TRIAL, "status": "failed", **candidate, "error": "ValueError: injected", "seconds": None})
+    if failed_trial is not None:
+        run_dir.append_trial({"trial": failed_trial, "status": "failed", **candidate, "error": "ValueError: injected", "seconds": None})
     objectives = [{"metric": o.metric, "direction": o.direction} for o in config.objectives]
     run_dir.write_pareto(objectives, reference, front_members(run_dir.read_trials(), config.objectives))
     return config, run_dir
