@@ -265,7 +265,8 @@ def _si_sdri_interval(evaluation: Evaluation, prepared: PreparedExtraction) -> d
         improvements = si_sdri_per_mixture(extract(evaluation.compressed.model, prepared.test_set), prepared.test_set)
     if abs(improvements.mean() - evaluation.metrics["si_sdri"]) > 1e-6:
         raise ExportError(
-            f"SI-SDRi of the re-scored mixtures ({improvements.mean()}) differs from the evaluator's ({evaluation.metrics['si_sdri']})"
+            f"SI-SDRi of the re-scored mixtures ({improvements.mean()}) differs from the evaluator's "
+            f"({evaluation.metrics['si_sdri']})"
         )
     generator = np.random.default_rng(prepared.seed)
     means = improvements[generator.integers(0, improvements.size, (BOOTSTRAP_REPLICATES, improvements.size))].mean(axis=1)

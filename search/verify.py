@@ -134,7 +134,8 @@ def verify_bundle(
     except DecodeError as error:
         raise BundleError(f"{onnx_path}: not an ONNX model ({error})") from None
     config = _run_config(bundle, data)
-    checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized)))]
+    unused = unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized))
+    checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused)]
     try:
         session = _session(graph, threads=None)
     except Exception as error:  # onnxruntime raises a different pybind type per failure
@@ -289,7 +290,8 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
     expected = bundle.config.features
     if expected is None:  # raw audio: only the sample rate must agree
         if config.data.sample_rate != bundle.config.sample_rate:
-            raise ConfigError(f"{path}: sample rate {config.data.sample_rate} Hz differs from the bundle's {bundle.config.sample_rate} Hz")
+            rates = f"sample rate {config.data.sample_rate} Hz differs from the bundle's {bundle.config.sample_rate} Hz"
+            raise ConfigError(f"{path}: {rates}")
         return config
     fbank = fbank_config(config)
     found = (fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate)

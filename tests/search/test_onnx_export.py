@@ -174,3 +174,20 @@ def test_weight_storage_reports_float_weights(teacher_state):
     graph.graph.initializer.append(numpy_helper.from_array(compressed.model.embedding.weight.detach().numpy(), "embedding.weight"))
     assert weight_storage(graph)["embedding"] == WeightStorage("FLOAT", (16, 192))
     assert not weight_storage(graph)["embedding"].integer
+
+
+class _CeilFramesPad(nn.Module):
+    """Pads the input to whole hops, as the extractor's encoder does: `-(-(samples - 4) // 3)` frames."""
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        frames = -(-(audio.shape[-1] - 4) // 3) + 1
+        return nn.functional.pad(audio, (0, (frames - 1) * 3 + 4 - audio.shape[-1]))
+
+
+def test_integer_floor_division_follows_dynamic_lengths():
+    graph = export_onnx(_CeilFramesPad(), {}, {"audio": torch.zeros(1, 16)}, ["padded"], {"audio": {1: "samples"}, "padded": {1: "padded"}})
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
+    for samples in (16, 17, 23):
+        audio = torch.randn(1, samples)
+        (padded,) = session.run(None, {"audio": audio.numpy()})
+        assert np.array_equal(padded, _CeilFramesPad()(audio).numpy())  # ONNX Div alone truncates: 17 -> 16 samples
