@@ -17,23 +17,14 @@ import time
 from pathlib import Path
 
 from evaluators.verification import VerificationEvaluator
+from tiny_config import tiny_config
 
-TINY_SEARCH = """
-name: tiny
-seed: 3
-cache_dir: {cache}
-data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
-features: {{num_mel_bins: 24}}
-model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
-teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
-space: {{bits: [2, 4, 8]}}
-"""
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def write_config(path: Path, cache: Path, extra: str = "") -> Path:
     """The tiny config plus `extra` YAML lines (e.g. a `search:` block) at `path`."""
-    path.write_text(TINY_SEARCH.format(cache=cache) + extra)
+    path.write_text(tiny_config(cache, extra=extra))
     return path
 
 

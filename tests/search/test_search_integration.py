@@ -16,20 +16,9 @@ from search.engine import SearchOutcome, front_members
 from search.pareto import Objective, pareto_front
 from search.run_dir import RunDirectory
 from spaces.space import SearchSpace
+from tiny_config import tiny_config
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
-
-TINY = """
-name: tiny
-seed: 3
-cache_dir: {cache}
-data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
-features: {{num_mel_bins: 24}}
-model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
-teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
-space: {{bits: [2, 4, 8], baselines: [8, 2]}}
-search: {{trials: 5, workers: 2, population_size: 4}}
-"""
 
 
 class FailingSpace(SearchSpace):
@@ -45,7 +34,8 @@ class FailingSpace(SearchSpace):
 def finished_run(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("search")
     config_path = root / "tiny.yaml"
-    config_path.write_text(TINY.format(cache=root / "cache"))
+    search = "search: {trials: 5, workers: 2, population_size: 4}\n"
+    config_path.write_text(tiny_config(root / "cache", "{bits: [2, 4, 8], baselines: [8, 2]}", search))
     config = load_config(config_path)
     original_prepare = VerificationEvaluator.prepare
 

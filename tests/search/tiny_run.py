@@ -17,18 +17,7 @@ from search.config import RunConfig, load_config
 from search.engine import front_members
 from search.run_dir import RunDirectory
 from search.trial import evaluator_for, measure
-
-TINY = """
-name: tiny
-seed: 3
-cache_dir: {cache}
-data: {{train_speakers: 6, test_speakers: 4, utterances_per_speaker: 4, min_seconds: 1.0, max_seconds: 1.5}}
-features: {{num_mel_bins: 24}}
-model: {{family: resnet, base_width: 4, blocks: [1, 1, 1, 1], embedding_dim: 16}}
-teacher: {{steps: 15, batch_size: 8, crop_frames: 80}}
-space: {{bits: [2, 4, 8], baselines: [8, 2]}}
-targets: [cortex-a72, x86-avx2]
-"""
+from tiny_config import tiny_config
 
 TRIAL_BITS = {0: 8, 1: 4, 2: {"bits.stem": 8, "bits.layer1": 4, "bits.layer2": 2, "bits.layer3": 2, "bits.layer4": 4, "bits.embedding": 8}, 3: 2}
 """Trial number -> uniform bits or bits per knob; trial 4 is recorded as failed."""
@@ -60,7 +49,7 @@ def shared_bundle(factory: pytest.TempPathFactory, cache: Path) -> Path:
 
 def make_tiny_run(root: Path, cache: Path) -> tuple[RunConfig, RunDirectory]:
     """Write the config to `root/tiny.yaml` and a finished run directory under `root/results`."""
-    return write_measured_run(root, TINY.format(cache=cache), TRIAL_BITS, failed_trial=FAILED_TRIAL)
+    return write_measured_run(root, tiny_config(cache, "{bits: [2, 4, 8], baselines: [8, 2]}", "targets: [cortex-a72, x86-avx2]\n"), TRIAL_BITS, failed_trial=FAILED_TRIAL)
 
 
 def write_measured_run(

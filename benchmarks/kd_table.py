@@ -11,7 +11,7 @@ Default (about 15 minutes on 2 busy cores): the x-vector teacher of configs/sv_d
 150 steps per student. `--full`: also the ECAPA-TDNN teacher of configs/sv_ecapa.yaml, 600 steps.
 Teachers, features and the head initialisation come from the run cache (prepared once).
 
-    .venv/bin/python benchmarks/distill_table.py [--full] [--steps N] [--out results/benchmarks/distill_table.json]
+    .venv/bin/python benchmarks/kd_table.py [--full] [--steps N] [--out results/benchmarks/kd_table.json]
 
 Writes the JSON (rows, targets, settings, wall time) after every row, and the Markdown table
 next to it at the end (also printed).
@@ -67,7 +67,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="ECAPA-TDNN too, 600 steps per student")
     parser.add_argument("--steps", type=int, help="steps per student (default 150, 600 with --full)")
-    parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/distill_table.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "results/benchmarks/kd_table.json")
     args = parser.parse_args()
     torch.set_num_threads(1)  # small models: threads cost more than they give on shared cores
     steps = args.steps or (600 if args.full else 150)
