@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args.config, overrides)
         evaluator = ExtractionEvaluator()
         start = time.perf_counter()
-        prepared = evaluator.prepare(config, _printer())
+        printer = _Printer()
+        prepared = evaluator.prepare(config, printer)
         prepare_seconds = time.perf_counter() - start
         start = time.perf_counter()
         reference = evaluator.evaluate_reference(prepared)
@@ -68,7 +69,7 @@ def main(argv: list[str] | None = None) -> int:
         "params": int(metrics["params"]),
         "size_bytes": int(metrics["size_bytes"]),
         "prepare_seconds": round(prepare_seconds, 1),
-        "trained_now": args.fresh,
+        "trained_now": printer.trained,
         "score_seconds": round(score_seconds, 1),
         "torch_threads": args.threads,
         "cpus": os.cpu_count(),
@@ -81,14 +82,17 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _printer():
-    """Progress lines every 50 teacher steps (and at each stage's end)."""
+class _Printer:
+    """Progress lines every 50 teacher steps (and at each stage's end); notes whether the teacher
+    was trained now (so `prepare_seconds` is a training time) rather than read from the cache."""
 
-    def progress(stage: str, done: int, total: int) -> None:
+    def __init__(self) -> None:
+        self.trained = False
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        self.trained = self.trained or stage.startswith("teacher")
         if done == total or (stage.startswith("teacher") and done % 50 == 0):
             print(f"{stage}: {done}/{total}", flush=True)
-
-    return progress
 
 
 if __name__ == "__main__":

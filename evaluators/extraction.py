@@ -32,7 +32,7 @@ from spaces.space import SearchSpace
 if TYPE_CHECKING:
     from search.config import RunConfig
 
-EXTRACTION_VERSION = 1
+EXTRACTION_VERSION = 2
 """Bump when mixing or teacher training changes, so cached extraction teachers are not reused."""
 
 

@@ -48,7 +48,7 @@ class ExtractorTrainingConfig:
 
     steps: int = 600
     batch_size: int = 8
-    learning_rate: float = 1e-3
+    learning_rate: float = 3e-3
     clip_norm: float = 5.0
     cue_weight: float = 0.1
     speaker_weight: float = 0.5
