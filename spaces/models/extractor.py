@@ -23,7 +23,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.models.layers import QUANTIZABLE_TYPES, Add, Multiply
+from spaces.models.layers import (
+    QUANTIZABLE_TYPES,
+    Add,
+    DepthwiseConv1d,
+    FramedEncoder,
+    Multiply,
+    OverlapAddDecoder,
+    PReLU,
+)
 
 _NORM_EPSILON = 1e-8
 
@@ -42,11 +50,10 @@ class TemporalBlock(nn.Module):
     def __init__(self, channels: int, hidden: int, kernel_size: int, dilation: int, skip_channels: int) -> None:
         super().__init__()
         self.conv_in = nn.Conv1d(channels, hidden, 1)
-        self.act_in = nn.PReLU()
+        self.act_in = PReLU()
         self.norm_in = _global_layer_norm(hidden)
-        padding = dilation * (kernel_size - 1) // 2
-        self.depthwise = nn.Conv1d(hidden, hidden, kernel_size, padding=padding, dilation=dilation, groups=hidden)
-        self.act_depthwise = nn.PReLU()
+        self.depthwise = DepthwiseConv1d(hidden, kernel_size, dilation)
+        self.act_depthwise = PReLU()
         self.norm_depthwise = _global_layer_norm(hidden)
         self.residual = nn.Conv1d(hidden, channels, 1)
         self.add = Add()
@@ -149,7 +156,7 @@ class SpeakerExtractor(nn.Module):
             raise ValueError(f"model.kernel_size={kernel_size}: must be odd (keeps frames aligned)")
         self.window = window
         self.stride = window // 2
-        self.encoder = nn.Conv1d(1, filters, window, stride=self.stride, bias=False)
+        self.encoder = FramedEncoder(filters, window, self.stride)
         self.encoder_relu = nn.ReLU()
         self.voiceprint = VoiceprintEncoder(filters, bottleneck, hidden, kernel_size, voiceprint_blocks, embedding_dim)
         self.input_norm = _global_layer_norm(filters)
@@ -161,11 +168,11 @@ class SpeakerExtractor(nn.Module):
         self.cue = nn.Conv1d(bottleneck, 1, 1)
         self.cue_sigmoid = nn.Sigmoid()
         self.cue_gate = Multiply()
-        self.mask_act = nn.PReLU()
+        self.mask_act = PReLU()
         self.mask = nn.Conv1d(skip_channels, filters, 1)
         self.mask_sigmoid = nn.Sigmoid()
         self.apply_mask = Multiply()
-        self.decoder = nn.ConvTranspose1d(filters, 1, window, stride=self.stride, bias=False)
+        self.decoder = OverlapAddDecoder(filters, window, self.stride)
 
     def forward(self, mixture: torch.Tensor, enrollment: torch.Tensor) -> torch.Tensor:
         return self.forward_with_taps(mixture, enrollment)[0]
