@@ -10,6 +10,7 @@ engine keeps infeasible trials off the front itself.
 
 from __future__ import annotations
 
+import threading
 import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -25,6 +26,25 @@ from search.config import ConfigError
 
 SEQUENCE_SAMPLERS = ("uniform-grid", "sensitivity-greedy")
 """Samplers that replay a finite candidate list; the search ends when it is used up."""
+
+
+class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
+    """Optuna's NSGA-II sampler, picklable again.
+
+    Ray Tune pickles the searcher, and the sampler inside it, into its experiment state. Since
+    Optuna 5.1 the genetic samplers hold a `threading.Lock` around their generation cache, which
+    pickle refuses. This class pickles everything but the lock and makes a fresh lock on load.
+    The lock only guards one process's threads, so nothing is lost.
+    """
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop("_thread_lock", None)
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._thread_lock = threading.Lock()
 
 
 class SamplerError(ConfigError):
@@ -98,7 +118,7 @@ def build_sampler(
         SamplerError: Unknown name, or `sensitivity-greedy` without sensitivities.
     """
     if name == "nsga2":
-        return optuna.samplers.NSGAIISampler(population_size=population_size, seed=seed)
+        return PicklableNSGAIISampler(population_size=population_size, seed=seed)
     if name == "tpe":
         return optuna.samplers.TPESampler(seed=seed, multivariate=True)
     if name == "gp":

@@ -72,12 +72,17 @@ NARROW = StudentPlan("xvector", 0.5, 0.6)
 
 
 def test_a_short_distillation_run_improves_the_students_eer_over_its_random_init(teacher):
+    """Over three seeds (one EER on 40 test utterances is noisy): every student improves, by 5 points on average."""
+    state, data, test = teacher
     plan = CompressionPlan(student=NARROW, distillation=DistillationPlan(("frame3", "embedding")))
-    student = trainer(teacher, plan, DistillationConfig(init="random"))
-    before = equal_error_rate(student.compressed().model, teacher[2])
-    student.train_to(40)
-    after = equal_error_rate(student.compressed().model, teacher[2])
-    assert after < before - 0.1, (before, after)
+    pairs = []
+    for seed in range(3):
+        student = StudentTrainer(SPEC, state, plan, data, FIDELITY, DistillationConfig(init="random"), seed=seed)
+        before = equal_error_rate(student.compressed().model, test)
+        student.train_to(40)
+        pairs.append((before, equal_error_rate(student.compressed().model, test)))
+    assert all(after < before for before, after in pairs), pairs
+    assert np.mean([before - after for before, after in pairs]) > 0.05, pairs
 
 
 def test_a_short_distillation_run_lowers_the_distillation_loss(teacher):

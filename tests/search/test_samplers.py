@@ -94,6 +94,24 @@ def test_every_configured_sampler_builds(name, expected):
     assert name in SAMPLERS
 
 
+@pytest.mark.parametrize("name", SAMPLERS)
+def test_every_sampler_survives_rays_pickling_of_the_searcher_and_still_samples(name):
+    """Ray Tune pickles the searcher (and its sampler) into the experiment state; Optuna 5.1's
+    NSGA-II holds a thread lock that plain pickling refuses."""
+    from ray import cloudpickle
+
+    sampler = build_sampler(
+        name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
+    )
+    study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=1)
+    restored = cloudpickle.loads(cloudpickle.dumps(sampler))
+    assert type(restored) is type(sampler)
+    study.sampler = restored
+    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=1)
+    assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
+
+
 def test_sampler_choice_is_validated_in_the_config(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("search: {sampler: uniform-grid}\n")
