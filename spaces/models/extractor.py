@@ -9,7 +9,7 @@ per-frame probability that the target speaker is talking) gates the features. Th
 paths give a sigmoid mask on the encoder output (an untrained model passes the mixture through
 at half gain instead of a random filtering of it, so training starts near 0 dB SI-SDRi and learns
 about twice as fast as with a ReLU mask), and a transposed-convolution decoder returns a waveform
-as long as the input.
+as long as the input, scaled to its least-squares fit of the mixture (`fit_to_mixture`).
 
 Every stack has the same shapes, so `repeated_blocks` offers them to `spaces.sharing` to run one
 set of weights (the parameter sharing TinyWASE uses). The voiceprint branch reuses the mixture's
@@ -34,6 +34,19 @@ from spaces.models.layers import (
 )
 
 _NORM_EPSILON = 1e-8
+
+
+def fit_to_mixture(estimate: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
+    """The estimate `[B, T]` scaled to its least-squares fit of the mixture.
+
+    The SI-SDR loss leaves the output's scale free (an untrained-for gain of -10 dB or more is
+    common), which makes plain SDR meaningless. The target is the part of the mixture the
+    estimate explains: when the estimate is close to the target and the target is uncorrelated
+    with the interferer, `<mixture, estimate> / <estimate, estimate>` restores the target's
+    level. A scale-invariant loss is unchanged by it, so training is too.
+    """
+    explained = (estimate * mixture).sum(dim=-1, keepdim=True)
+    return explained / (estimate.square().sum(dim=-1, keepdim=True) + _NORM_EPSILON) * estimate
 
 
 def _global_layer_norm(channels: int) -> nn.GroupNorm:
@@ -202,7 +215,7 @@ class SpeakerExtractor(nn.Module):
                 x = self.cue_gate(x, self.cue_sigmoid(taps["activity"]).unsqueeze(1))
         taps["mask"] = self.mask_sigmoid(self.mask(self.mask_act(skips)))
         decoded = self.decoder(self.apply_mask(encoded, taps["mask"])).squeeze(1)
-        taps["estimate"] = decoded[:, :length]
+        taps["estimate"] = fit_to_mixture(decoded[:, :length], mixture)
         return taps["estimate"], taps
 
     def frames(self, samples: int) -> int:

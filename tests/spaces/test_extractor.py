@@ -1,10 +1,11 @@
 import pytest
 import torch
 
+from evaluators.si_sdr import sdr, si_sdr
 from spaces.compress import ModelSpec, compress, finalize_compressed, quantizable_layers
 from spaces.describe import describe_model
 from spaces.models import build_model
-from spaces.models.extractor import SpeakerExtractor
+from spaces.models.extractor import SpeakerExtractor, fit_to_mixture
 from spaces.sharing import share_repeated_blocks
 
 TINY = dict(filters=8, window=8, bottleneck=8, hidden=12, skip_channels=8, blocks=2, stacks=3, embedding_dim=6, voiceprint_blocks=1)
@@ -111,3 +112,22 @@ def test_sharing_the_stacks_stores_their_weights_once():
     plain_size = compress(spec, spec.build().state_dict(), {}).description.size_bytes
     shared_size = finalize_compressed(spec, shared, {}).description.size_bytes
     assert 0.75 * tied_bytes < plain_size - shared_size <= tied_bytes  # an alias entry costs its name
+
+
+def test_the_output_is_fitted_to_the_mixture_so_a_quiet_estimate_gets_the_targets_level():
+    generator = torch.Generator().manual_seed(0)
+    target, interferer = torch.randn(2, 4000, generator=generator)
+    interferer = interferer - (interferer @ target) / (target @ target) * target  # uncorrelated with the target
+    mixture = (target + interferer).unsqueeze(0)
+    quiet = 0.05 * target.unsqueeze(0) + 0.01 * torch.randn(1, 4000, generator=generator)
+    fitted = fit_to_mixture(quiet, mixture)
+    assert sdr(quiet, target.unsqueeze(0)).item() < 1.0  # the raw estimate's level is wrong
+    assert sdr(fitted, target.unsqueeze(0)).item() > 10.0
+    torch.testing.assert_close(si_sdr(fitted, target.unsqueeze(0)), si_sdr(quiet, target.unsqueeze(0)))
+
+
+def test_the_model_output_is_already_fitted_to_its_mixture():
+    model = _tiny()
+    mixture, enrollment = torch.randn(2, 1600), torch.randn(2, 1200)
+    estimate = model(mixture, enrollment)
+    torch.testing.assert_close(fit_to_mixture(estimate, mixture), estimate, rtol=1e-4, atol=1e-6)
