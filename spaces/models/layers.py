@@ -94,7 +94,6 @@ def group_by_top_module(model: nn.Module) -> dict[str, list[str]]:
     return groups
 
 
-
 class FramedEncoder(nn.Conv1d):
     """A strided Conv1d from one channel (a learned analysis filterbank), computed in training as
     unfolded frames times the filter matrix.
@@ -164,5 +163,5 @@ class PReLU(nn.PReLU):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training:
             return super().forward(x)
-        weight = self.weight.view(1, -1, *([1] * (x.dim() - 2))) if self.num_parameters > 1 else self.weight
+        weight = self.weight.view(1, -1, *([1] * (x.dim() - 2)))  # one slope, or one per channel (dim 1)
         return F.relu(x) - weight * F.relu(-x)

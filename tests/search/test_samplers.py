@@ -104,11 +104,15 @@ def test_every_sampler_survives_rays_pickling_of_the_searcher_and_still_samples(
         name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
     )
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
-    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=1)
+
+    def objective(trial):
+        return trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)
+
+    study.optimize(objective, n_trials=1)
     restored = cloudpickle.loads(cloudpickle.dumps(sampler))
     assert type(restored) is type(sampler)
     study.sampler = restored
-    study.optimize(lambda trial: (trial.suggest_float("x", 0, 1), trial.suggest_float("y", 0, 1)), n_trials=1)
+    study.optimize(objective, n_trials=1)
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * 2
 
 
