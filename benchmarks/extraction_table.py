@@ -9,8 +9,9 @@ set of weights, and that again with 8-bit activations (TinyWASE's setting).
 
 Two compression ratios are reported: of the packed file against the FP32 teacher's
 (`size_bytes`, everything stored), and of the part TinyWASE's ratio covers (encoder, separator
-and decoder: every layer except the voiceprint branch), weights and their FP32 side data (biases,
-norm terms, scales, codebooks) counted, shared weights once. Targets (issue #8): 3-bit QAT +
+and decoder: every layer except the voiceprint branch), weights and their side data (biases,
+norm terms, scales, codebooks; float16 when the config's `space.side_bits` is 16, as the
+default's is) counted, shared weights once. Targets (issue #8): 3-bit QAT +
 distillation within 0.5 dB SI-SDRi of FP32 at >= 8.5x compression of that part; with sharing
 >= 20x.
 
@@ -39,7 +40,7 @@ sys.path.insert(0, str(ROOT))
 
 from evaluators.extraction import ExtractionEvaluator, PreparedExtraction  # noqa: E402
 from search.config import load_config  # noqa: E402
-from spaces.description import FLOAT_BITS, ModelDescription  # noqa: E402
+from spaces.description import ModelDescription  # noqa: E402
 
 OUTSIDE_RATIO = ("voiceprint",)
 """Layer groups left out of the compression ratio TinyWASE reports (encoder, separator, decoder)."""
@@ -72,14 +73,13 @@ def rows(steps: int) -> list[Row]:
 
 
 def covered_bytes(description: ModelDescription, groups: Mapping[str, list[str]]) -> float:
-    """Stored bytes of the layers the ratio covers: codes, side data and FP32 extras; shared weights once."""
+    """Stored bytes of the layers the ratio covers: codes, side data and extras; shared tensors once."""
     outside = {layer for group in OUTSIDE_RATIO for layer in groups.get(group, ())}
     total_bits = 0
     for layer in description.layers:
         if layer.name in outside or layer.name.split(".")[0] in OUTSIDE_RATIO:
             continue
-        owned = 0 if layer.shared_with else layer.params * layer.weight_bits + layer.overhead_bits
-        total_bits += owned + layer.extra_params * FLOAT_BITS
+        total_bits += layer.stored_weight_bits
     return total_bits / 8
 
 

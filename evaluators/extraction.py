@@ -54,7 +54,14 @@ class PreparedExtraction:
 def extraction_spec(config: RunConfig) -> ModelSpec:
     """The extractor the run compresses; it reads raw audio at the data's sample rate."""
     kwargs = {key: value for key, value in config.model.items() if key != "family"}
-    return ModelSpec(config.model["family"], kwargs, num_mel_bins=0, frames_per_second=0, sample_rate=config.data.sample_rate)
+    return ModelSpec(
+        config.model["family"],
+        kwargs,
+        num_mel_bins=0,
+        frames_per_second=0,
+        sample_rate=config.data.sample_rate,
+        side_bits=config.space.side_bits,
+    )
 
 
 class ExtractionEvaluator:
@@ -70,7 +77,7 @@ class ExtractionEvaluator:
         progress("mixtures", 1, 1)
         spec = extraction_spec(config)
         key = content_hash(
-            "extractor", EXTRACTION_VERSION, _digest(training), mixtures, spec, config.teacher, config.seed
+            "extractor", EXTRACTION_VERSION, _digest(training), mixtures, spec.architecture(), config.teacher, config.seed
         )
         teacher = cached_tensors(
             config.cache_dir, "teacher", key, lambda: _train_teacher(spec, training, config, progress)

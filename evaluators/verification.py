@@ -80,6 +80,7 @@ def model_spec(config: RunConfig) -> ModelSpec:
         num_mel_bins=config.features.num_mel_bins,
         frames_per_second=round(1000.0 / config.features.frame_shift_ms),
         sample_rate=config.data.sample_rate,
+        side_bits=config.space.side_bits,
     )
 
 
@@ -115,7 +116,7 @@ class VerificationEvaluator:
         ]
         train = training.features
         spec = model_spec(config)
-        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec, config.teacher, config.seed)
+        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), config.teacher, config.seed)
         teacher = cached_tensors(
             config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
         )

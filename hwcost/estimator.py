@@ -226,8 +226,7 @@ def kernel_class(layer: LayerDescription) -> str:
 def _layer_cost(layer: LayerDescription, target: TargetProfile) -> LayerCost:
     family = kernel_class(layer)
     _check_counts(layer)
-    weight_bits = layer.params * layer.weight_bits + layer.overhead_bits + layer.extra_params * FLOAT_BITS
-    weight_bytes = _bytes(weight_bits)
+    weight_bytes = _bytes(layer.weight_storage_bits)
     passes = _weight_passes(weight_bytes, layer, target)
     traffic_bytes = weight_bytes * passes + _activation_bytes(layer)
     compute_seconds = _compute_seconds(layer, family, passes, target)

@@ -367,6 +367,7 @@ def _bundle_config(
         weights_sha256=weights_digest(compressed.packed),
         share_repeated_blocks=plan.share,
         activation_bits=plan.activation_bits,
+        side_bits=spec.side_bits,
         source=dict(source),
         evaluation=dict(evaluation),
         metrics=dict(metrics),

@@ -33,6 +33,7 @@ from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
 from spaces.quant import PackedFileError, QuantizedWeight, get_quantizer, unpack_weights
+from spaces.quant.base import SIDE_BITS
 from spaces.sharing import share_repeated_blocks
 
 CONFIG_FILE = "config.json"
@@ -103,6 +104,8 @@ class BundleConfig:
         weights_sha256: SHA-256 of weights.bin.
         share_repeated_blocks: Repeated blocks share one set of weights (`spaces.sharing`).
         activation_bits: Bits of quantized activations (32: float activations).
+        side_bits: Storage precision of the side data in weights.bin (`space.side_bits`; absent
+            in bundles written before it existed, which stored it as float32).
         source: Provenance: run directory, trial number, selection, candidate.
         evaluation: How the metrics were measured: corpus settings, scored trials, seed, targets.
         metrics: The model's metrics as measured at export.
@@ -120,6 +123,7 @@ class BundleConfig:
     weights_sha256: str
     share_repeated_blocks: bool = False
     activation_bits: int = FLOAT_BITS
+    side_bits: int = FLOAT_BITS
     source: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
@@ -132,6 +136,7 @@ class BundleConfig:
             num_mel_bins=features.num_mel_bins if features else 0,
             frames_per_second=features.frames_per_second if features else 0,
             sample_rate=self.sample_rate,
+            side_bits=self.side_bits,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -150,6 +155,8 @@ class BundleConfig:
         reader.expect(features is not None or data.get("features") is None, "features", data.get("features"),
                       f"expected null: {task} models read raw audio")
         layers = reader.get(data, "layers", dict)
+        side_bits = reader.get(data, "side_bits", int) if "side_bits" in data else FLOAT_BITS
+        reader.expect(side_bits in SIDE_BITS, "side_bits", side_bits, f"expected one of {list(SIDE_BITS)}")
         try:
             return cls(
                 task=task,
@@ -164,6 +171,7 @@ class BundleConfig:
                 weights_sha256=reader.get(data, "weights_sha256", str),
                 share_repeated_blocks=reader.get(data, "share_repeated_blocks", bool),
                 activation_bits=reader.get(data, "activation_bits", int),
+                side_bits=side_bits,
                 source=reader.get(data, "source", dict),
                 evaluation=reader.get(data, "evaluation", dict),
                 metrics=reader.get(data, "metrics", dict),

@@ -8,7 +8,7 @@ size and cost always refer to one model.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -19,22 +19,41 @@ from spaces.description import FLOAT_BITS, ModelDescription
 from spaces.models import build_model
 from spaces.models.layers import QUANTIZABLE_TYPES
 from spaces.quant import QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
+from spaces.quant.base import SIDE_BITS, round_to_half
 from spaces.quant.packing import PackedEntry
 from spaces.sharing import shared_layers, shared_state_keys, tie_quantized
 
 
+_WEIGHT_LAYER_TYPES = (*QUANTIZABLE_TYPES, nn.LSTM)
+"""Layers whose weights are the model's; kept at FP32, all their tensors stay float32."""
+
+
 @dataclass(frozen=True)
 class ModelSpec:
-    """How to build one model: a family name, its keyword arguments and its input format."""
+    """How to build one model: a family name, its keyword arguments and its input format.
+
+    `side_bits` (32 or 16) is how a compressed model of this spec stores its side data: the
+    quantizers' scales, zero points and codebooks, the biases of its quantized layers and every
+    norm and activation term (`space.side_bits`). Layers kept at FP32 stay float32 either way.
+    """
 
     family: str
     kwargs: dict[str, Any]
     num_mel_bins: int
     frames_per_second: int
     sample_rate: int
+    side_bits: int = FLOAT_BITS
+
+    def __post_init__(self) -> None:
+        if self.side_bits not in SIDE_BITS:
+            raise QuantizationError(f"side_bits={self.side_bits}: expected one of {list(SIDE_BITS)}")
 
     def build(self) -> nn.Module:
         return build_model(self.family, **self.kwargs)
+
+    def architecture(self) -> dict[str, Any]:
+        """The fields that decide the model trained from this spec (not how its compressions are stored)."""
+        return {key: value for key, value in asdict(self).items() if key != "side_bits"}
 
     def one_second_input(self) -> torch.Tensor:
         return torch.zeros(1, self.frames_per_second, self.num_mel_bins)
@@ -92,13 +111,21 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
 
     The weights of the returned model are exactly what unpacking the file gives, so quality is
     measured on the model that ships. Weights shared between layers are packed and counted once.
+    With `spec.side_bits` 16 and any layer quantized, the side data is rounded to float16 values
+    first (in `model` too) and stored in half the bytes.
     """
     quantized = tie_quantized(model, quantized)
+    half_keys = _half_side_keys(model, quantized) if spec.side_bits == 16 and quantized else set()
+    if half_keys:
+        quantized = {name: weight.with_half_side(f"layer {name!r}") for name, weight in quantized.items()}
     with torch.no_grad():
         for name, weight in quantized.items():
             model.get_submodule(name).weight.copy_(get_quantizer(weight.quantizer).dequantize(weight))
+        state = model.state_dict()
+        for key in half_keys:
+            state[key].copy_(round_to_half(state[key], key))
     model.eval()
-    packed = pack_weights(_packed_entries(model, quantized))
+    packed = pack_weights(_packed_entries(model, quantized, half_keys))
     description = describe_model(
         model,
         spec.family,
@@ -108,6 +135,7 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
         quantizer={name: q.quantizer for name, q in quantized.items()},
         overhead_bits={name: q.overhead_bits for name, q in quantized.items()},
         shared_with=shared_layers(model),
+        side_bits=16 if half_keys else FLOAT_BITS,
     )
     return CompressedModel(model, replace(description, size_bytes=len(packed)), packed)
 
@@ -123,14 +151,31 @@ def load_packed_model(spec: ModelSpec, packed: bytes) -> nn.Module:
     return model.eval()
 
 
-def _packed_entries(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> dict[str, PackedEntry]:
-    """Every tensor inference needs: quantized weights as codes, the rest as float32."""
+def _half_side_keys(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> set[str]:
+    """State keys of the side data stored as float16: all but the codes and the FP32 layers' tensors."""
+    float_layers = {name for name, module in model.named_modules() if isinstance(module, _WEIGHT_LAYER_TYPES)}
+    float_layers -= set(quantized)
+    keys = set()
+    for key in model.state_dict():
+        layer, _, field = key.rpartition(".")
+        if field != "num_batches_tracked" and layer not in float_layers and not (field == "weight" and layer in quantized):
+            keys.add(key)
+    return keys
+
+
+def _packed_entries(
+    model: nn.Module, quantized: Mapping[str, QuantizedWeight], half_keys: set[str]
+) -> dict[str, PackedEntry]:
+    """Every tensor inference needs: quantized weights as codes, the rest as float32 (float16 for `half_keys`)."""
     entries: dict[str, PackedEntry] = {}
     for key, tensor in model.state_dict().items():
         layer, _, field = key.rpartition(".")
         if field == "num_batches_tracked":
             continue
-        entries[key] = quantized[layer] if field == "weight" and layer in quantized else tensor
+        if field == "weight" and layer in quantized:
+            entries[key] = quantized[layer]
+        else:
+            entries[key] = tensor.to(torch.float16) if key in half_keys else tensor
     for key, owner in shared_state_keys(model).items():
         entries[key] = entries[owner]  # the same object: packed once, as an alias
     return entries

@@ -30,6 +30,7 @@ def describe_model(
     quantizer: str | Mapping[str, str] = "uniform",
     overhead_bits: Mapping[str, int] | None = None,
     shared_with: Mapping[str, str] | None = None,
+    side_bits: int = FLOAT_BITS,
 ) -> ModelDescription:
     """Describe `model` for `example_input`, which must hold exactly one second of audio (batch 1).
 
@@ -42,6 +43,8 @@ def describe_model(
         quantizer: Quantizer family of the layers below 32 bits, for all or per layer name.
         overhead_bits: Side-data bits (scales, codebooks) per quantized layer name.
         shared_with: Layer name -> the layer whose weights it reuses (stored once, run each time).
+        side_bits: Bits per extra parameter (bias, norm term) of the quantized layers and of the
+            layers without weights; the layers kept at FP32 keep 32-bit extras.
     """
     weight_bits = weight_bits or {}
     overhead_bits = overhead_bits or {}
@@ -69,6 +72,7 @@ def describe_model(
                 weight_bits=bits,
                 quantizer=_layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none",
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
+                extra_bits=side_bits if bits < FLOAT_BITS or not params else FLOAT_BITS,
                 shared_with=shared_with.get(name, "") or (name if name in traced else ""),
                 sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
             )

@@ -40,7 +40,7 @@ class LayerDescription:
         name: Stable layer name (configs address layers by it).
         kind: One of `LAYER_KINDS`.
         params: Number of weight elements (the quantizable tensor; 0 for parameter-free layers).
-        extra_params: Parameters always stored in FP32 (biases, norm affine terms).
+        extra_params: Parameters stored as floats beside the weights (biases, norm affine terms).
         macs_per_second: Multiply-accumulates per second of input audio.
         input_elements_per_second: Input activation elements per second of audio.
         output_elements_per_second: Output activation elements per second of audio.
@@ -48,6 +48,8 @@ class LayerDescription:
         activation_bits: Bits per activation element (32 for FP32).
         quantizer: Quantizer family of the weights ("none" when FP32).
         overhead_bits: Bits of quantizer side data (scales, zero points, codebooks).
+        extra_bits: Bits per stored extra parameter: 32, or 16 when a compressed model stores
+            its side data as float16 (`space.side_bits`).
         shared_with: Name of the layer whose weights this one reuses, or "" when it owns them.
         sequential_steps_per_second: Dependent time steps the layer runs per second of audio,
             each needing the previous one's result (a recurrent layer's frames times its stacked
@@ -65,6 +67,7 @@ class LayerDescription:
     activation_bits: int = FLOAT_BITS
     quantizer: str = "none"
     overhead_bits: int = 0
+    extra_bits: int = FLOAT_BITS
     shared_with: str = ""
     sequential_steps_per_second: float = 0.0
 
@@ -73,13 +76,18 @@ class LayerDescription:
             raise ValueError(f"layer {self.name!r}: unknown kind {self.kind!r}; expected one of {LAYER_KINDS}")
         if not 1 <= self.weight_bits <= FLOAT_BITS:
             raise ValueError(f"layer {self.name!r}: weight_bits={self.weight_bits} outside 1..32")
+        if self.extra_bits not in (16, FLOAT_BITS):
+            raise ValueError(f"layer {self.name!r}: extra_bits={self.extra_bits}; expected 16 or 32")
+
+    @property
+    def weight_storage_bits(self) -> int:
+        """Bits of everything this layer computes with: codes, side data and extras (what inference reads)."""
+        return self.params * self.weight_bits + self.overhead_bits + self.extra_params * self.extra_bits
 
     @property
     def stored_weight_bits(self) -> int:
         """Bits this layer adds to the model file (0 when its weights are shared)."""
-        if self.shared_with:
-            return 0
-        return self.params * self.weight_bits + self.overhead_bits + self.extra_params * FLOAT_BITS
+        return 0 if self.shared_with else self.weight_storage_bits
 
 
 @dataclass(frozen=True)

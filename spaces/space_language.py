@@ -7,6 +7,7 @@ Two forms, which combine:
       baselines: [8, 6, 4]      # uniform bit widths evaluated first
       bits: [2, 4, 8, 32]       # shorthand: one bits knob per stage (or per `granularity`)
       granularity: stage        #   of every quantizable layer, named bits.<stage>
+      side_bits: 16             # scales, biases and norm terms of compressed models as float16 (default 32)
       knobs:                    # general form, in define-by-run order
         - name: bits.front
           layers: ["stem*", "layer1.*"]      # globs over quantizable layer names, or groups: [...]
@@ -53,12 +54,13 @@ from spaces.knobs import (
     domain_member,
 )
 from spaces.quant import QUANTIZERS
+from spaces.quant.base import SIDE_BITS
 
 DEFAULT_BITS = (2, 3, 4, 5, 6, 8, 32)
 """Bits of the shorthand knobs when `space.bits` is not given."""
 
 GRANULARITIES = ("stage", "block", "layer")
-_SPACE_KEYS = ("bits", "granularity", "quantizer", "baselines", "knobs")
+_SPACE_KEYS = ("bits", "granularity", "quantizer", "baselines", "side_bits", "knobs")
 _KNOB_KEYS = ("name", "layers", "groups", "granularity", "bits", "quantizer", "choices", "range", "when", "default")
 _VALUE_KEYS = (BITS, QUANTIZER, "choices", "range")
 _RANGE_KEYS = ("low", "high", "step", "log")
@@ -74,6 +76,9 @@ class SpaceConfig:
         granularity: Shorthand granularity ("stage", "block" or "layer"); None means "stage".
         quantizer: Weight quantizer of every layer that no quantizer knob covers.
         baselines: Uniform bit widths evaluated first, as reference points on the front.
+        side_bits: Storage precision of compressed models' side data (scales, zero points,
+            codebooks, biases of quantized layers, norm terms): 32, or 16 for float16, which
+            roughly halves what low-bit models store beside their codes.
         knobs: The general form's knobs, in define-by-run order.
     """
 
@@ -81,6 +86,7 @@ class SpaceConfig:
     granularity: str | None = None
     quantizer: str = "uniform"
     baselines: tuple[int, ...] = ()
+    side_bits: int = 32
     knobs: tuple[KnobConfig, ...] = ()
 
     def __post_init__(self) -> None:
@@ -96,6 +102,8 @@ class SpaceConfig:
         if self.granularity is not None and self.granularity not in GRANULARITIES:
             raise SpaceError(f"space.granularity={self.granularity!r}: expected one of {list(GRANULARITIES)}")
         check_quantizer("space.quantizer", self.quantizer)
+        if self.side_bits not in SIDE_BITS:
+            raise SpaceError(f"space.side_bits={self.side_bits!r}: expected one of {list(SIDE_BITS)}")
         allowed = (*QUANTIZERS[self.quantizer].allowed_bits, 32)
         for key, values in (("bits", self.bits or ()), ("baselines", self.baselines)):
             bad = [bits for bits in values if bits not in allowed]
@@ -138,6 +146,8 @@ class SpaceConfig:
             block["bits"] = list(self.bits)
         if self.granularity is not None:
             block["granularity"] = self.granularity
+        if self.side_bits != SpaceConfig.side_bits:
+            block["side_bits"] = self.side_bits
         if self.knobs:
             block["knobs"] = [knob.to_dict() for knob in self.knobs]
         return block
@@ -164,6 +174,7 @@ def parse_space_config(block: Any) -> SpaceConfig:
         granularity=block.get("granularity"),
         quantizer=block.get("quantizer") or SpaceConfig.quantizer,
         baselines=tuple(block.get("baselines") or ()),
+        side_bits=block.get("side_bits", SpaceConfig.side_bits),
         knobs=tuple(knobs),
     )
 

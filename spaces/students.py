@@ -103,7 +103,9 @@ def student_spec(teacher: ModelSpec, student: StudentPlan, share: bool = False) 
 
     kwargs[scaling.depth_key] = scale_depth(blocks) if isinstance(blocks, int) else tuple(map(scale_depth, blocks))
     spec_type = SharedModelSpec if share else ModelSpec
-    return spec_type(student.family, kwargs, teacher.num_mel_bins, teacher.frames_per_second, teacher.sample_rate)
+    return spec_type(
+        student.family, kwargs, teacher.num_mel_bins, teacher.frames_per_second, teacher.sample_rate, teacher.side_bits
+    )
 
 
 def build_student(

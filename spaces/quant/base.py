@@ -8,12 +8,14 @@ tensors, so `dequantize(quantize(w))` is what the deployed model computes with.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 SUPPORTED_WEIGHT_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
 """Bit widths a layer may take: 1..8 are quantized codes, 32 keeps the layer in FP32."""
+SIDE_BITS = (32, 16)
+"""Storage precisions of side data (scales, zero points, codebooks, biases, norm terms): float32 or float16."""
 
 
 class QuantizationError(ValueError):
@@ -29,17 +31,37 @@ class QuantizedWeight:
         bits: Bits per code.
         codes: Unsigned integer codes in `[0, 2**bits)`, shape of the weight, dtype uint8.
         side: Named float32 side tensors (e.g. per-channel `scale`), stored in the packed file.
+        side_bits: Precision the side tensors are stored at: 32, or 16 when their values are
+            float16 numbers (`with_half_side`), which the packed file then stores in half the bytes.
     """
 
     quantizer: str
     bits: int
     codes: torch.Tensor
     side: dict[str, torch.Tensor]
+    side_bits: int = 32
 
     @property
     def overhead_bits(self) -> int:
-        """Bits of side data, as stored (float32 each)."""
-        return 32 * sum(tensor.numel() for tensor in self.side.values())
+        """Bits of side data, as stored."""
+        return self.side_bits * sum(tensor.numel() for tensor in self.side.values())
+
+    def with_half_side(self, label: str) -> QuantizedWeight:
+        """The same codes with side tensors rounded to float16 values (stored at 16 bits each)."""
+        side = {name: round_to_half(tensor, f"{label} {name}") for name, tensor in self.side.items()}
+        return replace(self, side=side, side_bits=16)
+
+
+def round_to_half(tensor: torch.Tensor, label: str) -> torch.Tensor:
+    """`tensor` rounded to the nearest float16 values, kept as float32 (what a float16 file stores).
+
+    Raises:
+        QuantizationError: A finite value outside float16's range (it would be stored as infinity).
+    """
+    rounded = tensor.detach().to(torch.float16).to(torch.float32)
+    if bool((torch.isinf(rounded) & torch.isfinite(tensor)).any()):
+        raise QuantizationError(f"{label}: values beyond float16's range (max 65504); use space.side_bits: 32")
+    return rounded
 
 
 class Quantizer(ABC):

@@ -3,13 +3,20 @@
 Layout (little-endian)::
 
     b"SPKQ" | version u8 | entry count u32
-    entry:  name length u16 | name (utf-8) | kind u8 (0 float32, 1 quantized, 2 alias) | body
+    entry:  name length u16 | name (utf-8) | kind u8 (0 float32, 1 quantized, 2 alias, 3 float16) | body
             float32:   shape | data (4 bytes per element)
+            float16:   shape | data (2 bytes per element)
             quantized: shape | bits u8 | quantizer name length u8 | quantizer name | side count u8
-                       side:  name length u8 | name | shape | float32 data
+                       | side bits u8 (32 or 16)
+                       side:  name length u8 | name | shape | data (4 or 2 bytes per element)
                        codes packed at exactly `bits` bits each, LSB first, ceil(n * bits / 8) bytes
             alias:     target name length u16 | target name (an earlier entry)
     shape:  ndim u8 | dims u32 each
+
+A float16 tensor in the entries is stored as float16 (kind 3); side tensors are stored at their
+`QuantizedWeight.side_bits`. Reading gives float32 tensors back either way, so nothing downstream
+sees a half-precision tensor; the values are the float16 ones. Version 1 files (before float16
+storage: no kind 3, no side bits byte) still read.
 
 An entry that is the very object of an earlier entry (a tensor shared by several layers) is
 written as an alias of it, so shared weights are stored once; reading gives both names the
@@ -34,8 +41,11 @@ import torch
 from spaces.quant.base import QuantizedWeight
 
 MAGIC = b"SPKQ"
-VERSION = 1
-_FLOAT, _QUANTIZED, _ALIAS = 0, 1, 2
+VERSION = 2
+_READABLE_VERSIONS = (1, 2)
+_FLOAT, _QUANTIZED, _ALIAS, _HALF = 0, 1, 2, 3
+_FORMATS = {32: "<f4", 16: "<f2"}
+"""Storage bits -> numpy little-endian format of a float tensor."""
 
 PackedEntry = Union[torch.Tensor, QuantizedWeight]
 
@@ -76,14 +86,15 @@ def pack_weights(entries: Mapping[str, PackedEntry]) -> bytes:
             _write_shape(out, entry.codes.shape)
             out.write(struct.pack("<B", entry.bits))
             _write_name(out, entry.quantizer, "<B")
-            out.write(struct.pack("<B", len(entry.side)))
+            out.write(struct.pack("<BB", len(entry.side), entry.side_bits))
             for side_name, tensor in entry.side.items():
                 _write_name(out, side_name, "<B")
-                _write_float_tensor(out, tensor)
+                _write_float_tensor(out, tensor, entry.side_bits)
             out.write(pack_codes(entry.codes.numpy(), entry.bits))
         else:
-            out.write(struct.pack("<B", _FLOAT))
-            _write_float_tensor(out, entry)
+            half = entry.dtype == torch.float16
+            out.write(struct.pack("<B", _HALF if half else _FLOAT))
+            _write_float_tensor(out, entry, 16 if half else 32)
     return out.getvalue()
 
 
@@ -93,26 +104,29 @@ def unpack_weights(data: bytes) -> dict[str, PackedEntry]:
     if _read(reader, 4) != MAGIC:
         raise PackedFileError("not a packed weights file (bad magic)")
     version, count = struct.unpack("<BI", _read(reader, 5))
-    if version != VERSION:
-        raise PackedFileError(f"packed weights version {version} not supported (expected {VERSION})")
+    if version not in _READABLE_VERSIONS:
+        raise PackedFileError(f"packed weights version {version} not supported (expected one of {list(_READABLE_VERSIONS)})")
     entries: dict[str, PackedEntry] = {}
     for _ in range(count):
         name = _read_name(reader, "<H")
         (kind,) = struct.unpack("<B", _read(reader, 1))
-        if kind == _FLOAT:
-            entries[name] = _read_float_tensor(reader)
+        if kind == _FLOAT or (kind == _HALF and version >= 2):
+            entries[name] = _read_float_tensor(reader, 16 if kind == _HALF else 32)
         elif kind == _QUANTIZED:
             shape = _read_shape(reader)
             bits, = struct.unpack("<B", _read(reader, 1))
             quantizer = _read_name(reader, "<B")
             (side_count,) = struct.unpack("<B", _read(reader, 1))
+            side_bits = struct.unpack("<B", _read(reader, 1))[0] if version >= 2 else 32
+            if side_bits not in _FORMATS:
+                raise PackedFileError(f"entry {name!r}: side data of {side_bits} bits (expected 32 or 16)")
             side = {}
             for _ in range(side_count):
                 side_name = _read_name(reader, "<B")
-                side[side_name] = _read_float_tensor(reader)
+                side[side_name] = _read_float_tensor(reader, side_bits)
             numel = int(np.prod(shape, dtype=np.int64))
             codes = unpack_codes(_read(reader, (numel * bits + 7) // 8), numel, bits)
-            entries[name] = QuantizedWeight(quantizer, bits, torch.from_numpy(codes.reshape(shape)), side)
+            entries[name] = QuantizedWeight(quantizer, bits, torch.from_numpy(codes.reshape(shape)), side, side_bits)
         elif kind == _ALIAS:
             target = _read_name(reader, "<H")
             if target not in entries:
@@ -166,13 +180,13 @@ def _read_shape(reader: BinaryIO) -> tuple[int, ...]:
     return struct.unpack(f"<{ndim}I", _read(reader, 4 * ndim))
 
 
-def _write_float_tensor(out: BinaryIO, tensor: torch.Tensor) -> None:
+def _write_float_tensor(out: BinaryIO, tensor: torch.Tensor, bits: int) -> None:
     _write_shape(out, tensor.shape)
-    out.write(tensor.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes())
+    out.write(tensor.detach().to(torch.float32).contiguous().numpy().astype(_FORMATS[bits]).tobytes())
 
 
-def _read_float_tensor(reader: BinaryIO) -> torch.Tensor:
+def _read_float_tensor(reader: BinaryIO, bits: int) -> torch.Tensor:
     shape = _read_shape(reader)
     numel = int(np.prod(shape, dtype=np.int64))
-    array = np.frombuffer(_read(reader, 4 * numel), dtype="<f4").reshape(shape)
+    array = np.frombuffer(_read(reader, bits // 8 * numel), dtype=_FORMATS[bits]).reshape(shape)
     return torch.from_numpy(array.astype(np.float32))

@@ -158,6 +158,21 @@ def test_sharing_the_stacks_shrinks_the_packed_model(prepared):
     assert shared.metrics["size_bytes"] < plain.metrics["size_bytes"] and shared.metrics["params"] < plain.metrics["params"]
 
 
+def test_half_side_data_shrinks_a_trial_and_keeps_the_cached_teacher(prepared):
+    config, state = prepared
+    half_config = _parse({**TINY_RUN, "cache_dir": config.cache_dir, "space": {**TINY_RUN["space"], "side_bits": 16}})
+    stages = []
+    half = ExtractionEvaluator().prepare(half_config, lambda stage, done, total: stages.append(stage))
+    assert stages == ["mixtures", "mixtures"]  # the teacher came from the cache: no training steps reported
+    assert all(torch.equal(half.teacher_state[key], value) for key, value in state.teacher_state.items())
+    evaluator = ExtractionEvaluator()
+    candidate = _candidate(state.space, **{name: 3 for name in state.space.groups})
+    full, halved = evaluator.evaluate(candidate, state), evaluator.evaluate(candidate, half)
+    assert halved.metrics["size_bytes"] < full.metrics["size_bytes"]
+    assert {layer.extra_bits for layer in halved.compressed.description.layers} == {16}
+    assert evaluator.evaluate_reference(half).metrics["size_bytes"] == evaluator.evaluate_reference(state).metrics["size_bytes"]
+
+
 def test_distillation_toward_the_teacher_changes_fine_tuning(prepared):
     _, state = prepared
     evaluator = ExtractionEvaluator()

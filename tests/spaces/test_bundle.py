@@ -51,6 +51,7 @@ def _write_bundle(folder, spec: ModelSpec, compressed, share: bool = False) -> B
         size_bytes=len(compressed.packed),
         weights_sha256=weights_digest(compressed.packed),
         share_repeated_blocks=share,
+        side_bits=spec.side_bits,
         source={"trial": 7},
         metrics={"eer": 0.1},
     )
@@ -112,6 +113,22 @@ def test_shared_weights_rebuild_with_their_sharing(tmp_path):
     assert bundle.compressed.packed == compressed.packed
 
 
+def test_half_side_data_rebuilds_and_old_configs_mean_float32(tmp_path, compressed):
+    half = ModelSpec("resnet", ARGUMENTS, 24, 100, 16000, side_bits=16)
+    bits = {layer: 4 for layer in quantizable_layers(half.build())}
+    packed = compress(half, SPEC.build().state_dict(), bits)
+    _write_bundle(tmp_path / "half", half, packed)
+    bundle = load_bundle(tmp_path / "half")
+    assert bundle.config.side_bits == 16 and bundle.compressed.packed == packed.packed
+    assert len(packed.packed) < len(compress(SPEC, SPEC.build().state_dict(), bits).packed)
+    _write_bundle(tmp_path / "full", SPEC, compressed)
+    _edit_config(tmp_path / "full", lambda data: data.pop("side_bits"))  # a bundle from before side_bits
+    assert load_bundle(tmp_path / "full").config.side_bits == 32
+    _edit_config(tmp_path / "half", lambda data: data.pop("side_bits"))
+    with pytest.raises(BundleError, match="does not pack back to the same bytes"):
+        load_bundle(tmp_path / "half")
+
+
 def _edit_config(path, edit) -> None:
     data = json.loads((path / CONFIG_FILE).read_text())
     edit(data)
@@ -129,6 +146,7 @@ def _edit_config(path, edit) -> None:
         (lambda path: _edit_config(path, lambda data: data.pop("layers")), "missing key 'layers'"),
         (lambda path: _edit_config(path, lambda data: data.update(task="translation")), "task='translation'"),
         (lambda path: _edit_config(path, lambda data: data.update(size_bytes="big")), "size_bytes='big': expected int"),
+        (lambda path: _edit_config(path, lambda data: data.update(side_bits=12)), "side_bits=12: expected one of"),
         (lambda path: _edit_config(path, lambda data: data["layers"]["stem.0"].update(bits=8)), "layer 'stem.0' is stored as"),
         (lambda path: _edit_config(path, lambda data: data["features"].update(hop=3)), "unexpected keyword argument 'hop'"),
         (lambda path: _edit_config(path, lambda data: data["model_arguments"].update(base_width=8)), "does not fit the resnet model"),

@@ -80,8 +80,10 @@ def test_knobs_replace_the_shorthand_bits_when_they_declare_bits():
 def test_resolved_form_reads_back_to_an_equal_config():
     config = parse(FULL)
     assert parse_space_config(yaml.safe_load(yaml.safe_dump(config.to_dict()))) == config
-    shorthand = parse("bits: [2, 4]\ngranularity: block\nbaselines: [4]\n")
+    shorthand = parse("bits: [2, 4]\ngranularity: block\nbaselines: [4]\nside_bits: 16\n")
+    assert shorthand.side_bits == 16
     assert parse_space_config(shorthand.to_dict()) == shorthand
+    assert parse("bits: [4]\n").side_bits == 32
 
 
 def test_ranges_count_their_values():
@@ -169,6 +171,7 @@ KNOB = "knobs:\n  - {name: bits.all, layers: ['*'], bits: [4, 8]}\n"
         ("granularity: layer\n" + KNOB, "space.granularity: the shorthand"),
         ("knobs: {name: share}\n", "space.knobs={'name': 'share'}: expected a list"),
         ("colour: red\n", "space: unknown key 'colour'"),
+        ("side_bits: 8\n", "space.side_bits=8: expected one of [32, 16]"),
         ("quantizer: binary\nbaselines: [4]\nbits: [1]\n", "space.baselines: 4 bits not supported by quantizer 'binary'"),
         ("bits: [2, 4, 8]\nbaselines: [8, 6]\n", "space.baselines: 6 bits is not among space.bits [2, 4, 8]"),
     ],
