@@ -28,9 +28,10 @@ EXPORTED_TRIAL = 1
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory, single_thread):
-    """A tiny extraction run (the extraction search test's config, with 4 bits among the choices)."""
+    """A tiny extraction run (the extraction search test's config, with 4 bits among the choices and
+    float16 side data)."""
     root = tmp_path_factory.mktemp("tiny-extraction")
-    text = TINY.format(cache=root / "cache").replace("bits: [3, 8]", "bits: [3, 4, 8]")
+    text = TINY.format(cache=root / "cache").replace("bits: [3, 8]", "bits: [3, 4, 8], side_bits: 16")
     return write_measured_run(root, text, TRIAL_BITS)
 
 
@@ -54,7 +55,7 @@ def test_bundle_has_the_extraction_signature_and_weights_of_size_bytes(tiny, bun
     assert (bundle / WEIGHTS_FILE).stat().st_size == row["size_bytes"]
     config = json.loads((bundle / CONFIG_FILE).read_text())
     assert config["task"] == "extraction" and config["family"] == "extractor" and config["features"] is None
-    assert config["sample_rate"] == 8000 and config["size_bytes"] == row["size_bytes"]
+    assert config["sample_rate"] == 8000 and config["size_bytes"] == row["size_bytes"] and config["side_bits"] == 16
     assert config["inputs"] == [{"name": "mixture", "shape": ["batch", "samples"]},
                                 {"name": "enrollment", "shape": ["batch", "enrollment_samples"]}]  # fmt: skip
     assert config["outputs"] == [{"name": "estimate", "shape": ["batch", "samples"]}]
