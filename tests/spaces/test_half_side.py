@@ -5,9 +5,10 @@ import struct
 import pytest
 import torch
 
-from spaces.compress import ModelSpec, compress, load_packed_model, quantizable_layers
-from spaces.quant import QuantizationError, UniformQuantizer, pack_weights, unpack_weights
+from spaces.compress import ModelSpec, compress, finalize_compressed, load_packed_model, quantizable_layers
+from spaces.quant import QuantizationError, UniformQuantizer, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.base import round_to_half
+from spaces.sharing import share_repeated_blocks
 
 ARGUMENTS = dict(num_mel_bins=24, base_width=4, blocks=(1, 1, 1, 1), embedding_dim=16)
 FULL = ModelSpec("resnet", ARGUMENTS, 24, 100, 16000)
@@ -97,3 +98,14 @@ def test_bad_side_bits_and_values_beyond_float16_are_clear_errors():
         ModelSpec("resnet", ARGUMENTS, 24, 100, 16000, side_bits=8)
     with pytest.raises(QuantizationError, match="stem.0 scale: values beyond float16's range"):
         round_to_half(torch.tensor([1.0, 1e6]), "stem.0 scale")
+
+
+def test_shared_weights_stay_stored_once_with_half_side_data():
+    spec = ModelSpec("resnet", dict(ARGUMENTS, blocks=(2, 1, 1, 1)), 24, 100, 16000, side_bits=16)
+    model = spec.build().eval()
+    tied = share_repeated_blocks(model)
+    quantizer = get_quantizer("uniform")
+    quantized = {layer: quantizer.quantize(model.get_submodule(layer).weight, 4) for layer in quantizable_layers(model) if layer not in tied}
+    entries = unpack_weights(finalize_compressed(spec, model, quantized).packed)
+    for layer, owner in tied.items():
+        assert entries[f"{layer}.weight"] is entries[f"{owner}.weight"] and entries[f"{layer}.weight"].side_bits == 16
