@@ -31,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from evaluators.verification import VerificationEvaluator  # noqa: E402
 from search.config import load_config  # noqa: E402
+from search.tasks.verification_setup import verification_setup  # noqa: E402
 
 CONFIGS = ("configs/sv_an4_train.yaml", "configs/sv_an4.yaml")
 AN4 = ROOT.parent / "shared" / "data" / "an4"
@@ -41,7 +42,7 @@ def measure_config(path: str, bits: list[int]) -> dict:
     config = load_config(ROOT / path)
     evaluator = VerificationEvaluator()
     start = time.perf_counter()
-    prepared = evaluator.prepare(config, _stage_printer(config.name))
+    prepared = evaluator.prepare(verification_setup(config), _stage_printer(config.name))
     prepare_seconds = time.perf_counter() - start
     reference = evaluator.evaluate_reference(prepared)
     points = [_point("fp32", reference.metrics, reference.metrics["size_bytes"], prepared)]

@@ -41,6 +41,8 @@ sys.path.insert(0, str(ROOT))
 from evaluators.extraction import ExtractionEvaluator, PreparedExtraction  # noqa: E402
 from search.config import load_config  # noqa: E402
 from spaces.description import ModelDescription  # noqa: E402
+from render_docs import extraction_table_markdown  # noqa: E402
+from search.tasks.extraction_setup import extraction_setup  # noqa: E402
 
 OUTSIDE_RATIO = ("voiceprint",)
 """Layer groups left out of the compression ratio TinyWASE reports (encoder, separator, decoder)."""
@@ -123,19 +125,6 @@ def targets(results: list[dict]) -> dict:
     }
 
 
-def markdown(results: list[dict]) -> str:
-    lines = [
-        "| model | SI-SDRi dB | vs FP32 dB | SDRi dB | size (bytes) | compression (file) | compression (enc + sep + dec) |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['label']} | {r['si_sdri']:.2f} | {r['delta_si_sdri']:+.2f} | {r['sdri']:.2f} | {r['size_bytes']:,} "
-            f"| {r['compression']:.2f}x | {r['covered_compression']:.2f}x |"
-        )
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default=str(ROOT / "configs/extraction.yaml"))
@@ -147,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     start = time.perf_counter()
     config = load_config(args.config)
-    prepared = ExtractionEvaluator().prepare(config, lambda stage, done, total: print(f"  {stage}: {done}/{total}", end="\r"))
+    prepared = ExtractionEvaluator().prepare(extraction_setup(config), lambda stage, done, total: print(f"  {stage}: {done}/{total}", end="\r"))
     fp32 = measure(prepared, None, None)
     results = [fp32]
     print(f"\n{fp32['label']}: SI-SDRi {fp32['si_sdri']:.2f} dB, {fp32['size_bytes']:,} B")
@@ -171,7 +160,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2) + "\n")
-    table = markdown(results)
+    table = extraction_table_markdown(payload)
     args.out.with_suffix(".md").write_text(table)
     print(table)
     print(f"targets: {payload['targets']}; wall time {payload['wall_seconds'] / 60:.1f} min; wrote {args.out}")

@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from evaluators.extraction import ExtractionEvaluator  # noqa: E402
 from search.config import load_config  # noqa: E402
+from search.tasks.extraction_setup import extraction_setup  # noqa: E402
 
 TARGET_SI_SDRI_DB = 8.0
 """What the default teacher must reach for compression results to mean anything (issue #8)."""
@@ -49,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = ExtractionEvaluator()
         start = time.perf_counter()
         printer = _Printer()
-        prepared = evaluator.prepare(config, printer)
+        prepared = evaluator.prepare(extraction_setup(config), printer)
         prepare_seconds = time.perf_counter() - start
         start = time.perf_counter()
         reference = evaluator.evaluate_reference(prepared)

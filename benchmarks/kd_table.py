@@ -44,6 +44,8 @@ from evaluators.verification import PreparedVerification, VerificationEvaluator
 from search.config import load_config
 from spaces.compress import CompressedModel, compress, quantizable_layers
 from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization, StudentPlan
+from render_docs import kd_table_markdown
+from search.tasks.verification_setup import verification_setup  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 WIDTHS = (0.5, 0.25, 0.125)
@@ -93,7 +95,7 @@ def main() -> None:
             result["wall_seconds"] = round(time.time() - started, 1)
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(result, indent=2))
-    table = _markdown(result["rows"])
+    table = kd_table_markdown(result)
     args.out.with_suffix(".md").write_text(table + "\n")
     print(table)
     print(json.dumps(result["targets"], indent=2))
@@ -104,7 +106,7 @@ def _teacher_rows(family: str, steps: int, long_steps: int) -> list[dict]:
     torch.set_num_threads(1)  # small models: threads cost more than they give on shared cores
     teacher = TEACHERS[family]
     ladder = {"fidelity": {"steps": [steps], "batch_size": 32, "crop_frames": 150}}
-    prepared = VerificationEvaluator().prepare(load_config(ROOT / teacher.config, ladder), lambda *_: None)
+    prepared = VerificationEvaluator().prepare(verification_setup(load_config(ROOT / teacher.config, ladder)), lambda *_: None)
     reference = compress(prepared.spec, prepared.teacher_state, {})
     rows = [_printed(_row(family, "teacher", 1.0, "-", 32, 0, None, reference, prepared, 0.0))]
 
@@ -225,32 +227,6 @@ def _printed(row: dict) -> dict:
         flush=True,
     )
     return row
-
-
-def _markdown(rows: list[dict]) -> str:
-    header = ("teacher", "student width", "distilled", "init", "steps", "weights", "parameters", "size (bytes)", "smaller")
-    lines = ["| " + " | ".join((*header, "EER % (95% CI)", "vs teacher")) + " |", "|" + " --- |" * (len(header) + 2)]
-    cells = "{teacher} | {width} | {mix} | {init} | {steps} | {bits} | {params:,} | {size:,} | {smaller}"
-    for row in rows:
-        teacher = row["mix"] == "teacher"
-        lines.append(
-            f"| {cells} | {{eer:.2f}} ({{low:.2f}}-{{high:.2f}}) | {{rel}} |".format(
-                teacher=row["teacher"],
-                width="teacher" if teacher else f"1/{round(1 / row['width'])}",
-                mix="-" if teacher else {"scratch": "none (scratch)"}.get(row["mix"], row["mix"]),
-                init=row["init"],
-                steps="-" if teacher else f"{row['steps']:,}",
-                bits="FP32" if row["bits"] == 32 else f"{row['bits']}-bit",
-                params=row["params"],
-                size=row["size_bytes"],
-                smaller="-" if teacher else f"{100 * row['size_reduction']:.0f}%",
-                eer=100 * row["eer"],
-                low=100 * row["eer_low"],
-                high=100 * row["eer_high"],
-                rel="-" if teacher else f"{100 * row['relative_eer']:+.0f}%",
-            )
-        )
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

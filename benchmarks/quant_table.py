@@ -50,6 +50,8 @@ from search.config import load_config  # noqa: E402
 from spaces.compress import CompressedModel, compress, quantizable_layers  # noqa: E402
 from spaces.description import FLOAT_BITS  # noqa: E402
 from spaces.plan import LayerQuantization  # noqa: E402
+from render_docs import quant_table_markdown  # noqa: E402
+from search.tasks.verification_setup import verification_setup  # noqa: E402
 
 WIDTHS = (8, 6, 4, 3, 2)
 QUANTIZERS = ("uniform", "pow2", "kmeans")
@@ -186,7 +188,7 @@ def measure_config(path: str, steps: int, boot: int) -> dict:
     config = load_config(ROOT / path)
     config = dataclasses.replace(config, fidelity=dataclasses.replace(config.fidelity, steps=(0, steps)))
     start = time.perf_counter()
-    prepared = VerificationEvaluator().prepare(config)
+    prepared = VerificationEvaluator().prepare(verification_setup(config))
     print(f"{path}: prepared in {time.perf_counter() - start:.0f} s; QAT budget {steps} steps", flush=True)
     table = _Table(prepared, steps, boot)
     table.measure("FP32", "-", {})
@@ -259,34 +261,6 @@ def _targets(rows: list[dict]) -> dict[str, dict]:
     return targets
 
 
-def markdown(result: dict) -> str:
-    """The table and the targets of one config as Markdown."""
-    lines = [
-        f"`{result['config']}` ({result['family']}, {result['params']:,} quantizable weights; "
-        f"QAT: {result['qat_steps']} steps)",
-        "",
-        "| weights | method | EER % [95% CI] | minDCF | size (bytes) | compression | quantized layers |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-    ]
-    for row in result["rows"]:
-        lines.append(
-            f"| {row['weights']} | {row['method']} | {100 * row['eer']:.2f} "
-            f"[{100 * row['eer_low']:.2f}, {100 * row['eer_high']:.2f}] | {row['min_dcf']:.3f} | "
-            f"{row['size_bytes']:,} | {row['compression']:.2f}x | {row['quantized_layer_compression']:.2f}x |"
-        )
-    lines += ["", "| target | met | figures |", "| --- | --- | --- |"]
-    for name, target in result["targets"].items():
-        figures = ", ".join(f"{key} {_format(value)}" for key, value in target.items() if key != "met")
-        lines.append(f"| {name} | {'yes' if target['met'] else 'no'} | {figures} |")
-    return "\n".join(lines) + "\n"
-
-
-def _format(value) -> str:
-    if isinstance(value, list):
-        return "[" + ", ".join(_format(item) for item in value) + "]"
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", action="append", help="ready config(s); default configs/demo.yaml")
@@ -311,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quant_table.json").write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
-    text = "\n".join(markdown(result) for result in results)
+    text = quant_table_markdown(payload)
     (args.out / "quant_table.md").write_text(text)
     print(text)
     print(f"wall time {payload['wall_seconds'] / 60:.1f} min; wrote {args.out / 'quant_table.json'} and .md")

@@ -56,6 +56,8 @@ from search.config import RunConfig, load_config  # noqa: E402
 from search.pareto import Objective, hypervolume, hypervolume_history, pareto_front  # noqa: E402
 from search.samplers import SEQUENCE_SAMPLERS, CandidateSequenceSampler, build_sampler, layer_params  # noqa: E402
 from search.trial import measure  # noqa: E402
+from render_docs import search_efficiency_markdown  # noqa: E402
+from search.tasks.verification_setup import verification_setup  # noqa: E402
 
 DEFAULT_SAMPLERS = ("nsga2", "tpe", "random", "uniform-grid", "sensitivity-greedy")
 FULL_SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
@@ -259,21 +261,6 @@ def plot(summary: dict[str, Any], runs: dict[str, Any], path: Path, trials: int)
     figure.savefig(path, dpi=120)
 
 
-def markdown_table(summary: dict[str, Any], trials: int) -> str:
-    lines = [
-        "| sampler | trials to 95% of reference HV (per seed) | median | final HV / reference (mean) |",
-        "| --- | --- | --- | --- |",
-    ]
-    reference = summary["reference_hypervolume"]
-    for name, data in summary["samplers"].items():
-        per_seed = ", ".join("never" if v is None else str(v) for v in data["trials_to_95"].values())
-        median = data["median_trials_to_95"]
-        median_text = f"> {trials}" if median > trials else f"{median:g}"
-        final = statistics.mean(data["final_hypervolume"].values()) / reference
-        lines.append(f"| {name} | {per_seed} | {median_text} | {final:.3f} |")
-    return "\n".join(lines)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="whole demo test set, gp sampler too")
@@ -296,7 +283,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     config = load_config(args.config)
     evaluator = VerificationEvaluator()
-    prepared = ptq_on_reduced_test_set(evaluator.prepare(config), per_speaker)
+    prepared = ptq_on_reduced_test_set(evaluator.prepare(verification_setup(config)), per_speaker)
     fp32 = evaluator.evaluate_reference(prepared)
     reference_size = fp32.metrics["size_bytes"]
     reference = measure(fp32, config.targets, reference_size)
@@ -340,7 +327,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     out.write_text(json.dumps(payload, indent=1))
     plot(summary, runs, out.with_suffix(".png"), args.trials)
-    table = markdown_table(summary, args.trials)
+    table = search_efficiency_markdown(payload)
     out.with_suffix(".md").write_text(table + "\n")
     print(table)
     for target in ("target_efficiency", "target_mixed_beats_uniform"):

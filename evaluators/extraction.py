@@ -10,10 +10,10 @@ measures SI-SDRi and SDRi on the test mixtures; the result has the same shape as
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
 import hashlib
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,16 +21,14 @@ import torch
 from evaluators.data.mixture_corpora import MixtureSource, evaluation_mixtures, training_source
 from evaluators.data.cache import cached_tensors, content_hash
 from evaluators.data.mixtures import Mixture, MixtureConfig, SpeakerPool
+from evaluators.data.sources import Source
+from evaluators.evaluation import Evaluation, Evaluator, ProgressCallback, size_metrics
 from evaluators.extraction_finetune import ExtractorFineTuner
 from evaluators.extraction_training import ExtractorTrainingConfig, extraction_metrics, train_extractor
-from evaluators.finetune import FidelityConfig
-from evaluators.verification import Evaluation, ProgressCallback
+from evaluators.fidelity import FidelityConfig
 from spaces.compress import CompressedModel, ModelSpec
 from spaces.plan import CompressionPlan
-from spaces.space import SearchSpace
-
-if TYPE_CHECKING:
-    from search.config import RunConfig
+from spaces.space import SearchSpace, SpaceConfig
 
 EXTRACTION_VERSION = 2
 """Bump when mixing or teacher training changes, so cached extraction teachers are not reused."""
@@ -51,53 +49,60 @@ class PreparedExtraction:
     seed: int
 
 
-def extraction_spec(config: RunConfig) -> ModelSpec:
-    """The extractor the run compresses; it reads raw audio at the data's sample rate."""
-    kwargs = {key: value for key, value in config.model.items() if key != "family"}
-    return ModelSpec(
-        config.model["family"],
-        kwargs,
-        num_mel_bins=0,
-        frames_per_second=0,
-        sample_rate=config.data.sample_rate,
-        side_bits=config.space.side_bits,
-    )
+@dataclass(frozen=True)
+class ExtractionSetup:
+    """The config sections an extraction evaluator reads (built by `search.tasks` from a run config).
+
+    Attributes:
+        spec: The extractor to compress (raw audio at `spec.sample_rate`).
+        train_source, test_source: Where training speakers and the test mixtures' speakers come from.
+        mixtures: How two-speaker mixtures are made.
+        teacher: How the teacher is trained when it is not cached.
+        space: The search space the candidates come from.
+        fidelity: The fine-tuning ladder.
+        seed: Seed of everything random.
+        cache_dir: Where mixtures and teachers are cached by content hash.
+    """
+
+    spec: ModelSpec
+    train_source: Source
+    test_source: Source
+    mixtures: MixtureConfig
+    teacher: ExtractorTrainingConfig
+    space: SpaceConfig
+    fidelity: FidelityConfig
+    seed: int
+    cache_dir: str
 
 
-class ExtractionEvaluator:
+class ExtractionEvaluator(Evaluator[ExtractionSetup, PreparedExtraction]):
     """Evaluates compression candidates of a target-speaker extractor by SI-SDRi and SDRi (dB)."""
 
-    def prepare(self, config: RunConfig, progress: ProgressCallback | None = None) -> PreparedExtraction:
+    def prepare(self, setup: ExtractionSetup, progress: ProgressCallback | None = None) -> PreparedExtraction:
         """Training source, test mixtures and the trained teacher (from the cache when present)."""
         progress = progress or (lambda stage, done, total: None)
-        mixtures, rate = config.mixtures, config.data.sample_rate
+        spec, mixtures = setup.spec, setup.mixtures
         progress("mixtures", 0, 1)
-        training = training_source(mixtures, config.data.train, rate, config.cache_dir)
-        test_set = evaluation_mixtures(mixtures, config.data.eval[0].source, rate, config.cache_dir)
+        training = training_source(mixtures, setup.train_source, spec.sample_rate, setup.cache_dir)
+        test_set = evaluation_mixtures(mixtures, setup.test_source, spec.sample_rate, setup.cache_dir)
         progress("mixtures", 1, 1)
-        spec = extraction_spec(config)
         key = content_hash(
-            "extractor", EXTRACTION_VERSION, _digest(training), mixtures, spec.architecture(), config.teacher, config.seed
+            "extractor", EXTRACTION_VERSION, _digest(training), mixtures, spec.architecture(), setup.teacher, setup.seed
         )
         teacher = cached_tensors(
-            config.cache_dir, "teacher", key, lambda: _train_teacher(spec, training, config, progress)
+            setup.cache_dir, "teacher", key, lambda: _train_teacher(spec, training, setup, progress)
         )
         return PreparedExtraction(
             spec=spec,
             teacher_state=teacher,
-            space=SearchSpace.for_model(config.space, spec),
+            space=SearchSpace.for_model(setup.space, spec),
             test_set=test_set,
             training=training,
             mixtures=mixtures,
-            teacher=config.teacher,
-            fidelity=config.fidelity,
-            seed=config.seed,
+            teacher=setup.teacher,
+            fidelity=setup.fidelity,
+            seed=setup.seed,
         )
-
-    def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedExtraction) -> Evaluation:
-        """The candidate after the last rung of the fidelity ladder."""
-        *_, (_, evaluation) = self.evaluate_ladder(candidate, prepared)
-        return evaluation
 
     def evaluate_ladder(
         self, candidate: Mapping[str, Any], prepared: PreparedExtraction
@@ -128,14 +133,7 @@ def _fine_tuner(plan: CompressionPlan, prepared: PreparedExtraction) -> Extracto
 
 def _score(compressed: CompressedModel, prepared: PreparedExtraction) -> Evaluation:
     """SI-SDRi and SDRi on the test mixtures, next to the size figures of the packed model."""
-    layers = [layer for layer in compressed.description.layers if layer.params and not layer.shared_with]
-    mean_bits = sum(layer.params * layer.weight_bits for layer in layers) / sum(layer.params for layer in layers)
-    metrics = {
-        **extraction_metrics(compressed.model, prepared.test_set),
-        "size_bytes": float(compressed.description.size_bytes),
-        "params": float(compressed.description.params),
-        "mean_weight_bits": mean_bits,
-    }
+    metrics = {**extraction_metrics(compressed.model, prepared.test_set), **size_metrics(compressed.description)}
     return Evaluation(metrics, compressed)
 
 
@@ -152,20 +150,20 @@ def _digest(training: MixtureSource) -> str:
     return digest.hexdigest()[:16]
 
 
-def _train_teacher(spec: ModelSpec, training: MixtureSource, config: RunConfig, progress: ProgressCallback) -> dict:
-    torch.manual_seed(config.seed)  # the initial weights are part of what the cache key promises
+def _train_teacher(spec: ModelSpec, training: MixtureSource, setup: ExtractionSetup, progress: ProgressCallback) -> dict:
+    torch.manual_seed(setup.seed)  # the initial weights are part of what the cache key promises
     model = spec.build()
-    steps = config.teacher.steps
+    steps = setup.teacher.steps
     train_extractor(
         model,
         training,
-        config.mixtures,
+        setup.mixtures,
         spec.sample_rate,
-        config.teacher,
-        config.seed,
+        setup.teacher,
+        setup.seed,
         on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
     )
     return {key: value.detach().clone() for key, value in model.state_dict().items()}
 
 
-__all__ = ["ExtractionEvaluator", "PreparedExtraction", "extraction_spec"]
+__all__ = ["ExtractionEvaluator", "ExtractionSetup", "PreparedExtraction"]

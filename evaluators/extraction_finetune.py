@@ -23,7 +23,7 @@ from torch import nn
 from evaluators.data.mixture_corpora import MixtureSource
 from evaluators.data.mixtures import MixtureBatch, MixtureConfig, training_batch
 from evaluators.extraction_training import ExtractorTrainingConfig, LossTerms, segment_samples, training_step
-from evaluators.finetune import FidelityConfig
+from evaluators.fidelity import FidelityConfig
 from evaluators.training import TrainingError
 from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
 from spaces.description import FLOAT_BITS

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 
@@ -18,10 +17,8 @@ from evaluators.data.cache import cached_tensors, content_hash
 from evaluators.features import FeatureSet, random_crop
 from evaluators.finetune_loss import FineTuneLoss, speaker_centroids
 from evaluators.sensitivity import layer_sensitivities
+from evaluators.verification_fidelity import VerificationFidelity
 from spaces.compress import ModelSpec
-
-if TYPE_CHECKING:
-    from evaluators.finetune import FidelityConfig
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ def prepare_fine_tuning(
     teacher_state: dict[str, torch.Tensor],
     teacher_key: str,
     train: FeatureSet,
-    config: FidelityConfig,
+    config: VerificationFidelity,
     cache_dir: str | os.PathLike[str],
     seed: int,
     progress: Callable[[str, int, int], None] | None = None,

@@ -32,7 +32,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 
 from evaluators.distillation import FRAME_LOSSES, UTTERANCE_LOSSES, DistillationLoss
-from evaluators.finetune import FidelityConfig
+from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.finetune_data import FineTuneData, sample_crops
 from evaluators.finetune_loss import FineTuneLoss
 from evaluators.training import TrainingError
@@ -103,7 +103,7 @@ class StudentTrainer:
         teacher_state: Mapping[str, torch.Tensor],
         plan: CompressionPlan,
         data: FineTuneData,
-        fidelity: FidelityConfig,
+        fidelity: VerificationFidelity,
         config: DistillationConfig = DistillationConfig(),
         seed: int = 0,
     ) -> None:

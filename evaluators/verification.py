@@ -7,30 +7,56 @@ pure function of (candidate, prepared): quantize, embed every evaluation set, sc
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from evaluators.data.cache import cached_tensors, content_hash
 from evaluators.data.source_features import EvalSet, load_eval_set, load_training_set
+from evaluators.data.sources import DataConfig
 from evaluators.data.synthetic import CORPUS_VERSION
+from evaluators.evaluation import Evaluation, Evaluator, ProgressCallback, size_metrics
 from evaluators.features import FbankConfig, FeatureSet
-from evaluators.finetune import FidelityConfig, FineTuner
+from evaluators.finetune import FineTuner
 from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
 from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
-from evaluators.training import embed_utterances, train_speaker_model
+from evaluators.training import TeacherConfig, embed_utterances, train_speaker_model
+from evaluators.verification_fidelity import VerificationFidelity
 from spaces.compress import CompressedModel, ModelSpec, compress
 from spaces.plan import CompressionPlan
-from spaces.space import SearchSpace
+from spaces.space import SearchSpace, SpaceConfig
 
-if TYPE_CHECKING:
-    from search.config import RunConfig
 
-ProgressCallback = Callable[[str, int, int], None]
-"""Called with (stage description, done, total) during long preparation steps."""
+@dataclass(frozen=True)
+class VerificationSetup:
+    """The config sections a verification evaluator reads (built by `search.tasks` from a run config).
+
+    Attributes:
+        spec: The model to compress, with its input format.
+        data: The training source and the evaluation sets.
+        fbank: Filterbank settings of every feature set.
+        teacher: How the teacher is trained when it is not cached.
+        space: The search space the candidates come from.
+        fidelity: The fine-tuning ladder and verification's fine-tuning settings.
+        distillation: How students are trained.
+        max_trials: Most verification trials scored per evaluation set.
+        seed: Seed of everything random (teacher, crops, trial sampling).
+        cache_dir: Where features and teachers are cached by content hash.
+    """
+
+    spec: ModelSpec
+    data: DataConfig
+    fbank: FbankConfig
+    teacher: TeacherConfig
+    space: SpaceConfig
+    fidelity: VerificationFidelity
+    distillation: DistillationConfig
+    max_trials: int
+    seed: int
+    cache_dir: str
 
 
 @dataclass
@@ -43,7 +69,7 @@ class PreparedVerification:
     eval_sets: list[EvalSet]
     max_trials: int
     seed: int
-    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
+    fidelity: VerificationFidelity = field(default_factory=VerificationFidelity)
     sensitivities: dict[str, float] = field(default_factory=dict)
     """Loss increase per quantizable layer when it alone is quantized (`evaluators.sensitivity`)."""
     fine_tune_data: FineTuneData | None = None
@@ -62,87 +88,49 @@ class PreparedVerification:
         return self.eval_sets[0].labels
 
 
-@dataclass
-class Evaluation:
-    """A candidate's quality metrics and the compressed model they were measured on."""
-
-    metrics: dict[str, float]
-    compressed: CompressedModel
-
-
-def model_spec(config: RunConfig) -> ModelSpec:
-    """The model the run compresses, with the input format of its features."""
-    kwargs = {key: value for key, value in config.model.items() if key != "family"}
-    kwargs["num_mel_bins"] = config.features.num_mel_bins
-    return ModelSpec(
-        family=config.model["family"],
-        kwargs=kwargs,
-        num_mel_bins=config.features.num_mel_bins,
-        frames_per_second=round(1000.0 / config.features.frame_shift_ms),
-        sample_rate=config.data.sample_rate,
-        side_bits=config.space.side_bits,
-    )
-
-
-def fbank_config(config: RunConfig) -> FbankConfig:
-    return FbankConfig(
-        num_mel_bins=config.features.num_mel_bins,
-        frame_length_ms=config.features.frame_length_ms,
-        frame_shift_ms=config.features.frame_shift_ms,
-        sample_rate=config.data.sample_rate,
-    )
-
-
-class VerificationEvaluator:
+class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
     """Evaluates weight-quantization candidates of a speaker-embedding model by EER and minDCF."""
 
-    def prepare(self, config: RunConfig, progress: ProgressCallback | None = None) -> PreparedVerification:
+    def prepare(self, setup: VerificationSetup, progress: ProgressCallback | None = None) -> PreparedVerification:
         """Training features, every evaluation set and the trained teacher, each cached when present."""
         progress = progress or (lambda stage, done, total: None)
-        fbank = fbank_config(config)
+        fbank = setup.fbank
         training = load_training_set(
-            config.data.train, fbank, config.cache_dir, lambda done, total: progress("train features", done, total)
+            setup.data.train, fbank, setup.cache_dir, lambda done, total: progress("train features", done, total)
         )
         eval_sets = [
             load_eval_set(
                 eval_set,
                 fbank,
-                config.cache_dir,
-                config.evaluation.max_trials,
-                config.seed,
+                setup.cache_dir,
+                setup.max_trials,
+                setup.seed,
                 lambda done, total, name=eval_set.name: progress(f"{name} features", done, total),
             )
-            for eval_set in config.data.eval
+            for eval_set in setup.data.eval
         ]
         train = training.features
-        spec = model_spec(config)
-        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), config.teacher, config.seed)
+        spec = setup.spec
+        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), setup.teacher, setup.seed)
         teacher = cached_tensors(
-            config.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, config, progress)
+            setup.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, setup, progress)
         )
         fine_tune_data, sensitivities = prepare_fine_tuning(
-            spec, teacher, key, train, config.fidelity, config.cache_dir, config.seed, progress
+            spec, teacher, key, train, setup.fidelity, setup.cache_dir, setup.seed, progress
         )
         model = spec.build()
         return PreparedVerification(
             spec=spec,
             teacher_state=teacher,
-            space=SearchSpace.for_model(config.space, spec, model),
+            space=SearchSpace.for_model(setup.space, spec, model),
             eval_sets=eval_sets,
-            max_trials=config.evaluation.max_trials,
-            seed=config.seed,
-            fidelity=config.fidelity,
+            max_trials=setup.max_trials,
+            seed=setup.seed,
+            fidelity=setup.fidelity,
             sensitivities=sensitivities,
             fine_tune_data=fine_tune_data,
-            distillation=config.distillation,
+            distillation=setup.distillation,
         )
-
-    def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedVerification) -> Evaluation:
-        """The candidate at the last rung of the fidelity ladder (post-training quantization for `[0]`)."""
-        last = None
-        for _, last in self.evaluate_ladder(candidate, prepared):
-            pass
-        return last
 
     def evaluate_ladder(
         self, candidate: Mapping[str, Any], prepared: PreparedVerification
@@ -204,29 +192,25 @@ class VerificationEvaluator:
 
     def _evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
         quality = _quality_metrics(compressed.model, prepared)
-        layers = [layer for layer in compressed.description.layers if layer.params]
-        mean_bits = sum(layer.params * layer.weight_bits for layer in layers) / sum(layer.params for layer in layers)
         metrics = {
             "eer": quality[f"eer@{prepared.eval_sets[0].name}"],
             "min_dcf": quality[f"min_dcf@{prepared.eval_sets[0].name}"],
-            "size_bytes": float(compressed.description.size_bytes),
-            "params": float(compressed.description.params),
-            "mean_weight_bits": mean_bits,
+            **size_metrics(compressed.description),
             **quality,
         }
         return Evaluation(metrics, compressed)
 
     @staticmethod
-    def _train_teacher(spec: ModelSpec, train: FeatureSet, config: RunConfig, progress: ProgressCallback) -> dict:
-        torch.manual_seed(config.seed)  # the initial weights are part of what the cache key promises
+    def _train_teacher(spec: ModelSpec, train: FeatureSet, setup: VerificationSetup, progress: ProgressCallback) -> dict:
+        torch.manual_seed(setup.seed)  # the initial weights are part of what the cache key promises
         model = spec.build()
-        steps = config.teacher.steps
+        steps = setup.teacher.steps
         return train_speaker_model(
             model,
             spec.kwargs.get("embedding_dim", model.embedding_dim),
             train,
-            config.teacher,
-            config.seed,
+            setup.teacher,
+            setup.seed,
             on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
         )
 
@@ -244,4 +228,4 @@ def _quality_metrics(model: torch.nn.Module, prepared: PreparedVerification) -> 
     return metrics
 
 
-__all__ = ["Evaluation", "PreparedVerification", "VerificationEvaluator", "fbank_config", "model_spec"]
+__all__ = ["PreparedVerification", "VerificationEvaluator", "VerificationSetup"]

@@ -1,16 +1,31 @@
-"""Orchestration and user interface: config, Ray Tune + Optuna search, Pareto front, reports."""
+"""Orchestration and user interface: config, Ray Tune + Optuna search, Pareto front, reports.
 
-from search.config import ConfigError, RunConfig, load_config
-from search.pareto import Objective, hypervolume, pareto_front
-from search.run_dir import RunDirectory, RunDirectoryError
+The public names load on first use (module `__getattr__`), so `import search.pareto` or the
+CLI's `--help` do not pay for torch, Ray and Optuna.
+"""
 
-__all__ = [
-    "ConfigError",
-    "Objective",
-    "RunConfig",
-    "RunDirectory",
-    "RunDirectoryError",
-    "hypervolume",
-    "load_config",
-    "pareto_front",
-]
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "ConfigError": "search.run_config",
+    "Objective": "search.pareto",
+    "RunConfig": "search.run_config",
+    "RunDirectory": "search.run_dir",
+    "RunDirectoryError": "search.run_dir",
+    "hypervolume": "search.pareto",
+    "load_config": "search.config",
+    "pareto_front": "search.pareto",
+}
+
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_PUBLIC[name]), name)
+    globals()[name] = value
+    return value

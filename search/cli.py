@@ -17,6 +17,7 @@ from rich.console import Console
 
 from evaluators.data.corpora import CorpusError
 from evaluators.data.trial_lists import TrialListError
+from evaluators.evaluation import Evaluator
 from hwcost import available_targets
 from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
 from search.export import ExportError
@@ -32,9 +33,11 @@ EXIT_CHECK_FAILED = 1
 EXIT_USER_ERROR = 2
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, evaluator: Evaluator | None = None) -> int:
+    """The `search` command line; `evaluator` replaces the run task's own in `search run` (for tests)."""
     parser = _parser()
     args = parser.parse_args(argv)
+    args.evaluator = evaluator
     console = Console() if sys.stdout.isatty() else Console(width=120)  # tables stay whole in logs
     try:
         return args.handler(args, console)
@@ -74,9 +77,9 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
     with RichDisplay() as display:
         if config is None:
-            resume_search(run_dir, address=args.address, listener=display)
+            resume_search(run_dir, address=args.address, listener=display, evaluator=args.evaluator)
         else:
-            run_search(config, run_dir, address=args.address, listener=display)
+            run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
     print_report(run_dir, console)
     return 0
 

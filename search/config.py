@@ -10,137 +10,36 @@ import dataclasses
 import os
 import types
 import typing
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 
-from evaluators.data.mixtures import MixtureConfig
 from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSetConfig, Source
 from evaluators.data.synthetic import SyntheticCorpusConfig
-from evaluators.extraction_training import ExtractorTrainingConfig
-from evaluators.finetune import FidelityConfig
+from evaluators.fidelity import FidelityConfig
 from evaluators.student_training import DistillationConfig
-from evaluators.training import TeacherConfig
 from hwcost import available_targets
-from search.constraints import Constraint, parse_constraints
+from search.constraints import parse_constraints
 from search.pareto import Objective
-from search.trial import metric_names, model_spec_for
+from search.run_config import (
+    SAMPLERS,
+    ConfigError,
+    EvaluationConfig,
+    FeatureConfig,
+    RunConfig,
+    SearchConfig,
+)
+from search.tasks import TASKS, Task, get_task
 from spaces.models import MODEL_FAMILIES
-from spaces.space import SearchSpace, SpaceConfig, parse_space_config
+from spaces.space import SearchSpace, parse_space_config
 
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
-SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
-
-TASKS = ("verification", "extraction")
-"""What a run compresses: a speaker-embedding model (EER) or a target-speaker extractor (SI-SDRi)."""
-EXTRACTION_FAMILY = "extractor"
-EXTRACTION_SAMPLE_RATE = 8000
-"""Extraction runs default to 8 kHz audio (the rate of WSJ0-2mix)."""
-EXTRACTION_OBJECTIVES = (Objective("si_sdri", "max"), Objective("size_bytes", "min"), Objective("latency_ms", "min"))
 
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A run config that cannot be used; the message names the file, key and value."""
-
-
-@dataclass(frozen=True)
-class FeatureConfig:
-    """The `features:` block: log-mel filterbank settings (the sample rate comes from `data:`)."""
-
-    num_mel_bins: int = 40
-    frame_length_ms: float = 25.0
-    frame_shift_ms: float = 10.0
-
-    def __post_init__(self) -> None:
-        if self.num_mel_bins < 8:
-            raise ValueError(f"features.num_mel_bins={self.num_mel_bins}: need at least 8")
-        if not 0 < self.frame_shift_ms <= self.frame_length_ms:
-            raise ValueError(f"features.frame_shift_ms={self.frame_shift_ms}: must be in (0, frame_length_ms]")
-
-
-@dataclass(frozen=True)
-class EvaluationConfig:
-    """The `evaluation:` block: how candidates are scored."""
-
-    max_trials: int = 200_000
-
-    def __post_init__(self) -> None:
-        if self.max_trials < 1:
-            raise ValueError(f"evaluation.max_trials={self.max_trials}: must be >= 1")
-
-
-@dataclass(frozen=True)
-class SearchConfig:
-    """The `search:` block: budget, sampler and parallelism."""
-
-    trials: int = 20
-    sampler: str = "nsga2"
-    population_size: int = 8
-    workers: int = 2
-    cpus_per_trial: int = 1
-    retries: int = 1
-    """Extra attempts for a trial that raises, reports NaN or loses its worker process."""
-    storage: str = ""
-    """Ray Tune's experiment folder, reachable from every node (path or URI); empty: RUN/ray."""
-    reduction_factor: int = 3
-    """Successive halving over the fidelity ladder: about 1 in this many trials reaches the next rung."""
-    stopped_in_front: bool = False
-    """Whether trials stopped below the ladder's last rung may enter the front (by their last rung)."""
-
-    def __post_init__(self) -> None:
-        if self.sampler not in SAMPLERS:
-            raise ValueError(f"search.sampler={self.sampler!r}: expected one of {list(SAMPLERS)}")
-        for key in ("trials", "population_size", "workers", "cpus_per_trial"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"search.{key}={getattr(self, key)}: must be >= 1")
-        if self.retries < 0:
-            raise ValueError(f"search.retries={self.retries}: must be >= 0")
-        if self.reduction_factor < 2:
-            raise ValueError(f"search.reduction_factor={self.reduction_factor}: must be >= 2")
-
-
-@dataclass(frozen=True)
-class RunConfig:
-    """A whole run: everything a result depends on, saved resolved in the run directory."""
-
-    name: str = "run"
-    task: str = "verification"
-    seed: int = 0
-    cache_dir: str = "results/cache"
-    data: DataConfig = field(default_factory=DataConfig)
-    features: FeatureConfig = field(default_factory=FeatureConfig)
-    model: dict[str, Any] = field(default_factory=lambda: {"family": "resnet"})
-    teacher: TeacherConfig | ExtractorTrainingConfig = field(default_factory=TeacherConfig)
-    space: SpaceConfig = field(default_factory=SpaceConfig)
-    objectives: tuple[Objective, ...] = (
-        Objective("eer", "min"),
-        Objective("size_bytes", "min"),
-        Objective("latency_ms", "min"),
-    )
-    targets: tuple[str, ...] = ("cortex-a72",)
-    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
-    search: SearchConfig = field(default_factory=SearchConfig)
-    constraints: tuple[Constraint, ...] = ()
-    fidelity: FidelityConfig = field(default_factory=FidelityConfig)
-    distillation: DistillationConfig = field(default_factory=DistillationConfig)
-    """How searched students are trained (init, loss settings); their budget is `fidelity.steps`."""
-    mixtures: MixtureConfig = field(default_factory=MixtureConfig)
-    """Extraction runs only: how the two-speaker mixtures are made."""
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain YAML-ready dict of the resolved config."""
-        resolved = dataclasses.asdict(self)
-        resolved["data"] = _data_dict(self.data)
-        resolved["objectives"] = [[o.metric, o.direction] for o in self.objectives]
-        resolved["space"] = self.space.to_dict()
-        resolved["constraints"] = [str(constraint) for constraint in self.constraints]
-        if self.task != "extraction":
-            del resolved["mixtures"]
-        return _plain(resolved)
+_FIDELITY_DEFAULTS = {
+    f.name: f.default for task in TASKS.values() for f in dataclasses.fields(task.fidelity_config)
+}
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
@@ -173,67 +72,88 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 
 
 def _parse(raw: dict[str, Any]) -> RunConfig:
-    _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
-    task = raw.get("task", "verification")
-    if task not in TASKS:
-        raise ValueError(f"task={task!r}: expected one of {list(TASKS)}")
-    extraction = task == "extraction"
-    if not extraction and "mixtures" in raw:
-        raise ValueError("mixtures: only extraction runs (task: extraction) mix speakers")
+    task = get_task(raw.get("task", "verification"))
+    _check_top_level_keys(raw, task)
     data_block = raw.get("data")
-    if extraction and (data_block is None or isinstance(data_block, dict)):
-        data_block = {"sample_rate": EXTRACTION_SAMPLE_RATE, **(data_block or {})}
+    if task.default_sample_rate is not None and (data_block is None or isinstance(data_block, dict)):
+        data_block = {"sample_rate": task.default_sample_rate, **(data_block or {})}
     data = _data(data_block)
-    model = dict(raw.get("model") or {"family": EXTRACTION_FAMILY if extraction else "resnet"})
+    model = dict(raw.get("model") or {"family": task.default_family})
     if model.get("family") not in MODEL_FAMILIES:
         raise ValueError(f"model.family={model.get('family')!r}: expected one of {sorted(MODEL_FAMILIES)}")
-    if extraction != (model["family"] == EXTRACTION_FAMILY):
-        needed = f"family {EXTRACTION_FAMILY!r}" if extraction else f"a speaker-embedding family, not {EXTRACTION_FAMILY!r}"
-        raise ValueError(f"model.family={model['family']!r}: task {task!r} needs {needed}")
+    task.check_family(model["family"])
     targets = tuple(raw.get("targets") or ("cortex-a72",))
     unknown_targets = sorted(set(targets) - set(available_targets()))
     if unknown_targets:
         raise ValueError(f"targets: unknown target {unknown_targets[0]!r}; available: {available_targets()}")
-    default_objectives = EXTRACTION_OBJECTIVES if extraction else RunConfig.objectives
-    objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or default_objectives)
+    objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or task.default_objectives)
     if not objectives:
         raise ValueError("objectives: need at least one")
-    known = metric_names(targets, () if extraction else data.eval_names, task)
+    known = task.metric_names(targets, task.eval_set_names(data))
     for objective in objectives:
         if objective.metric not in known:
             raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
     name = str(raw.get("name", "run"))
     if not name or "/" in name:
         raise ValueError(f"name={name!r}: must be a non-empty folder name")
+    sections = {key: _section(cls, key, raw.get(key)) for key, cls in task.sections.items()}
     config = RunConfig(
         name=name,
-        task=task,
+        task=task.name,
         seed=int(raw.get("seed", 0)),
         cache_dir=str(raw.get("cache_dir", RunConfig.cache_dir)),
         data=data,
         features=_section(FeatureConfig, "features", raw.get("features")),
         model=model,
-        teacher=_section(ExtractorTrainingConfig if extraction else TeacherConfig, "teacher", raw.get("teacher")),
+        teacher=_section(task.teacher_config, "teacher", raw.get("teacher")),
         space=parse_space_config(raw.get("space")),
         objectives=objectives,
         targets=targets,
         evaluation=_section(EvaluationConfig, "evaluation", raw.get("evaluation")),
         search=_section(SearchConfig, "search", raw.get("search")),
         constraints=parse_constraints(raw.get("constraints") or (), known),
-        fidelity=_section(FidelityConfig, "fidelity", raw.get("fidelity")),
+        fidelity=_fidelity(task, raw.get("fidelity")),
         distillation=_section(DistillationConfig, "distillation", raw.get("distillation")),
-        mixtures=_section(MixtureConfig, "mixtures", raw.get("mixtures")),
+        **sections,
     )
-    if extraction and config.fidelity.msft:
-        raise ValueError("fidelity.msft: multi-stage fine-tuning is not implemented for extraction runs")
+    task.validate(config)
     _check_space_fits_model(config)
     return config
+
+
+def _check_top_level_keys(raw: dict[str, Any], task: Task) -> None:
+    """The run config's own blocks and the task's extra ones; another task's block names that task."""
+    for other in TASKS.values():
+        for key in set(other.sections) - set(task.sections):
+            if key in raw:
+                raise ValueError(f"{key}: only {other.name} runs (task: {other.name}) read this block")
+    _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
+
+
+def _fidelity(task: Task, block: Any) -> FidelityConfig:
+    """The `fidelity:` block as the task's class; keys only another task reads are named as such.
+
+    Configs resolved by versions that had one fidelity class for both tasks list every key; those
+    keys are accepted at their defaults, so earlier run directories still load.
+    """
+    cls = task.fidelity_config
+    if isinstance(block, dict):
+        foreign = {
+            key: value
+            for key, value in block.items()
+            if key not in {f.name for f in dataclasses.fields(cls)} and key in _FIDELITY_DEFAULTS
+        }
+        for key, value in foreign.items():
+            if value != _FIDELITY_DEFAULTS[key]:
+                raise ValueError(f"fidelity.{key}: another task's fine-tuning setting; {task.name} runs do not read it")
+        block = {key: value for key, value in block.items() if key not in foreign}
+    return _section(cls, "fidelity", block)
 
 
 def _check_space_fits_model(config: RunConfig) -> None:
     """Knobs name layers, groups and taps of the model: check them now, not after teacher training."""
     if config.space.knobs:
-        SearchSpace.for_model(config.space, model_spec_for(config))
+        SearchSpace.for_model(config.space, get_task(config.task).model_spec(config))
 
 
 def _data(block: Any) -> DataConfig:
@@ -289,22 +209,6 @@ def _source(name: str, block: Any, synthetic_defaults: dict[str, Any]) -> Source
         raise ValueError(message if message.startswith(name) else f"{name}.{message}") from None
 
 
-def _data_dict(data: DataConfig) -> dict[str, Any]:
-    """The `data:` block as YAML: in the one-corpus form when it is one, so old configs read the same."""
-    if data.is_synthetic_only:
-        return {"corpus": SYNTHETIC, **dataclasses.asdict(data.train)}
-    return {
-        "sample_rate": data.sample_rate,
-        "train": _source_dict(data.train),
-        "eval": [{"name": eval_set.name, **_source_dict(eval_set.source)} for eval_set in data.eval],
-    }
-
-
-def _source_dict(source: Source) -> dict[str, Any]:
-    settings = dataclasses.asdict(source)
-    return settings if isinstance(source, CorpusConfig) else {"corpus": SYNTHETIC, **settings}
-
-
 def _section(cls: type[T], name: str, block: Any) -> T:
     """Build dataclass `cls` from a YAML block, rejecting unknown keys by name."""
     if block is None:
@@ -344,14 +248,8 @@ def _check_keys(section: str, block: dict[str, Any], allowed: set[str]) -> None:
         raise ValueError(f"{section}: unknown key {unknown[0]!r}; allowed keys: {sorted(allowed)}")
 
 
-def _plain(value: Any) -> Any:
-    """Tuples to lists, recursively, so the resolved config dumps as clean YAML."""
-    if isinstance(value, dict):
-        return {key: _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    return value
-
-
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())
+
+
+__all__ = ["DEFAULT_CONFIG", "SAMPLERS", "ConfigError", "RunConfig", "load_config"]

@@ -15,7 +15,7 @@ from rich.table import Table
 
 from hwcost import CostEstimate, CostModel
 from search.config import ConfigError, RunConfig
-from search.trial import model_spec_for
+from search.tasks import get_task
 from spaces.compress import compress
 from spaces.plan import CompressionPlan
 from spaces.space import SearchSpace, SpaceError
@@ -37,7 +37,7 @@ def parse_candidate(text: str | None) -> dict[str, Any]:
 
 def estimate_candidate(config: RunConfig, candidate: Mapping[str, Any], target: str) -> CostEstimate:
     """Cost of the config's model quantized per `candidate` (FP32 when empty) on `target`."""
-    spec = model_spec_for(config)
+    spec = get_task(config.task).model_spec(config)
     model = spec.build()
     try:
         plan = SearchSpace.for_model(config.space, spec, model).plan(candidate) if candidate else CompressionPlan()

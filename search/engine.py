@@ -30,6 +30,7 @@ from ray.tune import Callback  # noqa: E402
 from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
 from evaluators.training import embed_utterances  # noqa: E402
+from evaluators.evaluation import Evaluator, Prepared  # noqa: E402
 from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
 from search.config import RunConfig, load_config  # noqa: E402
 from search.front import front_members, write_front_files  # noqa: E402
@@ -40,6 +41,7 @@ from search.resume import reconcile  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
 from search.samplers import SEQUENCE_SAMPLERS, build_sampler, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
+from search.tasks import get_task  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
 from search.trial import (  # noqa: E402
     NODE,
@@ -47,7 +49,6 @@ from search.trial import (  # noqa: E402
     STEPS,
     TRIAL_NUMBER,
     TrialContext,
-    evaluator_for,
     measure,
     ray_trainable,
 )
@@ -87,17 +88,21 @@ def run_search(
     run_dir: RunDirectory,
     address: str | None = None,
     listener: SearchListener | None = None,
+    evaluator: Evaluator | None = None,
 ) -> SearchOutcome:
     """Prepare data and teacher, evaluate the FP32 reference, then run the search to its budget.
 
     Args:
         address: Ray cluster to join (`auto` or `HOST:PORT`); a local Ray sized to the machine
             when None.
+        evaluator: Scores the candidates; the run task's own evaluator when None (tests and
+            callers inject another, e.g. one that fails on purpose).
     """
     listener = listener or SearchListener()
     run_dir.write_config(config.to_dict())
-    evaluator = evaluator_for(config)
-    prepared = evaluator.prepare(config, listener.stage)
+    task = get_task(config.task)
+    evaluator = evaluator or task.evaluator()
+    prepared = evaluator.prepare(task.setup(config), listener.stage)
     listener.stage("FP32 reference", 0, 1)
     reference_evaluation = evaluator.evaluate_reference(prepared)
     reference_size = reference_evaluation.metrics["size_bytes"]
@@ -109,7 +114,10 @@ def run_search(
 
 
 def resume_search(
-    run_dir: RunDirectory, address: str | None = None, listener: SearchListener | None = None
+    run_dir: RunDirectory,
+    address: str | None = None,
+    listener: SearchListener | None = None,
+    evaluator: Evaluator | None = None,
 ) -> SearchOutcome:
     """Continue a run whose driver stopped (killed, crashed, interrupted) to its trial budget.
 
@@ -121,16 +129,17 @@ def resume_search(
     config = load_config(run_dir.config_path)
     reference = run_dir.read_reference()
     run_dir.drop_partial_writes()
-    evaluator = evaluator_for(config)
-    prepared = evaluator.prepare(config, listener.stage)
+    task = get_task(config.task)
+    evaluator = evaluator or task.evaluator()
+    prepared = evaluator.prepare(task.setup(config), listener.stage)
     return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=True)
 
 
 def _search(
     config: RunConfig,
     run_dir: RunDirectory,
-    evaluator: VerificationEvaluator,
-    prepared: PreparedVerification,
+    evaluator: Evaluator,
+    prepared: Prepared,
     reference: dict[str, Any],
     address: str | None,
     listener: SearchListener,
@@ -156,7 +165,7 @@ def _search(
     front = front_members(trials, config.objectives, stopped_in_front)
     if trials:
         write_tensorboard(run_dir)
-        if front and config.task == "verification":  # an extractor has no embeddings to project
+        if front and get_task(config.task).embeds:  # an extractor has no embeddings to project
             _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
         write_html_report(run_dir)
     return SearchOutcome(run_dir, reference, trials, front)

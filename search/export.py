@@ -11,29 +11,22 @@ metrics re-measured on the rebuilt model (with a bootstrap confidence interval: 
 speaker verification, of the mean SI-SDRi over the test mixtures for speaker extraction) and the
 cost model's prediction on every target, the ONNX graph exported from the model that
 `load_bundle` rebuilds from those two files, and the model card rendered from them. What differs
-between the tasks (input/output signature, quality interval, evaluation record) is a `_TaskExport`.
+between the tasks (input/output signature, quality interval, evaluation record, card text) comes from
+the run's `search.tasks.Task`.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import onnx
-import torch
 
-from evaluators.data.mixtures import Mixture
-from evaluators.extraction import PreparedExtraction
-from evaluators.extraction_training import extract
-from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
-from evaluators.si_sdr import si_sdr_improvement
-from evaluators.training import embed_utterances
-from evaluators.verification import Evaluation, PreparedVerification
+from evaluators.evaluation import Evaluation
 from hwcost import available_targets
 from search.config import RunConfig, load_config
 from search.model_card import render_model_card
@@ -41,19 +34,17 @@ from search.onnx_export import export_onnx
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import RunDirectory
 from search.selection import Selection
-from search.trial import RUNG, evaluator_for, measure, metric_names
+from search.tasks import Task, get_task
+from search.tasks.base import BOOTSTRAP_REPLICATES
+from search.tasks.verification_bundle import ExportMismatch
+from search.trial import RUNG, measure
 from spaces.bundle import (
     MODEL_CARD_FILE,
     ONNX_FILE,
-    TASKS,
     WEIGHTS_FILE,
     BundleConfig,
-    FeatureSettings,
-    TensorSpec,
     example_inputs,
-    extraction_signature,
     load_bundle,
-    verification_signature,
     weights_digest,
     write_bundle_config,
 )
@@ -66,8 +57,6 @@ from spaces.students import student_spec
 BUNDLES_DIR = "bundles"
 """Default home of a run's bundles: `RUN/bundles/trial-NNNN/`."""
 
-BOOTSTRAP_REPLICATES = 200
-CONFIDENCE = 0.95
 _COMPLETE = "complete"
 
 
@@ -88,17 +77,7 @@ class ExportedBundle:
 
     def summary(self) -> str:
         """One line: the trial, its size and its quality with the confidence interval."""
-        metrics = self.metrics
-        if self.task == "extraction":
-            quality = (
-                f"SI-SDRi {metrics['si_sdri']:.2f} dB ({metrics['si_sdri_low']:.2f} to {metrics['si_sdri_high']:.2f}), "
-                f"SDRi {metrics['sdri']:.2f} dB"
-            )
-        else:
-            quality = (
-                f"EER {100 * metrics['eer']:.2f}% ({100 * metrics['eer_low']:.2f}-{100 * metrics['eer_high']:.2f}%), "
-                f"minDCF {metrics['min_dcf']:.3f}"
-            )
+        quality = get_task(self.task).summary(self.metrics)
         return f"trial {self.trial} ({self.selection}): {self.size_bytes:,} bytes, {quality}"
 
 
@@ -109,8 +88,7 @@ def choose_trial(
     if (trial is None) == (pick is None):
         raise ExportError("give exactly one of --trial N and --pick SELECTION")
     if pick is not None:
-        eval_sets = () if config.task == "extraction" else config.data.eval_names
-        selection = Selection.parse(pick, metric_names(config.targets, eval_sets, config.task))
+        selection = Selection.parse(pick, get_task(config.task).run_metric_names(config))
         return dict(selection.choose(rows, config.objectives)), f'--pick "{pick}"'
     complete = [row for row in rows if row.get("status") == _COMPLETE]
     for row in complete:
@@ -141,15 +119,13 @@ def export_bundle(
     run_dir = RunDirectory(run_path)
     reference = run_dir.read_reference()
     config = load_config(run_dir.path / RUN_CONFIG_FILE)
-    if config.task not in TASKS:
-        raise ExportError(f"{run_dir.path}: {config.task} runs cannot be exported; bundles hold {list(TASKS)}")
     row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
-    task = _TASK_EXPORTS[config.task]
-    evaluator = evaluator_for(config)
-    prepared = evaluator.prepare(config, progress)
+    task = get_task(config.task)
+    evaluator = task.evaluator()
+    prepared = evaluator.prepare(task.setup(config), progress)
     candidate = prepared.space.candidate_from_row(row)
     try:
         plan = prepared.space.plan(candidate)
@@ -164,7 +140,7 @@ def export_bundle(
     targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
     metrics = {  # the run's first target first, so unsuffixed costs mean what they mean in the run
         **measure(evaluation, targets, float(reference["size_bytes"])),
-        **task.quality_interval(evaluation, prepared),
+        **_quality_interval(task, evaluation, prepared),
     }
     source = {
         "run": str(run_dir.path.resolve()),
@@ -206,7 +182,7 @@ def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
         {spec.name: spec.dynamic_axes for spec in (*config.inputs, *config.outputs)},
     )
     onnx.save(graph, partial / ONNX_FILE)
-    (partial / MODEL_CARD_FILE).write_text(render_model_card(bundle.config, bundle.compressed.description))
+    (partial / MODEL_CARD_FILE).write_text(render_model_card(bundle.config, bundle.compressed.description, get_task(config.task).card))
     if folder.exists():
         folder.rmdir()  # empty: checked before the export started
     os.replace(partial, folder)
@@ -230,106 +206,12 @@ def _rebuild(evaluator: Any, candidate: Mapping[str, Any], prepared: Any, row: M
     return evaluation
 
 
-def _eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
-    """Bootstrap interval of the EER on the main evaluation set, from the same trials the EER used."""
-    eval_set = prepared.eval_sets[0]
-    embeddings = embed_utterances(evaluation.compressed.model, eval_set.features).numpy()
-    if eval_set.trials is None:
-        scores, labels = all_pair_trials(embeddings, np.asarray(eval_set.labels), prepared.max_trials, prepared.seed)
-    else:
-        scores, labels = eval_set.trials.scores(embeddings), np.asarray(eval_set.trials.labels)
-    eer = equal_error_rate(scores, labels)
-    if abs(eer - evaluation.metrics["eer"]) > 1e-9:
-        raise ExportError(f"EER of the re-scored trials ({eer}) differs from the evaluator's ({evaluation.metrics['eer']})")
-    low, high = bootstrap_eer_interval(scores, labels, BOOTSTRAP_REPLICATES, CONFIDENCE, prepared.seed)
-    return {
-        "eer_low": low,
-        "eer_high": high,
-        "eer_confidence": CONFIDENCE,
-        "scored_trials": float(labels.size),
-        "target_trials": float(labels.sum()),
-    }
-
-
-def si_sdri_per_mixture(estimates: Sequence[torch.Tensor], mixtures: Sequence[Mixture]) -> np.ndarray:
-    """SI-SDRi (dB) of each estimate against its mixture's target, as `extraction_metrics` averages them."""
-    return np.array([
-        si_sdr_improvement(estimate, torch.from_numpy(example.mixture), torch.from_numpy(example.target)).item()
-        for example, estimate in zip(mixtures, estimates)
-    ])
-
-
-def _si_sdri_interval(evaluation: Evaluation, prepared: PreparedExtraction) -> dict[str, float]:
-    """Bootstrap interval of the mean SI-SDRi over the test mixtures, from the mixtures the evaluator used."""
-    with torch.no_grad():
-        improvements = si_sdri_per_mixture(extract(evaluation.compressed.model, prepared.test_set), prepared.test_set)
-    if abs(improvements.mean() - evaluation.metrics["si_sdri"]) > 1e-6:
-        raise ExportError(
-            f"SI-SDRi of the re-scored mixtures ({improvements.mean()}) differs from the evaluator's "
-            f"({evaluation.metrics['si_sdri']})"
-        )
-    generator = np.random.default_rng(prepared.seed)
-    means = improvements[generator.integers(0, improvements.size, (BOOTSTRAP_REPLICATES, improvements.size))].mean(axis=1)
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(means, [tail, 100 - tail])
-    return {
-        "si_sdri_low": float(low),
-        "si_sdri_high": float(high),
-        "si_sdri_confidence": CONFIDENCE,
-        "test_mixtures": float(improvements.size),
-    }
-
-
-Signature = tuple[FeatureSettings | None, tuple[TensorSpec, ...], tuple[TensorSpec, ...]]
-"""The front end (None for raw audio), inputs and outputs of a bundle."""
-
-
-def _verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
-    """Filterbank features in, an embedding of the model's size out."""
-    with torch.no_grad():
-        embedding_dim = int(model(spec.one_second_input()).shape[-1])
-    features = FeatureSettings(
-        num_mel_bins=config.features.num_mel_bins,
-        frame_length_ms=config.features.frame_length_ms,
-        frame_shift_ms=config.features.frame_shift_ms,
-    )
-    return (features, *verification_signature(spec.num_mel_bins, embedding_dim))
-
-
-def _extraction_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
-    """Raw mixture and enrollment audio in, the estimate out: no front end."""
-    return (None, *extraction_signature())
-
-
-def _verification_record(config: RunConfig, prepared: PreparedVerification) -> dict[str, Any]:
-    return {"eval_set": prepared.eval_sets[0].name, "max_trials": config.evaluation.max_trials}
-
-
-def _extraction_record(config: RunConfig, prepared: PreparedExtraction) -> dict[str, Any]:
-    return {"mixtures": config.to_dict()["mixtures"], "test_mixtures": len(prepared.test_set)}
-
-
-@dataclass(frozen=True)
-class _TaskExport:
-    """What exporting a trial does differently per task.
-
-    Attributes:
-        signature: The bundle's front end, inputs and outputs for the run config, spec and model.
-        quality_interval: Confidence interval of the headline metric (and what it was computed over).
-        record: The task's part of config.json's `evaluation` (which test data, how much of it).
-        reference_metrics: Quality metrics of the FP32 reference kept beside the bundle's.
-    """
-
-    signature: Callable[[RunConfig, ModelSpec, torch.nn.Module], Signature]
-    quality_interval: Callable[[Evaluation, Any], dict[str, float]]
-    record: Callable[[RunConfig, Any], dict[str, Any]]
-    reference_metrics: tuple[str, ...]
-
-
-_TASK_EXPORTS = {
-    "verification": _TaskExport(_verification_io, _eer_interval, _verification_record, ("eer", "min_dcf")),
-    "extraction": _TaskExport(_extraction_io, _si_sdri_interval, _extraction_record, ("si_sdri", "sdri")),
-}
+def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict[str, float]:
+    """The task's confidence interval; re-scoring that disagrees with the evaluator stops the export."""
+    try:
+        return task.quality_interval(evaluation, prepared)
+    except ExportMismatch as error:
+        raise ExportError(str(error)) from None
 
 
 def _built_spec(teacher: ModelSpec, plan: CompressionPlan) -> ModelSpec:
@@ -347,7 +229,7 @@ def _bundle_config(
     evaluation: Mapping[str, Any],
 ) -> BundleConfig:
     """config.json of the rebuilt model: its layers as stored in the packed file, its I/O, its provenance."""
-    features, inputs, outputs = _TASK_EXPORTS[config.task].signature(config, spec, compressed.model)
+    features, inputs, outputs = get_task(config.task).bundle_signature(config, spec, compressed.model)
     stored = unpack_weights(compressed.packed)
     layers = {
         key.removesuffix(".weight"): LayerQuantization(entry.bits, entry.quantizer)
@@ -376,18 +258,18 @@ def _bundle_config(
 
 def _evaluation_record(config: RunConfig, prepared: Any, reference: Mapping[str, Any]) -> dict[str, Any]:
     """How the bundle's metrics were measured: data, test set, seed, targets, the FP32 reference."""
-    task = _TASK_EXPORTS[config.task]
+    task = get_task(config.task)
     resolved = config.to_dict()
     return {
         "data": resolved["data"],
-        **task.record(config, prepared),
+        **task.evaluation_record(config, prepared),
         "seed": config.seed,
         "teacher": resolved["teacher"],
         "bootstrap_replicates": BOOTSTRAP_REPLICATES,
         "run_targets": list(config.targets),
         "cost_targets": available_targets(),
-        "reference": {key: reference[key] for key in (*task.reference_metrics, "size_bytes") if key in reference},
+        "reference": {key: reference[key] for key in (*task.quality_metrics, "size_bytes") if key in reference},
     }
 
 
-__all__ = ["BUNDLES_DIR", "ExportError", "ExportedBundle", "choose_trial", "export_bundle", "si_sdri_per_mixture"]
+__all__ = ["BUNDLES_DIR", "ExportError", "ExportedBundle", "choose_trial", "export_bundle"]

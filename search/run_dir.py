@@ -11,14 +11,22 @@ Layout::
     study.journal     the Optuna study (JournalStorage), readable without Ray
     ray/              Ray Tune's experiment folder
     tensorboard/      TensorBoard event files, rewritten from the files above
+    artifacts/        the models of the trials the run keeps (`search.keep_artifacts`), so that
+                      export and the projector read them instead of training them again:
+      trial-0007/weights.bin    its packed weights at its last reported rung, byte for byte
+      trial-0007/artifact.json  what rebuilds the model from them (candidate, rung, steps, model
+                                spec, sharing, activation bits) and the checksum of weights.bin
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import math
 import os
+import re
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -36,6 +44,11 @@ STUDY_JOURNAL = "study.journal"
 RAY_DIR = "ray"
 TENSORBOARD_DIR = "tensorboard"
 REPORT_HTML = "report.html"
+ARTIFACTS_DIR = "artifacts"
+ARTIFACT_WEIGHTS = "weights.bin"
+ARTIFACT_MANIFEST = "artifact.json"
+_ARTIFACT_FOLDER = re.compile(r"trial-(\d+)")
+_TEMPORARY = ".tmp"
 
 _LEADING_COLUMNS = ("trial", "status")
 _TRAILING_COLUMNS = ("error", "seconds")
@@ -43,6 +56,10 @@ _TRAILING_COLUMNS = ("error", "seconds")
 
 class RunDirectoryError(ValueError):
     """A run directory that cannot be created or read; the message names the path."""
+
+
+class MissingArtifactError(RunDirectoryError):
+    """A trial whose model the run directory does not hold (not kept, pruned, or a run from before artifacts)."""
 
 
 class RunDirectory:
@@ -89,6 +106,10 @@ class RunDirectory:
     def report_html(self) -> Path:
         return self.path / REPORT_HTML
 
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.path / ARTIFACTS_DIR
+
     def write_config(self, resolved: Mapping[str, Any]) -> None:
         (self.path / CONFIG).write_text(yaml.safe_dump(dict(resolved), sort_keys=False))
 
@@ -121,7 +142,8 @@ class RunDirectory:
 
     def drop_partial_writes(self) -> list[str]:
         """Undo what a killed driver left half-written: a partial last line of trials.jsonl or of
-        study.journal, and the study's lock file. Only call this when no other process runs the study.
+        study.journal, the study's lock file and artifact files never moved into place. Only call
+        this when no other process runs the study.
 
         Returns:
             The names of the files repaired.
@@ -138,6 +160,9 @@ class RunDirectory:
         if lock.is_symlink() or lock.exists():
             lock.unlink()
             repaired.append(lock.name)
+        for temporary in sorted(self.artifacts_dir.glob(f"*/*{_TEMPORARY}")):
+            temporary.unlink()
+            repaired.append(str(temporary.relative_to(self.path)))
         return repaired
 
     def read_trials(self) -> list[dict[str, Any]]:
@@ -171,6 +196,52 @@ class RunDirectory:
         rows = self._read(HYPERVOLUME, lambda text: list(csv.DictReader(text.splitlines())))
         return [float(row["hypervolume"]) for row in rows]
 
+    def write_artifact(self, trial: int, manifest: Mapping[str, Any], weights: bytes) -> None:
+        """Keep a trial's packed weights and manifest, replacing what the trial kept before.
+
+        Each file is written beside its place and moved into it, weights.bin first; the manifest
+        records the checksum of weights.bin, so a writer stopped between the two files leaves a
+        pair that `read_artifact` refuses rather than one that looks complete.
+        """
+        folder = self._artifact_folder(trial)
+        folder.mkdir(parents=True, exist_ok=True)
+        record = {**manifest, "size_bytes": len(weights), "weights_sha256": hashlib.sha256(weights).hexdigest()}
+        _replace_atomically(folder / ARTIFACT_WEIGHTS, weights)
+        _replace_atomically(folder / ARTIFACT_MANIFEST, json.dumps(record, indent=2).encode())
+
+    def read_artifact(self, trial: int) -> tuple[dict[str, Any], bytes]:
+        """A trial's manifest and packed weights, checked against each other.
+
+        Raises:
+            MissingArtifactError: The run keeps no artifact of the trial.
+            RunDirectoryError: The artifact is corrupt or was left half-written.
+        """
+        folder = self._artifact_folder(trial)
+        try:
+            manifest = json.loads((folder / ARTIFACT_MANIFEST).read_text())
+            weights = (folder / ARTIFACT_WEIGHTS).read_bytes()
+        except FileNotFoundError:
+            raise MissingArtifactError(f"{folder}: trial {trial} has no kept model in {self.path}") from None
+        except ValueError as error:
+            raise RunDirectoryError(f"{folder / ARTIFACT_MANIFEST}: corrupt ({error})") from None
+        if (len(weights), hashlib.sha256(weights).hexdigest()) != (manifest.get("size_bytes"), manifest.get("weights_sha256")):
+            raise RunDirectoryError(
+                f"{folder}: {ARTIFACT_WEIGHTS} does not match {ARTIFACT_MANIFEST} (a write was interrupted or the file changed)"
+            )
+        return manifest, weights
+
+    def artifact_trials(self) -> list[int]:
+        """The trial numbers the run keeps artifacts of, in increasing order."""
+        folders = self.artifacts_dir.iterdir() if self.artifacts_dir.is_dir() else ()
+        matches = (_ARTIFACT_FOLDER.fullmatch(folder.name) for folder in folders)
+        return sorted(int(match.group(1)) for match in matches if match)
+
+    def remove_artifact(self, trial: int) -> None:
+        shutil.rmtree(self._artifact_folder(trial), ignore_errors=True)
+
+    def _artifact_folder(self, trial: int) -> Path:
+        return self.artifacts_dir / f"trial-{int(trial):04d}"
+
     def _write_csv(self, rows: Sequence[Mapping[str, Any]]) -> None:
         keys = sorted({key for row in rows for key in row} - set(_LEADING_COLUMNS) - set(_TRAILING_COLUMNS))
         columns = [*_LEADING_COLUMNS, *keys, *_TRAILING_COLUMNS]
@@ -196,7 +267,15 @@ def _finite(row: Mapping[str, Any]) -> dict[str, Any]:
     return {key: None if isinstance(value, float) and not math.isfinite(value) else value for key, value in row.items()}
 
 
-def _write_json(path: Path, payload: Any) -> None:
-    temporary = path.with_suffix(path.suffix + ".tmp")
-    temporary.write_text(json.dumps(payload, indent=2))
+def _replace_atomically(path: Path, data: bytes) -> None:
+    """Write `data` beside `path`, flush it to disk, then move it into place in one step."""
+    temporary = path.with_name(path.name + _TEMPORARY)
+    with open(temporary, "wb") as stream:
+        stream.write(data)
+        stream.flush()
+        os.fsync(stream.fileno())
     os.replace(temporary, path)
+
+
+def _write_json(path: Path, payload: Any) -> None:
+    _replace_atomically(path, json.dumps(payload, indent=2).encode())

@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from search.config import RunConfig
-from search.trial import model_spec_for
+from search.tasks import get_task
 from spaces.knobs import BITS, QUANTIZER, Domain, describe_domain, domain_count
 from spaces.layer_patterns import pattern_matches
 from spaces.space import Knob, SearchSpace
@@ -36,7 +36,7 @@ _SETS = {
 
 def build_space(config: RunConfig) -> SearchSpace:
     """The run's search space over its model (initial weights)."""
-    return SearchSpace.for_model(config.space, model_spec_for(config))
+    return SearchSpace.for_model(config.space, get_task(config.task).model_spec(config))
 
 
 def space_report(config: RunConfig, space: SearchSpace) -> RenderableType:

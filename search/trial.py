@@ -9,15 +9,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-from evaluators.extraction import ExtractionEvaluator, extraction_spec
-from evaluators.verification import Evaluation, PreparedVerification, VerificationEvaluator, model_spec
+from evaluators.evaluation import Evaluation, Evaluator, Prepared
 from hwcost import CostModel
-from spaces.compress import ModelSpec
+from search.metrics import COST_METRICS
 
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
@@ -33,32 +32,6 @@ LATENCY_DECIMALS = 3
 model can resolve, and would let a worse model onto the front by a nanosecond."""
 
 
-TASK_METRICS = {"verification": ("eer", "min_dcf"), "extraction": ("si_sdri", "sdri")}
-"""Each task's quality metrics, its headline first (EER for verification, SI-SDRi in dB for extraction)."""
-SIZE_METRICS = ("size_bytes", "params", "mean_weight_bits", "compression_ratio")
-QUALITY_METRICS = (*TASK_METRICS["verification"], *SIZE_METRICS)
-COST_METRICS = ("latency_ms", "peak_memory_bytes", "real_time_factor")
-EVAL_SET_METRICS = ("eer", "min_dcf")
-"""Quality metrics reported once per evaluation set, as `eer@<set>`."""
-
-
-def metric_names(targets: Sequence[str], eval_sets: Sequence[str] = (), task: str = "verification") -> list[str]:
-    """Every metric a trial of `task` reports for these targets and evaluation sets (what objectives may name)."""
-    per_set = (f"{key}@{name}" for name in eval_sets for key in EVAL_SET_METRICS)
-    per_target = (f"{key}@{target}" for target in targets for key in COST_METRICS)
-    return [*TASK_METRICS[task], *SIZE_METRICS, *per_set, *COST_METRICS, *per_target]
-
-
-def evaluator_for(config: Any) -> VerificationEvaluator | ExtractionEvaluator:
-    """The evaluator of a run config's `task:`."""
-    return ExtractionEvaluator() if config.task == "extraction" else VerificationEvaluator()
-
-
-def model_spec_for(config: Any) -> ModelSpec:
-    """The model a run compresses: a filterbank model (verification) or a raw-audio extractor."""
-    return extraction_spec(config) if config.task == "extraction" else model_spec(config)
-
-
 class TrialFailure(RuntimeError):
     """A trial that produced no usable result (exception, NaN metric); its message is the reason."""
 
@@ -67,24 +40,29 @@ class TrialFailure(RuntimeError):
 class TrialContext:
     """What every trial of a run shares: prepared data, targets and the FP32 reference size."""
 
-    prepared: PreparedVerification
+    prepared: Prepared
     targets: tuple[str, ...]
     reference_size_bytes: float
     cpus_per_trial: int
-    evaluator: Any = field(default_factory=VerificationEvaluator)
+    evaluator: Evaluator
     """The run's evaluator (stateless; pickled to the workers with the context)."""
 
 
-def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes: float) -> dict[str, float]:
+def measure(
+    evaluation: Evaluation, targets: Sequence[str], reference_size_bytes: float, cost_model: CostModel | None = None
+) -> dict[str, float]:
     """Quality metrics plus size ratio and predicted costs on every target.
 
     The first target's costs are also reported without the `@target` suffix, so objectives may
     say `latency_ms` for the run's main target.
+
+    Args:
+        cost_model: The run's cost model, loaded once (its target profiles are files); a new one when None.
     """
     metrics = dict(evaluation.metrics)
     size = metrics["size_bytes"]
     metrics["compression_ratio"] = reference_size_bytes / size if reference_size_bytes else 1.0
-    cost_model = CostModel()
+    cost_model = cost_model or CostModel()
     for index, target in enumerate(targets):
         estimate = cost_model.estimate(evaluation.compressed.description, target).to_dict()
         estimate["latency_ms"] = round(estimate["latency_ms"], LATENCY_DECIMALS)
@@ -101,8 +79,9 @@ def measure(evaluation: Evaluation, targets: Sequence[str], reference_size_bytes
 def measure_rungs(candidate: Mapping[str, Any], context: TrialContext) -> Iterator[dict[str, float]]:
     """The candidate's metrics after each rung, with the rung, its steps and the seconds spent so far."""
     start = time.perf_counter()
+    cost_model = CostModel()
     for rung, (steps, evaluation) in enumerate(context.evaluator.evaluate_ladder(candidate, context.prepared)):
-        metrics = measure(evaluation, context.targets, context.reference_size_bytes)
+        metrics = measure(evaluation, context.targets, context.reference_size_bytes, cost_model)
         yield {**metrics, RUNG: rung, STEPS: steps, "seconds": time.perf_counter() - start}
 
 

@@ -4,13 +4,13 @@ Checks, each passed or failed with its figures:
 
 - the ONNX graph is valid and every quantized layer reaches its operator as integer codes (an
   integer initializer decoded in the graph), not as float weights;
-- then, per task (`_TASK_CHECKS`), onnxruntime against the PyTorch model `load_bundle` rebuilds
-  from config.json + weights.bin:
+- then the task's agreement checks (`Task.agreement_checks`), onnxruntime against the PyTorch
+  model `load_bundle` rebuilds from config.json + weights.bin:
   - speaker verification, on the evaluation set: every utterance's ONNX embedding has cosine
     >= `MIN_COSINE` with the PyTorch one, and the EERs of the two sets of embeddings differ by
-    at most `MAX_EER_DIFFERENCE` (0.1 points);
+    at most `MAX_EER_DIFFERENCE`;
   - speaker extraction, on the test mixtures: the mean SI-SDRi of the two sets of estimates
-    differ by at most `MAX_SI_SDRI_DIFFERENCE` (0.1 dB); the largest sample difference of the
+    differ by at most `MAX_SI_SDRI_DIFFERENCE`; the largest sample difference of the
     estimates is reported beside it.
 
 Beside the checks, onnxruntime's latency for one second of audio on one thread of this machine
@@ -37,36 +37,21 @@ from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table
 
-from evaluators.data.mixture_corpora import evaluation_mixtures
-from evaluators.data.source_features import EvalSet, load_eval_set
-from evaluators.extraction_training import extract
-from evaluators.training import embed_utterances
-from evaluators.verification import fbank_config
 from hwcost import CostModel
+from search.checks import Check
 from search.config import ConfigError, RunConfig, load_config
-from search.export import si_sdri_per_mixture
 from search.onnx_export import unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
+from search.tasks import get_task
+from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
+from search.tasks.verification_bundle import MAX_EER_DIFFERENCE, MIN_COSINE
+from search.tasks.verification_setup import fbank_config
 from spaces.bundle import ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
 
-MIN_COSINE = 0.999
-MAX_EER_DIFFERENCE = 0.001
-"""0.1 percentage points, as a fraction."""
-MAX_SI_SDRI_DIFFERENCE = 0.1
-"""dB, between the mean SI-SDRi of PyTorch's and onnxruntime's estimates."""
 HOST_TARGET = "x86-avx2"
 """Cost-model profile compared with the measured latency by default (the x86 machines tests run on)."""
 _LATENCY_MIN_RUNS = 20
 _WARMUP_RUNS = 3
-
-
-@dataclass(frozen=True)
-class Check:
-    """One verification check and what it found."""
-
-    name: str
-    passed: bool
-    detail: str
 
 
 @dataclass(frozen=True)
@@ -141,7 +126,7 @@ def verify_bundle(
     except Exception as error:  # onnxruntime raises a different pybind type per failure
         checks.append(Check("onnxruntime loads the graph", False, _one_line(error)))
         return VerificationReport(bundle.path, tuple(checks), None)
-    checks += _TASK_CHECKS[bundle.config.task](bundle, session, config, progress)
+    checks += get_task(bundle.config.task).agreement_checks(bundle, session, config, progress)
     return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds))
 
 
@@ -203,81 +188,6 @@ def _integer_weights(graph: onnx.ModelProto, bundle: Bundle, unused: set[str]) -
     return Check(name, True, f"{len(groups) - len(pruned)} layer(s), containers {', '.join(sorted(containers)) or 'none'}{unread}")
 
 
-def _verification_checks(
-    bundle: Bundle,
-    session: onnxruntime.InferenceSession,
-    config: RunConfig,
-    progress: Callable[[str, int, int], None] | None,
-) -> list[Check]:
-    """Embedding agreement per utterance and EER agreement on the evaluation set."""
-    eval_set = _eval_set(bundle, config, progress)
-    (input_name,) = [spec.name for spec in bundle.config.inputs]
-    reference = embed_utterances(bundle.model, eval_set.features).numpy()
-    exported = np.concatenate([session.run(None, {input_name: features[None].numpy()})[0] for features in eval_set.features])
-    cosines = _cosines(reference, exported)
-    worst = int(np.argmin(cosines))
-    cosine_check = Check(
-        f"embedding cosine >= {MIN_COSINE} on every utterance",
-        bool(cosines.min() >= MIN_COSINE),
-        f"{len(cosines)} utterances of {eval_set.name!r}; lowest {cosines.min():.6f} (utterance {worst}), "
-        f"median {np.median(cosines):.6f}",
-    )
-    max_trials = config.evaluation.max_trials
-    reference_eer = eval_set.metrics(reference, max_trials, config.seed).eer
-    exported_eer = eval_set.metrics(exported, max_trials, config.seed).eer
-    difference = abs(reference_eer - exported_eer)
-    eer_check = Check(
-        f"EER within {100 * MAX_EER_DIFFERENCE:.1f} percentage points",
-        difference <= MAX_EER_DIFFERENCE,
-        f"PyTorch {100 * reference_eer:.3f}%, onnxruntime {100 * exported_eer:.3f}% (difference {100 * difference:.3f} points)",
-    )
-    return [cosine_check, eer_check]
-
-
-def _extraction_checks(
-    bundle: Bundle,
-    session: onnxruntime.InferenceSession,
-    config: RunConfig,
-    progress: Callable[[str, int, int], None] | None,
-) -> list[Check]:
-    """Mean SI-SDRi agreement on the run's test mixtures, with the largest sample difference."""
-    if progress:
-        progress("test mixtures", 0, 1)
-    mixtures = evaluation_mixtures(config.mixtures, config.data.eval[0].source, config.data.sample_rate, config.cache_dir)
-    if progress:
-        progress("test mixtures", 1, 1)
-    mixture_input, enrollment_input = [spec.name for spec in bundle.config.inputs]
-    with torch.no_grad():
-        reference = [estimate.numpy() for estimate in extract(bundle.model, mixtures)]
-    exported = [
-        session.run(None, {mixture_input: example.mixture[None], enrollment_input: example.enrollment[None]})[0][0]
-        for example in mixtures
-    ]
-    largest = max(float(np.abs(ours - theirs).max()) if ours.shape == theirs.shape else np.inf
-                  for ours, theirs in zip(reference, exported))  # fmt: skip
-    if not np.isfinite(largest):
-        return [Check(f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB", False, "onnxruntime's estimates have other lengths")]
-    reference_si_sdri, exported_si_sdri = (
-        si_sdri_per_mixture([torch.from_numpy(estimate) for estimate in estimates], mixtures)
-        for estimates in (reference, exported)
-    )
-    difference = abs(reference_si_sdri.mean() - exported_si_sdri.mean())
-    worst = np.abs(reference_si_sdri - exported_si_sdri).max()
-    return [Check(
-        f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB",
-        bool(difference <= MAX_SI_SDRI_DIFFERENCE),
-        f"{len(mixtures)} test mixtures; PyTorch {reference_si_sdri.mean():.3f} dB, onnxruntime {exported_si_sdri.mean():.3f} dB "
-        f"(difference {difference:.4f} dB, at most {worst:.4f} dB on one mixture); estimates differ by at most {largest:.2e}",
-    )]  # fmt: skip
-
-
-_TASK_CHECKS: dict[str, Callable[..., list[Check]]] = {
-    "verification": _verification_checks,
-    "extraction": _extraction_checks,
-}
-"""Task -> its agreement checks between PyTorch and onnxruntime."""
-
-
 def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
     """The run config whose evaluation set checks the bundle: `data`, or the bundle's own run."""
     source = Path(data) if data is not None else Path(str(bundle.config.source.get("run", "")))
@@ -301,14 +211,6 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
             f"{path}: features (mel bins, window ms, hop ms, sample rate) {found} differ from the bundle's {wanted}"
         )
     return config
-
-
-def _eval_set(bundle: Bundle, config: RunConfig, progress: Callable[[str, int, int], None] | None) -> EvalSet:
-    """The evaluation set named in the bundle (the config's first one when it has no such set)."""
-    wanted = bundle.config.evaluation.get("eval_set")
-    chosen = next((item for item in config.data.eval if item.name == wanted), config.data.eval[0])
-    report = (lambda done, total: progress(f"{chosen.name} features", done, total)) if progress else None
-    return load_eval_set(chosen, fbank_config(config), config.cache_dir, config.evaluation.max_trials, config.seed, report)
 
 
 def _latency(bundle: Bundle, graph: onnx.ModelProto, target: str, seconds: float) -> LatencyComparison:
@@ -337,13 +239,6 @@ def _session(graph: onnx.ModelProto, threads: int | None) -> onnxruntime.Inferen
 
 def _one_line(error: Exception) -> str:
     return " ".join(str(error).split())[:300]
-
-
-def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of `first` with the same row of `second`."""
-    first, second = first.astype(np.float64), second.astype(np.float64)
-    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
-    return np.einsum("ij,ij->i", first, second) / np.where(norms > 0, norms, 1.0)
 
 
 __all__ = [

@@ -14,7 +14,7 @@ Layout::
 run that produced it is needed. A bundle names its task and its input and output tensors
 (symbolic axes such as "batch" or "frames" vary), so a speaker-verification bundle (features ->
 embedding) and a speaker-extraction bundle (mixture + enrollment -> estimate) share this format;
-a task adds its name to `TASKS` and its signature beside `verification_signature`.
+a task adds its signature beside `verification_signature`.
 """
 
 from __future__ import annotations
@@ -29,12 +29,11 @@ from typing import Any
 
 import torch
 
-from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
+from spaces.compress import CompressedModel, ModelSpec, PackedModelError, rebuild_compressed
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
-from spaces.quant import PackedFileError, QuantizedWeight, get_quantizer, unpack_weights
+from spaces.quant import PackedFileError, QuantizedWeight, unpack_weights
 from spaces.quant.base import SIDE_BITS
-from spaces.sharing import share_repeated_blocks
 
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.bin"
@@ -43,13 +42,6 @@ MODEL_CARD_FILE = "MODEL_CARD.md"
 
 FORMAT = "speaker-compress-bundle"
 VERSION = 1
-TASKS = ("verification", "extraction")
-"""Tasks a bundle may hold, each with its signature (`verification_signature`, `extraction_signature`)."""
-_FEATURE_TASKS = ("verification",)
-"""Tasks whose model reads filterbank features; the others read raw audio and have no `features`."""
-
-_IGNORED_STATE = "num_batches_tracked"
-"""Batch-norm counters: training bookkeeping, not stored in weights.bin."""
 
 
 class BundleError(ValueError):
@@ -92,7 +84,7 @@ class BundleConfig:
     """What `config.json` holds.
 
     Attributes:
-        task: One of `TASKS`.
+        task: The task the model serves (a `search.tasks` name; this layer does not interpret it).
         family: Model family (registry key of `spaces.models`).
         model_arguments: Keyword arguments of the family.
         sample_rate: Audio sample rate in Hz.
@@ -150,10 +142,8 @@ class BundleConfig:
         reader.expect(data.get("format") == FORMAT, "format", data.get("format"), f"expected {FORMAT!r}")
         reader.expect(data.get("version") == VERSION, "version", data.get("version"), f"expected {VERSION}")
         task = reader.get(data, "task", str)
-        reader.expect(task in TASKS, "task", task, f"expected one of {list(TASKS)}")
-        features = reader.get(data, "features", dict) if task in _FEATURE_TASKS else None
-        reader.expect(features is not None or data.get("features") is None, "features", data.get("features"),
-                      f"expected null: {task} models read raw audio")
+        reader.expect(bool(task), "task", task, "expected a task name")
+        features = reader.get(data, "features", dict) if data.get("features") is not None else None
         layers = reader.get(data, "layers", dict)
         side_bits = reader.get(data, "side_bits", int) if "side_bits" in data else FLOAT_BITS
         reader.expect(side_bits in SIDE_BITS, "side_bits", side_bits, f"expected one of {list(SIDE_BITS)}")
@@ -288,27 +278,12 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         raise BundleError(f"{weights_path}: {error}") from None
     quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
     _check_layers(quantized, config, weights_path)
-    spec = config.model_spec()
     try:
-        model = spec.build()
-    except ValueError as error:
+        compressed = rebuild_compressed(config.model_spec(), packed, config.share_repeated_blocks)
+    except PackedModelError as error:
+        raise BundleError(f"{weights_path}: {error}") from None
+    except ValueError as error:  # model arguments the family rejects
         raise BundleError(f"{folder / CONFIG_FILE}: {error}") from None
-    if config.share_repeated_blocks:
-        share_repeated_blocks(model)
-    state = {key: get_quantizer(entry.quantizer).dequantize(entry) if isinstance(entry, QuantizedWeight) else entry
-             for key, entry in entries.items()}
-    misfit = f"{weights_path}: does not fit the {config.family} model of {CONFIG_FILE}"
-    try:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-    except RuntimeError as error:  # tensors of other shapes
-        mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
-        raise BundleError(f"{misfit}: {len(mismatches)} tensor(s) of other shapes, e.g. {mismatches[:1]}") from None
-    missing = [key for key in missing if not key.endswith(_IGNORED_STATE)]
-    if missing or unexpected:
-        raise BundleError(f"{misfit}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
-    compressed = finalize_compressed(spec, model, quantized)
-    if compressed.packed != packed:
-        raise BundleError(f"{weights_path}: the rebuilt model does not pack back to the same bytes (shapes or sharing differ)")
     return Bundle(folder, config, compressed, quantized)
 
 
@@ -353,7 +328,6 @@ __all__ = [
     "CONFIG_FILE",
     "MODEL_CARD_FILE",
     "ONNX_FILE",
-    "TASKS",
     "WEIGHTS_FILE",
     "Bundle",
     "BundleConfig",

@@ -18,14 +18,16 @@ from spaces.describe import describe_model
 from spaces.description import FLOAT_BITS, ModelDescription
 from spaces.models import build_model
 from spaces.models.layers import QUANTIZABLE_TYPES
-from spaces.quant import QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
+from spaces.quant import PackedFileError, QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.base import SIDE_BITS, round_to_half
 from spaces.quant.packing import PackedEntry
-from spaces.sharing import shared_layers, shared_state_keys, tie_quantized
+from spaces.sharing import share_repeated_blocks, shared_layers, shared_state_keys, tie_quantized
 
 
 _WEIGHT_LAYER_TYPES = (*QUANTIZABLE_TYPES, nn.LSTM)
 """Layers whose weights are the model's; kept at FP32, all their tensors stay float32."""
+_IGNORED_STATE = "num_batches_tracked"
+"""Batch-norm counters: training bookkeeping, not stored in the packed file."""
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,49 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
         side_bits=16 if half_keys else FLOAT_BITS,
     )
     return CompressedModel(model, replace(description, size_bytes=len(packed)), packed)
+
+
+class PackedModelError(ValueError):
+    """Packed weights that do not rebuild a model of the given spec; the message says what differs."""
+
+
+def rebuild_compressed(spec: ModelSpec, packed: bytes, share: bool = False) -> CompressedModel:
+    """The compressed model whose packed file is `packed`, rebuilt without the model it came from.
+
+    `spec`'s model gets the unpacked weights and must pack back to the very same bytes, so what is
+    returned is exactly the model that was packed: its quality can be measured again, or it can
+    be exported, without training it again.
+
+    Args:
+        share: Repeated blocks share one set of weights (`spaces.sharing`), as when it was packed.
+
+    Raises:
+        PackedModelError: A corrupt file, or weights of another model (names, shapes, sharing).
+        ValueError: Model arguments the spec's family rejects.
+    """
+    try:
+        entries = unpack_weights(packed)
+    except PackedFileError as error:
+        raise PackedModelError(str(error)) from None
+    model = spec.build()
+    if share:
+        share_repeated_blocks(model)
+    state = {key: get_quantizer(entry.quantizer).dequantize(entry) if isinstance(entry, QuantizedWeight) else entry
+             for key, entry in entries.items()}
+    misfit = f"does not fit the {spec.family} model"
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as error:  # tensors of other shapes
+        mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
+        raise PackedModelError(f"{misfit}: {len(mismatches)} tensor(s) of other shapes, e.g. {mismatches[:1]}") from None
+    missing = [key for key in missing if not key.endswith(_IGNORED_STATE)]
+    if missing or unexpected:
+        raise PackedModelError(f"{misfit}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
+    quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
+    compressed = finalize_compressed(spec, model, quantized)
+    if compressed.packed != packed:
+        raise PackedModelError("the rebuilt model does not pack back to the same bytes (shapes or sharing differ)")
+    return compressed
 
 
 def load_packed_model(spec: ModelSpec, packed: bytes) -> nn.Module:

@@ -17,6 +17,7 @@ from evaluators.extraction_training import (
 from evaluators.si_sdr import si_sdr
 from search.config import _parse
 from spaces.models.extractor import SpeakerExtractor
+from search.tasks.extraction_setup import extraction_setup
 
 RATE = 8000
 TINY_MODEL = dict(filters=16, window=16, bottleneck=16, hidden=24, skip_channels=16, blocks=2, stacks=2, embedding_dim=8,
@@ -112,7 +113,7 @@ TINY_RUN = {
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     config = _parse({**TINY_RUN, "cache_dir": str(tmp_path_factory.mktemp("cache"))})
-    return config, ExtractionEvaluator().prepare(config)
+    return config, ExtractionEvaluator().prepare(extraction_setup(config))
 
 
 def _candidate(space, **values):
@@ -122,7 +123,7 @@ def _candidate(space, **values):
 
 def test_prepare_caches_the_teacher_and_fixes_the_test_set(prepared):
     config, first = prepared
-    second = ExtractionEvaluator().prepare(config)
+    second = ExtractionEvaluator().prepare(extraction_setup(config))
     assert all(torch.equal(first.teacher_state[key], second.teacher_state[key]) for key in first.teacher_state)
     assert len(first.test_set) == 4 and all(np.array_equal(a.mixture, b.mixture) for a, b in zip(first.test_set, second.test_set))
     assert first.spec.sample_rate == RATE == config.data.sample_rate
@@ -162,7 +163,7 @@ def test_half_side_data_shrinks_a_trial_and_keeps_the_cached_teacher(prepared):
     config, state = prepared
     half_config = _parse({**TINY_RUN, "cache_dir": config.cache_dir, "space": {**TINY_RUN["space"], "side_bits": 16}})
     stages = []
-    half = ExtractionEvaluator().prepare(half_config, lambda stage, done, total: stages.append(stage))
+    half = ExtractionEvaluator().prepare(extraction_setup(half_config), lambda stage, done, total: stages.append(stage))
     assert stages == ["mixtures", "mixtures"]  # the teacher came from the cache: no training steps reported
     assert all(torch.equal(half.teacher_state[key], value) for key, value in state.teacher_state.items())
     evaluator = ExtractionEvaluator()

@@ -4,7 +4,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from evaluators.finetune import FidelityConfig, FineTuner
+from evaluators.finetune import FineTuner
+from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.finetune_data import FineTuneData, sample_crops
 from evaluators.finetune_loss import speaker_centroids
 from evaluators.training import TrainingError
@@ -12,6 +13,7 @@ from evaluators.verification import VerificationEvaluator
 from search.config import load_config
 from spaces.compress import ModelSpec, compress, quantizable_layers
 from spaces.plan import LayerQuantization
+from search.tasks.verification_setup import verification_setup
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -40,14 +42,14 @@ def teacher() -> tuple[dict, FineTuneData]:
 
 def _tuner(teacher, bits: int = 2, quantizer: str = "uniform", **fidelity) -> FineTuner:
     state, data = teacher
-    config = FidelityConfig(**{"steps": (0, 8), "batch_size": 4, "crop_frames": 30, **fidelity})
+    config = VerificationFidelity(**{"steps": (0, 8), "batch_size": 4, "crop_frames": 30, **fidelity})
     return FineTuner(SPEC, state, {name: LayerQuantization(bits, quantizer) for name in LAYERS}, data, config, seed=0)
 
 
 def test_default_ladder_is_post_training_only():
-    config = FidelityConfig()
+    config = VerificationFidelity()
     assert config.steps == (0,) and not config.trains
-    assert FidelityConfig(steps=[0, 50]).steps == (0, 50) and FidelityConfig(steps=(0, 50)).trains
+    assert VerificationFidelity(steps=[0, 50]).steps == (0, 50) and VerificationFidelity(steps=(0, 50)).trains
 
 
 @pytest.mark.parametrize(
@@ -69,7 +71,7 @@ def test_default_ladder_is_post_training_only():
 )
 def test_bad_fidelity_settings_name_the_key(settings, message):
     with pytest.raises(ValueError, match=message):
-        FidelityConfig(**settings)
+        VerificationFidelity(**settings)
 
 
 def test_zero_steps_is_post_training_quantization(teacher):
@@ -119,7 +121,7 @@ def test_soft_step_fine_tuning_exports_hard_codes(teacher):
 def test_non_finite_loss_is_a_clear_error(teacher):
     state, data = teacher
     poisoned = FineTuneData([torch.full_like(f, float("nan")) for f in data.features], data.labels, data.centroids)
-    tuner = FineTuner(SPEC, state, {"embedding": LayerQuantization(4, "uniform")}, poisoned, FidelityConfig(steps=(2,), batch_size=2, crop_frames=20), 0)
+    tuner = FineTuner(SPEC, state, {"embedding": LayerQuantization(4, "uniform")}, poisoned, VerificationFidelity(steps=(2,), batch_size=2, crop_frames=20), 0)
     with pytest.raises(TrainingError, match="fine-tuning: non-finite loss nan at step 0; lower fidelity.learning_rate"):
         tuner.train_to(2)
 
@@ -150,7 +152,7 @@ def prepared(tmp_path_factory):
     path = root / "tiny.yaml"
     path.write_text(TINY.format(cache=root / "cache"))
     config = load_config(path)
-    return config, VerificationEvaluator().prepare(config)
+    return config, VerificationEvaluator().prepare(verification_setup(config))
 
 
 def test_prepare_caches_one_sensitivity_per_quantizable_layer(prepared):
@@ -159,14 +161,14 @@ def test_prepare_caches_one_sensitivity_per_quantizable_layer(prepared):
     assert all(isinstance(value, float) for value in first.sensitivities.values())
     cached = [path.name.split("-")[0] for path in Path(config.cache_dir).glob("*.pt")]
     assert cached.count("sensitivities") == 1 and cached.count("centroids") == 1
-    again = VerificationEvaluator().prepare(config)
+    again = VerificationEvaluator().prepare(verification_setup(config))
     assert again.sensitivities == first.sensitivities
     assert torch.equal(again.fine_tune_data.centroids, first.fine_tune_data.centroids)
 
 
 def test_post_training_ladder_keeps_no_training_data(prepared):
     config, _ = prepared
-    ptq_only = VerificationEvaluator().prepare(dataclasses.replace(config, fidelity=dataclasses.replace(config.fidelity, steps=(0,))))
+    ptq_only = VerificationEvaluator().prepare(verification_setup(dataclasses.replace(config, fidelity=dataclasses.replace(config.fidelity, steps=(0,)))))
     assert ptq_only.fine_tune_data is None and ptq_only.sensitivities
 
 

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from evaluators.finetune import FidelityConfig, FineTuner
+from evaluators.finetune import FineTuner
+from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.finetune_data import FineTuneData
 from evaluators.finetune_loss import speaker_centroids
 from evaluators.msft import msft_stages, stage_start_steps
@@ -63,7 +64,7 @@ def test_msft_quantizes_every_group_by_the_end_of_the_first_rung():
     teacher, data = _tiny_data()
     layers = {name: LayerQuantization(2, "uniform") for name in quantizable_layers(SPEC.build())}
     sensitivities = {**{name: 1.0 for name in layers}, "embedding": 0.0, "stem.0": 100.0}
-    config = FidelityConfig(steps=(0, 6, 8), batch_size=2, crop_frames=20, msft=True)
+    config = VerificationFidelity(steps=(0, 6, 8), batch_size=2, crop_frames=20, msft=True)
     tuner = FineTuner(SPEC, teacher, layers, data, config, seed=0, sensitivities=sensitivities)
     assert len(tuner.stages) == 6 and tuner.stages[0] == ["embedding"] and tuner.stages[-1] == ["stem.0"]
     tuner.train_to(0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from evaluators.finetune import FidelityConfig
+from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.finetune_data import FineTuneData
 from evaluators.finetune_loss import speaker_centroids
 from evaluators.metrics import verification_metrics
@@ -15,7 +15,7 @@ from spaces.quant.qat import fake_quantized_layers
 BINS = 16
 VOICE_BINS = 8
 SPEC = ModelSpec("xvector", dict(num_mel_bins=BINS, channels=32, pooling_channels=48, embedding_dim=16), BINS, 100, 16000)
-FIDELITY = FidelityConfig(steps=(0, 20, 40), batch_size=16, crop_frames=40)
+FIDELITY = VerificationFidelity(steps=(0, 20, 40), batch_size=16, crop_frames=40)
 
 
 def speaker_features(speakers: int, utterances: int, seed: int) -> tuple[list[torch.Tensor], list[int]]:
@@ -122,7 +122,7 @@ def test_a_quantized_student_trains_quantization_aware_over_the_last_fraction(te
         student=NARROW,
         distillation=DistillationPlan(("embedding",), weight=2.0),
     )
-    fidelity = FidelityConfig(steps=(8,), batch_size=8, crop_frames=40)
+    fidelity = VerificationFidelity(steps=(8,), batch_size=8, crop_frames=40)
     student = trainer(teacher, plan, DistillationConfig(quantized_fraction=0.25), fidelity)
     student.train_to(5)
     assert not student.quantizing and student.compressed().description.layer("frame1.conv").weight_bits == 4
@@ -145,7 +145,7 @@ def test_shared_student_trains_one_set_of_codes_and_packs_it_once(teacher):
     sizes = {}
     for share in (False, True):
         plan = CompressionPlan(layers=layers, student=deep, distillation=DistillationPlan(("embedding",)), share=share)
-        student = trainer(teacher, plan, fidelity=FidelityConfig(steps=(4,), batch_size=8, crop_frames=40))
+        student = trainer(teacher, plan, fidelity=VerificationFidelity(steps=(4,), batch_size=8, crop_frames=40))
         student.train_to(4)
         quantizers = fake_quantized_layers(student.student)
         compressed = student.compressed()

@@ -4,6 +4,7 @@ import pytest
 
 from evaluators.verification import VerificationEvaluator
 from search.config import load_config
+from search.tasks.verification_setup import verification_setup
 
 CONFIG = """
 seed: 2
@@ -33,7 +34,7 @@ def config(tmp_path, write_audio):
 
 def test_metrics_are_reported_per_set_and_unsuffixed_for_the_first(config):
     evaluator = VerificationEvaluator()
-    prepared = evaluator.prepare(config)
+    prepared = evaluator.prepare(verification_setup(config))
     assert [s.name for s in prepared.eval_sets] == ["synthetic", "tones"]
     assert prepared.eval_sets[0].trials is None and len(prepared.eval_sets[1].trials) == 9 * 8 // 2
     assert prepared.test_features is prepared.eval_sets[0].features

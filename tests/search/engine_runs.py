@@ -90,12 +90,11 @@ class HangingEvaluator(VerificationEvaluator):
 
 
 def _main(argv: list[str]) -> int:
-    from search import engine
     from search.cli import main
 
-    engine.evaluator_for = lambda config: HangingEvaluator(os.environ.get("ENGINE_TEST_HANG_FILE"))
+    evaluator = HangingEvaluator(os.environ.get("ENGINE_TEST_HANG_FILE"))
     if argv[:1] != ["cluster"]:
-        return main(argv)
+        return main(argv, evaluator)
     from ray.cluster_utils import Cluster
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
@@ -103,7 +102,7 @@ def _main(argv: list[str]) -> int:
         nodes = [cluster.head_node, cluster.add_node(num_cpus=1)]
         cluster.wait_for_nodes()
         Path(os.environ["ENGINE_TEST_NODES_FILE"]).write_text("\n".join(node.node_id for node in nodes))
-        return main([*argv[1:], "--address", cluster.address])
+        return main([*argv[1:], "--address", cluster.address], evaluator)
     finally:
         cluster.shutdown()
 

@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from search.config import load_config
-from search.trial import model_spec_for
+from search.tasks import get_task
 from spaces.compress import compress
 from spaces.space import SearchSpace
 
@@ -21,7 +21,7 @@ def test_configs_folder_has_the_family_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda path: path.name)
 def test_config_validates_and_samples(path, tmp_path):
     config = load_config(path)
-    spec = model_spec_for(config)
+    spec = get_task(config.task).model_spec(config)
     model = spec.build()
     space = SearchSpace.for_model(config.space, spec, model)
     fp32_size = compress(spec, model.state_dict(), {}).description.size_bytes

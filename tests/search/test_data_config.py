@@ -8,7 +8,7 @@ import yaml
 from evaluators.data.sources import CorpusConfig, DataConfig, EvalSetConfig
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from search.config import DEFAULT_CONFIG, ConfigError, load_config
-from search.trial import metric_names
+from search.tasks import TASKS
 
 TWO_SETS = """
 data:
@@ -53,9 +53,9 @@ def test_train_and_named_eval_sets_parse_and_round_trip(tmp_path):
 
 
 def test_eval_set_metrics_can_be_named_by_objectives():
-    names = metric_names(["cortex-a72"], ["synthetic", "an4"])
+    names = TASKS["verification"].metric_names(["cortex-a72"], ["synthetic", "an4"])
     assert {"eer", "min_dcf", "eer@synthetic", "min_dcf@synthetic", "eer@an4", "min_dcf@an4"} <= set(names)
-    assert "latency_ms@cortex-a72" in names and "eer@an4" not in metric_names(["cortex-a72"])
+    assert "latency_ms@cortex-a72" in names and "eer@an4" not in TASKS["verification"].metric_names(["cortex-a72"])
 
 
 @pytest.mark.parametrize(

@@ -61,12 +61,7 @@ def faulty_run(tmp_path_factory, tiny_cache_dir, ray_session):
     killed: list[int] = []
     killer = threading.Thread(target=_kill_victim, args=(root / "victim.pid", killed), daemon=True)
     killer.start()
-    patch = pytest.MonkeyPatch()
-    patch.setattr(engine, "evaluator_for", lambda config: FaultyEvaluator(str(root)))
-    try:
-        outcome = engine.run_search(config, run_dir)
-    finally:
-        patch.undo()
+    outcome = engine.run_search(config, run_dir, evaluator=FaultyEvaluator(str(root)))
     killer.join(timeout=1)
     return config, outcome, killed
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from evaluators.verification import Evaluation
+from evaluators.evaluation import Evaluation
 from search.trial import RUNG, STEPS, TrialContext, TrialFailure, measure_rungs
 from spaces.compress import ModelSpec, compress
 

@@ -8,7 +8,7 @@ from ray.tune.schedulers import TrialScheduler
 from search.constraints import parse_constraints
 from search.pareto import Objective
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler
-from search.trial import metric_names
+from search.tasks import TASKS
 
 OBJECTIVES = (Objective("eer", "min"), Objective("size_bytes", "min"))
 
@@ -58,7 +58,7 @@ def test_about_one_in_reduction_factor_is_promoted_on_a_chain_of_dominated_resul
 
 
 def test_infeasible_results_rank_after_feasible_ones():
-    constraints = parse_constraints(["size_bytes <= 320"], metric_names(["cortex-a72"]))
+    constraints = parse_constraints(["size_bytes <= 320"], TASKS["verification"].metric_names(["cortex-a72"]))
     halving = halving_after_earlier(constraints=constraints)
     assert not halving.record("H", 0, {"eer": 0.01, "size_bytes": 1000})  # best EER, but too large
     assert halving.ranking(0)[:1] == ["C"]  # the only feasible one

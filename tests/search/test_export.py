@@ -15,6 +15,7 @@ from search.selection import knee_index
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE
 from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS, shared_bundle, shared_tiny_run
+from search.tasks.verification_setup import verification_setup
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -54,7 +55,7 @@ def test_bundle_files_and_weights_length_is_the_trials_size_bytes(tiny, exported
 def test_load_bundle_reproduces_the_evaluated_model(tiny, exported):
     config, run_dir = tiny
     evaluator = VerificationEvaluator()
-    prepared = evaluator.prepare(config)
+    prepared = evaluator.prepare(verification_setup(config))
     candidate = {knob: _row(run_dir, EXPORTED_TRIAL)[knob] for knob in prepared.space.knobs}
     expected = evaluator.evaluate(candidate, prepared).compressed
     bundle = load_bundle(exported)
@@ -153,7 +154,7 @@ def test_exported_onnx_agrees_with_the_bundle_on_an_utterance(tiny, exported):
     import onnxruntime
 
     config, _ = tiny
-    features = VerificationEvaluator().prepare(config).test_features[0][None]
+    features = VerificationEvaluator().prepare(verification_setup(config)).test_features[0][None]
     session = onnxruntime.InferenceSession(str(exported / ONNX_FILE), providers=["CPUExecutionProvider"])
     (embedding,) = session.run(None, {"features": features.numpy()})
     with torch.no_grad():

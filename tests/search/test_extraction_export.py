@@ -11,11 +11,13 @@ from evaluators.extraction import ExtractionEvaluator
 from evaluators.extraction_training import extract
 from search.cli import main
 from search.onnx_export import unused_layers, weight_storage
-from search.verify import MAX_SI_SDRI_DIFFERENCE, verify_bundle
+from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
+from search.verify import verify_bundle
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE, example_inputs
 from test_extraction_search import TINY
 from tiny_run import write_measured_run
+from search.tasks.extraction_setup import extraction_setup
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -69,7 +71,7 @@ def test_bundle_has_the_extraction_signature_and_weights_of_size_bytes(tiny, bun
 def test_load_bundle_gives_the_estimates_of_the_run_model(tiny, bundle):
     config, run_dir = tiny
     evaluator = ExtractionEvaluator()
-    prepared = evaluator.prepare(config)
+    prepared = evaluator.prepare(extraction_setup(config))
     candidate = {knob: _row(run_dir, EXPORTED_TRIAL)[knob] for knob in prepared.space.knobs}
     expected = evaluator.evaluate(candidate, prepared).compressed
     loaded = load_bundle(bundle)

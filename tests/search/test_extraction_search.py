@@ -10,7 +10,7 @@ from search.cli import main
 from search.config import ConfigError, load_config
 from search.report import front_grid, read_front
 from search.run_dir import RunDirectory, RunDirectoryError
-from search.trial import evaluator_for
+from search.tasks import get_task
 from evaluators.extraction import ExtractionEvaluator
 from evaluators.verification import VerificationEvaluator
 
@@ -41,7 +41,7 @@ def test_an_extraction_config_defaults_to_8_khz_and_si_sdri_objectives(tmp_path)
     config = load_config(_write(tmp_path, TINY.format(cache=tmp_path / "cache")))
     assert config.task == "extraction" and config.data.sample_rate == 8000
     assert [(o.metric, o.direction) for o in config.objectives] == [("si_sdri", "max"), ("size_bytes", "min"), ("latency_ms", "min")]
-    assert isinstance(evaluator_for(config), ExtractionEvaluator)
+    assert isinstance(get_task(config.task).evaluator(), ExtractionEvaluator)
     resolved = config.to_dict()
     assert resolved["mixtures"]["test_mixtures"] == 3 and resolved["teacher"]["speaker_weight"] == 0.5
     again = load_config(_write(tmp_path, yaml.safe_dump(resolved), "resolved.yaml"))
@@ -50,7 +50,7 @@ def test_an_extraction_config_defaults_to_8_khz_and_si_sdri_objectives(tmp_path)
 
 def test_verification_stays_the_default_task(tmp_path):
     config = load_config(_write(tmp_path, "name: v\n"))
-    assert config.task == "verification" and isinstance(evaluator_for(config), VerificationEvaluator)
+    assert config.task == "verification" and isinstance(get_task(config.task).evaluator(), VerificationEvaluator)
     assert "mixtures" not in config.to_dict()
 
 
@@ -64,7 +64,8 @@ def test_verification_stays_the_default_task(tmp_path):
         ("task: extraction\nobjectives: [[eer, min]]\n", "objectives: unknown metric 'eer'"),
         ("task: extraction\nmixtures: {level_db: [5, -5]}\n", r"mixtures.level_db=\[5.0, -5.0\]: low must not exceed high"),
         ("task: extraction\nteacher: {crop_frames: 100}\n", "teacher: unknown key 'crop_frames'"),
-        ("task: extraction\nfidelity: {msft: true}\n", "fidelity.msft: multi-stage fine-tuning is not implemented"),
+        ("task: extraction\nfidelity: {msft: true}\n", "fidelity.msft: another task's fine-tuning setting; extraction runs do not read it"),
+            ("task: extraction\nfidelity: {crop_frames: 50}\n", "fidelity.crop_frames: another task's fine-tuning setting"),
     ],
 )
 def test_task_errors_name_the_key(tmp_path, text, message):

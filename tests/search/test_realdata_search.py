@@ -14,6 +14,7 @@ from evaluators.verification import VerificationEvaluator
 from search.cli import main
 from search.config import load_config
 from search.run_dir import RunDirectory
+from search.tasks.verification_setup import verification_setup
 
 cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -85,7 +86,7 @@ def test_teacher_trained_on_an4_gives_an_eer_on_its_test_speakers(tmp_path):
     config_path.write_text(IN_DOMAIN.format(cache=tmp_path / "cache", an4=AN4))
     config = load_config(config_path)
     evaluator = VerificationEvaluator()
-    prepared = evaluator.prepare(config)
+    prepared = evaluator.prepare(verification_setup(config))
     (an4,) = prepared.eval_sets
     assert len(set(an4.labels)) == 10 and len(an4.features) == 130
     assert len(an4.trials) == 130 * 129 // 2

@@ -7,7 +7,7 @@ from search.config import SAMPLERS, ConfigError, load_config
 from search.constraints import parse_constraints
 from search.optuna_search import RecordingOptunaSearch
 from search.samplers import CandidateSequenceSampler, SamplerError, build_sampler
-from search.trial import metric_names
+from search.tasks import TASKS
 from spaces.space import SearchSpace, SpaceConfig
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -141,7 +141,7 @@ def test_sequence_sampler_proposes_its_list_in_order_then_is_used_up():
 
 def test_searcher_finishes_when_the_sequence_is_used_up_and_annotates_every_told_trial():
     the_space = space(bits=(4, 8))
-    constraints = parse_constraints(["size_bytes <= 100"], metric_names(["cortex-a72"]))
+    constraints = parse_constraints(["size_bytes <= 100"], TASKS["verification"].metric_names(["cortex-a72"]))
     searcher = RecordingOptunaSearch(
         recorded_keys=["eer", "size_bytes", "steps"],
         constraints=constraints,
@@ -163,7 +163,7 @@ def test_searcher_finishes_when_the_sequence_is_used_up_and_annotates_every_told
 
 def test_random_sampler_trials_carry_constraints_too():
     """Random sampling takes no constraints; the study still records each trial's violations."""
-    constraints = parse_constraints(["eer <= 0.15"], metric_names(["cortex-a72"]))
+    constraints = parse_constraints(["eer <= 0.15"], TASKS["verification"].metric_names(["cortex-a72"]))
     searcher = RecordingOptunaSearch(
         recorded_keys=["eer", "size_bytes"],
         constraints=constraints,
@@ -179,10 +179,8 @@ def test_random_sampler_trials_carry_constraints_too():
 
 
 def test_uniform_grid_over_a_space_with_quantizer_knobs_covers_each_quantizer():
-    from evaluators.verification import model_spec
-
     config = load_config("configs/sv_resnet.yaml")
-    the_space = SearchSpace.for_model(config.space, model_spec(config))
+    the_space = SearchSpace.for_model(config.space, TASKS["verification"].model_spec(config))
     grid = uniform_grid_candidates(the_space)
     quantizer_knobs = [name for name in the_space.knobs if name.startswith("quantizer.")]
     assert quantizer_knobs

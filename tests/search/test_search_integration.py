@@ -30,6 +30,15 @@ class FailingSpace(SearchSpace):
         return super().layer_bits(candidate)
 
 
+class FailingEvaluator(VerificationEvaluator):
+    """The verification evaluator over a `FailingSpace`."""
+
+    def prepare(self, setup, progress=None):
+        prepared = super().prepare(setup, progress)
+        prepared.space = FailingSpace(prepared.space.config, {k[5:]: v for k, v in prepared.space.groups.items()})
+        return prepared
+
+
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory, ray_session):
     root = tmp_path_factory.mktemp("search")
@@ -37,19 +46,8 @@ def finished_run(tmp_path_factory, ray_session):
     search = "search: {trials: 5, workers: 2, population_size: 4}\n"
     config_path.write_text(tiny_config(root / "cache", "{bits: [2, 4, 8], baselines: [8, 2]}", search))
     config = load_config(config_path)
-    original_prepare = VerificationEvaluator.prepare
-
-    def prepare_with_failures(self, config, progress=None):
-        prepared = original_prepare(self, config, progress)
-        prepared.space = FailingSpace(prepared.space.config, {k[5:]: v for k, v in prepared.space.groups.items()})
-        return prepared
-
-    patch = pytest.MonkeyPatch()
-    patch.setattr(VerificationEvaluator, "prepare", prepare_with_failures)
-    try:  # through the CLI, so the live display (which holds locks Ray must not pickle) is used
-        assert main(["run", str(config_path), "--out", str(root / "results")]) == 0
-    finally:
-        patch.undo()
+    # through the CLI, so the live display (which holds locks Ray must not pickle) is used
+    assert main(["run", str(config_path), "--out", str(root / "results")], FailingEvaluator()) == 0
     (run_path,) = (root / "results").iterdir()
     run_dir = RunDirectory(run_path)
     trials = run_dir.read_trials()

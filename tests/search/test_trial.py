@@ -2,7 +2,7 @@ import math
 
 import pytest
 
-from evaluators.verification import Evaluation
+from evaluators.evaluation import Evaluation
 from search.trial import TrialFailure, measure
 from spaces.compress import ModelSpec, compress
 

@@ -8,7 +8,8 @@ from onnx import numpy_helper
 
 from hwcost import CostModel
 from search.cli import main
-from search.verify import MIN_COSINE, verify_bundle
+from search.tasks.verification_bundle import MIN_COSINE
+from search.verify import verify_bundle
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 from tiny_run import shared_bundle, shared_tiny_run

@@ -16,7 +16,8 @@ import pytest
 from search.config import RunConfig, load_config
 from search.engine import front_members
 from search.run_dir import RunDirectory
-from search.trial import evaluator_for, measure
+from search.tasks import get_task
+from search.trial import measure
 from tiny_config import tiny_config
 
 TRIAL_BITS = {0: 8, 1: 4, 2: {"bits.stem": 8, "bits.layer1": 4, "bits.layer2": 2, "bits.layer3": 2, "bits.layer4": 4, "bits.embedding": 8}, 3: 2}
@@ -63,8 +64,9 @@ def write_measured_run(
     config = load_config(config_path)
     run_dir = RunDirectory.create(root / "results", config.name)
     run_dir.write_config(config.to_dict())
-    evaluator = evaluator_for(config)
-    prepared = evaluator.prepare(config)
+    task = get_task(config.task)
+    evaluator = task.evaluator()
+    prepared = evaluator.prepare(task.setup(config))
     fp32 = evaluator.evaluate_reference(prepared)
     reference_size = fp32.metrics["size_bytes"]
     reference = {"trial": "fp32", "status": "reference", **measure(fp32, config.targets, reference_size)}

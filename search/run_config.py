@@ -1,0 +1,158 @@
+"""The resolved run config as typed, frozen dataclasses: everything a result depends on.
+
+Parsing and validation live in `search.config`; this module only holds the shapes, so the task
+registry (`search.tasks`), which builds each task's sections, can import them without importing
+the parser that asks the tasks for their sections.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from evaluators.data.mixtures import MixtureConfig
+from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, Source
+from evaluators.extraction_training import ExtractorTrainingConfig
+from evaluators.fidelity import FidelityConfig
+from evaluators.verification_fidelity import VerificationFidelity
+from evaluators.student_training import DistillationConfig
+from evaluators.training import TeacherConfig
+from search.constraints import Constraint
+from search.pareto import Objective
+from spaces.space import SpaceConfig
+
+SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
+KEEP_ARTIFACTS = ("front", "all", "none")
+"""`search.keep_artifacts` choices: which trials' packed weights the run directory keeps."""
+
+
+class ConfigError(ValueError):
+    """A run config that cannot be used; the message names the file, key and value."""
+
+
+@dataclass(frozen=True)
+class FeatureConfig:
+    """The `features:` block: log-mel filterbank settings (the sample rate comes from `data:`)."""
+
+    num_mel_bins: int = 40
+    frame_length_ms: float = 25.0
+    frame_shift_ms: float = 10.0
+
+    def __post_init__(self) -> None:
+        if self.num_mel_bins < 8:
+            raise ValueError(f"features.num_mel_bins={self.num_mel_bins}: need at least 8")
+        if not 0 < self.frame_shift_ms <= self.frame_length_ms:
+            raise ValueError(f"features.frame_shift_ms={self.frame_shift_ms}: must be in (0, frame_length_ms]")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The `evaluation:` block: how candidates are scored."""
+
+    max_trials: int = 200_000
+
+    def __post_init__(self) -> None:
+        if self.max_trials < 1:
+            raise ValueError(f"evaluation.max_trials={self.max_trials}: must be >= 1")
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """The `search:` block: budget, sampler and parallelism."""
+
+    trials: int = 20
+    sampler: str = "nsga2"
+    population_size: int = 8
+    workers: int = 2
+    cpus_per_trial: int = 1
+    retries: int = 1
+    """Extra attempts for a trial that raises, reports NaN or loses its worker process."""
+    storage: str = ""
+    """Ray Tune's experiment folder, reachable from every node (path or URI); empty: RUN/ray."""
+    reduction_factor: int = 3
+    """Successive halving over the fidelity ladder: about 1 in this many trials reaches the next rung."""
+    stopped_in_front: bool = False
+    """Whether trials stopped below the ladder's last rung may enter the front (by their last rung)."""
+    keep_artifacts: str = "front"
+    """Which completed trials keep their packed weights in the run directory: `front`, `all` or `none`."""
+
+    def __post_init__(self) -> None:
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"search.sampler={self.sampler!r}: expected one of {list(SAMPLERS)}")
+        for key in ("trials", "population_size", "workers", "cpus_per_trial"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"search.{key}={getattr(self, key)}: must be >= 1")
+        if self.retries < 0:
+            raise ValueError(f"search.retries={self.retries}: must be >= 0")
+        if self.reduction_factor < 2:
+            raise ValueError(f"search.reduction_factor={self.reduction_factor}: must be >= 2")
+        if self.keep_artifacts not in KEEP_ARTIFACTS:
+            raise ValueError(f"search.keep_artifacts={self.keep_artifacts!r}: expected one of {list(KEEP_ARTIFACTS)}")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole run: everything a result depends on, saved resolved in the run directory."""
+
+    name: str = "run"
+    task: str = "verification"
+    seed: int = 0
+    cache_dir: str = "results/cache"
+    data: DataConfig = field(default_factory=DataConfig)
+    features: FeatureConfig = field(default_factory=FeatureConfig)
+    model: dict[str, Any] = field(default_factory=lambda: {"family": "resnet"})
+    teacher: TeacherConfig | ExtractorTrainingConfig = field(default_factory=TeacherConfig)
+    """The task's teacher block (`Task.teacher_config`)."""
+    space: SpaceConfig = field(default_factory=SpaceConfig)
+    objectives: tuple[Objective, ...] = (
+        Objective("eer", "min"),
+        Objective("size_bytes", "min"),
+        Objective("latency_ms", "min"),
+    )
+    targets: tuple[str, ...] = ("cortex-a72",)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    constraints: tuple[Constraint, ...] = ()
+    fidelity: FidelityConfig = field(default_factory=VerificationFidelity)
+    """The `fidelity:` block: the shared ladder, extended by the task (`Task.fidelity_config`)."""
+    distillation: DistillationConfig = field(default_factory=DistillationConfig)
+    """How searched students are trained (init, loss settings); their budget is `fidelity.steps`."""
+    mixtures: MixtureConfig | None = None
+    """Extraction runs only: how the two-speaker mixtures are made (None for tasks without mixtures)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain YAML-ready dict of the resolved config."""
+        resolved = dataclasses.asdict(self)
+        resolved["data"] = _data_dict(self.data)
+        resolved["objectives"] = [[o.metric, o.direction] for o in self.objectives]
+        resolved["space"] = self.space.to_dict()
+        resolved["constraints"] = [str(constraint) for constraint in self.constraints]
+        if self.mixtures is None:
+            del resolved["mixtures"]
+        return _plain(resolved)
+
+
+def _data_dict(data: DataConfig) -> dict[str, Any]:
+    """The `data:` block as YAML: in the one-corpus form when it is one, so old configs read the same."""
+    if data.is_synthetic_only:
+        return {"corpus": SYNTHETIC, **dataclasses.asdict(data.train)}
+    return {
+        "sample_rate": data.sample_rate,
+        "train": _source_dict(data.train),
+        "eval": [{"name": eval_set.name, **_source_dict(eval_set.source)} for eval_set in data.eval],
+    }
+
+
+def _source_dict(source: Source) -> dict[str, Any]:
+    settings = dataclasses.asdict(source)
+    return settings if isinstance(source, CorpusConfig) else {"corpus": SYNTHETIC, **settings}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples to lists, recursively, so the resolved config dumps as clean YAML."""
+    if isinstance(value, dict):
+        return {key: _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    return value

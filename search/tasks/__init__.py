@@ -1,0 +1,28 @@
+"""The task registry: what a run compresses, looked up once by the config's `task:` name.
+
+Adding a task: one module with a `Task` subclass (its config sections, evaluator, metrics,
+export, verify checks and card text), and one line below.
+"""
+
+from __future__ import annotations
+
+from search.tasks.base import Task
+from search.tasks.extraction import ExtractionTask
+from search.tasks.verification import VerificationTask
+
+TASKS: dict[str, Task] = {task.name: task for task in (VerificationTask(), ExtractionTask())}
+
+
+class UnknownTaskError(ValueError):
+    """A `task:` name no task is registered under."""
+
+
+def get_task(name: str) -> Task:
+    """The task registered as `name`; unknown names raise `UnknownTaskError` listing the known ones."""
+    if name not in TASKS:
+        shown = name if len(str(name)) <= 40 else f"{str(name)[:40]}..."
+        raise UnknownTaskError(f"task={shown!r}: expected one of {list(TASKS)}")
+    return TASKS[name]
+
+
+__all__ = ["TASKS", "Task", "UnknownTaskError", "get_task"]

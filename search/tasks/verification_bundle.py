@@ -1,0 +1,181 @@
+"""What a speaker-verification bundle says and checks: its signature, EER interval, agreement checks and card.
+
+Kept apart from `search.tasks.verification` (config, spec, evaluator) because this half reads
+bundles, onnxruntime sessions and evaluation sets, which the search itself never needs.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import torch
+
+from evaluators.data.source_features import EvalSet, load_eval_set
+from evaluators.evaluation import Evaluation
+from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
+from evaluators.training import embed_utterances
+from evaluators.verification import PreparedVerification
+from search.checks import Check
+from search.model_card import TaskCard, quality_table, usage_blocks
+from search.run_config import RunConfig
+from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, Signature
+from search.tasks.verification_setup import fbank_config
+from spaces.bundle import Bundle, BundleConfig, FeatureSettings, verification_signature
+from spaces.compress import ModelSpec
+
+MIN_COSINE = 0.999
+"""Least cosine between PyTorch's and onnxruntime's embedding of any test utterance."""
+MAX_EER_DIFFERENCE = 0.001
+"""Largest EER difference (a fraction) between PyTorch's and onnxruntime's embeddings."""
+
+
+class ExportMismatch(ValueError):
+    """Re-scoring an exported model disagrees with the evaluator (the bundle would not be what was measured)."""
+
+
+def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
+    """Filterbank features in, an embedding of the model's size out."""
+    with torch.no_grad():
+        embedding_dim = int(model(spec.one_second_input()).shape[-1])
+    features = FeatureSettings(
+        num_mel_bins=config.features.num_mel_bins,
+        frame_length_ms=config.features.frame_length_ms,
+        frame_shift_ms=config.features.frame_shift_ms,
+    )
+    return (features, *verification_signature(spec.num_mel_bins, embedding_dim))
+
+
+def eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
+    """Bootstrap interval of the EER on the main evaluation set, from the same trials the EER used."""
+    eval_set = prepared.eval_sets[0]
+    embeddings = embed_utterances(evaluation.compressed.model, eval_set.features).numpy()
+    if eval_set.trials is None:
+        scores, labels = all_pair_trials(embeddings, np.asarray(eval_set.labels), prepared.max_trials, prepared.seed)
+    else:
+        scores, labels = eval_set.trials.scores(embeddings), np.asarray(eval_set.trials.labels)
+    eer = equal_error_rate(scores, labels)
+    if abs(eer - evaluation.metrics["eer"]) > 1e-9:
+        raise ExportMismatch(f"EER of the re-scored trials ({eer}) differs from the evaluator's ({evaluation.metrics['eer']})")
+    low, high = bootstrap_eer_interval(scores, labels, BOOTSTRAP_REPLICATES, CONFIDENCE, prepared.seed)
+    return {
+        "eer_low": low,
+        "eer_high": high,
+        "eer_confidence": CONFIDENCE,
+        "scored_trials": float(labels.size),
+        "target_trials": float(labels.sum()),
+    }
+
+
+def verification_record(config: RunConfig, prepared: PreparedVerification) -> dict[str, Any]:
+    return {"eval_set": prepared.eval_sets[0].name, "max_trials": config.evaluation.max_trials}
+
+
+def verification_summary(metrics: Mapping[str, float]) -> str:
+    return (
+        f"EER {100 * metrics['eer']:.2f}% ({100 * metrics['eer_low']:.2f}-{100 * metrics['eer_high']:.2f}%), "
+        f"minDCF {metrics['min_dcf']:.3f}"
+    )
+
+
+def verification_checks(
+    bundle: Bundle,
+    session: onnxruntime.InferenceSession,
+    config: RunConfig,
+    progress: Callable[[str, int, int], None] | None,
+) -> list[Check]:
+    """Embedding agreement per utterance and EER agreement on the evaluation set."""
+    eval_set = _eval_set(bundle, config, progress)
+    (input_name,) = [spec.name for spec in bundle.config.inputs]
+    reference = embed_utterances(bundle.model, eval_set.features).numpy()
+    exported = np.concatenate([session.run(None, {input_name: features[None].numpy()})[0] for features in eval_set.features])
+    cosines = _cosines(reference, exported)
+    worst = int(np.argmin(cosines))
+    cosine_check = Check(
+        f"embedding cosine >= {MIN_COSINE} on every utterance",
+        bool(cosines.min() >= MIN_COSINE),
+        f"{len(cosines)} utterances of {eval_set.name!r}; lowest {cosines.min():.6f} (utterance {worst}), "
+        f"median {np.median(cosines):.6f}",
+    )
+    max_trials = config.evaluation.max_trials
+    reference_eer = eval_set.metrics(reference, max_trials, config.seed).eer
+    exported_eer = eval_set.metrics(exported, max_trials, config.seed).eer
+    difference = abs(reference_eer - exported_eer)
+    eer_check = Check(
+        f"EER within {100 * MAX_EER_DIFFERENCE:.1f} percentage points",
+        difference <= MAX_EER_DIFFERENCE,
+        f"PyTorch {100 * reference_eer:.3f}%, onnxruntime {100 * exported_eer:.3f}% (difference {100 * difference:.3f} points)",
+    )
+    return [cosine_check, eer_check]
+
+
+def _eval_set(bundle: Bundle, config: RunConfig, progress: Callable[[str, int, int], None] | None) -> EvalSet:
+    """The evaluation set named in the bundle (the config's first one when it has no such set)."""
+    wanted = bundle.config.evaluation.get("eval_set")
+    chosen = next((item for item in config.data.eval if item.name == wanted), config.data.eval[0])
+    report = (lambda done, total: progress(f"{chosen.name} features", done, total)) if progress else None
+    return load_eval_set(chosen, fbank_config(config), config.cache_dir, config.evaluation.max_trials, config.seed, report)
+
+
+def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of `first` with the same row of `second`."""
+    first, second = first.astype(np.float64), second.astype(np.float64)
+    norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
+    return np.einsum("ij,ij->i", first, second) / np.where(norms > 0, norms, 1.0)
+
+
+def _verification_quality(config: BundleConfig) -> str:
+    metrics, evaluation = config.metrics, config.evaluation
+    reference = evaluation.get("reference", {})
+    rows = [
+        f"| EER | {100 * metrics['eer']:.2f}% | {100 * metrics['eer_low']:.2f}% to {100 * metrics['eer_high']:.2f}% "
+        f"| {100 * reference.get('eer', float('nan')):.2f}% |",
+        f"| minDCF (p_target 0.01, C_miss = C_fa = 1) | {metrics['min_dcf']:.3f} | not estimated "
+        f"| {reference.get('min_dcf', float('nan')):.3f} |",
+    ]
+    note = (
+        f"Cosine scores of {int(metrics['scored_trials']):,} trials ({int(metrics['target_trials']):,} same-speaker) "
+        f"between utterances of the test split (seed {evaluation.get('seed')}). The interval is a percentile "
+        f"bootstrap over trials ({evaluation.get('bootstrap_replicates')} replicates, same-speaker and "
+        "different-speaker trials resampled separately); it covers trial sampling only, not a change of speakers "
+        "or recording conditions."
+    )
+    return quality_table(metrics["eer_confidence"], rows, note)
+
+
+def _feature_inputs(config: BundleConfig) -> str:
+    features = config.features
+    return (
+        f"Features: {features.kind}; {features.num_mel_bins} mel bins, {features.frame_length_ms:g} ms windows, "
+        f"{features.frame_shift_ms:g} ms hop, {config.sample_rate} Hz mono audio in [-1, 1]."
+    )
+
+
+def _verification_usage(config: BundleConfig) -> list[str]:
+    (features,) = [spec.name for spec in config.inputs]
+    (output,) = [spec.name for spec in config.outputs]
+    features_call = (
+        f"FbankConfig(num_mel_bins={config.features.num_mel_bins}, frame_length_ms={config.features.frame_length_ms:g}, "
+        f"frame_shift_ms={config.features.frame_shift_ms:g}, sample_rate={config.sample_rate})"
+    )
+    return usage_blocks(
+        ["from evaluators.features import FbankConfig, compute_fbank"],
+        [
+            f"features = compute_fbank(audio, {features_call})  # audio: float samples in [-1, 1]",
+            f"embedding = bundle.model(features.unsqueeze(0))  # [1, {config.outputs[0].shape[-1]}]",
+        ],
+        f'({output},) = session.run(None, {{"{features}": features.unsqueeze(0).numpy()}}',
+    )
+
+
+VERIFICATION_CARD = TaskCard(
+    headline=lambda config: f"EER {100 * config.metrics['eer']:.2f}% on the test split",
+    use="Two utterances are compared by the cosine similarity of their embeddings; a higher score means the "
+    "same speaker.",
+    quality=_verification_quality,
+    inputs=_feature_inputs,
+    usage=_verification_usage,
+)
