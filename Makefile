@@ -1,17 +1,20 @@
 # Fresh-machine entry points: `make demo` runs a demo search, `make test` runs the test suite.
-# Each creates .venv, installs the CPU build of torch first (a bare `torch` pulls CUDA), then the package.
+# Each creates .venv and installs every package at the tested version in constraints.txt: torch
+# first, pinned there to the release whose CPU wheel this machine holds (left free, pip would pull a
+# newer CUDA build), then the package. Editing constraints.txt or pyproject.toml reinstalls.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+CONSTRAINTS := constraints.txt
 
 .PHONY: demo test install clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --upgrade pip
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) torch
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

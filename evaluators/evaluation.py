@@ -62,6 +62,10 @@ class Evaluator(ABC, Generic[SetupT, PreparedT]):
     def evaluate_ladder(self, candidate: Mapping[str, Any], prepared: PreparedT) -> Iterator[tuple[int, Evaluation]]:
         """(cumulative fine-tuning steps, evaluation) after each rung, each rung continuing the previous one."""
 
+    @abstractmethod
+    def evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedT) -> Evaluation:
+        """An already compressed model (a trial's kept artifact) scored as a rung's model is, without training."""
+
     def evaluate(self, candidate: Mapping[str, Any], prepared: PreparedT) -> Evaluation:
         """The candidate after the last rung of the fidelity ladder."""
         *_, (_, evaluation) = self.evaluate_ladder(candidate, prepared)

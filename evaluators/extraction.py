@@ -117,6 +117,9 @@ class ExtractionEvaluator(Evaluator[ExtractionSetup, PreparedExtraction]):
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""
         return _score(_fine_tuner(CompressionPlan(), prepared).compressed(), prepared)
 
+    def evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedExtraction) -> Evaluation:
+        return _score(compressed, prepared)
+
 
 def _fine_tuner(plan: CompressionPlan, prepared: PreparedExtraction) -> ExtractorFineTuner:
     return ExtractorFineTuner(

@@ -8,14 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
-if TYPE_CHECKING:
-    from evaluators.data.synthetic import Utterance
+from evaluators.data.synthetic import Utterance
 
 _INT16_SCALE = 32768.0
 """Kaldi expects samples in int16 range; float audio in [-1, 1] is scaled by this."""

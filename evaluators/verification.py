@@ -164,7 +164,7 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
                     prepared.sensitivities,
                 )
             tuner.train_to(steps)
-            yield steps, self._evaluate_compressed(tuner.compressed(), prepared)
+            yield steps, self.evaluate_compressed(tuner.compressed(), prepared)
 
     def _student_ladder(self, plan: CompressionPlan, prepared: PreparedVerification) -> Iterator[tuple[int, Evaluation]]:
         """A student (or the teacher's architecture, shared or distilled) trained rung by rung."""
@@ -180,7 +180,7 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             prepared.seed,
         )
         for steps, compressed in trainer.ladder():
-            yield steps, self._evaluate_compressed(compressed, prepared)
+            yield steps, self.evaluate_compressed(compressed, prepared)
 
     def evaluate_reference(self, prepared: PreparedVerification) -> Evaluation:
         """The FP32 teacher, scored exactly like a candidate (the reference row)."""
@@ -188,9 +188,10 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
 
     def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
         compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
-        return self._evaluate_compressed(compressed, prepared)
+        return self.evaluate_compressed(compressed, prepared)
 
-    def _evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
+    def evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
+        """EER and minDCF on every evaluation set, next to the size figures of the packed model."""
         quality = _quality_metrics(compressed.model, prepared)
         metrics = {
             "eer": quality[f"eer@{prepared.eval_sets[0].name}"],

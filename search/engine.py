@@ -13,7 +13,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 # Before Ray is imported: no per-trial CSV/JSON/TensorBoard loggers inside Ray's folder (the run
@@ -31,14 +31,15 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 
 from evaluators.training import embed_utterances  # noqa: E402
 from evaluators.evaluation import Evaluator, Prepared  # noqa: E402
-from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
+from evaluators.verification import PreparedVerification  # noqa: E402
+from search.artifacts import KEEP_NONE, open_artifact_channel, prune_artifacts, read_artifact  # noqa: E402
 from search.config import RunConfig, load_config  # noqa: E402
 from search.front import front_members, write_front_files  # noqa: E402
 from search.optuna_search import RecordingOptunaSearch  # noqa: E402
 from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
 from search.resume import reconcile  # noqa: E402
-from search.run_dir import RunDirectory  # noqa: E402
+from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
 from search.samplers import SEQUENCE_SAMPLERS, build_sampler, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tasks import get_task  # noqa: E402
@@ -157,7 +158,9 @@ def _search(
         write_front_files(run_dir, config.objectives, reference, stopped_in_front)
     remaining = config.search.trials - len(run_dir.read_trials())
     context = TrialContext(prepared, config.targets, reference["size_bytes"], config.search.cpus_per_trial, evaluator)
-    recorder = _Recorder(run_dir, schema, config.objectives, reference, stopped_in_front, listener)
+    recorder = _Recorder(
+        run_dir, schema, config.objectives, reference, stopped_in_front, config.search.keep_artifacts, listener
+    )
     listener.started(config.search.trials)
     if remaining > 0:
         _tune(config, run_dir, context, recorder, address, remaining, resumed)
@@ -166,23 +169,25 @@ def _search(
     if trials:
         write_tensorboard(run_dir)
         if front and get_task(config.task).embeds:  # an extractor has no embeddings to project
-            _project_best_member(run_dir, evaluator, prepared, front, config.objectives[0])
+            _project_best_member(run_dir, prepared, front, config.objectives[0])
         write_html_report(run_dir)
     return SearchOutcome(run_dir, reference, trials, front)
 
 
 def _project_best_member(
-    run_dir: RunDirectory,
-    evaluator: VerificationEvaluator,
-    prepared: PreparedVerification,
-    front: list[dict[str, Any]],
-    quality: Objective,
+    run_dir: RunDirectory, prepared: PreparedVerification, front: list[dict[str, Any]], quality: Objective
 ) -> None:
-    """Embed the test set with the front's best model (first objective) for TensorBoard's projector."""
+    """Embed the test set with the front's best model (first objective) for TensorBoard's projector.
+
+    The model is rebuilt from the trial's artifact, never trained again; a run that kept none
+    (`search.keep_artifacts: none`) has no projector.
+    """
     best = (min if quality.direction == "min" else max)(front, key=lambda row: row[quality.metric])
-    candidate = prepared.space.candidate_from_row(best)
-    model = evaluator.evaluate(candidate, prepared).compressed.model
-    embeddings = embed_utterances(model, prepared.test_features).numpy()
+    try:
+        artifact = read_artifact(run_dir, best["trial"])
+    except MissingArtifactError:
+        return
+    embeddings = embed_utterances(artifact.rebuild().model, prepared.test_features).numpy()
     speakers = [f"speaker-{label}" for label in prepared.test_labels]
     write_embedding_projector(run_dir, embeddings, speakers, f"trial-{best['trial']}-{quality.metric}")
 
@@ -222,11 +227,15 @@ def _tune(
     halving = ParetoHalving(
         config.objectives, recorder.schema.rungs, config.search.reduction_factor, config.constraints
     )
-    trainable = tune.with_resources(
-        tune.with_parameters(ray_trainable, context=context), {"cpu": config.search.cpus_per_trial}
-    )
     started_ray = _init_ray(address)
+    channel = None
     try:
+        if config.search.keep_artifacts != KEEP_NONE:
+            channel = open_artifact_channel(run_dir)
+        trainable = tune.with_resources(
+            tune.with_parameters(ray_trainable, context=replace(context, artifacts=channel)),
+            {"cpu": config.search.cpus_per_trial},
+        )
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(
@@ -246,6 +255,8 @@ def _tune(
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
+        if channel is not None:
+            channel.close()
         if started_ray:
             ray.shutdown()
 
@@ -291,7 +302,8 @@ def _study(run_dir: RunDirectory, config: RunConfig) -> optuna.Study:
 
 
 class _Recorder(Callback):
-    """Persists each finished trial at once, then refreshes the front and hypervolume.
+    """Persists each finished trial at once, then refreshes the front and hypervolume and prunes
+    the artifacts the run does not keep (`search.artifacts.prune_artifacts`).
 
     Tune pickles its callbacks with the experiment state; the listener (a live display) is
     left out of that copy.
@@ -304,6 +316,7 @@ class _Recorder(Callback):
         objectives: tuple[Objective, ...],
         reference: dict[str, Any],
         stopped_in_front: bool,
+        keep_artifacts: str,
         listener: SearchListener,
     ) -> None:
         self.run_dir = run_dir
@@ -311,9 +324,13 @@ class _Recorder(Callback):
         self.objectives = objectives
         self.reference = reference
         self.stopped_in_front = stopped_in_front
+        self.keep_artifacts = keep_artifacts
         self.listener = listener
         self.recoveries: dict[str, int] = {}
-        self.recorded = {row.get("trial") for row in run_dir.read_trials()}
+        rows = run_dir.read_trials()
+        self.recorded = {row.get("trial") for row in rows}
+        # a resumed run: what its interrupted trials sent before the driver died
+        prune_artifacts(run_dir, rows, front_members(rows, objectives, stopped_in_front), keep_artifacts)
 
     def __getstate__(self) -> dict[str, Any]:
         return {**self.__dict__, "listener": SearchListener()}
@@ -339,6 +356,7 @@ class _Recorder(Callback):
         self.run_dir.append_trial(row)
         self.recorded.add(number)
         rows, front = write_front_files(self.run_dir, self.objectives, self.reference, self.stopped_in_front)
+        prune_artifacts(self.run_dir, rows, front, self.keep_artifacts)
         if len(rows) % _TENSORBOARD_EVERY == 0:
             write_tensorboard(self.run_dir)
         self.listener.trial_finished(row, rows, front)

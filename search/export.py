@@ -1,10 +1,10 @@
-"""`search export`: rebuild one trial of a run and write its deployment bundle.
+"""`search export`: rebuild one trial of a run from its kept model and write its deployment bundle.
 
-The trial is chosen by number or by a selection (`search.selection`), then rebuilt exactly as
-the search measured it: the run's config is loaded, `prepare` reads the cached teacher and
-features, and the evaluator runs the trial's candidate up to the fidelity rung its row records.
-The rebuilt model must pack to the row's `size_bytes`, or the export stops: the code or the
-cache changed since the run, and the bundle would not be the model the report showed.
+The trial is chosen by number or by a selection (`search.selection`), then rebuilt from the
+artifact the search kept of it (`search.artifacts`): the packed weights the worker measured at
+the rung its row records, which must be as long as the row's `size_bytes` and rebuild a model
+that packs back to the same bytes. Nothing is trained again; the run's evaluation data (from
+the evaluator's `prepare`, which reads the cached features and teacher) is only scored.
 
 The bundle (`spaces.bundle`) gets the packed weights as they are, a config.json with the
 metrics re-measured on the rebuilt model (with a bootstrap confidence interval: of the EER for
@@ -31,13 +31,14 @@ from hwcost import available_targets
 from search.config import RunConfig, load_config
 from search.model_card import render_model_card
 from search.onnx_export import export_onnx
+from search.artifacts import TrialArtifact, read_artifact
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
-from search.run_dir import RunDirectory
+from search.run_dir import MissingArtifactError, RunDirectory
 from search.selection import Selection
 from search.tasks import Task, get_task
 from search.tasks.base import BOOTSTRAP_REPLICATES
 from search.tasks.verification_bundle import ExportMismatch
-from search.trial import RUNG, measure
+from search.trial import STEPS, measure
 from spaces.bundle import (
     MODEL_CARD_FILE,
     ONNX_FILE,
@@ -48,11 +49,10 @@ from spaces.bundle import (
     weights_digest,
     write_bundle_config,
 )
-from spaces.compress import CompressedModel, ModelSpec
+from spaces.compress import CompressedModel, PackedModelError
 from spaces.description import FLOAT_BITS
-from spaces.plan import CompressionPlan, LayerQuantization
+from spaces.plan import LayerQuantization
 from spaces.quant import QuantizedWeight, unpack_weights
-from spaces.students import student_spec
 
 BUNDLES_DIR = "bundles"
 """Default home of a run's bundles: `RUN/bundles/trial-NNNN/`."""
@@ -105,13 +105,18 @@ def export_bundle(
     out: str | os.PathLike | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> ExportedBundle:
-    """Rebuild the chosen trial of the run in `run_path` and write its bundle to `out`.
+    """Rebuild the chosen trial of the run in `run_path` from its artifact and write its bundle to `out`.
+
+    Export never trains: a trial whose model the run did not keep (`search.keep_artifacts: none`,
+    a trial pruned off the front, a run from before artifacts) is an `ExportError` that says so
+    and how to get one.
 
     Args:
         trial: Trial number to export.
         pick: Selection expression (see `search.selection`), instead of `trial`.
         out: Bundle folder (must not exist or be empty); default `RUN/bundles/trial-NNNN`.
-        progress: Preparation progress callback (stage, done, total).
+        progress: Progress callback (stage, done, total): reading the artifact, the evaluation
+            data, measuring, exporting ONNX.
 
     Raises:
         ExportError, SelectionError, ConfigError, RunDirectoryError: With the file, trial or key at fault.
@@ -123,43 +128,36 @@ def export_bundle(
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
+    report = progress or (lambda stage, done, total: None)
+    report("reading artifact", 0, 1)
+    artifact = _kept_artifact(run_dir, config, row)
+    compressed = _rebuild(artifact, row)
+    report("reading artifact", 1, 1)
     task = get_task(config.task)
     evaluator = task.evaluator()
     prepared = evaluator.prepare(task.setup(config), progress)
-    candidate = prepared.space.candidate_from_row(row)
-    try:
-        plan = prepared.space.plan(candidate)
-    except ValueError as error:
-        raise ExportError(f"trial {row['trial']}: its knobs no longer fit the run's space: {error}") from None
-    if plan.activation_bits != FLOAT_BITS:  # the evaluator applies them outside the model's modules
-        raise ExportError(
-            f"trial {row['trial']}: {plan.activation_bits}-bit activations cannot be rebuilt from a bundle yet; "
-            "export a trial with FP32 activations"
-        )
-    evaluation = _rebuild(evaluator, candidate, prepared, row)
+    report("measuring", 0, 1)
+    evaluation = evaluator.evaluate_compressed(compressed, prepared)
     targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
     metrics = {  # the run's first target first, so unsuffixed costs mean what they mean in the run
         **measure(evaluation, targets, float(reference["size_bytes"])),
         **_quality_interval(task, evaluation, prepared),
     }
+    report("measuring", 1, 1)
     source = {
         "run": str(run_dir.path.resolve()),
-        "trial": int(row["trial"]),
-        "rung": row.get(RUNG),
+        "trial": artifact.trial,
+        "rung": artifact.rung,
         "selection": selection,
-        "candidate": candidate,
+        "candidate": artifact.candidate,
     }
     bundle_config = _bundle_config(
-        config,
-        _built_spec(prepared.spec, plan),
-        plan,
-        evaluation.compressed,
-        metrics,
-        source,
-        _evaluation_record(config, prepared, reference),
+        config, artifact, compressed, metrics, source, _evaluation_record(config, prepared, reference)
     )
-    _write_bundle(folder, bundle_config, evaluation.compressed.packed)
-    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics, config.task)
+    report("exporting ONNX", 0, 1)
+    _write_bundle(folder, bundle_config, artifact.packed)
+    report("exporting ONNX", 1, 1)
+    return ExportedBundle(folder, artifact.trial, selection, bundle_config.size_bytes, metrics, config.task)
 
 
 def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
@@ -188,22 +186,43 @@ def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
     os.replace(partial, folder)
 
 
-def _rebuild(evaluator: Any, candidate: Mapping[str, Any], prepared: Any, row: Mapping[str, Any]) -> Evaluation:
-    """The trial's model at the fidelity rung its row was measured at (the last when unrecorded)."""
-    wanted = row.get(RUNG)
-    for rung, (_, evaluation) in enumerate(evaluator.evaluate_ladder(candidate, prepared)):
-        if rung == wanted:
-            break
-    else:
-        if wanted is not None:
-            raise ExportError(f"trial {row['trial']}: rung {wanted} is beyond the run's fidelity ladder")
-    size = len(evaluation.compressed.packed)
+def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, Any]) -> TrialArtifact:
+    """The artifact the run kept of the row's trial, which must be the model the row measured."""
+    number = int(row["trial"])
+    try:
+        artifact = read_artifact(run_dir, number)
+    except MissingArtifactError:
+        raise ExportError(
+            f"trial {number}: the run kept no model of it (search.keep_artifacts is "
+            f"{config.search.keep_artifacts!r}; `front` keeps only the front's, and runs made before artifacts "
+            f"keep none); export never retrains: export a trial it kept {run_dir.artifact_trials()[:30]}, or "
+            "run the search again with search.keep_artifacts: all"
+        ) from None
+    if STEPS in row and artifact.steps != row[STEPS]:
+        raise ExportError(
+            f"trial {number}: its kept model is of rung {artifact.rung} ({artifact.steps} fine-tuning steps) but "
+            f"trials.jsonl records {row[STEPS]} steps"
+        )
+    if artifact.activation_bits != FLOAT_BITS:  # the evaluator applies them outside the model's modules
+        raise ExportError(
+            f"trial {number}: {artifact.activation_bits}-bit activations cannot be rebuilt from a bundle yet; "
+            "export a trial with FP32 activations"
+        )
+    return artifact
+
+
+def _rebuild(artifact: TrialArtifact, row: Mapping[str, Any]) -> CompressedModel:
+    """The trial's compressed model from its kept weights, which must have the row's size."""
+    size = len(artifact.packed)
     if size != int(row["size_bytes"]):
         raise ExportError(
-            f"trial {row['trial']}: the rebuilt model packs to {size} bytes but trials.jsonl records "
-            f"size_bytes={int(row['size_bytes'])}; the code or the cache changed since the run"
+            f"trial {artifact.trial}: its kept model packs to {size} bytes but trials.jsonl records "
+            f"size_bytes={int(row['size_bytes'])}"
         )
-    return evaluation
+    try:
+        return artifact.rebuild()
+    except PackedModelError as error:
+        raise ExportError(f"trial {artifact.trial}: its kept weights {error}; the model code changed since the run") from None
 
 
 def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict[str, float]:
@@ -214,21 +233,16 @@ def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict
         raise ExportError(str(error)) from None
 
 
-def _built_spec(teacher: ModelSpec, plan: CompressionPlan) -> ModelSpec:
-    """The spec of the model the plan builds: the teacher's, or its student's."""
-    return teacher if plan.student is None else student_spec(teacher, plan.student)
-
-
 def _bundle_config(
     config: RunConfig,
-    spec: ModelSpec,
-    plan: CompressionPlan,
+    artifact: TrialArtifact,
     compressed: CompressedModel,
     metrics: Mapping[str, float],
     source: Mapping[str, Any],
     evaluation: Mapping[str, Any],
 ) -> BundleConfig:
     """config.json of the rebuilt model: its layers as stored in the packed file, its I/O, its provenance."""
+    spec = artifact.spec
     features, inputs, outputs = get_task(config.task).bundle_signature(config, spec, compressed.model)
     stored = unpack_weights(compressed.packed)
     layers = {
@@ -247,8 +261,8 @@ def _bundle_config(
         outputs=outputs,
         size_bytes=len(compressed.packed),
         weights_sha256=weights_digest(compressed.packed),
-        share_repeated_blocks=plan.share,
-        activation_bits=plan.activation_bits,
+        share_repeated_blocks=artifact.share_repeated_blocks,
+        activation_bits=artifact.activation_bits,
         side_bits=spec.side_bits,
         source=dict(source),
         evaluation=dict(evaluation),

@@ -10,13 +10,16 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from evaluators.evaluation import Evaluation, Evaluator, Prepared
 from hwcost import CostModel
 from search.metrics import COST_METRICS
+
+if TYPE_CHECKING:
+    from search.artifacts import ArtifactChannel
 
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
@@ -46,6 +49,8 @@ class TrialContext:
     cpus_per_trial: int
     evaluator: Evaluator
     """The run's evaluator (stateless; pickled to the workers with the context)."""
+    artifacts: ArtifactChannel | None = None
+    """Where workers send each measured model for the run directory; None when the run keeps none."""
 
 
 def measure(
@@ -76,12 +81,20 @@ def measure(
     return metrics
 
 
-def measure_rungs(candidate: Mapping[str, Any], context: TrialContext) -> Iterator[dict[str, float]]:
-    """The candidate's metrics after each rung, with the rung, its steps and the seconds spent so far."""
+def measure_rungs(
+    candidate: Mapping[str, Any], context: TrialContext, trial_number: int | None = None
+) -> Iterator[dict[str, float]]:
+    """The candidate's metrics after each rung, with the rung, its steps and the seconds spent so far.
+
+    With a `trial_number` and the context's artifact channel, each rung's model is on the driver's
+    disk before its metrics are yielded (`search.artifacts`).
+    """
     start = time.perf_counter()
     cost_model = CostModel()
     for rung, (steps, evaluation) in enumerate(context.evaluator.evaluate_ladder(candidate, context.prepared)):
         metrics = measure(evaluation, context.targets, context.reference_size_bytes, cost_model)
+        if context.artifacts is not None and trial_number is not None:
+            context.artifacts.keep(trial_number, rung, steps, candidate, context.prepared, evaluation)
         yield {**metrics, RUNG: rung, STEPS: steps, "seconds": time.perf_counter() - start}
 
 
@@ -97,7 +110,7 @@ def ray_trainable(config: dict[str, Any], context: TrialContext) -> None:
     torch.set_num_threads(context.cpus_per_trial)
     candidate = {key: value for key, value in config.items() if key != TRIAL_NUMBER}
     node = ray.get_runtime_context().get_node_id()
-    rungs = measure_rungs(candidate, context)
+    rungs = measure_rungs(candidate, context, config.get(TRIAL_NUMBER))
     while True:
         try:
             report = next(rungs)

@@ -26,7 +26,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -48,13 +48,11 @@ from spaces.knobs import (
     domain_values,
     suggest_value,
 )
+from spaces.compress import ModelSpec
 from spaces.layer_patterns import addressed_layers, split_by_granularity
 from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization, StudentPlan
 from spaces.quant import QUANTIZERS
 from spaces.space_language import GRANULARITIES, SpaceConfig, parse_space_config
-
-if TYPE_CHECKING:
-    from spaces.compress import ModelSpec
 
 Candidate = dict[str, Any]
 """Exactly what the sampler proposed: parameter name -> JSON value."""

@@ -101,7 +101,7 @@ class Task(ABC):
 
     @abstractmethod
     def evaluator(self) -> Evaluator:
-        """A new evaluator of this task."""
+        """A new evaluator of this task (a subclass may name its evaluator class here)."""
 
     @abstractmethod
     def bundle_signature(self, config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
@@ -125,10 +125,8 @@ class Task(ABC):
     ) -> list[Check]:
         """`search verify`'s checks that PyTorch and onnxruntime agree on the run's test data."""
 
-    @property
-    @abstractmethod
-    def card(self) -> TaskCard:
-        """The model card's task-specific text."""
+    card: ClassVar[TaskCard]
+    """The model card's task-specific text."""
 
 
 __all__ = ["BOOTSTRAP_REPLICATES", "CONFIDENCE", "Progress", "Signature", "Task"]

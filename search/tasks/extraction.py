@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import onnxruntime
-import torch
-
 from evaluators.data.mixtures import MixtureConfig
-from evaluators.evaluation import Evaluation
-from evaluators.extraction import ExtractionEvaluator, ExtractionSetup
+from evaluators.extraction import ExtractionEvaluator
 from evaluators.extraction_training import ExtractorTrainingConfig
 from evaluators.fidelity import FidelityConfig
-from search.checks import Check
-from search.model_card import TaskCard
 from search.pareto import Objective
-from search.run_config import RunConfig
-from search.tasks.base import Progress, Signature, Task
+from search.tasks.base import Task
 from search.tasks.extraction_bundle import (
     EXTRACTION_CARD,
     extraction_checks,
@@ -27,8 +17,6 @@ from search.tasks.extraction_bundle import (
     si_sdri_interval,
 )
 from search.tasks.extraction_setup import extraction_setup, extraction_spec
-from spaces.bundle import Bundle
-from spaces.compress import ModelSpec
 
 
 class ExtractionTask(Task):
@@ -46,35 +34,16 @@ class ExtractionTask(Task):
     fidelity_config = FidelityConfig
     sections = {"mixtures": MixtureConfig}
 
-    def model_spec(self, config: RunConfig) -> ModelSpec:
-        return extraction_spec(config)
+    model_spec = staticmethod(extraction_spec)
+    setup = staticmethod(extraction_setup)
+    evaluator = ExtractionEvaluator
+    bundle_signature = staticmethod(extraction_io)
+    quality_interval = staticmethod(si_sdri_interval)
+    evaluation_record = staticmethod(extraction_record)
+    summary = staticmethod(extraction_summary)
+    agreement_checks = staticmethod(extraction_checks)
 
-    def setup(self, config: RunConfig) -> ExtractionSetup:
-        return extraction_setup(config)
-
-    def evaluator(self) -> ExtractionEvaluator:
-        return ExtractionEvaluator()
-
-    def bundle_signature(self, config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
-        return extraction_io(config, spec, model)
-
-    def quality_interval(self, evaluation: Evaluation, prepared: Any) -> dict[str, float]:
-        return si_sdri_interval(evaluation, prepared)
-
-    def evaluation_record(self, config: RunConfig, prepared: Any) -> dict[str, Any]:
-        return extraction_record(config, prepared)
-
-    def summary(self, metrics: Mapping[str, float]) -> str:
-        return extraction_summary(metrics)
-
-    def agreement_checks(
-        self, bundle: Bundle, session: onnxruntime.InferenceSession, config: RunConfig, progress: Progress | None
-    ) -> list[Check]:
-        return extraction_checks(bundle, session, config, progress)
-
-    @property
-    def card(self) -> TaskCard:
-        return EXTRACTION_CARD
+    card = EXTRACTION_CARD
 
 
 __all__ = ["ExtractionTask"]

@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
-
-import onnxruntime
-import torch
-
-from evaluators.evaluation import Evaluation
 from evaluators.training import TeacherConfig
-from evaluators.verification import VerificationEvaluator, VerificationSetup
+from evaluators.verification import VerificationEvaluator
 from evaluators.verification_fidelity import VerificationFidelity
-from search.checks import Check
-from search.model_card import TaskCard
 from search.pareto import Objective
-from search.run_config import RunConfig
-from search.tasks.base import Progress, Signature, Task
+from search.tasks.base import Task
 from search.tasks.verification_bundle import (
     VERIFICATION_CARD,
     eer_interval,
@@ -26,8 +16,6 @@ from search.tasks.verification_bundle import (
     verification_summary,
 )
 from search.tasks.verification_setup import model_spec, verification_setup
-from spaces.bundle import Bundle
-from spaces.compress import ModelSpec
 
 
 class VerificationTask(Task):
@@ -44,35 +32,16 @@ class VerificationTask(Task):
     fidelity_config = VerificationFidelity
     embeds = True
 
-    def model_spec(self, config: RunConfig) -> ModelSpec:
-        return model_spec(config)
+    model_spec = staticmethod(model_spec)
+    setup = staticmethod(verification_setup)
+    evaluator = VerificationEvaluator
+    bundle_signature = staticmethod(verification_io)
+    quality_interval = staticmethod(eer_interval)
+    evaluation_record = staticmethod(verification_record)
+    summary = staticmethod(verification_summary)
+    agreement_checks = staticmethod(verification_checks)
 
-    def setup(self, config: RunConfig) -> VerificationSetup:
-        return verification_setup(config)
-
-    def evaluator(self) -> VerificationEvaluator:
-        return VerificationEvaluator()
-
-    def bundle_signature(self, config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
-        return verification_io(config, spec, model)
-
-    def quality_interval(self, evaluation: Evaluation, prepared: Any) -> dict[str, float]:
-        return eer_interval(evaluation, prepared)
-
-    def evaluation_record(self, config: RunConfig, prepared: Any) -> dict[str, Any]:
-        return verification_record(config, prepared)
-
-    def summary(self, metrics: Mapping[str, float]) -> str:
-        return verification_summary(metrics)
-
-    def agreement_checks(
-        self, bundle: Bundle, session: onnxruntime.InferenceSession, config: RunConfig, progress: Progress | None
-    ) -> list[Check]:
-        return verification_checks(bundle, session, config, progress)
-
-    @property
-    def card(self) -> TaskCard:
-        return VERIFICATION_CARD
+    card = VERIFICATION_CARD
 
 
 __all__ = ["VerificationTask"]

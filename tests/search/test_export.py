@@ -1,3 +1,4 @@
+import dataclasses
 import json
 import shutil
 
@@ -10,12 +11,14 @@ from evaluators.verification import VerificationEvaluator
 from hwcost import available_targets
 from search.cli import main
 from search.export import choose_trial
+from search.model_card import render_model_card
 from search.onnx_export import weight_storage
 from search.selection import knee_index
+from search.tasks import TASKS
+from search.tasks.verification_setup import verification_setup
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE
 from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS, shared_bundle, shared_tiny_run
-from search.tasks.verification_setup import verification_setup
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -81,6 +84,22 @@ def test_model_card_has_metrics_with_interval_costs_data_and_usage(exported):
         assert f"| {target} | {metrics[f'latency_ms@{target}']:.3f} |" in card
     for text in ("## Data", "train_speakers 6", "24 mel bins", "load_bundle(", "onnxruntime.InferenceSession", "| layer2.0.conv1 | conv2d |"):
         assert text in card
+
+
+def test_model_card_describes_the_data_the_run_used(exported):
+    bundle = load_bundle(exported)
+    card = (exported / MODEL_CARD_FILE).read_text()
+    assert "the built-in synthetic corpus" in card and "Trained and evaluated on a synthetic corpus" in card
+    on_disk = {
+        "sample_rate": 16000,
+        "train": {"corpus": "folder", "path": "data/an4", "speakers": "train"},
+        "eval": [{"name": "an4", "corpus": "folder", "path": "data/an4", "speakers": "test"}],
+    }
+    real = dataclasses.replace(bundle.config, evaluation={**bundle.config.evaluation, "data": on_disk})
+    text = render_model_card(real, bundle.compressed.description, TASKS["verification"].card)
+    assert "folder corpus at `data/an4` (the train side of a seeded speaker-disjoint split)" in text
+    assert "`an4`: folder corpus at `data/an4` (the test side" in text
+    assert "synthetic" not in text
 
 
 def test_pick_with_conditions_exports_the_best_qualifying_trial(tiny, tmp_path):

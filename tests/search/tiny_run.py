@@ -1,7 +1,7 @@
 """A small, real run directory built without Ray, for the export and verify tests.
 
 The FP32 reference and every trial are measured exactly as the engine measures them (`prepare`,
-`evaluate`, `measure`), so a bundle exported from it must rebuild to the same bytes. Corpus,
+`evaluate`, `measure`) and keep their artifacts, so a bundle exported from it is the model measured. Corpus,
 model and teacher are the engine tests' tiny ones, so with their `tiny_cache_dir` the tiny
 teacher is trained once per test session.
 """
@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from search.artifacts import TrialArtifact, write_artifact
 from search.config import RunConfig, load_config
 from search.engine import front_members
 from search.run_dir import RunDirectory
@@ -57,7 +58,8 @@ def write_measured_run(
     root: Path, text: str, trial_bits: Mapping[int, int | Mapping[str, int]], failed_trial: int | None = None
 ) -> tuple[RunConfig, RunDirectory]:
     """A finished run of config `text` (either task): the reference and one trial per entry of
-    `trial_bits` measured as the engine measures them, then `failed_trial` recorded as failed."""
+    `trial_bits` measured as the engine measures them, each with its artifact (as
+    `search.keep_artifacts: all` keeps them), then `failed_trial` recorded as failed."""
     root.mkdir(parents=True, exist_ok=True)
     config_path = root / "tiny.yaml"
     config_path.write_text(text)
@@ -71,9 +73,12 @@ def write_measured_run(
     reference_size = fp32.metrics["size_bytes"]
     reference = {"trial": "fp32", "status": "reference", **measure(fp32, config.targets, reference_size)}
     run_dir.write_reference(reference)
+    last_rung, last_steps = len(config.fidelity.steps) - 1, config.fidelity.steps[-1]
     for number, bits in trial_bits.items():
         candidate = prepared.space.uniform_candidate(bits)
-        metrics = measure(evaluator.evaluate(candidate, prepared), config.targets, reference_size)
+        evaluation = evaluator.evaluate(candidate, prepared)
+        metrics = measure(evaluation, config.targets, reference_size)
+        write_artifact(run_dir, TrialArtifact.measured(number, last_rung, last_steps, candidate, prepared, evaluation))
         run_dir.append_trial({"trial": number, "status": "complete", **candidate, **metrics, "error": "", "seconds": 1.0})
     if failed_trial is not None:
         run_dir.append_trial({"trial": failed_trial, "status": "failed", **candidate, "error": "ValueError: injected", "seconds": None})
