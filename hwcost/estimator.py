@@ -72,7 +72,6 @@ _OPS_PER_ELEMENT = {
     "elementwise": 1.0,  # residual add or gating multiply
 }
 
-_LOOKUP_QUANTIZERS = frozenset({"kmeans", "pow2"})
 _PACKED_CLASSES = frozenset({"lowbit", "lookup"})
 
 
@@ -196,9 +195,9 @@ def estimate(description: ModelDescription, target: TargetProfile | str) -> Cost
 def kernel_class(layer: LayerDescription) -> str:
     """The kernel family a layer runs on.
 
-    Wider than 8 bits -> fp32 (no integer kernel; 9..31-bit weights are widened at load time);
-    k-means or power-of-two codes below 8 bits -> lookup (decoded through a table); 1 bit ->
-    binary (xnor-popcount); 8 bits -> int8; 2..7 bits -> lowbit (unpacked to int8).
+    Parameter-free kinds -> elementwise; every other layer runs on the class its description
+    records, which its quantizer chose for its bit width (`spaces.description.weight_kernel_class`
+    states the rule, table-decoded families answering lookup below 8 bits).
     Activation bits do not change the class: kernels with FP32 activations are priced as if the
     activations were quantized on the fly at no extra cost.
 
@@ -212,15 +211,7 @@ def kernel_class(layer: LayerDescription) -> str:
         raise CostModelError(
             f"layer {layer.name!r}: no cost rule for kind {layer.kind!r}; priced kinds: {priced}"
         )
-    if layer.weight_bits > 8:
-        return "fp32"
-    if layer.quantizer.partition("-")[0] in _LOOKUP_QUANTIZERS and layer.weight_bits < 8:  # e.g. kmeans-group4
-        return "lookup"
-    if layer.weight_bits == 1:
-        return "binary"
-    if layer.weight_bits == 8:
-        return "int8"
-    return "lowbit"
+    return layer.kernel_class
 
 
 def _layer_cost(layer: LayerDescription, target: TargetProfile) -> LayerCost:

@@ -23,11 +23,13 @@ from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
 from search.export import ExportError
 from search.onnx_export import OnnxExportError
 from search.run_dir import RunDirectory, RunDirectoryError
+from search.samplers import SamplerError
 from search.selection import SelectionError
 from spaces.bundle import BundleError
 
 USER_ERRORS = (
-    ConfigError, RunDirectoryError, CorpusError, TrialListError, SelectionError, ExportError, OnnxExportError, BundleError
+    ConfigError, SamplerError, RunDirectoryError, CorpusError, TrialListError, SelectionError, ExportError,
+    OnnxExportError, BundleError,
 )
 EXIT_CHECK_FAILED = 1
 EXIT_USER_ERROR = 2

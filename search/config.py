@@ -7,6 +7,7 @@ failing deep inside a Ray worker.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
@@ -21,6 +22,7 @@ from evaluators.fidelity import FidelityConfig
 from evaluators.student_training import DistillationConfig
 from hwcost import available_targets
 from search.constraints import parse_constraints
+from search.messages import shorten
 from search.pareto import Objective
 from search.run_config import (
     SAMPLERS,
@@ -50,11 +52,19 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
     """
     source = Path(path) if path is not None else DEFAULT_CONFIG
     try:
-        raw = yaml.safe_load(source.read_text())
+        text = source.read_bytes().decode("utf-8")
+    except IsADirectoryError:
+        raise ConfigError(f"{source}: is a folder; give a config file (YAML)") from None
     except OSError as error:
         raise ConfigError(f"{source}: cannot read config: {error.strerror}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"{source}: not a UTF-8 text file (byte {error.start}); save the config as UTF-8 YAML") from None
+    if "\x00" in text:
+        raise ConfigError(f"{source}: contains NUL bytes; not a YAML config")
+    try:
+        raw = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{source}: malformed YAML: {_one_line(error)}") from None
+        raise ConfigError(f"{source}: malformed YAML: {shorten(_one_line(error), 300)}") from None
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
@@ -72,36 +82,39 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
 
 
 def _parse(raw: dict[str, Any]) -> RunConfig:
-    task = get_task(raw.get("task", "verification"))
+    task_name = raw.get("task", "verification")
+    _check_type("task", task_name, str)
+    task = get_task(task_name)
     _check_top_level_keys(raw, task)
     data_block = raw.get("data")
     if task.default_sample_rate is not None and (data_block is None or isinstance(data_block, dict)):
         data_block = {"sample_rate": task.default_sample_rate, **(data_block or {})}
     data = _data(data_block)
-    model = dict(raw.get("model") or {"family": task.default_family})
-    if model.get("family") not in MODEL_FAMILIES:
-        raise ValueError(f"model.family={model.get('family')!r}: expected one of {sorted(MODEL_FAMILIES)}")
-    task.check_family(model["family"])
-    targets = tuple(raw.get("targets") or ("cortex-a72",))
+    model = _model(raw.get("model"), task)
+    targets = tuple(_string_list("targets", raw.get("targets", ["cortex-a72"])))
+    if not targets:
+        raise ValueError("targets: need at least one target CPU")
     unknown_targets = sorted(set(targets) - set(available_targets()))
     if unknown_targets:
         raise ValueError(f"targets: unknown target {unknown_targets[0]!r}; available: {available_targets()}")
-    objectives = tuple(Objective.parse(item) for item in raw.get("objectives") or task.default_objectives)
-    if not objectives:
-        raise ValueError("objectives: need at least one")
+    objectives = _objectives(raw.get("objectives", task.default_objectives))
     known = task.metric_names(targets, task.eval_set_names(data))
     for objective in objectives:
         if objective.metric not in known:
             raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
-    name = str(raw.get("name", "run"))
-    if not name or "/" in name:
-        raise ValueError(f"name={name!r}: must be a non-empty folder name")
+    name = _run_name(raw.get("name", "run"))
+    seed = raw.get("seed", 0)
+    _check_type("seed", seed, int)
+    cache_dir = raw.get("cache_dir", RunConfig.cache_dir)
+    _check_type("cache_dir", cache_dir, str)
+    if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
+        raise ValueError(f"cache_dir={shorten(cache_dir)!r}: is a file; the cache needs a folder")
     sections = {key: _section(cls, key, raw.get(key)) for key, cls in task.sections.items()}
     config = RunConfig(
         name=name,
         task=task.name,
-        seed=int(raw.get("seed", 0)),
-        cache_dir=str(raw.get("cache_dir", RunConfig.cache_dir)),
+        seed=seed,
+        cache_dir=cache_dir,
         data=data,
         features=_section(FeatureConfig, "features", raw.get("features")),
         model=model,
@@ -117,8 +130,77 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         **sections,
     )
     task.validate(config)
+    _check_model_builds(config)
     _check_space_fits_model(config)
     return config
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader that refuses a key given twice in one mapping (YAML would keep the last silently)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"duplicate key {shorten(key)!r} (line {key_node.start_mark.line + 1})", key_node.start_mark
+                )
+            seen[key] = True
+        return super().construct_mapping(node, deep=deep)
+
+
+MAX_NAME_LENGTH = 100
+"""Longest run name: it becomes a folder name with a timestamp appended."""
+
+
+def _run_name(name: Any) -> str:
+    _check_type("name", name, str)
+    if not name or "/" in name or "\x00" in name or name in (".", ".."):
+        raise ValueError(f"name={shorten(name)!r}: must be a non-empty folder name without '/'")
+    if len(name) > MAX_NAME_LENGTH:
+        raise ValueError(f"name={shorten(name)!r}: {len(name)} characters; at most {MAX_NAME_LENGTH}")
+    return name
+
+
+def _model(block: Any, task: Task) -> dict[str, Any]:
+    """The `model:` block: a family (the task's default when absent) and its keyword arguments."""
+    if block is None:
+        return {"family": task.default_family}
+    if not isinstance(block, dict):
+        raise ValueError(f"model: must be a mapping with a family, e.g. {{family: {task.default_family}}}; got {shorten(block)!r}")
+    model = {"family": task.default_family, **block}
+    if model["family"] not in MODEL_FAMILIES:
+        raise ValueError(f"model.family={shorten(model['family'])!r}: expected one of {sorted(MODEL_FAMILIES)}")
+    task.check_family(model["family"])
+    return model
+
+
+def _check_model_builds(config: RunConfig) -> None:
+    """Model arguments are checked against the family now, not when the teacher starts training."""
+    spec = get_task(config.task).model_spec(config)
+    try:
+        spec.build()
+    except (TypeError, ValueError, RuntimeError) as error:
+        message = shorten(_one_line(error), 300)
+        raise ValueError(message if message.startswith("model") else f"model ({spec.family}): {message}") from None
+
+
+def _string_list(key: str, value: Any) -> list[str]:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise ValueError(f"{key}={shorten(value)!r}: expected a list of names, e.g. [cortex-a72]")
+    return value
+
+
+def _objectives(items: Any) -> tuple[Objective, ...]:
+    if not isinstance(items, (list, tuple)) or not items:
+        raise ValueError(f"objectives={shorten(items)!r}: need a non-empty list of [metric, min|max] pairs")
+    objectives = tuple(Objective.parse(item) for item in items)
+    metrics = [objective.metric for objective in objectives]
+    repeated = sorted({metric for metric in metrics if metrics.count(metric) > 1})
+    if repeated:
+        raise ValueError(f"objectives: {repeated[0]!r} is named more than once; each metric may be one objective")
+    return objectives
 
 
 def _check_top_level_keys(raw: dict[str, Any], task: Task) -> None:
@@ -234,18 +316,20 @@ def _check_type(key: str, value: Any, expected: Any) -> None:
         ok = isinstance(value, expected) and (expected is bool or not isinstance(value, bool))
     elif expected is float:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ValueError(f"{key}={value!r}: expected a finite number")
     elif expected is str:
         ok = isinstance(value, str)
     else:
         return
     if not ok:
-        raise ValueError(f"{key}={value!r}: expected {expected.__name__}")
+        raise ValueError(f"{key}={shorten(value)!r}: expected {expected.__name__}")
 
 
 def _check_keys(section: str, block: dict[str, Any], allowed: set[str]) -> None:
-    unknown = sorted(set(block) - allowed)
+    unknown = sorted((set(block) - allowed), key=str)
     if unknown:
-        raise ValueError(f"{section}: unknown key {unknown[0]!r}; allowed keys: {sorted(allowed)}")
+        raise ValueError(f"{section}: unknown key {shorten(unknown[0])!r}; allowed keys: {sorted(allowed)}")
 
 
 def _one_line(error: Exception) -> str:

@@ -128,10 +128,10 @@ def export_bundle(
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
+    artifact = _kept_artifact(run_dir, config, row)
     report = progress or (lambda stage, done, total: None)
     report("reading artifact", 0, 1)
-    artifact = _kept_artifact(run_dir, config, row)
-    compressed = _rebuild(artifact, row)
+    compressed = _rebuild(artifact)
     report("reading artifact", 1, 1)
     task = get_task(config.task)
     evaluator = task.evaluator()
@@ -187,7 +187,8 @@ def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
 
 
 def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, Any]) -> TrialArtifact:
-    """The artifact the run kept of the row's trial, which must be the model the row measured."""
+    """The artifact the run kept of the row's trial, which must be the model the row measured (its
+    rung and size)."""
     number = int(row["trial"])
     try:
         artifact = read_artifact(run_dir, number)
@@ -208,21 +209,22 @@ def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, A
             f"trial {number}: {artifact.activation_bits}-bit activations cannot be rebuilt from a bundle yet; "
             "export a trial with FP32 activations"
         )
+    if len(artifact.packed) != int(row["size_bytes"]):
+        raise ExportError(
+            f"trial {number}: its kept model packs to {len(artifact.packed)} bytes but trials.jsonl records "
+            f"size_bytes={int(row['size_bytes'])}"
+        )
     return artifact
 
 
-def _rebuild(artifact: TrialArtifact, row: Mapping[str, Any]) -> CompressedModel:
-    """The trial's compressed model from its kept weights, which must have the row's size."""
-    size = len(artifact.packed)
-    if size != int(row["size_bytes"]):
-        raise ExportError(
-            f"trial {artifact.trial}: its kept model packs to {size} bytes but trials.jsonl records "
-            f"size_bytes={int(row['size_bytes'])}"
-        )
+def _rebuild(artifact: TrialArtifact) -> CompressedModel:
+    """The trial's compressed model from its kept weights alone."""
     try:
         return artifact.rebuild()
     except PackedModelError as error:
-        raise ExportError(f"trial {artifact.trial}: its kept weights {error}; the model code changed since the run") from None
+        raise ExportError(
+            f"trial {artifact.trial}: its kept weights no longer rebuild its model ({error}); the model code changed since the run"
+        ) from None
 
 
 def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict[str, float]:

@@ -6,13 +6,15 @@ every quantizable layer's weight remains an initializer named after its state-di
 (`<layer>.weight`). Neither torch exporter can write sub-8-bit weights, so the graph is then
 rewritten: each quantized layer's float initializer is removed, and a small decode subgraph
 computes a tensor of the same name from the layer's packed codes, exactly as the quantizer's
-`dequantize` does (the same float32 operations, so ONNX and PyTorch weights are bit-identical):
+`dequantize` does (the same float32 operations, so ONNX and PyTorch weights are bit-identical).
+The subgraph is built for the decoding the quantizer declares (`Quantizer.decoding`):
 
-- uniform family: `DequantizeLinear(codes, scale, zero_point, axis=0)`;
-- pow2 and binary: `Gather(level table, codes)` times the per-channel scale (plus the per-channel
-  offset of adaptive binarization), the table being the quantizer's levels at unit scale;
-- k-means: `Gather(codebook, codes)`, with a per-channel offset into the stacked codebooks of
-  the channel-group variant.
+- `DequantizeLinear` (e.g. the uniform family): `DequantizeLinear(codes, scale, zero_point, axis=0)`;
+- `ScaledTable` (e.g. pow2, binary): `Gather(level table, codes)` times the per-channel scale
+  (plus the per-channel offset, as adaptive binarization has), the table being the quantizer's
+  levels at unit scale;
+- `CodebookLookup` (e.g. k-means): `Gather(codebook, codes)`, with a per-channel offset into the
+  stacked codebooks of per-group codebooks.
 
 Codes are stored as they are in `weights.bin`, in UINT4 initializers (ONNX opset 21) at 4 bits
 or fewer, UINT8 otherwise; the symmetric grid's centre is the zero point. Unsigned weights matter
@@ -45,12 +47,11 @@ from torch.onnx import symbolic_helper
 
 from spaces.quant import (
     ActivationQuantizer,
-    AdaptiveBinaryQuantizer,
-    BinaryQuantizer,
-    KMeansQuantizer,
-    PowerOfTwoQuantizer,
+    CodebookLookup,
+    Decoding,
+    DequantizeLinear,
     QuantizedWeight,
-    UniformQuantizer,
+    ScaledTable,
     get_quantizer,
 )
 
@@ -133,7 +134,7 @@ def export_onnx(
 
     Raises:
         OnnxExportError: A quantized layer whose weight is not in the traced graph though the
-            outputs depend on it, or a quantizer family with no integer decoding.
+            outputs depend on it, or a quantizer family with no decoding the exporter builds.
     """
     traced = _trace(model, example_inputs, output_names, dynamic_axes)
     initializers = {tensor.name: tensor for tensor in traced.graph.initializer}
@@ -149,7 +150,7 @@ def export_onnx(
             continue  # the tracer prunes weights the outputs do not depend on
         if name not in initializers:
             raise OnnxExportError(f"layer {layer!r}: no initializer {name!r} in the traced graph")
-        nodes, tensors = _decoder(weight.quantizer)(name, weight)
+        nodes, tensors = _decode(name, weight)
         traced.graph.initializer.remove(initializers.pop(name))
         traced.graph.initializer.extend(tensors)
         decode_nodes.extend(nodes)
@@ -303,27 +304,25 @@ class _QuantizeDequantize(torch.autograd.Function):
         return g.op("DequantizeLinear", codes, step, zero_point)
 
 
-Decoder = Callable[[str, QuantizedWeight], tuple[list[onnx.NodeProto], list[onnx.TensorProto]]]
-"""Builds the nodes and initializers that compute tensor `name` from a quantized weight."""
+DecodeGraph = tuple[list[onnx.NodeProto], list[onnx.TensorProto]]
+"""The nodes and initializers that compute a layer's weight tensor from its codes."""
 
 
-def _decoder(quantizer: str) -> Decoder:
-    """The graph builder for a registered quantizer family."""
-    family = get_quantizer(quantizer)
-    if isinstance(family, UniformQuantizer):
-        return _dequantize_linear
-    if isinstance(family, PowerOfTwoQuantizer):
-        return _scaled_table("scale")
-    if isinstance(family, AdaptiveBinaryQuantizer):
-        return _scaled_table("alpha", offset="beta")
-    if isinstance(family, BinaryQuantizer):
-        return _scaled_table("alpha")
-    if isinstance(family, KMeansQuantizer):
-        return _codebook_lookup
-    raise OnnxExportError(f"quantizer {quantizer!r}: no integer ONNX decoding")
+def _decode(name: str, weight: QuantizedWeight) -> DecodeGraph:
+    """The graph computing tensor `name` from `weight`, built for its quantizer's declared decoding.
+
+    Raises:
+        OnnxExportError: The quantizer declares no decoding, or one the exporter has no builder for.
+    """
+    decoding = get_quantizer(weight.quantizer).decoding
+    builder = _GRAPH_BUILDERS.get(type(decoding))
+    if builder is None:
+        known = sorted(kind.__name__ for kind in _GRAPH_BUILDERS)
+        raise OnnxExportError(f"quantizer {weight.quantizer!r}: no integer ONNX decoding for {decoding!r}; known decodings: {known}")
+    return builder(decoding, name, weight)
 
 
-def _dequantize_linear(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _dequantize_linear(decoding: DequantizeLinear, name: str, weight: QuantizedWeight) -> DecodeGraph:
     """`(code - zero_point) * scale` per output channel (or per tensor) as one DequantizeLinear."""
     codes = weight.codes.numpy().astype(np.int64)
     scale = weight.side["scale"].numpy().astype(np.float32)
@@ -352,34 +351,31 @@ def _dequantize_linear(name: str, weight: QuantizedWeight) -> tuple[list[onnx.No
     return [node], tensors
 
 
-def _scaled_table(multiplier: str, offset: str | None = None) -> Decoder:
-    """Decoder for levels that are a fixed table times a per-channel side tensor (plus an offset)."""
-
-    def decode(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
-        unit_side = {multiplier: torch.ones(1)}
-        if offset is not None:
-            unit_side[offset] = torch.zeros(1)
-        every_code = torch.arange(2**weight.bits, dtype=torch.uint8).reshape(1, -1)
-        table = get_quantizer(weight.quantizer).dequantize(QuantizedWeight(weight.quantizer, weight.bits, every_code, unit_side))
-        nodes, tensors = _gather(name, weight, table.reshape(-1).numpy(), output=f"{name}.levels")
-        channel_shape = (-1, *[1] * (weight.codes.dim() - 1))
-        tensors.append(numpy_helper.from_array(weight.side[multiplier].numpy().reshape(channel_shape), f"{name}.{multiplier}"))
-        scaled = f"{name}.scaled" if offset is not None else name
-        nodes.append(helper.make_node("Mul", [f"{name}.levels", f"{name}.{multiplier}"], [scaled], name=f"{name}/Mul"))
-        if offset is not None:
-            tensors.append(numpy_helper.from_array(weight.side[offset].numpy().reshape(channel_shape), f"{name}.{offset}"))
-            nodes.append(helper.make_node("Add", [scaled, f"{name}.{offset}"], [name], name=f"{name}/Add"))
-        return nodes, tensors
-
-    return decode
+def _scaled_table(decoding: ScaledTable, name: str, weight: QuantizedWeight) -> DecodeGraph:
+    """Levels that are a fixed table times a per-channel side tensor (plus a per-channel offset)."""
+    multiplier, offset = decoding.multiplier, decoding.offset
+    unit_side = {multiplier: torch.ones(1)}
+    if offset is not None:
+        unit_side[offset] = torch.zeros(1)
+    every_code = torch.arange(2**weight.bits, dtype=torch.uint8).reshape(1, -1)
+    table = get_quantizer(weight.quantizer).dequantize(QuantizedWeight(weight.quantizer, weight.bits, every_code, unit_side))
+    nodes, tensors = _gather(name, weight, table.reshape(-1).numpy(), output=f"{name}.levels")
+    channel_shape = (-1, *[1] * (weight.codes.dim() - 1))
+    tensors.append(numpy_helper.from_array(weight.side[multiplier].numpy().reshape(channel_shape), f"{name}.{multiplier}"))
+    scaled = f"{name}.scaled" if offset is not None else name
+    nodes.append(helper.make_node("Mul", [f"{name}.levels", f"{name}.{multiplier}"], [scaled], name=f"{name}/Mul"))
+    if offset is not None:
+        tensors.append(numpy_helper.from_array(weight.side[offset].numpy().reshape(channel_shape), f"{name}.{offset}"))
+        nodes.append(helper.make_node("Add", [scaled, f"{name}.{offset}"], [name], name=f"{name}/Add"))
+    return nodes, tensors
 
 
-def _codebook_lookup(name: str, weight: QuantizedWeight) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+def _codebook_lookup(decoding: CodebookLookup, name: str, weight: QuantizedWeight) -> DecodeGraph:
     """`codebook[group of channel][code]`: one Gather over the stacked codebooks."""
     codebooks = weight.side["codebook"].numpy().astype(np.float32).reshape(-1, 2**weight.bits)
     channels = weight.codes.shape[0]
     group_offsets = None
-    if codebooks.shape[0] > 1:  # the channel groups of KMeansQuantizer: contiguous, near-equal runs
+    if codebooks.shape[0] > 1:  # contiguous, near-equal runs of channels, as `CodebookLookup` states
         groups = np.arange(channels) * codebooks.shape[0] // channels
         group_offsets = (groups * 2**weight.bits).reshape(-1, *[1] * (weight.codes.dim() - 1))
     return _gather(name, weight, codebooks.reshape(-1), output=name, index_offsets=group_offsets)
@@ -391,7 +387,7 @@ def _gather(
     table: np.ndarray,
     output: str,
     index_offsets: np.ndarray | None = None,
-) -> tuple[list[onnx.NodeProto], list[onnx.TensorProto]]:
+) -> DecodeGraph:
     """`table[codes (+ offsets)]`: the codes in their container, widened to int64 indices for Gather."""
     codes = weight.codes.numpy().astype(np.int64)
     container = _container(codes, np.zeros(1, dtype=np.int64), weight.bits)
@@ -407,6 +403,14 @@ def _gather(
         indices = f"{name}.table_indices"
     nodes.append(helper.make_node("Gather", [f"{name}.table", indices], [output], axis=0, name=f"{name}/Gather"))
     return nodes, tensors
+
+
+_GRAPH_BUILDERS: dict[type[Decoding], Callable[[Any, str, QuantizedWeight], DecodeGraph]] = {
+    DequantizeLinear: _dequantize_linear,
+    ScaledTable: _scaled_table,
+    CodebookLookup: _codebook_lookup,
+}
+"""Decoding kind -> the builder of its graph, called with the quantizer's decoding, the tensor name and the weight."""
 
 
 def _container(codes: np.ndarray, zero_point: np.ndarray, bits: int, signed: bool = False) -> _Container | None:

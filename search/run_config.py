@@ -19,10 +19,13 @@ from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.student_training import DistillationConfig
 from evaluators.training import TeacherConfig
 from search.constraints import Constraint
+from search.messages import shorten
 from search.pareto import Objective
 from spaces.space import SpaceConfig
 
 SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
+MAX_MEL_BINS = 256
+"""Most mel bands a filterbank may have (speaker models use 24 to 80; more bands than FFT bins are empty)."""
 KEEP_ARTIFACTS = ("front", "all", "none")
 """`search.keep_artifacts` choices: which trials' packed weights the run directory keeps."""
 
@@ -40,8 +43,8 @@ class FeatureConfig:
     frame_shift_ms: float = 10.0
 
     def __post_init__(self) -> None:
-        if self.num_mel_bins < 8:
-            raise ValueError(f"features.num_mel_bins={self.num_mel_bins}: need at least 8")
+        if not 8 <= self.num_mel_bins <= MAX_MEL_BINS:
+            raise ValueError(f"features.num_mel_bins={self.num_mel_bins}: must be in [8, {MAX_MEL_BINS}]")
         if not 0 < self.frame_shift_ms <= self.frame_length_ms:
             raise ValueError(f"features.frame_shift_ms={self.frame_shift_ms}: must be in (0, frame_length_ms]")
 
@@ -79,7 +82,7 @@ class SearchConfig:
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
-            raise ValueError(f"search.sampler={self.sampler!r}: expected one of {list(SAMPLERS)}")
+            raise ValueError(f"search.sampler={shorten(self.sampler)!r}: expected one of {list(SAMPLERS)}")
         for key in ("trials", "population_size", "workers", "cpus_per_trial"):
             if getattr(self, key) < 1:
                 raise ValueError(f"search.{key}={getattr(self, key)}: must be >= 1")

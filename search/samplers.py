@@ -1,6 +1,8 @@
 """The `search.sampler` choices as Optuna samplers, baselines included, for one engine loop.
 
-`nsga2`, `tpe`, `gp` and `random` are Optuna's samplers. `uniform-grid` and
+`SAMPLER_KINDS` is the one registry of choices: the config validates `search.sampler` against
+`SAMPLER_NAMES`, and the engine builds the sampler and asks whether it replays a sequence through
+it. `nsga2`, `tpe`, `gp` and `random` are Optuna's samplers. `uniform-grid` and
 `sensitivity-greedy` replay a fixed candidate list (`search.candidate_sequences`) through
 `CandidateSequenceSampler`, so every baseline is proposed, evaluated, recorded and priced by the
 same loop as the model-based samplers. Constraints reach the samplers that use them through
@@ -12,7 +14,8 @@ from __future__ import annotations
 
 import threading
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import optuna
@@ -22,10 +25,6 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from search.candidate_sequences import Candidate, sensitivity_greedy_candidates, uniform_grid_candidates
-from search.config import ConfigError
-
-SEQUENCE_SAMPLERS = ("uniform-grid", "sensitivity-greedy")
-"""Samplers that replay a finite candidate list; the search ends when it is used up."""
 
 
 class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
@@ -47,8 +46,13 @@ class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
         self._thread_lock = threading.Lock()
 
 
-class SamplerError(ConfigError):
-    """A sampler that cannot be built for this run (e.g. no sensitivities for sensitivity-greedy)."""
+class SamplerError(ValueError):
+    """A sampler that cannot be built for this run (unknown name, no sensitivities for sensitivity-greedy).
+
+    A `ValueError` rather than a `search.config.ConfigError`: the config takes its sampler names
+    from this module, so this module cannot import the config. The CLI lists it among the errors a
+    user can fix and prints it as one line with exit code 2.
+    """
 
 
 class CandidateSequenceSampler(BaseSampler):
@@ -98,6 +102,108 @@ def layer_params(space: Any, teacher_state: Mapping[str, Any]) -> dict[str, int]
     return {layer: int(weight.numel()) for layer, weight in weights.items() if weight is not None}
 
 
+@dataclass(frozen=True)
+class SamplerContext:
+    """What the run offers a sampler factory; each kind takes the parts it needs.
+
+    Attributes:
+        seed: The run's seed.
+        population_size: NSGA-II's generation size.
+        space: The run's `SearchSpace` (the sequence samplers enumerate its bits knobs).
+        sensitivities: Per quantizable layer, for `sensitivity-greedy`.
+        layer_params: Parameters per quantizable layer, weighting the greedy steps.
+    """
+
+    seed: int
+    population_size: int
+    space: Any
+    sensitivities: Mapping[str, float] | None = None
+    layer_params: Mapping[str, int] | None = None
+
+
+@dataclass(frozen=True)
+class SamplerKind:
+    """One `search.sampler` choice.
+
+    Attributes:
+        name: The value of `search.sampler` (and `search run --sampler`).
+        build: Makes the seeded sampler for a run.
+        replays_sequence: Proposes a fixed candidate list indexed by trial number, so nothing may
+            be enqueued before it, and the search ends when the list is used up.
+        help: One line telling a user what the sampler does.
+    """
+
+    name: str
+    build: Callable[[SamplerContext], BaseSampler]
+    replays_sequence: bool
+    help: str
+
+
+def _nsga2(context: SamplerContext) -> BaseSampler:
+    return PicklableNSGAIISampler(population_size=context.population_size, seed=context.seed)
+
+
+def _tpe(context: SamplerContext) -> BaseSampler:
+    return optuna.samplers.TPESampler(seed=context.seed, multivariate=True)
+
+
+def _gp(context: SamplerContext) -> BaseSampler:
+    with warnings.catch_warnings():  # `deterministic_objective` is flagged experimental; metrics are seeded
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.GPSampler(seed=context.seed, deterministic_objective=True)
+
+
+def _random(context: SamplerContext) -> BaseSampler:
+    return optuna.samplers.RandomSampler(seed=context.seed)
+
+
+def _uniform_grid(context: SamplerContext) -> BaseSampler:
+    return CandidateSequenceSampler(uniform_grid_candidates(context.space))
+
+
+def _sensitivity_greedy(context: SamplerContext) -> BaseSampler:
+    if not context.sensitivities:
+        raise SamplerError("search.sampler='sensitivity-greedy': the evaluator provides no layer sensitivities")
+    try:
+        path = sensitivity_greedy_candidates(context.space, context.sensitivities, context.layer_params or {})
+    except ValueError as error:
+        raise SamplerError(f"search.sampler='sensitivity-greedy': {error}") from None
+    return CandidateSequenceSampler(path)
+
+
+SAMPLER_KINDS: dict[str, SamplerKind] = {
+    kind.name: kind
+    for kind in (
+        SamplerKind("nsga2", _nsga2, False, "NSGA-II genetic search, constraint-aware"),
+        SamplerKind("tpe", _tpe, False, "multivariate tree-structured Parzen estimator, constraint-aware"),
+        SamplerKind("gp", _gp, False, "Gaussian-process Bayesian optimisation, constraint-aware"),
+        SamplerKind("random", _random, False, "uniform random candidates (baseline)"),
+        SamplerKind("uniform-grid", _uniform_grid, True, "one bit width everywhere, widest first (baseline)"),
+        SamplerKind(
+            "sensitivity-greedy",
+            _sensitivity_greedy,
+            True,
+            "lowers one layer group a step at a time, least damage per bit saved first (baseline, needs sensitivities)",
+        ),
+    )
+}
+SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLER_KINDS)
+"""The allowed `search.sampler` values, in the order a user sees them."""
+SEQUENCE_SAMPLERS: tuple[str, ...] = tuple(kind.name for kind in SAMPLER_KINDS.values() if kind.replays_sequence)
+"""Names of the kinds that replay a sequence (`SamplerKind.replays_sequence`)."""
+
+
+def get_sampler_kind(name: str) -> SamplerKind:
+    """The registered sampler called `name`.
+
+    Raises:
+        SamplerError: No sampler has that name; the message lists the available ones.
+    """
+    if name not in SAMPLER_KINDS:
+        raise SamplerError(f"search.sampler={name!r}: unknown; available: {', '.join(SAMPLER_NAMES)}")
+    return SAMPLER_KINDS[name]
+
+
 def build_sampler(
     name: str,
     *,
@@ -107,34 +213,25 @@ def build_sampler(
     sensitivities: Mapping[str, float] | None = None,
     layer_params: Mapping[str, int] | None = None,
 ) -> BaseSampler:
-    """The sampler called `name` (one of `search.config.SAMPLERS`), seeded.
-
-    Args:
-        space: The run's `SearchSpace` (the sequence samplers enumerate its bits knobs).
-        sensitivities: Per quantizable layer, for `sensitivity-greedy`.
-        layer_params: Parameters per quantizable layer, weighting the greedy steps.
+    """The sampler called `name` (one of `SAMPLER_NAMES`), seeded; arguments as in `SamplerContext`.
 
     Raises:
         SamplerError: Unknown name, or `sensitivity-greedy` without sensitivities.
     """
-    if name == "nsga2":
-        return PicklableNSGAIISampler(population_size=population_size, seed=seed)
-    if name == "tpe":
-        return optuna.samplers.TPESampler(seed=seed, multivariate=True)
-    if name == "gp":
-        with warnings.catch_warnings():  # `deterministic_objective` is flagged experimental; metrics are seeded
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.GPSampler(seed=seed, deterministic_objective=True)
-    if name == "random":
-        return optuna.samplers.RandomSampler(seed=seed)
-    if name == "uniform-grid":
-        return CandidateSequenceSampler(uniform_grid_candidates(space))
-    if name == "sensitivity-greedy":
-        if not sensitivities:
-            raise SamplerError("search.sampler='sensitivity-greedy': the evaluator provides no layer sensitivities")
-        try:
-            path = sensitivity_greedy_candidates(space, sensitivities, layer_params or {})
-        except ValueError as error:
-            raise SamplerError(f"search.sampler='sensitivity-greedy': {error}") from None
-        return CandidateSequenceSampler(path)
-    raise SamplerError(f"search.sampler={name!r}: unknown")
+    context = SamplerContext(seed, population_size, space, sensitivities, layer_params)
+    return get_sampler_kind(name).build(context)
+
+
+__all__ = [
+    "SAMPLER_KINDS",
+    "SAMPLER_NAMES",
+    "SEQUENCE_SAMPLERS",
+    "CandidateSequenceSampler",
+    "PicklableNSGAIISampler",
+    "SamplerContext",
+    "SamplerError",
+    "SamplerKind",
+    "build_sampler",
+    "get_sampler_kind",
+    "layer_params",
+]

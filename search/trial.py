@@ -10,16 +10,13 @@ import math
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 
 from evaluators.evaluation import Evaluation, Evaluator, Prepared
 from hwcost import CostModel
 from search.metrics import COST_METRICS
-
-if TYPE_CHECKING:
-    from search.artifacts import ArtifactChannel
 
 TRIAL_NUMBER = "trial_number"
 """Config key carrying the Optuna trial number next to the candidate's knobs."""
@@ -39,6 +36,14 @@ class TrialFailure(RuntimeError):
     """A trial that produced no usable result (exception, NaN metric); its message is the reason."""
 
 
+class RungKeeper(Protocol):
+    """Where a worker keeps the model of each rung it measured (`search.artifacts.ArtifactChannel`)."""
+
+    def keep(
+        self, trial: int, rung: int, steps: int, candidate: Mapping[str, Any], prepared: Prepared, evaluation: Evaluation
+    ) -> None: ...
+
+
 @dataclass
 class TrialContext:
     """What every trial of a run shares: prepared data, targets and the FP32 reference size."""
@@ -49,7 +54,7 @@ class TrialContext:
     cpus_per_trial: int
     evaluator: Evaluator
     """The run's evaluator (stateless; pickled to the workers with the context)."""
-    artifacts: ArtifactChannel | None = None
+    artifacts: RungKeeper | None = None
     """Where workers send each measured model for the run directory; None when the run keeps none."""
 
 

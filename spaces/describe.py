@@ -2,6 +2,8 @@
 
 Forward hooks on the leaf modules record each layer's activation sizes; MACs follow from the
 shapes. Every leaf must map to a known layer kind, so nothing is silently left out of the cost.
+A quantized layer's kernel class is its quantizer's (`Quantizer.kernel_class`), so the cost
+model, which never imports the quantizers, reads it from the description.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from torch import nn
 
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
 from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
+from spaces.quant import get_quantizer
 
 _PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
 
@@ -40,11 +43,15 @@ def describe_model(
 
     Args:
         weight_bits: Bits per layer name; layers not named stay FP32.
-        quantizer: Quantizer family of the layers below 32 bits, for all or per layer name.
+        quantizer: Registered quantizer family of the layers below 32 bits, for all or per layer
+            name; each such layer records the family's kernel class at its bits.
         overhead_bits: Side-data bits (scales, codebooks) per quantized layer name.
         shared_with: Layer name -> the layer whose weights it reuses (stored once, run each time).
         side_bits: Bits per extra parameter (bias, norm term) of the quantized layers and of the
             layers without weights; the layers kept at FP32 keep 32-bit extras.
+
+    Raises:
+        QuantizationError: A quantized layer's family is not registered.
     """
     weight_bits = weight_bits or {}
     overhead_bits = overhead_bits or {}
@@ -60,6 +67,7 @@ def describe_model(
         extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
         extra += sum(b.numel() for key, b in module.named_buffers(recurse=False) if key != "num_batches_tracked")
         bits = weight_bits.get(name, FLOAT_BITS) if params else FLOAT_BITS
+        family = _layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none"
         layers.append(
             LayerDescription(
                 name=name,
@@ -70,11 +78,12 @@ def describe_model(
                 input_elements_per_second=float(input_elements),
                 output_elements_per_second=float(output.numel()),
                 weight_bits=bits,
-                quantizer=_layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none",
+                quantizer=family,
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
                 extra_bits=side_bits if bits < FLOAT_BITS or not params else FLOAT_BITS,
                 shared_with=shared_with.get(name, "") or (name if name in traced else ""),
                 sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
+                kernel_class=get_quantizer(family).kernel_class(bits) if bits < FLOAT_BITS else "fp32",
             )
         )
         traced.add(name)

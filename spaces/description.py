@@ -31,6 +31,31 @@ LAYER_KINDS = (
 )
 """Layer kinds a description may contain; `hwcost` prices every one of them."""
 
+KERNEL_CLASSES = ("fp32", "int8", "lowbit", "lookup", "binary")
+"""Kernel families a layer's weights may run on; a target profile gives each its own throughput."""
+
+_TABLE_KERNEL_FAMILIES_BEFORE_RECORDING = ("kmeans", "pow2")
+"""Quantizer families (name up to the first "-") that were priced as table lookups before
+descriptions recorded `kernel_class`; only reading such old descriptions uses it."""
+
+
+def weight_kernel_class(weight_bits: int, table_lookup: bool = False) -> str:
+    """The kernel family for weights of `weight_bits` bits.
+
+    Wider than 8 bits -> fp32 (no integer kernel; 9..31-bit weights are widened at load time);
+    codes decoded through a table (`table_lookup`) below 8 bits -> lookup; 1 bit -> binary
+    (xnor-popcount); 8 bits -> int8; 2..7 bits -> lowbit (unpacked to int8).
+    """
+    if weight_bits > 8:
+        return "fp32"
+    if table_lookup and weight_bits < 8:
+        return "lookup"
+    if weight_bits == 1:
+        return "binary"
+    if weight_bits == 8:
+        return "int8"
+    return "lowbit"
+
 
 @dataclass(frozen=True)
 class LayerDescription:
@@ -54,6 +79,10 @@ class LayerDescription:
         sequential_steps_per_second: Dependent time steps the layer runs per second of audio,
             each needing the previous one's result (a recurrent layer's frames times its stacked
             layers); 0 for layers whose frames are independent and can be batched.
+        kernel_class: Kernel family its weights run on, one of `KERNEL_CLASSES`: what the
+            quantizer says for its codes (`Quantizer.kernel_class`), fp32 for layers kept in
+            floating point or without weights. Left empty, the rule for `weight_bits` alone
+            (`weight_kernel_class`), which a quantizer decoded through a table must override.
     """
 
     name: str
@@ -70,6 +99,7 @@ class LayerDescription:
     extra_bits: int = FLOAT_BITS
     shared_with: str = ""
     sequential_steps_per_second: float = 0.0
+    kernel_class: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -78,6 +108,15 @@ class LayerDescription:
             raise ValueError(f"layer {self.name!r}: weight_bits={self.weight_bits} outside 1..32")
         if self.extra_bits not in (16, FLOAT_BITS):
             raise ValueError(f"layer {self.name!r}: extra_bits={self.extra_bits}; expected 16 or 32")
+        if not self.kernel_class:
+            object.__setattr__(self, "kernel_class", weight_kernel_class(self.weight_bits))
+        if self.kernel_class not in KERNEL_CLASSES:
+            raise ValueError(f"layer {self.name!r}: kernel_class={self.kernel_class!r}; expected one of {KERNEL_CLASSES}")
+        if (self.kernel_class == "fp32") != (self.weight_bits > 8):
+            raise ValueError(
+                f"layer {self.name!r}: kernel_class={self.kernel_class!r} with weight_bits={self.weight_bits}; "
+                "fp32 is the class of weights wider than 8 bits, and only of those"
+            )
 
     @property
     def weight_storage_bits(self) -> int:
@@ -131,5 +170,15 @@ class ModelDescription:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelDescription:
-        layers = tuple(LayerDescription(**layer) for layer in data["layers"])
+        """The description `to_dict` gave, or one written before layers recorded their kernel class."""
+        layers = tuple(LayerDescription(**_with_kernel_class(layer)) for layer in data["layers"])
         return cls(**{**data, "layers": layers})
+
+
+def _with_kernel_class(layer: dict[str, Any]) -> dict[str, Any]:
+    """`layer`, with the kernel class the cost model derived from its quantizer's name when it records none."""
+    if "kernel_class" in layer:
+        return layer
+    family = layer.get("quantizer", "none").partition("-")[0]
+    table_lookup = family in _TABLE_KERNEL_FAMILIES_BEFORE_RECORDING
+    return {**layer, "kernel_class": weight_kernel_class(layer.get("weight_bits", FLOAT_BITS), table_lookup)}

@@ -6,6 +6,7 @@ export, verify checks and card text), and one line below.
 
 from __future__ import annotations
 
+from search.messages import shorten
 from search.tasks.base import Task
 from search.tasks.extraction import ExtractionTask
 from search.tasks.verification import VerificationTask
@@ -20,8 +21,7 @@ class UnknownTaskError(ValueError):
 def get_task(name: str) -> Task:
     """The task registered as `name`; unknown names raise `UnknownTaskError` listing the known ones."""
     if name not in TASKS:
-        shown = name if len(str(name)) <= 40 else f"{str(name)[:40]}..."
-        raise UnknownTaskError(f"task={shown!r}: expected one of {list(TASKS)}")
+        raise UnknownTaskError(f"task={shorten(name)!r}: expected one of {list(TASKS)}")
     return TASKS[name]
 
 

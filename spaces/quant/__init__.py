@@ -9,13 +9,18 @@ Registered weight quantizers (name: bits):
 
 Quantization-aware training of any of them: `spaces.quant.qat` (trainable fake-quantizers that
 export codes in these same formats).
+
+A new family is one module with a `Quantizer` subclass (its quantize/dequantize, and, where the
+defaults do not fit, its `fake_quantizer`, `decoding` and `table_lookup`) plus its line in
+`QUANTIZERS`; training, ONNX export and the cost model find everything else through it.
 """
 
 from __future__ import annotations
 
 from spaces.quant.activation import ActivationQuantizer
-from spaces.quant.base import SUPPORTED_WEIGHT_BITS, QuantizationError, QuantizedWeight, Quantizer
+from spaces.quant.base import SUPPORTED_WEIGHT_BITS, FakeQuantizer, QatOptions, QuantizationError, QuantizedWeight, Quantizer
 from spaces.quant.binary import AdaptiveBinaryQuantizer, BinaryQuantizer
+from spaces.quant.decoding import CodebookLookup, Decoding, DequantizeLinear, ScaledTable
 from spaces.quant.kmeans import KMeansQuantizer
 from spaces.quant.packing import PackedFileError, pack_weights, read_packed, unpack_weights, write_packed
 from spaces.quant.power_of_two import PowerOfTwoQuantizer
@@ -49,13 +54,19 @@ __all__ = [
     "ActivationQuantizer",
     "AdaptiveBinaryQuantizer",
     "BinaryQuantizer",
+    "CodebookLookup",
+    "Decoding",
+    "DequantizeLinear",
+    "FakeQuantizer",
     "KMeansQuantizer",
     "PackedFileError",
     "PowerOfTwoQuantizer",
     "SUPPORTED_WEIGHT_BITS",
+    "QatOptions",
     "QuantizationError",
     "QuantizedWeight",
     "Quantizer",
+    "ScaledTable",
     "UniformQuantizer",
     "get_quantizer",
     "pack_weights",

@@ -1,8 +1,14 @@
-"""The one interface every weight quantizer family implements.
+"""The interface every weight quantizer family implements, and that of its trainable counterpart.
 
 A quantizer turns a float weight tensor into integer codes of `bits` bits plus a few side tensors
 (scales, offsets or a codebook), and back. The packed file stores exactly the codes and the side
 tensors, so `dequantize(quantize(w))` is what the deployed model computes with.
+
+A family also owns how it is trained, exported and priced, so that adding one means writing its
+module and registering it in `spaces.quant`: `Quantizer.fake_quantizer` gives the `FakeQuantizer`
+that quantization-aware training attaches to a layer, `Quantizer.decoding` says how an ONNX graph
+decodes its codes, `Quantizer.kernel_class` which kernel the cost model prices its layers on.
+The two interfaces live together because each refers to the other.
 """
 
 from __future__ import annotations
@@ -11,6 +17,10 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, replace
 
 import torch
+from torch import nn
+
+from spaces.description import weight_kernel_class
+from spaces.quant.decoding import Decoding
 
 SUPPORTED_WEIGHT_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
 """Bit widths a layer may take: 1..8 are quantized codes, 32 keeps the layer in FP32."""
@@ -65,10 +75,21 @@ def round_to_half(tensor: torch.Tensor, label: str) -> torch.Tensor:
 
 
 class Quantizer(ABC):
-    """A weight quantizer family (uniform, power-of-two, k-means, binary...)."""
+    """A weight quantizer family (uniform, power-of-two, k-means, binary...).
+
+    Attributes:
+        name: The name it is registered under (and the packed file records).
+        allowed_bits: Bit widths its codes may have.
+        decoding: How an exported ONNX graph decodes its codes (`spaces.quant.decoding`); None
+            when it has no integer decoding, which makes exporting its layers an error.
+        table_lookup: Inference decodes its codes through a table of levels, so below 8 bits its
+            layers run on the cost model's "lookup" kernel rather than the integer ones.
+    """
 
     name: str
     allowed_bits: tuple[int, ...]
+    decoding: Decoding | None = None
+    table_lookup: bool = False
 
     @abstractmethod
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
@@ -81,6 +102,85 @@ class Quantizer(ABC):
     def fake_quantize(self, weight: torch.Tensor, bits: int) -> torch.Tensor:
         """Round-trip `weight` through the quantizer."""
         return self.dequantize(self.quantize(weight, bits))
+
+    def fake_quantizer(self, bits: int, latent: torch.Tensor, options: QatOptions) -> FakeQuantizer:
+        """The trainable fake-quantizer of a layer at `bits`, initialised from its float weight `latent`.
+
+        By default the family's own rule re-applied every step with a straight-through gradient,
+        which trains any family; one with parameters worth learning returns its own.
+        """
+        from spaces.quant.fake_quant import StraightThroughQuantizer  # it subclasses FakeQuantizer, below
+
+        return StraightThroughQuantizer(self, bits)
+
+    def kernel_class(self, bits: int) -> str:
+        """The cost model's kernel family for a layer of `bits`-bit codes (`spaces.description.KERNEL_CLASSES`)."""
+        return weight_kernel_class(bits, table_lookup=self.table_lookup)
+
+
+@dataclass(frozen=True)
+class QatOptions:
+    """Settings of the learned fake-quantizers.
+
+    Attributes:
+        reassign_every: Steps between k-means code re-assignments.
+        soft_step: K-means layers train through TinyWASE's soft-step instead of hard centroids.
+        temperature_start, temperature_end: Soft-step temperature range (relative to level spacing).
+    """
+
+    reassign_every: int = 1
+    soft_step: bool = False
+    temperature_start: float = 0.5
+    temperature_end: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.reassign_every < 1:
+            raise QuantizationError(f"reassign_every={self.reassign_every}: must be >= 1")
+        if not 0 < self.temperature_end <= self.temperature_start:
+            raise QuantizationError(
+                f"soft-step temperatures start={self.temperature_start}, end={self.temperature_end}: "
+                "need 0 < end <= start"
+            )
+
+
+class FakeQuantizer(nn.Module, ABC):
+    """Latent float weight -> differentiable quantized weight of one layer, for quantization-aware training.
+
+    During QAT a layer keeps a latent float weight; a fake-quantizer, registered as a
+    `torch.nn.utils.parametrize` parametrization of that weight, turns it into the quantized
+    weight the layer computes with, differentiably. Its own parameters (steps, centroids, binary
+    levels) are trained with the network. `export` gives the codes and side tensors in exactly the
+    format the registered quantizer dequantizes, so the trained layer packs bit-exactly.
+
+    Args:
+        quantizer: The registered family whose format `export` produces.
+        bits: Bits per weight code (must be allowed by the family).
+    """
+
+    def __init__(self, quantizer: Quantizer, bits: int) -> None:
+        super().__init__()
+        check_bits(quantizer.name, bits, quantizer.allowed_bits)
+        self.quantizer = quantizer
+        self.bits = bits
+
+    @abstractmethod
+    def forward(self, latent: torch.Tensor) -> torch.Tensor:
+        """The quantized weight the layer computes with; gradients reach `latent` and own parameters."""
+
+    @abstractmethod
+    def export(self, latent: torch.Tensor) -> QuantizedWeight:
+        """Codes and side tensors of the current quantized weight, in the family's format."""
+
+    def after_step(self, latent: torch.Tensor, step: int, anneal: float) -> None:
+        """Hook run after each optimiser step (re-assignment, annealing); nothing by default.
+
+        Args:
+            step: Optimiser steps done so far.
+            anneal: Fraction of the annealing schedule done, in [0, 1].
+        """
+
+    def extra_repr(self) -> str:
+        return f"quantizer={self.quantizer.name}, bits={self.bits}"
 
 
 def check_bits(quantizer: str, bits: int, allowed: tuple[int, ...]) -> None:

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import torch
 
-from spaces.quant.base import QuantizedWeight, Quantizer, check_bits
+from spaces.quant.base import FakeQuantizer, QatOptions, QuantizedWeight, Quantizer, check_bits
+from spaces.quant.decoding import ScaledTable
 
 _BINARY_BITS = (1,)
 _LLOYD_ITERATIONS = 30
@@ -27,6 +28,7 @@ class BinaryQuantizer(Quantizer):
 
     name = "binary"
     allowed_bits = _BINARY_BITS
+    decoding = ScaledTable("alpha")
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
         check_bits(self.name, bits, self.allowed_bits)
@@ -46,6 +48,7 @@ class AdaptiveBinaryQuantizer(Quantizer):
 
     name = "binary-adaptive"
     allowed_bits = _BINARY_BITS
+    decoding = ScaledTable("alpha", offset="beta")
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
         check_bits(self.name, bits, self.allowed_bits)
@@ -65,6 +68,12 @@ class AdaptiveBinaryQuantizer(Quantizer):
         alpha, beta = quantized.side["alpha"], quantized.side["beta"]
         signs = 2.0 * quantized.codes.reshape(alpha.shape[0], -1).float() - 1.0
         return (alpha[:, None] * signs + beta[:, None]).reshape(quantized.codes.shape)
+
+    def fake_quantizer(self, bits: int, latent: torch.Tensor, options: QatOptions) -> FakeQuantizer:
+        """Learned per-channel levels, starting from this quantizer's 2-means fit of `latent`."""
+        from spaces.quant.binary_qat import LearnedBinaryQuantizer  # binary_qat imports this module
+
+        return LearnedBinaryQuantizer(self, bits, latent)
 
 
 def _two_level_fit(channels: torch.Tensor, upper: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

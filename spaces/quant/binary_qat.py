@@ -11,9 +11,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.quant.base import QuantizedWeight
+from spaces.quant.base import FakeQuantizer, QuantizedWeight
 from spaces.quant.binary import AdaptiveBinaryQuantizer
-from spaces.quant.fake_quant import FakeQuantizer
 from spaces.quant.straight_through import replace_straight_through
 
 

@@ -17,8 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.quant.base import QuantizedWeight
-from spaces.quant.fake_quant import FakeQuantizer
+from spaces.quant.base import FakeQuantizer, QuantizedWeight
 from spaces.quant.kmeans import KMeansQuantizer, channel_groups
 from spaces.quant.soft_step import annealed_temperature, soft_step
 from spaces.quant.straight_through import replace_straight_through

@@ -28,7 +28,8 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
-from spaces.quant.base import QuantizationError, QuantizedWeight, Quantizer, check_bits
+from spaces.quant.base import FakeQuantizer, QatOptions, QuantizationError, QuantizedWeight, Quantizer, check_bits
+from spaces.quant.decoding import CodebookLookup
 
 _KMEANS_BITS = (1, 2, 3, 4, 5, 6, 7, 8)
 _MAX_BLOCKS = 4096
@@ -44,6 +45,8 @@ class KMeansQuantizer(Quantizer):
     """
 
     allowed_bits = _KMEANS_BITS
+    decoding = CodebookLookup()
+    table_lookup = True
 
     def __init__(self, groups: int = 1) -> None:
         if groups < 1:
@@ -70,6 +73,20 @@ class KMeansQuantizer(Quantizer):
         codes = quantized.codes.reshape(quantized.codes.shape[0], -1).long()
         group_of_channel = torch.from_numpy(channel_groups(codes.shape[0], codebooks.shape[0]))
         return codebooks[group_of_channel[:, None], codes].reshape(quantized.codes.shape)
+
+    def fake_quantizer(self, bits: int, latent: torch.Tensor, options: QatOptions) -> FakeQuantizer:
+        """Centroid fine-tuning (or soft-step, per `options`), starting from this quantizer's codebook for `latent`."""
+        from spaces.quant.centroid_qat import CentroidQuantizer  # centroid_qat imports this module
+
+        return CentroidQuantizer(
+            self,
+            bits,
+            latent,
+            reassign_every=options.reassign_every,
+            soft_step=options.soft_step,
+            temperature_start=options.temperature_start,
+            temperature_end=options.temperature_end,
+        )
 
 
 def channel_groups(channels: int, groups: int) -> np.ndarray:

@@ -20,8 +20,7 @@ import math
 import torch
 from torch import nn
 
-from spaces.quant.base import QuantizedWeight
-from spaces.quant.fake_quant import FakeQuantizer
+from spaces.quant.base import FakeQuantizer, QuantizedWeight
 from spaces.quant.straight_through import round_straight_through, scale_gradient
 from spaces.quant.uniform import UniformQuantizer
 

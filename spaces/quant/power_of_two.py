@@ -21,6 +21,7 @@ import math
 import torch
 
 from spaces.quant.base import QuantizedWeight, Quantizer, check_bits
+from spaces.quant.decoding import ScaledTable
 
 _POWER_OF_TWO_BITS = (2, 3, 4, 5, 6, 7, 8)
 _SQRT_HALF = math.sqrt(0.5)
@@ -31,6 +32,8 @@ class PowerOfTwoQuantizer(Quantizer):
 
     name = "pow2"
     allowed_bits = _POWER_OF_TWO_BITS
+    decoding = ScaledTable("scale")
+    table_lookup = True
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
         check_bits(self.name, bits, self.allowed_bits)

@@ -5,14 +5,11 @@ parametrization: the module keeps its type and forward, the latent float weight 
 `<layer>.parametrizations.weight.original` (the same `Parameter` object as before, so an
 optimiser that already holds it keeps working) and every access to `<layer>.weight` is quantized.
 
-Which fake-quantizer a family gets:
-
-- uniform family: learned step sizes (`spaces.quant.lsq`, LSQ);
-- k-means family: centroid fine-tuning with periodic re-assignment, or TinyWASE's annealed
-  soft-step (`spaces.quant.centroid_qat`);
-- `binary-adaptive`: learned per-channel levels (`spaces.quant.binary_qat`);
-- every other family (`pow2`, `binary`): its own rule re-applied each step with a
-  straight-through gradient (`spaces.quant.fake_quant`).
+Each family chooses its own fake-quantizer (`Quantizer.fake_quantizer`): learned step sizes for
+the uniform family (`spaces.quant.lsq`, LSQ), centroid fine-tuning or TinyWASE's annealed
+soft-step for k-means (`spaces.quant.centroid_qat`), learned levels for `binary-adaptive`
+(`spaces.quant.binary_qat`), and by default its own rule re-applied each step with a
+straight-through gradient (`spaces.quant.fake_quant`).
 
 `export_quantized` returns `QuantizedWeight`s in the registered formats, so
 `spaces.compress.finalize_compressed(spec, without_fake_quantizers(model), export_quantized(model))`
@@ -23,7 +20,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 import torch
 from torch import nn
@@ -31,59 +27,12 @@ from torch.nn.utils import parametrize
 
 from spaces.plan import LayerQuantization
 from spaces.quant import get_quantizer
-from spaces.quant.base import QuantizationError, QuantizedWeight
-from spaces.quant.binary import AdaptiveBinaryQuantizer
-from spaces.quant.binary_qat import LearnedBinaryQuantizer
-from spaces.quant.centroid_qat import CentroidQuantizer
-from spaces.quant.fake_quant import FakeQuantizer, StraightThroughQuantizer
-from spaces.quant.kmeans import KMeansQuantizer
-from spaces.quant.lsq import LearnedStepQuantizer
-from spaces.quant.uniform import UniformQuantizer
-
-
-@dataclass(frozen=True)
-class QatOptions:
-    """Settings of the learned fake-quantizers.
-
-    Attributes:
-        reassign_every: Steps between k-means code re-assignments.
-        soft_step: K-means layers train through TinyWASE's soft-step instead of hard centroids.
-        temperature_start, temperature_end: Soft-step temperature range (relative to level spacing).
-    """
-
-    reassign_every: int = 1
-    soft_step: bool = False
-    temperature_start: float = 0.5
-    temperature_end: float = 0.01
-
-    def __post_init__(self) -> None:
-        if self.reassign_every < 1:
-            raise QuantizationError(f"reassign_every={self.reassign_every}: must be >= 1")
-        if not 0 < self.temperature_end <= self.temperature_start:
-            raise QuantizationError(
-                f"soft-step temperatures start={self.temperature_start}, end={self.temperature_end}: "
-                "need 0 < end <= start"
-            )
+from spaces.quant.base import FakeQuantizer, QatOptions, QuantizationError, QuantizedWeight
 
 
 def fake_quantizer(name: str, bits: int, latent: torch.Tensor, options: QatOptions = QatOptions()) -> FakeQuantizer:
-    """The trainable fake-quantizer for registered family `name` at `bits`, initialised from `latent`."""
-    quantizer = get_quantizer(name)
-    if isinstance(quantizer, UniformQuantizer):
-        return LearnedStepQuantizer(quantizer, bits, latent)
-    if isinstance(quantizer, KMeansQuantizer):
-        return CentroidQuantizer(
-            quantizer,
-            bits,
-            latent,
-            reassign_every=options.reassign_every,
-            soft_step=options.soft_step,
-            temperature_start=options.temperature_start,
-            temperature_end=options.temperature_end,
-        )
-    if isinstance(quantizer, AdaptiveBinaryQuantizer):
-        return LearnedBinaryQuantizer(quantizer, bits, latent)
-    return StraightThroughQuantizer(quantizer, bits)
+    """The trainable fake-quantizer the registered family `name` gives at `bits`, initialised from `latent`."""
+    return get_quantizer(name).fake_quantizer(bits, latent, options)
 
 
 def attach_fake_quantizers(

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import torch
 
-from spaces.quant.base import QuantizationError, QuantizedWeight, Quantizer, check_bits
+from spaces.quant.base import FakeQuantizer, QatOptions, QuantizationError, QuantizedWeight, Quantizer, check_bits
+from spaces.quant.decoding import DequantizeLinear
 
 _UNIFORM_BITS = (2, 3, 4, 5, 6, 7, 8)
 _CLIPPINGS = ("minmax", "mse")
@@ -38,6 +39,7 @@ class UniformQuantizer(Quantizer):
     """
 
     allowed_bits = _UNIFORM_BITS
+    decoding = DequantizeLinear()
 
     def __init__(self, symmetric: bool = True, per_channel: bool = True, clipping: str = "minmax") -> None:
         if clipping not in _CLIPPINGS:
@@ -66,6 +68,12 @@ class UniformQuantizer(Quantizer):
         scale = quantized.side["scale"]
         codes = quantized.codes.reshape(scale.shape[0], -1).float()
         return _decode(codes, quantized.side, quantized.bits).reshape(quantized.codes.shape)
+
+    def fake_quantizer(self, bits: int, latent: torch.Tensor, options: QatOptions) -> FakeQuantizer:
+        """Learned step sizes (LSQ), starting from this quantizer's grid for `latent`."""
+        from spaces.quant.lsq import LearnedStepQuantizer  # lsq imports this module
+
+        return LearnedStepQuantizer(self, bits, latent)
 
     def _encode(
         self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int

@@ -1,10 +1,13 @@
 """Two real Ray searches with one worker and one seed: same trials; constraints and the fidelity
 ladder's successive halving applied by the engine (with the random sampler, which knows neither)."""
 
+from dataclasses import replace
+
 import optuna
 import pytest
 
 from engine_runs import write_config
+from search.artifacts import read_artifact
 from search.config import load_config
 from search.engine import run_search
 from search.run_dir import RunDirectory
@@ -20,9 +23,12 @@ VARYING = ("seconds", "node")
 
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory, tiny_cache_dir, ray_session):
+    """The same search twice, the first keeping every trial's model and the second none (which
+    must not change the search)."""
     root = tmp_path_factory.mktemp("reproducible")
     config = load_config(write_config(root / "tiny.yaml", tiny_cache_dir, EXTRA))
-    runs = [run_search(config, RunDirectory.create(root / f"results-{index}", config.name)) for index in range(2)]
+    keeping = [replace(config, search=replace(config.search, keep_artifacts=keep)) for keep in ("all", "none")]
+    runs = [run_search(run, RunDirectory.create(root / f"results-{index}", config.name)) for index, run in enumerate(keeping)]
     return config, runs
 
 
@@ -55,3 +61,13 @@ def test_halving_stops_some_trials_after_ptq_and_keeps_them_off_the_front(two_ru
         assert told[row["trial"]].state == optuna.trial.TrialState.COMPLETE
         assert told[row["trial"]].user_attrs["steps"] == 0
     assert all(told[row["trial"]].constraints for row in run.trials if row["status"] != "failed")
+
+
+def test_all_keeps_every_finished_trials_last_rung_and_none_keeps_nothing(two_runs):
+    _, (every, nothing) = two_runs
+    finished = [row for row in every.trials if row["status"] != "failed"]
+    assert every.run_dir.artifact_trials() == sorted(row["trial"] for row in finished)
+    for row in finished:  # a complete trial's rung-1 model replaced its rung-0 one
+        artifact = read_artifact(every.run_dir, row["trial"])
+        assert (artifact.steps, len(artifact.packed)) == (row["steps"], row["size_bytes"])
+    assert nothing.run_dir.artifact_trials() == [] and not (nothing.run_dir.tensorboard_dir / "projector").exists()

@@ -1,5 +1,7 @@
 """A trial's reports, one per rung of the fidelity ladder, measured without Ray."""
 
+from dataclasses import replace
+
 import pytest
 
 from evaluators.evaluation import Evaluation
@@ -37,3 +39,25 @@ def test_a_nan_at_a_later_rung_fails_the_trial_after_the_earlier_reports():
     assert next(rungs)["eer"] == 0.3
     with pytest.raises(TrialFailure, match=r"non-finite metric\(s\) \['eer'\]"):
         next(rungs)
+
+
+class RecordingKeeper:
+    """Records the (trial, rung, steps) of every model a trial keeps."""
+
+    def __init__(self):
+        self.kept = []
+
+    def keep(self, trial, rung, steps, candidate, prepared, evaluation):
+        self.kept.append((trial, rung, steps))
+
+
+def test_each_rung_is_kept_before_it_is_reported_and_a_failed_rung_is_not():
+    keeper = RecordingKeeper()
+    rungs = measure_rungs({}, replace(context([0.3, 0.2, float("nan")]), artifacts=keeper), trial_number=7)
+    next(rungs)
+    assert keeper.kept == [(7, 0, 0)]
+    next(rungs)
+    assert keeper.kept == [(7, 0, 0), (7, 1, 10)]
+    with pytest.raises(TrialFailure):
+        next(rungs)
+    assert keeper.kept == [(7, 0, 0), (7, 1, 10)]

@@ -151,11 +151,11 @@ def test_a_non_empty_out_folder_or_missing_run_exits_2(tiny, tmp_path, capsys):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"size_bytes": 1}, "the rebuilt model packs to {size} bytes but trials.jsonl records size_bytes={recorded}"),
-        ({"rung": 5}, "rung 5 is beyond the run's fidelity ladder"),
+        ({"size_bytes": 1}, "its kept model packs to {size} bytes but trials.jsonl records size_bytes={recorded}"),
+        ({"steps": 5}, "its kept model is of rung 0 (0 fine-tuning steps) but trials.jsonl records 5 steps"),
     ],
 )
-def test_a_trial_that_does_not_rebuild_as_recorded_is_refused(tiny, tmp_path, capsys, change, message):
+def test_a_trial_whose_kept_model_is_not_the_one_recorded_is_refused(tiny, tmp_path, capsys, change, message):
     _, run_dir = tiny
     copy = tmp_path / "run"
     shutil.copytree(run_dir.path, copy)

@@ -13,6 +13,7 @@ from evaluators.verification import VerificationEvaluator
 from search.cli import main
 from search.config import load_config
 from search.engine import SearchOutcome, front_members
+from search.artifacts import read_artifact
 from search.pareto import Objective, pareto_front
 from search.run_dir import RunDirectory
 from spaces.space import SearchSpace
@@ -31,12 +32,19 @@ class FailingSpace(SearchSpace):
 
 
 class FailingEvaluator(VerificationEvaluator):
-    """The verification evaluator over a `FailingSpace`."""
+    """The verification evaluator over a `FailingSpace`, counting the ladders run in this process."""
+
+    ladders_here = 0
+    """Fidelity ladders run in the test's process (the driver); the workers count in their own copies."""
 
     def prepare(self, setup, progress=None):
         prepared = super().prepare(setup, progress)
         prepared.space = FailingSpace(prepared.space.config, {k[5:]: v for k, v in prepared.space.groups.items()})
         return prepared
+
+    def evaluate_ladder(self, candidate, prepared):
+        type(self).ladders_here += 1
+        yield from super().evaluate_ladder(candidate, prepared)
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +110,17 @@ def test_resolved_config_study_and_hypervolume_files(finished_run):
     states = [trial.state for trial in study.trials]
     assert len(states) == config.search.trials
     assert states.count(optuna.trial.TrialState.FAIL) == sum(1 for r in outcome.trials if r["status"] == "failed")
+
+
+def test_workers_models_reach_the_run_for_the_front_and_the_projector_reads_them(finished_run):
+    _, outcome = finished_run
+    run_dir = outcome.run_dir
+    assert run_dir.artifact_trials() == sorted(row["trial"] for row in outcome.front)  # keep_artifacts: front
+    for row in outcome.front:
+        artifact = read_artifact(run_dir, row["trial"])
+        assert len(artifact.packed) == row["size_bytes"] and artifact.steps == row["steps"] == 0
+        assert artifact.candidate == {key: row[key] for key in artifact.candidate} and artifact.rebuild()
+    assert FailingEvaluator.ladders_here == 0  # the driver measured no candidate, the projector included
 
 
 def test_report_command_prints_front_with_reference(finished_run, capsys):

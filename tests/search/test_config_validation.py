@@ -1,0 +1,57 @@
+"""Bad configs end in one `error:` line naming the key, exit 2, before anything is written."""
+
+import os
+import re
+
+import pytest
+
+from search.cli import main
+
+BAD_CONFIGS = {
+    "typo in a model argument": ("model: {family: resnet, widht: 3}\n", "unexpected keyword argument 'widht'"),
+    "too few stages": ("model: {family: resnet, blocks: [1, 1]}\n", r"model.blocks=\[1, 1\]"),
+    "zero width": ("model: {family: resnet, base_width: 0}\n", "base_width=0"),
+    "negative embedding": ("model: {family: resnet, embedding_dim: -16}\n", "embedding_dim=-16"),
+    "model as a string": ("model: resnet\n", "model: must be a mapping with a family"),
+    "nan learning rate": ("teacher: {learning_rate: .nan}\n", "teacher.learning_rate=nan: expected a finite number"),
+    "infinite learning rate": ("teacher: {learning_rate: .inf}\n", "teacher.learning_rate=inf: expected a finite number"),
+    "repeated objective": ("objectives: [[eer, min], [eer, max]]\n", "'eer' is named more than once"),
+    "no objectives": ("objectives: []\n", r"objectives=\[\]: need a non-empty list"),
+    "huge name": ("name: " + "a" * 5000 + "\n", "5000 characters; at most 100"),
+    "cache_dir is a file": ("cache_dir: {file}\n", "is a file; the cache needs a folder"),
+    "huge filterbank": ("features: {num_mel_bins: 100000}\n", r"features.num_mel_bins=100000: must be in \[8, 256\]"),
+    "fractional seed": ("seed: 3.7\n", "seed=3.7: expected int"),
+    "text seed": ("seed: abc\n", "seed='abc': expected int"),
+    "duplicate key": ("seed: 1\nseed: 2\n", "duplicate key 'seed' \\(line 2\\)"),
+    "targets as a string": ("targets: cortex-a72\n", "targets='cortex-a72': expected a list of names"),
+    "huge sampler name": ("search: {sampler: " + "x" * 100_000 + "}\n", "search.sampler='x{60}\\.\\.\\. \\(100000 characters\\)'"),
+}
+BAD_BYTES = {
+    "random bytes": (bytes(range(128, 256)) * 2, "not a UTF-8 text file"),
+    "NUL bytes": (b"name: a\x00b\n", "contains NUL bytes"),
+    "Latin-1 text": ("name: caf\xe9\n".encode("latin-1"), "not a UTF-8 text file"),
+}
+
+
+def _write(tmp_path, content):
+    path = tmp_path / "bad.yaml"
+    if isinstance(content, str):
+        content = content.replace("{file}", str(tmp_path / "a-file"))
+        (tmp_path / "a-file").write_text("not a folder")
+        content = content.encode()
+    path.write_bytes(content)
+    return path
+
+
+@pytest.mark.parametrize("case", [*BAD_CONFIGS, *BAD_BYTES])
+def test_a_bad_config_is_one_error_line_and_exit_2_for_space_and_run(case, tmp_path, capsys):
+    content, message = {**BAD_CONFIGS, **BAD_BYTES}[case]
+    path = _write(tmp_path, content)
+    out = tmp_path / "results"
+    for argv in (["space", str(path)], ["run", str(path), "--out", str(out)]):
+        assert main(argv) == 2
+        error = capsys.readouterr().err
+        assert error.count("\n") == 1 and error.startswith(f"error: {path}: ") and "Traceback" not in error
+        assert re.search(message, error), error
+        assert len(error) < 500
+    assert not out.exists() or not os.listdir(out)
