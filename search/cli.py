@@ -9,9 +9,11 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from rich.console import Console
 
@@ -81,9 +83,27 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         if config is None:
             resume_search(run_dir, address=args.address, listener=display, evaluator=args.evaluator)
         else:
-            run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
+            with _removed_if_nothing_ran(run_dir):
+                run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
     print_report(run_dir, console)
     return 0
+
+
+@contextlib.contextmanager
+def _removed_if_nothing_ran(run_dir: RunDirectory) -> Iterator[None]:
+    """A new run directory is removed when the run fails before any trial was recorded.
+
+    Preparation failures (a missing corpus, too few speakers, bad audio in strict mode) would
+    otherwise leave a folder of empty files that looks like a run. An interrupt (Ctrl-C) keeps
+    the folder: the user may resume it.
+    """
+    try:
+        yield
+    except Exception:
+        if run_dir.path.is_dir() and not run_dir.read_trials():
+            shutil.rmtree(run_dir.path, ignore_errors=True)
+            print(f"removed {run_dir.path}: the run failed before any trial ran", file=sys.stderr)
+        raise
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:

@@ -21,7 +21,8 @@ from hwcost import (
     load_target,
     profile_from_dict,
 )
-from spaces.description import LAYER_KINDS, LayerDescription, ModelDescription
+from spaces.description import KERNEL_CLASSES as DESCRIBED_KERNEL_CLASSES
+from spaces.description import LAYER_KINDS, LayerDescription, ModelDescription, weight_kernel_class
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -111,7 +112,7 @@ def test_package_imports_and_estimates_with_torch_blocked():
         # lookup (4-bit k-means, 16 x 32-bit codebook = 64 B): 50,064 B weights, 80 kB activations.
         # compute 8e6 / (4 x 0.5 x 2e9) = 2 ms + 0.025 ms unpack; memory 130,064 B / 4 GB/s.
         (
-            {"weight_bits": 4, "quantizer": "kmeans", "overhead_bits": 512},
+            {"weight_bits": 4, "quantizer": "kmeans", "kernel_class": "lookup", "overhead_bits": 512},
             "lookup",
             50_064,
             130_064,
@@ -145,10 +146,39 @@ def test_hand_computed_roofline_per_kernel_class(
 
 def test_hand_computed_kernel_classes_cover_every_class():
     families = {
-        kernel_class(_layer(weight_bits=bits, quantizer=quantizer))
-        for bits, quantizer in [(32, "none"), (8, "uniform"), (4, "uniform"), (4, "pow2"), (1, "binary")]
+        kernel_class(_layer(weight_bits=bits, kernel_class=family))
+        for bits, family in [(32, "fp32"), (8, "int8"), (4, "lowbit"), (4, "lookup"), (1, "binary")]
     }
     assert families == set(KERNEL_CLASSES)
+
+
+def test_the_description_allows_exactly_the_kernel_classes_profiles_price():
+    assert DESCRIBED_KERNEL_CLASSES == KERNEL_CLASSES
+
+
+@pytest.mark.parametrize(
+    ("bits", "expected"), [(32, "fp32"), (16, "fp32"), (8, "int8"), (7, "lowbit"), (2, "lowbit"), (1, "binary")]
+)
+def test_a_layer_recording_no_kernel_class_gets_the_bit_width_rule(bits, expected):
+    assert kernel_class(_layer(weight_bits=bits, quantizer="kmeans")) == expected  # the name is not read
+
+
+def test_a_mac_layer_runs_on_the_kernel_class_its_description_records():
+    assert kernel_class(_layer(kind="conv1d", weight_bits=4, quantizer="uniform", kernel_class="lookup")) == "lookup"
+    assert kernel_class(_layer(kind="batchnorm", params=0)) == "elementwise"
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"weight_bits": 4, "kernel_class": "simd"}, "kernel_class='simd'; expected one of"),
+        ({"weight_bits": 8, "kernel_class": "fp32"}, "kernel_class='fp32' with weight_bits=8"),
+        ({"weight_bits": 32, "kernel_class": "lookup"}, "kernel_class='lookup' with weight_bits=32"),
+    ],
+)
+def test_impossible_kernel_classes_are_rejected(fields, message):
+    with pytest.raises(ValueError, match=message):
+        _layer(**fields)
 
 
 def test_memory_bound_layer_takes_the_memory_time():
@@ -218,13 +248,13 @@ def test_negative_counts_are_rejected_naming_layer_and_field():
 WIDTHS = (32, 16, 8, 7, 6, 5, 4, 3, 2, 1)
 
 
-@pytest.mark.parametrize("quantizer", ["uniform", "kmeans", "pow2"])
+@pytest.mark.parametrize("table_lookup", [False, True], ids=["integer", "lookup"])
 @pytest.mark.parametrize("params", [10_000, 300_000, 2_000_000])
 @pytest.mark.parametrize("target", ["cortex-a72", "x86-avx2"])
-def test_fewer_weight_bits_never_raise_storage_traffic_or_peak_memory(quantizer, params, target):
+def test_fewer_weight_bits_never_raise_storage_traffic_or_peak_memory(table_lookup, params, target):
     previous = None
     for bits in WIDTHS:
-        layer = _layer(params=params, weight_bits=bits, quantizer="none" if bits == 32 else quantizer)
+        layer = _layer(params=params, weight_bits=bits, kernel_class=weight_kernel_class(bits, table_lookup))
         result = CostModel().estimate(_model(layer), target)
         current = (result.storage_bytes, result.layers[0].traffic_bytes, result.peak_memory_bytes)
         if previous is not None:
@@ -233,11 +263,11 @@ def test_fewer_weight_bits_never_raise_storage_traffic_or_peak_memory(quantizer,
 
 
 @pytest.mark.parametrize(
-    ("bits", "quantizer"), [(32, "none"), (8, "uniform"), (4, "uniform"), (4, "kmeans"), (1, "binary")]
+    ("bits", "family"), [(32, "fp32"), (8, "int8"), (4, "lowbit"), (4, "lookup"), (1, "binary")]
 )
-def test_more_macs_never_lower_compute_time(bits, quantizer):
+def test_more_macs_never_lower_compute_time(bits, family):
     times = [
-        _single(_layer(weight_bits=bits, quantizer=quantizer, macs_per_second=macs)).compute_ms
+        _single(_layer(weight_bits=bits, kernel_class=family, macs_per_second=macs)).compute_ms
         for macs in (0.0, 1e5, 1e6, 1e7, 1e8)
     ]
     assert times == sorted(times)
@@ -301,6 +331,20 @@ def test_layer_costs_are_frozen():
         cost.latency_ms = 0.0  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("quantizer", ["kmeans", "kmeans-group4", "pow2"])
-def test_codebook_quantizer_variants_use_the_lookup_kernel(quantizer):
-    assert kernel_class(_layer(kind="conv1d", params=10, weight_bits=4, quantizer=quantizer)) == "lookup"
+@pytest.mark.parametrize(
+    ("quantizer", "bits", "expected"),
+    [
+        ("kmeans", 4, "lookup"),
+        ("kmeans-group4", 1, "lookup"),
+        ("pow2", 7, "lookup"),
+        ("pow2", 8, "int8"),
+        ("uniform", 4, "lowbit"),
+        ("binary-adaptive", 1, "binary"),
+        ("none", 32, "fp32"),
+    ],
+)
+def test_descriptions_written_before_kernel_classes_were_recorded_load_with_the_old_rule(quantizer, bits, expected):
+    layer = dataclasses.asdict(_layer(kind="conv1d", params=10, weight_bits=bits, quantizer=quantizer))
+    del layer["kernel_class"]
+    loaded = ModelDescription.from_dict({"family": "toy", "layers": [layer]})
+    assert kernel_class(loaded.layers[0]) == expected

@@ -12,7 +12,7 @@ from torch import nn
 from hwcost import CostModel, CostModelError, available_targets, load_target
 from hwcost.estimator import GEMV_EFFICIENCY, STEP_OVERHEAD_FRACTION
 from spaces.describe import describe_model
-from spaces.description import LayerDescription, ModelDescription
+from spaces.description import LayerDescription, ModelDescription, weight_kernel_class
 
 SAMPLE_RATE = 16000
 HOP = 160  # 100 frames per second of audio
@@ -85,7 +85,7 @@ def test_lstm_macs_match_an_unrolled_cell_computation():
 
 def test_lstm_weights_take_the_requested_bits():
     layer = _describe(nn.LSTM(40, 64, batch_first=True), weight_bits={"lstm": 8}).layer("lstm")
-    assert (layer.weight_bits, layer.quantizer) == (8, "uniform")
+    assert (layer.weight_bits, layer.quantizer, layer.kernel_class) == (8, "uniform", "int8")
 
 
 def test_sequential_steps_survive_a_json_round_trip():
@@ -185,17 +185,17 @@ def test_lstm_without_recorded_steps_is_one_pass_without_step_overhead():
 WIDTHS = (32, 16, 8, 7, 6, 5, 4, 3, 2, 1)
 
 
-@pytest.mark.parametrize("quantizer", ["uniform", "kmeans", "pow2"])
+@pytest.mark.parametrize("table_lookup", [False, True], ids=["integer", "lookup"])
 @pytest.mark.parametrize("params", [26_624, 300_000, 2_097_152, 8_388_608])
 @pytest.mark.parametrize("target", ["cortex-a72", "x86-avx2"])
-def test_fewer_bits_never_raise_lstm_storage_or_traffic(quantizer, params, target):
+def test_fewer_bits_never_raise_lstm_storage_or_traffic(table_lookup, params, target):
     previous = None
     for bits in WIDTHS:
         layer = _lstm(
             params=params,
             macs_per_second=params * 100.0,
             weight_bits=bits,
-            quantizer="none" if bits == 32 else quantizer,
+            kernel_class=weight_kernel_class(bits, table_lookup),
         )
         result = CostModel().estimate(ModelDescription("toy", (layer,)), target)
         current = (result.storage_bytes, result.layers[0].traffic_bytes, result.peak_memory_bytes)
@@ -205,16 +205,16 @@ def test_fewer_bits_never_raise_lstm_storage_or_traffic(quantizer, params, targe
 
 
 @pytest.mark.parametrize("params", [26_624, 2_097_152])
-@pytest.mark.parametrize(("bits", "quantizer"), [(32, "none"), (8, "uniform"), (4, "uniform"), (4, "kmeans")])
+@pytest.mark.parametrize(("bits", "family"), [(32, "fp32"), (8, "int8"), (4, "lowbit"), (4, "lookup")])
 @pytest.mark.parametrize("target", ["cortex-a72", "x86-avx2"])
-def test_more_steps_never_lower_lstm_latency(params, bits, quantizer, target):
+def test_more_steps_never_lower_lstm_latency(params, bits, family, target):
     latencies = [
         _cost(
             _lstm(
                 params=params,
                 macs_per_second=params * 100.0,
                 weight_bits=bits,
-                quantizer=quantizer,
+                kernel_class=family,
                 sequential_steps_per_second=steps,
             ),
             target,

@@ -55,3 +55,18 @@ def test_a_bad_config_is_one_error_line_and_exit_2_for_space_and_run(case, tmp_p
         assert re.search(message, error), error
         assert len(error) < 500
     assert not out.exists() or not os.listdir(out)
+
+
+def test_a_run_whose_preparation_fails_leaves_no_run_directory(tmp_path, capsys):
+    path = tmp_path / "missing-corpus.yaml"
+    path.write_text(
+        f"cache_dir: {tmp_path / 'cache'}\n"
+        "data:\n"
+        f"  train: {{corpus: folder, path: {tmp_path / 'no-such-corpus'}}}\n"
+        f"  eval: [{{name: test, corpus: folder, path: {tmp_path / 'no-such-corpus'}}}]\n"
+    )
+    out = tmp_path / "results"
+    assert main(["run", str(path), "--out", str(out)]) == 2
+    error = capsys.readouterr().err
+    assert "no-such-corpus" in error and "failed before any trial ran" in error
+    assert not out.exists() or not os.listdir(out)

@@ -3,10 +3,19 @@ import pytest
 from ray.tune.search import Searcher
 
 from search.candidate_sequences import sensitivity_greedy_candidates, uniform_grid_candidates
-from search.config import SAMPLERS, ConfigError, load_config
+import search.config
+from search.cli import main
+from search.config import DEFAULT_CONFIG, ConfigError, load_config
 from search.constraints import parse_constraints
 from search.optuna_search import RecordingOptunaSearch
-from search.samplers import CandidateSequenceSampler, SamplerError, build_sampler
+from search.samplers import (
+    SAMPLER_KINDS,
+    SAMPLER_NAMES,
+    CandidateSequenceSampler,
+    SamplerError,
+    build_sampler,
+    get_sampler_kind,
+)
 from search.tasks import TASKS
 from spaces.space import SearchSpace, SpaceConfig
 
@@ -72,7 +81,39 @@ def test_sensitivity_greedy_needs_sensitivities_of_the_spaces_layers():
         build_sampler("sensitivity-greedy", seed=0, population_size=4, space=space(), sensitivities=None)
     with pytest.raises(SamplerError, match="name none of the space's layers"):
         build_sampler("sensitivity-greedy", seed=0, population_size=4, space=space(), sensitivities={"other": 1.0})
-    assert issubclass(SamplerError, ConfigError)
+
+
+def test_an_unknown_sampler_name_is_one_error_listing_every_registered_name():
+    with pytest.raises(SamplerError, match="search.sampler='grid': unknown; available: ") as raised:
+        build_sampler("grid", seed=0, population_size=4, space=space())
+    assert all(name in str(raised.value) for name in SAMPLER_NAMES)
+
+
+def test_sampler_names_come_from_the_registry_alone():
+    assert SAMPLER_NAMES == tuple(kind.name for kind in SAMPLER_KINDS.values())
+    assert all(get_sampler_kind(name).name == name for name in SAMPLER_NAMES)
+    assert search.config.SAMPLERS is SAMPLER_NAMES
+
+
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
+def test_a_kind_replays_a_sequence_exactly_when_it_builds_a_candidate_sequence(name):
+    kind = get_sampler_kind(name)
+    sampler = build_sampler(
+        name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
+    )
+    assert isinstance(sampler, CandidateSequenceSampler) == kind.replays_sequence
+    assert kind.help and "\n" not in kind.help
+
+
+def test_a_sampler_error_reaches_the_cli_as_one_line_and_exit_2(tmp_path, capsys, monkeypatch):
+    def run_search(*args, **kwargs):
+        build_sampler("sensitivity-greedy", seed=0, population_size=4, space=space(), sensitivities=None)
+
+    monkeypatch.setattr("search.engine.run_search", run_search)
+    assert main(["run", str(DEFAULT_CONFIG), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.strip().splitlines()[-1].startswith("error: search.sampler='sensitivity-greedy'")
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize(
@@ -91,10 +132,10 @@ def test_every_configured_sampler_builds(name, expected):
         name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
     )
     assert isinstance(sampler, expected)
-    assert name in SAMPLERS
+    assert name in SAMPLER_NAMES
 
 
-@pytest.mark.parametrize("name", SAMPLERS)
+@pytest.mark.parametrize("name", SAMPLER_NAMES)
 def test_every_sampler_survives_rays_pickling_of_the_searcher_and_still_samples(name):
     """Ray Tune pickles the searcher (and its sampler) into the experiment state; Optuna 5.1's
     NSGA-II holds a thread lock that plain pickling refuses."""
