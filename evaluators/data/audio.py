@@ -28,6 +28,12 @@ VAD_HANGOVER_MS = 100.0
 """Silence kept on each side of speech, so that soft word onsets and endings survive."""
 
 
+FULL_SCALE = 0.999
+"""Samples at or above this magnitude (of 1.0) are at full scale."""
+CLIPPED_FRACTION = 0.5
+"""A file with more than this share of its samples at full scale is clipped (or a test tone), not speech."""
+
+
 class AudioError(ValueError):
     """A speech file that cannot be used.
 
@@ -105,10 +111,31 @@ def load_audio(path: str | os.PathLike[str], sample_rate: int, segment: Segment 
         raise AudioError(path, "unreadable", _one_line(error)) from None
     if samples.size == 0:
         raise AudioError(path, "empty", "no samples" + (f" in {segment}" if segment != Segment() else ""))
+    check_samples(path, samples)
     mono = samples.mean(axis=1, dtype=np.float32)
     if rate != sample_rate:
         mono = soxr.resample(mono, rate, sample_rate).astype(np.float32, copy=False)
     return mono
+
+
+def check_samples(path: str | os.PathLike[str], samples: np.ndarray) -> None:
+    """Reject samples no speech recording has: non-finite values, pure digital silence, a clipped file.
+
+    A float WAV can hold NaN or infinity, which would poison the filterbank and every later step;
+    an all-zero file has no speaker; a file mostly at full scale is clipping or a test tone.
+
+    Raises:
+        AudioError: ("non-finite samples", "silent" or "clipped"), naming how many samples.
+    """
+    finite = np.isfinite(samples)
+    if not finite.all():
+        raise AudioError(path, "non-finite samples", f"{int((~finite).sum())} of {samples.size} samples are NaN or infinite")
+    magnitude = np.abs(samples)
+    if not magnitude.any():
+        raise AudioError(path, "silent", f"all {samples.size} samples are zero")
+    clipped = int((magnitude >= FULL_SCALE).sum())
+    if clipped > CLIPPED_FRACTION * samples.size:
+        raise AudioError(path, "clipped", f"{clipped} of {samples.size} samples at full scale")
 
 
 def energy_vad(samples: np.ndarray, sample_rate: int) -> np.ndarray:

@@ -138,7 +138,10 @@ def _utterance_features(utterance: CorpusUtterance, source: CorpusConfig, fbank:
         samples = samples[: round(source.max_seconds * fbank.sample_rate)]
     if len(samples) < fbank.frame_length_samples:
         raise AudioError(utterance.path, "too short", f"{len(samples)} samples after reading, less than one frame")
-    return compute_fbank(samples, fbank).numpy()
+    features = compute_fbank(samples, fbank).numpy()
+    if not np.isfinite(features).all():  # never cache features that would poison every model trained on them
+        raise AudioError(utterance.path, "non-finite features", "the filterbank of these samples is not finite")
+    return features
 
 
 def _fingerprint(corpus: Corpus) -> str:

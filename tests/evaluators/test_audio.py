@@ -75,3 +75,30 @@ def test_energy_vad_drops_silence_but_keeps_speech_and_a_hangover():
     assert np.max(np.abs(voiced)) == pytest.approx(0.5, abs=1e-3)
     constant = np.full(8000, 0.1, dtype=np.float32)
     assert len(energy_vad(constant, rate)) == 8000  # nothing quieter than the loudest frame
+
+
+def _float_wav(path, samples, rate=16000):
+    soundfile.write(path, np.asarray(samples, dtype=np.float32), rate, subtype="FLOAT")
+    return path
+
+
+@pytest.mark.parametrize(
+    "name, samples, reason, detail",
+    [
+        ("nan", np.where(np.arange(8000) == 100, np.nan, 0.1), "non-finite samples", "1 of 8000 samples are NaN or infinite"),
+        ("inf", np.where(np.arange(8000) < 3, np.inf, 0.1), "non-finite samples", "3 of 8000 samples"),
+        ("silent", np.zeros(8000), "silent", "all 8000 samples are zero"),
+        ("clipped", np.sign(np.sin(np.arange(8000) / 5.0)) * 1.0, "clipped", "samples at full scale"),
+    ],
+)
+def test_samples_no_recording_has_are_bad_audio_named_by_path(tmp_path, name, samples, reason, detail):
+    path = _float_wav(tmp_path / f"{name}.wav", samples)
+    with pytest.raises(AudioError) as error:
+        load_audio(path, 16000)
+    assert error.value.reason == reason and detail in error.value.detail and error.value.path == str(path)
+
+
+def test_speech_with_a_few_peaks_at_full_scale_is_kept(tmp_path):
+    samples = 0.3 * np.sin(np.arange(8000) / 7.0)
+    samples[::100] = 1.0
+    assert load_audio(_float_wav(tmp_path / "peaks.wav", samples), 16000).shape == (8000,)

@@ -1,7 +1,9 @@
 import logging
 import os
 
+import numpy as np
 import pytest
+import soundfile
 
 from evaluators.data import corpus_features
 from evaluators.data.corpora import CorpusError
@@ -59,6 +61,18 @@ def test_cache_is_reused_until_a_file_changes(tmp_path, corpus_root, monkeypatch
     assert changed.key != first.key
     vad = load_or_build_corpus_features(CorpusConfig("folder", str(corpus_root), vad=True), FBANK, tmp_path / "cache")
     assert vad.key != changed.key
+
+
+def test_a_float_wav_with_nan_samples_is_skipped_as_bad_audio_not_a_crash(tmp_path, corpus_root):
+    samples = np.full(16000, 0.1, dtype=np.float32)
+    samples[500] = np.nan
+    soundfile.write(corpus_root / "bob" / "b3.wav", samples, 16000, subtype="FLOAT")
+    result = load_or_build_corpus_features(CorpusConfig("folder", str(corpus_root)), FBANK, tmp_path / "cache")
+    assert ("bob/b3.wav", "non-finite samples") in [(b.key, b.reason) for b in result.bad_audio.bad]
+    assert all(bool(np.isfinite(features).all()) for features in result.features.features)
+    (corpus_root / "carol" / "c2.wav").unlink()  # strict mode stops at the first bad file: leave only the NaN one
+    with pytest.raises(CorpusError, match=r"non-finite samples.*b3.wav.*strict"):
+        load_or_build_corpus_features(CorpusConfig("folder", str(corpus_root), strict=True), FBANK, tmp_path / "strict")
 
 
 def test_strict_mode_and_too_few_usable_speakers_are_errors(tmp_path, corpus_root, write_audio):

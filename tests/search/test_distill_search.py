@@ -3,6 +3,7 @@
 import pytest
 
 from search.cli import main
+from search.artifacts import read_artifact
 from search.config import load_config
 from search.run_dir import RunDirectory
 
@@ -24,7 +25,7 @@ space:
     - {{name: share, choices: [false, true]}}
     - {{name: bits.all, layers: ["*"], bits: [4, 32]}}
 fidelity: {{steps: [2, 4], batch_size: 8, crop_frames: 60, sensitivity_crops: 8}}
-search: {{trials: 2, workers: 2, population_size: 4}}
+search: {{trials: 2, workers: 2, population_size: 4, keep_artifacts: all}}
 """
 
 
@@ -49,6 +50,15 @@ def test_every_student_trial_completes_smaller_than_the_teacher(finished_run):
         assert row["student.width"] in (0.25, 0.5) and row["distill.taps"] in ("embedding", "frame5+embedding")
         assert 0.0 <= row["eer"] <= 1.0 and 0 < row["size_bytes"] < reference["size_bytes"]
         assert row["params"] < reference["params"]
+
+
+def test_a_student_trials_artifact_rebuilds_the_student(finished_run):
+    config, run_dir = finished_run
+    for row in run_dir.read_trials():
+        artifact = read_artifact(run_dir, row["trial"])
+        assert artifact.spec.family == "xvector" and artifact.spec.kwargs != config.model
+        assert artifact.share_repeated_blocks == row["share"]
+        assert artifact.rebuild().description.params == row["params"]
 
 
 def test_the_distillation_block_is_validated_with_the_key_named(tmp_path):
