@@ -54,7 +54,7 @@ from evaluators.data.source_features import EvalSet  # noqa: E402
 from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
 from search.config import RunConfig, load_config  # noqa: E402
 from search.pareto import Objective, hypervolume, hypervolume_history, pareto_front  # noqa: E402
-from search.samplers import SEQUENCE_SAMPLERS, CandidateSequenceSampler, build_sampler, layer_params  # noqa: E402
+from search.samplers import CandidateSequenceSampler, build_sampler, get_sampler_kind, layer_params  # noqa: E402
 from search.trial import measure  # noqa: E402
 from render_docs import search_efficiency_markdown  # noqa: E402
 from search.tasks.verification_setup import verification_setup  # noqa: E402
@@ -131,7 +131,7 @@ def run_sampler(
         layer_params=layer_params(space, prepared.teacher_state),
     )
     study = optuna.create_study(directions=[f"{o.direction}imize" for o in config.objectives], sampler=sampler)
-    if baselines and name not in SEQUENCE_SAMPLERS:
+    if baselines and not get_sampler_kind(name).replays_sequence:
         for bits in config.space.baselines:
             study.enqueue_trial(space.uniform_candidate(bits))
     rows = []

@@ -25,7 +25,7 @@ from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
 from search.export import ExportError
 from search.onnx_export import OnnxExportError
 from search.run_dir import RunDirectory, RunDirectoryError
-from search.samplers import SamplerError
+from search.samplers import SAMPLER_KINDS, SamplerError
 from search.selection import SelectionError
 from spaces.bundle import BundleError
 
@@ -190,7 +190,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--workers", type=int, help="trials run at once (overrides search.workers)")
     run.add_argument("--address", help="Ray cluster to join (e.g. auto or HOST:PORT); local Ray when absent")
     run.add_argument("--cpus-per-trial", type=int, help="CPUs each trial holds (overrides search.cpus_per_trial)")
-    run.add_argument("--sampler", choices=SAMPLERS, help="proposal method (overrides search.sampler)")
+    run.add_argument(
+        "--sampler",
+        choices=SAMPLERS,
+        help="proposal method (overrides search.sampler): "
+        + "; ".join(f"{kind.name}: {kind.help}" for kind in SAMPLER_KINDS.values()),
+    )
     run.add_argument(
         "--storage", help="Ray Tune experiment folder every node can reach (overrides search.storage; default RUN/ray)"
     )

@@ -40,7 +40,7 @@ from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
 from search.resume import reconcile  # noqa: E402
 from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
-from search.samplers import SEQUENCE_SAMPLERS, build_sampler, layer_params  # noqa: E402
+from search.samplers import build_sampler, get_sampler_kind, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
 from search.tasks import get_task  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
@@ -212,7 +212,7 @@ def _tune(
         layer_params=layer_params(space, context.prepared.teacher_state),
     )
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
-    with_baselines = not resumed and config.search.sampler not in SEQUENCE_SAMPLERS
+    with_baselines = not resumed and not get_sampler_kind(config.search.sampler).replays_sequence
     searcher = RecordingOptunaSearch(
         recorded_keys=[*recorder.schema.metric_keys, RUNG, STEPS, NODE, "seconds"],
         constraints=config.constraints,

@@ -36,8 +36,7 @@ from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import MissingArtifactError, RunDirectory
 from search.selection import Selection
 from search.tasks import Task, get_task
-from search.tasks.base import BOOTSTRAP_REPLICATES
-from search.tasks.verification_bundle import ExportMismatch
+from search.tasks.base import BOOTSTRAP_REPLICATES, ExportMismatch
 from search.trial import STEPS, measure
 from spaces.bundle import (
     MODEL_CARD_FILE,

@@ -21,9 +21,9 @@ from evaluators.training import TeacherConfig
 from search.constraints import Constraint
 from search.messages import shorten
 from search.pareto import Objective
+from search.samplers import SAMPLER_NAMES as SAMPLERS
 from spaces.space import SpaceConfig
 
-SAMPLERS = ("nsga2", "tpe", "gp", "random", "uniform-grid", "sensitivity-greedy")
 MAX_MEL_BINS = 256
 """Most mel bands a filterbank may have (speaker models use 24 to 80; more bands than FFT bins are empty)."""
 KEEP_ARTIFACTS = ("front", "all", "none")

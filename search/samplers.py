@@ -189,8 +189,6 @@ SAMPLER_KINDS: dict[str, SamplerKind] = {
 }
 SAMPLER_NAMES: tuple[str, ...] = tuple(SAMPLER_KINDS)
 """The allowed `search.sampler` values, in the order a user sees them."""
-SEQUENCE_SAMPLERS: tuple[str, ...] = tuple(kind.name for kind in SAMPLER_KINDS.values() if kind.replays_sequence)
-"""Names of the kinds that replay a sequence (`SamplerKind.replays_sequence`)."""
 
 
 def get_sampler_kind(name: str) -> SamplerKind:
@@ -225,7 +223,6 @@ def build_sampler(
 __all__ = [
     "SAMPLER_KINDS",
     "SAMPLER_NAMES",
-    "SEQUENCE_SAMPLERS",
     "CandidateSequenceSampler",
     "PicklableNSGAIISampler",
     "SamplerContext",

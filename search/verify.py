@@ -42,11 +42,11 @@ from search.checks import Check
 from search.config import ConfigError, RunConfig, load_config
 from search.onnx_export import unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
-from search.tasks import get_task
+from search.tasks import UnknownTaskError, get_task
 from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
 from search.tasks.verification_bundle import MAX_EER_DIFFERENCE, MIN_COSINE
 from search.tasks.verification_setup import fbank_config
-from spaces.bundle import ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
+from spaces.bundle import CONFIG_FILE, ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
 
 HOST_TARGET = "x86-avx2"
 """Cost-model profile compared with the measured latency by default (the x86 machines tests run on)."""
@@ -81,6 +81,8 @@ class VerificationReport:
     checks: tuple[Check, ...]
     latency: LatencyComparison | None
     """None when onnxruntime could not load the graph."""
+    data: str = ""
+    """Where the test data came from: the bundle's own run, or the `--data` run or config."""
 
     @property
     def passed(self) -> bool:
@@ -118,16 +120,21 @@ def verify_bundle(
         graph = onnx.load(str(onnx_path))
     except DecodeError as error:
         raise BundleError(f"{onnx_path}: not an ONNX model ({error})") from None
+    try:
+        task = get_task(bundle.config.task)
+    except UnknownTaskError as error:
+        raise BundleError(f"{bundle.path / CONFIG_FILE}: {error}") from None
     config = _run_config(bundle, data)
+    source = f"--data {data}" if data is not None else f"the bundle's run {bundle.config.source.get('run')}"
     unused = unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized))
     checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused)]
     try:
         session = _session(graph, threads=None)
     except Exception as error:  # onnxruntime raises a different pybind type per failure
         checks.append(Check("onnxruntime loads the graph", False, _one_line(error)))
-        return VerificationReport(bundle.path, tuple(checks), None)
-    checks += get_task(bundle.config.task).agreement_checks(bundle, session, config, progress)
-    return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds))
+        return VerificationReport(bundle.path, tuple(checks), None, source)
+    checks += task.agreement_checks(bundle, session, config, progress)
+    return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds), source)
 
 
 def print_verification(report: VerificationReport, console: Console) -> None:
@@ -138,6 +145,7 @@ def print_verification(report: VerificationReport, console: Console) -> None:
     for check in report.checks:
         table.add_row(check.name, "[green]pass[/]" if check.passed else "[red]FAIL[/]", check.detail)
     console.print(table)
+    console.print(f"test data: {report.data}")
     latency = report.latency
     if latency is None:
         return

@@ -277,6 +277,7 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except PackedFileError as error:
         raise BundleError(f"{weights_path}: {error}") from None
     quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
+    _check_finite(entries, weights_path)
     _check_layers(quantized, config, weights_path)
     try:
         compressed = rebuild_compressed(config.model_spec(), packed, config.share_repeated_blocks)
@@ -285,6 +286,19 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
     except ValueError as error:  # model arguments the family rejects
         raise BundleError(f"{folder / CONFIG_FILE}: {error}") from None
     return Bundle(folder, config, compressed, quantized)
+
+
+def _check_finite(entries: Mapping[str, Any], weights_path: Path) -> None:
+    """Every stored float (FP32 tensors, scales, codebooks) is finite: a NaN would make every output NaN.
+
+    The checksum only proves the file is the one config.json names; a file edited together with
+    its checksum can still carry values no exported model has.
+    """
+    for key, entry in entries.items():
+        tensors = entry.side.items() if isinstance(entry, QuantizedWeight) else [("values", entry)]
+        for part, tensor in tensors:
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise BundleError(f"{weights_path}: {key} ({part}) holds non-finite values (NaN or infinity)")
 
 
 def _check_layers(quantized: Mapping[str, QuantizedWeight], config: BundleConfig, weights_path: Path) -> None:

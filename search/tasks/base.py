@@ -38,6 +38,26 @@ Signature = tuple[FeatureSettings | None, tuple[TensorSpec, ...], tuple[TensorSp
 Progress = Callable[[str, int, int], None]
 
 
+class ExportMismatch(ValueError):
+    """Re-scoring an exported model disagrees with the evaluator (the bundle would not be what was measured)."""
+
+
+def recorded_check(label: str, value: float, recorded: Mapping[str, float], key: str, scale: float, unit: str) -> Check:
+    """The re-measured headline metric lies within the confidence interval config.json records for it.
+
+    A bundle whose weights or recorded metrics were edited (checksum recomputed) measures outside
+    its own interval; an edit that stays inside it cannot be told from measurement noise.
+    """
+    low, high = recorded[f"{key}_low"], recorded[f"{key}_high"]
+    inside = low - 1e-9 <= value <= high + 1e-9
+    return Check(
+        f"{label} reproduces the recorded one",
+        inside,
+        f"measured {scale * value:.3f}{unit}; config.json records {scale * recorded[key]:.3f}{unit} "
+        f"({scale * low:.3f} to {scale * high:.3f}{unit})",
+    )
+
+
 class Task(ABC):
     """What a run compresses, and everything about it that `search` must not hard-code.
 
@@ -129,4 +149,4 @@ class Task(ABC):
     """The model card's task-specific text."""
 
 
-__all__ = ["BOOTSTRAP_REPLICATES", "CONFIDENCE", "Progress", "Signature", "Task"]
+__all__ = ["BOOTSTRAP_REPLICATES", "CONFIDENCE", "ExportMismatch", "Progress", "Signature", "Task", "recorded_check"]

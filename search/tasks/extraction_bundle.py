@@ -23,8 +23,7 @@ from evaluators.si_sdr import si_sdr_improvement
 from search.checks import Check
 from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
-from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, Signature
-from search.tasks.verification_bundle import ExportMismatch
+from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, ExportMismatch, Signature, recorded_check
 from spaces.bundle import Bundle, BundleConfig, extraction_signature
 from spaces.compress import ModelSpec
 
@@ -106,7 +105,8 @@ def extraction_checks(
     )
     difference = abs(reference_si_sdri.mean() - exported_si_sdri.mean())
     worst = np.abs(reference_si_sdri - exported_si_sdri).max()
-    return [Check(
+    recorded = recorded_check("SI-SDRi", float(reference_si_sdri.mean()), bundle.config.metrics, "si_sdri", 1, " dB")
+    return [recorded, Check(
         f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB",
         bool(difference <= MAX_SI_SDRI_DIFFERENCE),
         f"{len(mixtures)} test mixtures; PyTorch {reference_si_sdri.mean():.3f} dB, onnxruntime {exported_si_sdri.mean():.3f} dB "

@@ -22,7 +22,7 @@ from evaluators.verification import PreparedVerification
 from search.checks import Check
 from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
-from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, Signature
+from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, ExportMismatch, Signature, recorded_check
 from search.tasks.verification_setup import fbank_config
 from spaces.bundle import Bundle, BundleConfig, FeatureSettings, verification_signature
 from spaces.compress import ModelSpec
@@ -31,10 +31,6 @@ MIN_COSINE = 0.999
 """Least cosine between PyTorch's and onnxruntime's embedding of any test utterance."""
 MAX_EER_DIFFERENCE = 0.001
 """Largest EER difference (a fraction) between PyTorch's and onnxruntime's embeddings."""
-
-
-class ExportMismatch(ValueError):
-    """Re-scoring an exported model disagrees with the evaluator (the bundle would not be what was measured)."""
 
 
 def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
@@ -109,7 +105,7 @@ def verification_checks(
         difference <= MAX_EER_DIFFERENCE,
         f"PyTorch {100 * reference_eer:.3f}%, onnxruntime {100 * exported_eer:.3f}% (difference {100 * difference:.3f} points)",
     )
-    return [cosine_check, eer_check]
+    return [cosine_check, eer_check, recorded_check("EER", reference_eer, bundle.config.metrics, "eer", 100, "%")]
 
 
 def _eval_set(bundle: Bundle, config: RunConfig, progress: Callable[[str, int, int], None] | None) -> EvalSet:

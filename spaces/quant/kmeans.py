@@ -46,7 +46,7 @@ class KMeansQuantizer(Quantizer):
 
     allowed_bits = _KMEANS_BITS
     decoding = CodebookLookup()
-    table_lookup = False
+    table_lookup = True
 
     def __init__(self, groups: int = 1) -> None:
         if groups < 1:

@@ -168,7 +168,11 @@ def _write_name(out: BinaryIO, name: str, length_format: str) -> None:
 
 def _read_name(reader: BinaryIO, length_format: str) -> str:
     (length,) = struct.unpack(length_format, _read(reader, struct.calcsize(length_format)))
-    return _read(reader, length).decode()
+    raw = _read(reader, length)
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        raise PackedFileError(f"malformed name {raw[:40]!r}: not UTF-8 text") from None
 
 
 def _write_shape(out: BinaryIO, shape: torch.Size) -> None:

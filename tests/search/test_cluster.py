@@ -8,10 +8,9 @@ from engine_runs import kill_session, start_driver, write_config
 from search.run_dir import RunDirectory
 
 
-def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, tiny_cache_dir):
-    config = write_config(
-        tmp_path / "tiny.yaml", tiny_cache_dir, "search: {trials: 4, workers: 2, cpus_per_trial: 1, sampler: random}\n"
-    )
+def test_trials_run_on_both_nodes_of_a_two_node_cluster_and_send_their_models_to_the_driver(tmp_path, tiny_cache_dir):
+    search = "search: {trials: 4, workers: 2, cpus_per_trial: 1, sampler: random, keep_artifacts: all}\n"
+    config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, search)
     nodes_file = tmp_path / "nodes.txt"
     # Ray's socket paths must stay short, and its "current cluster" file must not be the machine's.
     ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
@@ -28,4 +27,5 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster(tmp_path, tiny_cache_dir
     rows = RunDirectory(run_path).read_trials()
     assert len(rows) == 4 and all(row["status"] == "complete" for row in rows)
     assert len(nodes) == 2 and {row["node"] for row in rows} == nodes
+    assert RunDirectory(run_path).artifact_trials() == [0, 1, 2, 3]  # sent from both nodes to the driver's
     assert Path(run_path, "pareto.json").is_file()

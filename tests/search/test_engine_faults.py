@@ -80,6 +80,7 @@ def test_raising_and_nan_trials_are_recorded_failed_with_their_reasons_after_ret
     assert by_bits[4]["status"] == "failed" and "non-finite metric(s) ['eer']" in by_bits[4]["error"]
     assert by_bits[2]["status"] == "failed" and "ValueError: injected failure" in by_bits[2]["error"]
     assert by_bits[4]["attempts"] == by_bits[2]["attempts"] == 2
+    assert outcome.run_dir.artifact_trials() == [by_bits[8]["trial"]]  # failed trials keep no model
 
 
 def test_the_search_goes_on_to_the_end_of_the_grid_and_the_study_agrees(faulty_run):

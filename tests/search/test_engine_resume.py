@@ -83,7 +83,7 @@ def test_resume_rejects_a_new_config(tmp_path, capsys):
 
 def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_cache_dir):
     budget = 5
-    extra = f"search: {{trials: {budget}, workers: 2, retries: 0}}\n"
+    extra = f"search: {{trials: {budget}, workers: 2, retries: 0, keep_artifacts: all}}\n"
     config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, extra)
     hang = tmp_path / "hang"
     env = {"ENGINE_TEST_HANG_FILE": str(hang)}
@@ -98,6 +98,7 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     driver.wait()
     run_path = trials_file().parent
     before = RunDirectory(run_path).read_trials()
+    kept_before = {trial: RunDirectory(run_path).read_artifact(trial) for trial in RunDirectory(run_path).artifact_trials()}
     hang.unlink()
 
     resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)
@@ -121,3 +122,6 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     pareto = json.loads((run_path / "pareto.json").read_text())
     assert {m["trial"] for m in pareto["members"]} <= {row["trial"] for row in rows if row["status"] == "complete"}
     assert len((run_path / "hypervolume.csv").read_text().splitlines()) == budget + 1
+    finished = sorted(row["trial"] for row in rows if row["status"] != "failed")
+    assert RunDirectory(run_path).artifact_trials() == finished  # an interrupted trial's model is dropped
+    assert all(RunDirectory(run_path).read_artifact(row["trial"]) == kept_before[row["trial"]] for row in before)

@@ -6,9 +6,9 @@ import torch
 from onnx import numpy_helper
 from torch import nn
 
-from search.onnx_export import OPSET, WeightStorage, export_onnx, weight_storage
+from search.onnx_export import OPSET, OnnxExportError, WeightStorage, export_onnx, weight_storage
 from spaces.compress import ModelSpec, compress, finalize_compressed, quantizable_layers
-from spaces.quant import ActivationQuantizer, QuantizedWeight, get_quantizer, unpack_weights
+from spaces.quant import QUANTIZERS, ActivationQuantizer, Decoding, QuantizedWeight, UniformQuantizer, get_quantizer, unpack_weights
 from spaces.sharing import share_repeated_blocks
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -174,6 +174,21 @@ def test_weight_storage_reports_float_weights(teacher_state):
     graph.graph.initializer.append(numpy_helper.from_array(compressed.model.embedding.weight.detach().numpy(), "embedding.weight"))
     assert weight_storage(graph)["embedding"] == WeightStorage("FLOAT", (16, 192))
     assert not weight_storage(graph)["embedding"].integer
+
+
+class _UnknownDecoding(Decoding):
+    """A decoding kind the exporter has no graph builder for."""
+
+
+@pytest.mark.parametrize("decoding", [None, _UnknownDecoding()])
+def test_a_quantizer_without_a_decoding_the_exporter_builds_is_an_export_error(monkeypatch, decoding):
+    quantizer = UniformQuantizer()
+    quantizer.name, quantizer.decoding = "uniform-opaque", decoding
+    monkeypatch.setitem(QUANTIZERS, quantizer.name, quantizer)
+    model = nn.Sequential(nn.Conv1d(1, 2, 3))
+    quantized = {"0": quantizer.quantize(model[0].weight, 4)}
+    with pytest.raises(OnnxExportError, match=r"'uniform-opaque': no integer ONNX decoding .*known decodings: \['CodebookLookup'"):
+        export_onnx(model, quantized, {"signal": torch.zeros(1, 1, 20)}, ["output"], {})
 
 
 class _CeilFramesPad(nn.Module):

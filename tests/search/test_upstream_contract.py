@@ -25,7 +25,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 def broken(library: str, attribute: str, ours: str, use: str) -> str:
     """The failure message: what changed upstream and what of ours stops working."""
-    return f"{library}: `{attribute}` is gone or changed; {ours} relies on it to {use}"
+    return f"{library}: {attribute} is gone or changed; {ours} relies on it to {use}"
 
 
 def attribute(owner: object, name: str, library: str, ours: str, use: str) -> object:

@@ -1,4 +1,5 @@
 import json
+import struct
 
 import pytest
 import torch
@@ -129,6 +130,29 @@ def test_half_side_data_rebuilds_and_old_configs_mean_float32(tmp_path, compress
         load_bundle(tmp_path / "half")
 
 
+def _rehashed(path, edit) -> None:
+    """Edit weights.bin and record the edited file's length and checksum, as a deliberate tamperer would."""
+    packed = edit((path / WEIGHTS_FILE).read_bytes())
+    (path / WEIGHTS_FILE).write_bytes(packed)
+    _edit_config(path, lambda data: data.update(size_bytes=len(packed), weights_sha256=weights_digest(packed)))
+
+
+def _nan_in_first_float_tensor(packed: bytes) -> bytes:
+    """The packed file with the first stored float32 value of 1.0 or of any FP32 tensor set to NaN."""
+    entries = unpack_weights(packed)
+    name, tensor = next((key, value) for key, value in entries.items() if isinstance(value, torch.Tensor))
+    raw = tensor.contiguous().numpy().tobytes()
+    at = packed.index(raw)
+    return packed[:at] + struct.pack("<f", float("nan")) + packed[at + 4 :]
+
+
+def _mangled_first_name(packed: bytes) -> bytes:
+    """The packed file with the first byte of the first entry's name made invalid UTF-8."""
+    name = next(iter(unpack_weights(packed))).encode()
+    at = packed.index(name)
+    return packed[:at] + b"\xff" + packed[at + 1 :]
+
+
 def _edit_config(path, edit) -> None:
     data = json.loads((path / CONFIG_FILE).read_text())
     edit(data)
@@ -144,7 +168,9 @@ def _edit_config(path, edit) -> None:
         (lambda path: (path / CONFIG_FILE).unlink(), "config.json: missing"),
         (lambda path: (path / CONFIG_FILE).write_text("{not json"), "corrupt JSON"),
         (lambda path: _edit_config(path, lambda data: data.pop("layers")), "missing key 'layers'"),
-        (lambda path: _edit_config(path, lambda data: data.update(task="translation")), "task='translation'"),
+        (lambda path: _edit_config(path, lambda data: data.update(task="")), "task='': expected a task name"),
+        (lambda path: _rehashed(path, _nan_in_first_float_tensor), r"holds non-finite values \(NaN or infinity\)"),
+        (lambda path: _rehashed(path, _mangled_first_name), "malformed name .*not UTF-8 text"),
         (lambda path: _edit_config(path, lambda data: data.update(size_bytes="big")), "size_bytes='big': expected int"),
         (lambda path: _edit_config(path, lambda data: data.update(side_bits=12)), "side_bits=12: expected one of"),
         (lambda path: _edit_config(path, lambda data: data["layers"]["stem.0"].update(bits=8)), "layer 'stem.0' is stored as"),
