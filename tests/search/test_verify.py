@@ -50,6 +50,7 @@ def test_an_exported_bundle_passes_every_check(bundle):
         "quantized layers are integer weights in the graph",
         f"embedding cosine >= {MIN_COSINE} on every utterance",
         "EER within 0.1 percentage points",
+        "EER reproduces the recorded one",
     ]
     assert "16 utterances" in report.checks[2].detail and "containers UINT4, UINT8" in report.checks[1].detail
     latency = report.latency
@@ -60,7 +61,8 @@ def test_an_exported_bundle_passes_every_check(bundle):
 def test_verify_command_prints_checks_and_latency(bundle, capsys):
     assert main(["verify", str(bundle), "--target", "cortex-a53"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert out.count(" pass ") == 4 and "ms per second of audio; cost model on cortex-a53" in out
+    assert out.count(" pass ") == 5 and "ms per second of audio; cost model on cortex-a53" in out
+    assert f"test data: the bundle's run {json.loads((bundle / CONFIG_FILE).read_text())['source']['run']}" in out
 
 
 def test_tampered_weights_exit_2(copy, capsys):
@@ -125,3 +127,21 @@ def test_a_bundle_whose_run_is_gone_needs_data(copy, tiny, capsys):
     assert "give its data with --data CONFIG" in capsys.readouterr().err
     _, run_dir = tiny
     assert verify_bundle(copy, data=run_dir.path, timing_seconds=0.05).passed
+
+
+def test_a_recorded_metric_edited_beyond_its_interval_fails(copy, capsys):
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config["metrics"]["eer"], config["metrics"]["eer_low"], config["metrics"]["eer_high"] = 0.01, 0.005, 0.015
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    assert main(["verify", str(copy)]) == 1
+    out, err = capsys.readouterr()
+    assert "1 check(s) failed: EER reproduces the recorded one" in err and "records 1.000%" in " ".join(out.split())
+
+
+def test_an_unknown_task_in_the_bundle_exits_2(copy, capsys):
+    config = json.loads((copy / CONFIG_FILE).read_text())
+    config["task"] = "translation"
+    (copy / CONFIG_FILE).write_text(json.dumps(config))
+    assert main(["verify", str(copy)]) == 2
+    err = capsys.readouterr().err
+    assert "task='translation': expected one of ['verification', 'extraction']" in err and "Traceback" not in err
