@@ -1,9 +1,14 @@
 """Bad configs end in one `error:` line naming the key, exit 2, before anything is written."""
 
+import contextlib
+import io
 import os
 import re
 
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from search.cli import main
 
@@ -70,3 +75,36 @@ def test_a_run_whose_preparation_fails_leaves_no_run_directory(tmp_path, capsys)
     error = capsys.readouterr().err
     assert "no-such-corpus" in error and "failed before any trial ran" in error
     assert not out.exists() or not os.listdir(out)
+
+
+SECTIONS = {
+    "seed": st.one_of(st.floats(allow_nan=True), st.text(max_size=8), st.lists(st.integers(), max_size=2)),
+    "name": st.one_of(st.text(min_size=101, max_size=300), st.just(""), st.integers(), st.just("a/b")),
+    "teacher": st.fixed_dictionaries(
+        {"learning_rate": st.one_of(st.just(float("nan")), st.just(float("inf")), st.just(-1.0), st.just("fast"))}
+    ),
+    "features": st.fixed_dictionaries({"num_mel_bins": st.one_of(st.integers(-5, 7), st.integers(257, 10**6))}),
+    "objectives": st.one_of(st.just([]), st.just([["eer", "min"], ["eer", "max"]]), st.just("eer")),
+    "targets": st.one_of(st.text(min_size=1, max_size=12), st.just([]), st.lists(st.integers(), min_size=1, max_size=2)),
+    "model": st.one_of(st.text(max_size=12), st.fixed_dictionaries({"family": st.just("resnet"), "base_width": st.integers(-3, 0)})),
+    "search": st.fixed_dictionaries({"sampler": st.text(min_size=70, max_size=2000)}),
+    "task": st.one_of(st.integers(), st.text(min_size=1, max_size=30).filter(lambda text: text not in ("verification", "extraction"))),
+}
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(broken=st.sampled_from(sorted(SECTIONS)).flatmap(lambda key: st.tuples(st.just(key), SECTIONS[key])))
+def test_any_malformed_or_out_of_range_value_is_one_error_line_and_nothing_is_written(broken, tmp_path_factory):
+    """Whatever is wrong with one key, `search run` prints one line naming it and exits 2, writing nothing."""
+    key, value = broken
+    folder = tmp_path_factory.mktemp("property")
+    path = folder / "bad.yaml"
+    path.write_text(yaml.safe_dump({key: value}))
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        assert main(["run", str(path), "--out", str(folder / "results")]) == 2
+    error = stderr.getvalue()
+    assert error.count("\n") == 1 and error.startswith(f"error: {path}: ") and "Traceback" not in error
+    assert key in error[len(f"error: {path}: ") :]
+    assert len(error) < 1000
+    assert not (folder / "results").exists() or not os.listdir(folder / "results")
