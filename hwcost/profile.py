@@ -17,8 +17,7 @@ from typing import Any
 
 import yaml
 
-KERNEL_CLASSES = ("fp32", "int8", "lowbit", "lookup", "binary")
-"""Kernel families a MAC layer can run on; each has its own throughput in a profile."""
+from spaces.description import KERNEL_CLASSES
 
 TARGETS_DIR = Path(__file__).parent / "targets"
 """Where bare target names are looked up."""
