@@ -161,13 +161,16 @@ class ArtifactChannel:
 def open_artifact_channel(run_dir: RunDirectory) -> ArtifactChannel:
     """Start the keeper on this node (the driver's, where the run directory is); Ray must be up.
 
-    The keeper holds no CPU, so it never takes a trial's place.
+    The keeper holds no CPU, so it never takes a trial's place. It keeps no state but the files,
+    so a keeper whose process died is restarted and the write it missed is sent again.
     """
     import ray
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-    keeper = ray.remote(ArtifactKeeper).options(num_cpus=0, scheduling_strategy=here)
+    keeper = ray.remote(ArtifactKeeper).options(
+        num_cpus=0, scheduling_strategy=here, max_restarts=-1, max_task_retries=-1
+    )
     return ArtifactChannel(keeper.remote(str(run_dir.path.resolve())))
 
 

@@ -35,6 +35,8 @@ USER_ERRORS = (
 )
 EXIT_CHECK_FAILED = 1
 EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+"""Stopped by Ctrl-C or SIGTERM (128 + SIGINT, the shell's convention)."""
 
 
 def main(argv: Sequence[str] | None = None, evaluator: Evaluator | None = None) -> int:
@@ -79,12 +81,16 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     console.print(f"run directory: {run_dir.path}")
     # Failed trials are reported by the display and trials.csv; Tune's own summary would repeat them.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
-    with RichDisplay() as display:
-        if config is None:
-            resume_search(run_dir, address=args.address, listener=display, evaluator=args.evaluator)
-        else:
-            with _removed_if_nothing_ran(run_dir):
-                run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
+    try:
+        with RichDisplay() as display:
+            if config is None:
+                resume_search(run_dir, address=args.address, listener=display, evaluator=args.evaluator)
+            else:
+                with _removed_if_nothing_ran(run_dir):
+                    run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
+    except KeyboardInterrupt:
+        print(f"interrupted: finished trials are kept; continue with `search run --resume {run_dir.path}`", file=sys.stderr)
+        return EXIT_INTERRUPTED
     print_report(run_dir, console)
     return 0
 

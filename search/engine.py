@@ -9,10 +9,13 @@ run whose driver died from its run directory alone (`search.resume`).
 from __future__ import annotations
 
 import logging
+import contextlib
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -20,6 +23,9 @@ from typing import Any
 # directory records everything), and the plain output engine, which `verbose=0` silences.
 os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
 os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+# Ctrl-C and SIGTERM reach the engine as KeyboardInterrupt, which records the running trials as
+# interrupted; Tune's own handler would end the search as if it had finished.
+os.environ.setdefault("TUNE_DISABLE_SIGINT_HANDLER", "1")
 
 import optuna  # noqa: E402
 import ray  # noqa: E402
@@ -38,7 +44,7 @@ from search.front import front_members, write_front_files  # noqa: E402
 from search.optuna_search import RecordingOptunaSearch  # noqa: E402
 from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
-from search.resume import reconcile  # noqa: E402
+from search.resume import reconcile, resumed_seed, retried_trials, retry_interrupted  # noqa: E402
 from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
 from search.samplers import build_sampler, get_sampler_kind, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
@@ -153,17 +159,27 @@ def _search(
         fixed_knobs={"quantizer": config.space.quantizer},
     )
     stopped_in_front = config.search.stopped_in_front
+    replaced = 0  # interrupted trials whose retry spends the budget in their place
     if resumed:
-        reconcile(run_dir, _study(run_dir, config), schema, config.objectives)
+        study = _study(run_dir, config)
+        reconcile(run_dir, study, schema, config.objectives)
+        if config.search.retry_interrupted:
+            retry_interrupted(study, run_dir.read_trials())
+        replaced = len(retried_trials(study))
         write_front_files(run_dir, config.objectives, reference, stopped_in_front)
-    remaining = config.search.trials - len(run_dir.read_trials())
+    remaining = config.search.trials - (len(run_dir.read_trials()) - replaced)
     context = TrialContext(prepared, config.targets, reference["size_bytes"], config.search.cpus_per_trial, evaluator)
     recorder = _Recorder(
         run_dir, schema, config.objectives, reference, stopped_in_front, config.search.keep_artifacts, listener
     )
     listener.started(config.search.trials)
     if remaining > 0:
-        _tune(config, run_dir, context, recorder, address, remaining, resumed)
+        try:
+            _tune(config, run_dir, context, recorder, address, remaining, resumed)
+        except KeyboardInterrupt:  # Ctrl-C or SIGTERM: the trials still running are recorded as interrupted
+            reconcile(run_dir, _study(run_dir, config), schema, config.objectives)
+            write_front_files(run_dir, config.objectives, reference, stopped_in_front)
+            raise
     trials = run_dir.read_trials()
     front = front_members(trials, config.objectives, stopped_in_front)
     if trials:
@@ -205,7 +221,7 @@ def _tune(
     space = context.prepared.space
     sampler = build_sampler(
         config.search.sampler,
-        seed=config.seed,
+        seed=resumed_seed(config.seed, len(run_dir.read_trials())) if resumed else config.seed,
         population_size=config.search.population_size,
         space=space,
         sensitivities=getattr(context.prepared, "sensitivities", None),
@@ -251,7 +267,7 @@ def _tune(
                 failure_config=tune.FailureConfig(max_failures=config.search.retries, fail_fast=False),
             ),
         )
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _sigterm_interrupts():
             warnings.simplefilter("ignore")
             tuner.fit()
     finally:
@@ -262,15 +278,42 @@ def _tune(
 
 
 def _init_ray(address: str | None) -> bool:
-    """Start local Ray sized to this machine, or join `address`; False when Ray was already up."""
+    """Start this run's own local Ray sized to the machine, or join `address`; False when Ray was already up.
+
+    Without an address the run never joins a cluster another program started on the machine
+    (`address="local"`). Its Ray services listen on the machine's interfaces (Ray does not let
+    us narrow them to loopback); they require Ray's token authentication, the default of a new
+    local cluster since Ray 2.59 (`RAY_AUTH_MODE` unset), which tests check.
+    """
     if ray.is_initialized():
         return False
     options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address:
         ray.init(address=address, **options)
     else:
-        ray.init(num_cpus=os.cpu_count(), **options)
+        ray.init(address="local", num_cpus=os.cpu_count(), **options)
     return True
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt in the driver while the search runs, as Ctrl-C does.
+
+    Installed after Ray is up, it replaces the handler Ray's core worker sets, which dumps C++
+    stacks; the previous handler comes back afterwards. Only the main thread can set handlers.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @dataclass

@@ -11,8 +11,9 @@ used. A driver killed mid-run can leave the two out of step, and `reconcile` rep
 - an Optuna trial told but not recorded (killed between the two writes): its row is rebuilt from
   the metrics stored on the trial.
 
-Every finished trial counts against the budget, interrupted ones included, so a resumed run ends
-with exactly `search.trials` trials in the study and in trials.jsonl.
+Every finished trial counts against the budget, except an interrupted one that is run again
+(`retry_interrupted`): its retry takes its place, so a resumed run ends with `search.trials`
+trials in the study and in trials.jsonl beside the interrupted ones it retried.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
@@ -78,6 +80,45 @@ def reconcile(
         interrupted=tuple(interrupted),
         rebuilt=tuple(rebuilt),
     )
+
+
+RETRY_OF = "retry_of"
+"""User attribute of a trial enqueued to run an interrupted trial again: the interrupted trial's number."""
+
+
+def retry_interrupted(study: optuna.Study, rows: Sequence[dict[str, Any]]) -> list[int]:
+    """Enqueue, once each, the candidates of interrupted trials not run again yet; returns their numbers.
+
+    A trial that was itself a retry is not retried again, so a candidate that kills its driver
+    cannot make every resume start with it.
+    """
+    trials = study.get_trials(deepcopy=False)
+    retried = retried_trials(study)
+    retries = {trial.number for trial in trials if RETRY_OF in trial.user_attrs}
+    interrupted = [row["trial"] for row in rows if row.get("error") == INTERRUPTED]
+    chosen = [number for number in interrupted if number not in retried and number not in retries]
+    by_number = {trial.number: trial for trial in trials}
+    for number in chosen:
+        study.enqueue_trial(by_number[number].params, user_attrs={RETRY_OF: number})
+    return chosen
+
+
+def retried_trials(study: optuna.Study) -> set[int]:
+    """Numbers of the interrupted trials that have a retry in the study (waiting, running or finished).
+
+    Such a trial's row stays in trials.jsonl, but its retry spends the budget in its place.
+    """
+    return {trial.user_attrs[RETRY_OF] for trial in study.get_trials(deepcopy=False) if RETRY_OF in trial.user_attrs}
+
+
+def resumed_seed(seed: int, finished: int) -> int:
+    """The samplers' seed when a run resumes after `finished` trials.
+
+    Optuna's samplers keep their random state in memory only: reseeded with the run's seed, a
+    resumed search would propose its first candidates again. Mixing in the number of finished
+    trials gives each resume point its own stream, still reproducible from the run directory.
+    """
+    return int(np.random.SeedSequence([seed, finished]).generate_state(1)[0])
 
 
 def _tell_from_row(

@@ -77,6 +77,8 @@ class SearchConfig:
     """Successive halving over the fidelity ladder: about 1 in this many trials reaches the next rung."""
     stopped_in_front: bool = False
     """Whether trials stopped below the ladder's last rung may enter the front (by their last rung)."""
+    retry_interrupted: bool = True
+    """On resume, run each trial the stopped driver left unfinished once more, before new proposals."""
     keep_artifacts: str = "front"
     """Which completed trials keep their packed weights in the run directory: `front`, `all` or `none`."""
 

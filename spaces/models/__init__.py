@@ -8,13 +8,21 @@ from torch import nn
 
 from spaces.models.ecapa_tdnn import EcapaTdnn
 from spaces.models.extractor import SpeakerExtractor
+from spaces.models.ge2e import Ge2eEncoder
 from spaces.models.resnet import ResNet
+from spaces.models.speechbrain_ecapa import SpeechbrainEcapaTdnn
+from spaces.models.wespeaker_ecapa import WespeakerEcapaTdnn
+from spaces.models.wespeaker_resnet import WespeakerResNet
 from spaces.models.xvector import XVector
 
 MODEL_FAMILIES: dict[str, Callable[..., nn.Module]] = {
     "ecapa_tdnn": EcapaTdnn,
     "extractor": SpeakerExtractor,
+    "ge2e": Ge2eEncoder,
     "resnet": ResNet,
+    "speechbrain_ecapa": SpeechbrainEcapaTdnn,
+    "wespeaker_ecapa": WespeakerEcapaTdnn,
+    "wespeaker_resnet": WespeakerResNet,
     "xvector": XVector,
 }
 
@@ -29,4 +37,15 @@ def build_model(family: str, **kwargs: Any) -> nn.Module:
         raise ValueError(f"model: bad arguments for family {family!r}: {error}") from None
 
 
-__all__ = ["MODEL_FAMILIES", "EcapaTdnn", "ResNet", "SpeakerExtractor", "XVector", "build_model"]
+__all__ = [
+    "MODEL_FAMILIES",
+    "EcapaTdnn",
+    "Ge2eEncoder",
+    "ResNet",
+    "SpeakerExtractor",
+    "SpeechbrainEcapaTdnn",
+    "WespeakerEcapaTdnn",
+    "WespeakerResNet",
+    "XVector",
+    "build_model",
+]

@@ -13,7 +13,6 @@ from search.run_dir import MissingArtifactError, RunDirectory, RunDirectoryError
 from search.verify import verify_bundle
 from spaces import load_bundle
 from spaces.bundle import WEIGHTS_FILE
-from tiny_run import shared_bundle, shared_tiny_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -24,16 +23,6 @@ ROWS = [
     {"trial": 3, "status": "complete"},
 ]
 """Recorded trials; trial 4 still runs."""
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tiny_cache_dir, single_thread):
-    return shared_tiny_run(tmp_path_factory, tiny_cache_dir)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, tiny_cache_dir, single_thread):
-    return shared_bundle(tmp_path_factory, tiny_cache_dir)
 
 
 @pytest.fixture

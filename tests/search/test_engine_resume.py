@@ -2,6 +2,7 @@
 
 import json
 import os
+import signal
 
 import optuna
 from optuna.trial import TrialState
@@ -9,7 +10,7 @@ from optuna.trial import TrialState
 from engine_runs import kill_session, start_driver, wait_for, write_config
 from search.cli import main
 from search.pareto import Objective
-from search.resume import reconcile
+from search.resume import reconcile, resumed_seed, retry_interrupted
 from search.run_dir import RunDirectory
 from search.trial_rows import INTERRUPTED, RowSchema, dedupe_rows
 
@@ -109,19 +110,107 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
 
     rows = RunDirectory(run_path).read_trials()
     numbers = [row["trial"] for row in rows]
-    assert len(rows) == budget and sorted(numbers) == list(range(budget))  # none lost, none twice
-    assert rows[: len(before)] == before  # completed trials kept as they were
     interrupted = [row for row in rows if row.get("error") == INTERRUPTED]
     assert interrupted and all(row["status"] == "failed" for row in interrupted)
+    total = budget + len(interrupted)  # each interrupted trial ran again, in its place in the budget
+    assert len(rows) == total and sorted(numbers) == list(range(total))  # none lost, none twice
+    assert rows[: len(before)] == before  # completed trials kept as they were
     assert max(row["trial"] for row in before) < max(numbers)  # the study went on numbering
     backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
     study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
-    assert len(study.trials) == budget and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert len(study.trials) == total and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    retried = {trial.user_attrs["retry_of"] for trial in study.trials if "retry_of" in trial.user_attrs}
+    assert retried == {row["trial"] for row in interrupted}
     failed = {t.number for t in study.trials if t.state == TrialState.FAIL}
     assert failed == {row["trial"] for row in rows if row["status"] == "failed"}
     pareto = json.loads((run_path / "pareto.json").read_text())
     assert {m["trial"] for m in pareto["members"]} <= {row["trial"] for row in rows if row["status"] == "complete"}
-    assert len((run_path / "hypervolume.csv").read_text().splitlines()) == budget + 1
+    assert len((run_path / "hypervolume.csv").read_text().splitlines()) == total + 1
     finished = sorted(row["trial"] for row in rows if row["status"] != "failed")
     assert RunDirectory(run_path).artifact_trials() == finished  # an interrupted trial's model is dropped
     assert all(RunDirectory(run_path).read_artifact(row["trial"]) == kept_before[row["trial"]] for row in before)
+
+
+def _knob_study(run_dir: RunDirectory, sampler) -> optuna.Study:
+    storage = optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(run_dir.study_journal)))
+    return optuna.create_study(storage=storage, study_name="knobs", sampler=sampler, load_if_exists=True)
+
+
+def _propose(study: optuna.Study, count: int) -> list[dict]:
+    proposals = []
+    for _ in range(count):
+        trial = study.ask()
+        for index in range(6):
+            trial.suggest_categorical(f"bits.{index}", [2, 3, 4, 5, 6, 8])
+        study.tell(trial, 1.0)
+        proposals.append(trial.params)
+    return proposals
+
+
+def test_a_resumed_sampler_does_not_propose_the_first_candidates_again(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    first = _propose(_knob_study(run_dir, optuna.samplers.NSGAIISampler(seed=0)), 2)
+    reseeded = _knob_study(run_dir, optuna.samplers.NSGAIISampler(seed=0))
+    assert _propose(reseeded, 1) == first[:1]  # the bug: the same seed on the same journal repeats itself
+    resumed = _knob_study(run_dir, optuna.samplers.NSGAIISampler(seed=resumed_seed(0, 3)))
+    assert not any(proposal in first for proposal in _propose(resumed, 3))
+    assert resumed_seed(0, 3) == resumed_seed(0, 3) != resumed_seed(0, 4)  # reproducible from the run directory
+
+
+def test_interrupted_trials_are_enqueued_once_and_retries_are_not_retried(tmp_path):
+    run_dir = RunDirectory(tmp_path)
+    study = journal_study(run_dir)
+    for bits in (8, 4):
+        study.enqueue_trial({"bits.a": bits})
+    trials = [study.ask() for _ in range(2)]
+    for trial in trials:
+        trial.suggest_categorical("bits.a", [2, 4, 8])
+    study.tell(trials[0], [0.1, 800])
+    run_dir.rewrite_trials([SCHEMA.finished(0, {"bits.a": 8}, {"eer": 0.1, "size_bytes": 800})])
+    reconcile(run_dir, study, SCHEMA, OBJECTIVES)  # trial 1 was running: recorded interrupted
+    assert retry_interrupted(study, run_dir.read_trials()) == [1]
+    assert retry_interrupted(study, run_dir.read_trials()) == []  # once
+    retry = study.ask()
+    assert retry.suggest_categorical("bits.a", [2, 4, 8]) == 4 and retry.user_attrs == {"retry_of": 1}
+    study.tell(retry, state=TrialState.FAIL)
+    rows = [*run_dir.read_trials(), SCHEMA.failed(2, {"bits.a": 4}, INTERRUPTED)]
+    assert retry_interrupted(study, rows) == []  # a retry that was interrupted again is not retried
+
+
+def test_sigterm_stops_cleanly_and_the_resume_retries_the_interrupted_candidate(tmp_path, tiny_cache_dir):
+    budget = 4
+    extra = f"search: {{trials: {budget}, workers: 2, retries: 0}}\n"
+    config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, extra)
+    hang = tmp_path / "hang"
+    env = {"ENGINE_TEST_HANG_FILE": str(hang)}
+    log = tmp_path / "first.log"
+    driver = start_driver(["run", str(config), "--out", str(tmp_path / "results")], log, env)
+    try:
+        trials_file = lambda: next((tmp_path / "results").glob("*/trials.jsonl"), None)  # noqa: E731
+        wait_for(lambda: trials_file() and len(trials_file().read_text().splitlines()) >= 1, 300, "a finished trial")
+        hang.touch()
+        wait_for(lambda: list(tmp_path.glob("hang.*")), 120, "a trial running when SIGTERM arrives")
+        os.kill(driver.pid, signal.SIGTERM)
+        assert driver.wait(timeout=120) == 130
+    finally:
+        kill_session(driver.pid)
+    output = log.read_text()
+    assert "continue with `search run --resume" in output
+    assert "SIGTERM received" not in output and "Stack trace" not in output and "Traceback" not in output
+    run_path = trials_file().parent
+    interrupted = [row for row in RunDirectory(run_path).read_trials() if row.get("error") == INTERRUPTED]
+    assert interrupted  # recorded when the driver stopped, not only on resume
+    hang.unlink()
+
+    resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)
+    try:
+        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()[-3000:]
+    finally:
+        kill_session(resumed.pid)
+    backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
+    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
+    retries = {trial.user_attrs["retry_of"]: trial for trial in study.trials if "retry_of" in trial.user_attrs}
+    assert set(retries) == {row["trial"] for row in interrupted}
+    by_number = {trial.number: trial for trial in study.trials}
+    assert all(retry.params == by_number[number].params for number, retry in retries.items())
+    assert len(RunDirectory(run_path).read_trials()) == budget + len(interrupted)

@@ -18,21 +18,16 @@ from search.tasks import TASKS
 from search.tasks.verification_setup import verification_setup
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE
-from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS, shared_bundle, shared_tiny_run
+from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
 
 @pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tiny_cache_dir, single_thread):
-    return shared_tiny_run(tmp_path_factory, tiny_cache_dir)
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory, tiny_cache_dir, single_thread):
+def exported(bundle):
     """Trial 2 (mixed bits) exported through the CLI."""
-    return shared_bundle(tmp_path_factory, tiny_cache_dir)
+    return bundle
 
 
 def _row(run_dir, trial):

@@ -12,21 +12,9 @@ from search.tasks.verification_bundle import MIN_COSINE
 from search.verify import verify_bundle
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
-from tiny_run import shared_bundle, shared_tiny_run
 
 
 pytestmark = pytest.mark.usefixtures("single_thread")
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory, tiny_cache_dir, single_thread):
-    return shared_tiny_run(tmp_path_factory, tiny_cache_dir)
-
-
-@pytest.fixture(scope="module")
-def bundle(tmp_path_factory, tiny_cache_dir, single_thread):
-    """Trial 2 (mixed 2/4/8 bits) of the tiny run."""
-    return shared_bundle(tmp_path_factory, tiny_cache_dir)
 
 
 @pytest.fixture
