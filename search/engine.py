@@ -44,6 +44,7 @@ from search.front import front_members, write_front_files  # noqa: E402
 from search.optuna_search import RecordingOptunaSearch  # noqa: E402
 from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
+from search.reuse import MeasuredCandidates  # noqa: E402
 from search.resume import reconcile, resumed_seed, retried_trials, retry_interrupted  # noqa: E402
 from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
 from search.samplers import build_sampler, get_sampler_kind, layer_params  # noqa: E402
@@ -52,6 +53,8 @@ from search.tasks import get_task  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
 from search.trial import (  # noqa: E402
     NODE,
+    REUSED,
+    REUSED_FROM,
     RUNG,
     STEPS,
     TRIAL_NUMBER,
@@ -230,8 +233,11 @@ def _tune(
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
     with_baselines = not resumed and not get_sampler_kind(config.search.sampler).replays_sequence
     searcher = RecordingOptunaSearch(
-        recorded_keys=[*recorder.schema.metric_keys, RUNG, STEPS, NODE, "seconds"],
+        recorded_keys=[*recorder.schema.metric_keys, RUNG, STEPS, NODE, "seconds", REUSED_FROM],
         constraints=config.constraints,
+        measured=MeasuredCandidates.from_rows(
+            run_dir.read_trials(), recorder.schema.rungs, recorder.schema.metric_keys, space.candidate_from_row
+        ),
         space=_DefineByRun(space.suggest),
         metric=[objective.metric for objective in config.objectives],
         mode=[objective.direction for objective in config.objectives],
@@ -394,7 +400,7 @@ class _Recorder(Callback):
         number = trial.config.get(TRIAL_NUMBER)
         if number in self.recorded:  # Tune can report an ending twice; the first row stands
             return
-        knobs = {key: value for key, value in trial.config.items() if key != TRIAL_NUMBER}
+        knobs = {key: value for key, value in trial.config.items() if key not in (TRIAL_NUMBER, REUSED)}
         row = build(number, knobs, 1 + self.recoveries.get(trial.trial_id, 0))
         self.run_dir.append_trial(row)
         self.recorded.add(number)

@@ -18,7 +18,9 @@ from ray.tune.search import Searcher
 from ray.tune.search.optuna import OptunaSearch
 
 from search.constraints import Constraint, violations
+from search.reuse import MeasuredCandidates
 from search.samplers import CandidateSequenceSampler
+from search.trial import REUSED, REUSED_FROM, RUNG, TRIAL_NUMBER
 
 _LARGE_VIOLATION = 1e300
 """Stands in for an infinite violation (a metric the result lacks): Optuna stores JSON numbers."""
@@ -42,12 +44,23 @@ class RecordingOptunaSearch(OptunaSearch):
     Args:
         recorded_keys: Result keys stored as user attributes (metrics, rung, steps, node).
         constraints: The run's constraints, set on each trial before it is told.
+        measured: Candidates measured so far; a proposal equal to one measured through the last
+            rung is marked to replay that measurement (`search.reuse`), and every result is added.
         **kwargs: `OptunaSearch` arguments.
     """
 
-    def __init__(self, *, recorded_keys: Sequence[str], constraints: Sequence[Constraint] = (), **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *,
+        recorded_keys: Sequence[str],
+        constraints: Sequence[Constraint] = (),
+        measured: MeasuredCandidates | None = None,
+        **kwargs: Any,
+    ) -> None:
         self._recorded_keys = tuple(recorded_keys)
         self._constraints = tuple(constraints)
+        self._measured = measured
+        self._proposals: dict[str, dict[str, Any]] = {}
         super().__init__(**kwargs)
 
     def suggest(self, trial_id: str) -> dict | str | None:
@@ -58,10 +71,27 @@ class RecordingOptunaSearch(OptunaSearch):
             and sampler.exhausted(self._ot_study)
         ):
             return Searcher.FINISHED
-        return super().suggest(trial_id)
+        config = super().suggest(trial_id)
+        if isinstance(config, dict) and self._measured is not None:
+            self._proposals[trial_id] = config
+            earlier = self._measured.lookup(config)
+            if earlier is not None:
+                config = {**config, REUSED: earlier}
+        return config
+
+    def on_trial_result(self, trial_id: str, result: dict) -> None:
+        self._remember(trial_id, result)
+        super().on_trial_result(trial_id, result)
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         ot_trial = self._ot_trials.get(trial_id)
         if ot_trial is not None and result and not error and trial_id not in self._completed_trials:
             annotate_trial(ot_trial, result, self._recorded_keys, self._constraints)
+            self._remember(trial_id, result)
         super().on_trial_complete(trial_id, result, error)
+
+    def _remember(self, trial_id: str, result: Mapping[str, Any]) -> None:
+        proposal = self._proposals.get(trial_id)
+        if self._measured is not None and proposal is not None and REUSED_FROM not in result:
+            measured = {key: result[key] for key in (*self._recorded_keys, RUNG) if key in result}
+            self._measured.record(proposal, proposal[TRIAL_NUMBER], measured)

@@ -24,6 +24,10 @@ RUNG = "rung"
 """Report key: index of the fidelity-ladder rung the metrics were measured at (0 = first)."""
 STEPS = "steps"
 """Report key: cumulative fine-tuning steps of that rung (0 = post-training quantization)."""
+REUSED = "reused"
+"""Config key of a proposal measured before: {"trial": number, "rungs": [its result per rung]} (`search.reuse`)."""
+REUSED_FROM = "reused_from"
+"""Report and row key: the trial whose measurement a trial reused instead of evaluating."""
 NODE = "node"
 """Report key: id of the Ray node that ran the trial."""
 
@@ -113,8 +117,12 @@ def ray_trainable(config: dict[str, Any], context: TrialContext) -> None:
     from ray import tune
 
     torch.set_num_threads(context.cpus_per_trial)
-    candidate = {key: value for key, value in config.items() if key != TRIAL_NUMBER}
     node = ray.get_runtime_context().get_node_id()
+    if REUSED in config:  # measured before: report those results as they were
+        for result in config[REUSED]["rungs"]:
+            tune.report({**result, REUSED_FROM: config[REUSED]["trial"], NODE: node})
+        return
+    candidate = {key: value for key, value in config.items() if key != TRIAL_NUMBER}
     rungs = measure_rungs(candidate, context, config.get(TRIAL_NUMBER))
     while True:
         try:

@@ -2,7 +2,8 @@
 
 A row holds the trial number, its status, the knobs, every metric of its last reported rung,
 the fine-tuning steps of that rung, whether it meets the run's constraints, the Ray node that
-ran it, how many attempts it took, the failure reason and the seconds it took.
+ran it, the trial it reused when its candidate was measured before (`search.reuse`), how many
+attempts it took, the failure reason and the seconds it took.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from search.constraints import Constraint, is_feasible
-from search.trial import NODE, RUNG, STEPS
+from search.trial import NODE, REUSED_FROM, RUNG, STEPS
 
 COMPLETE = "complete"
 """Status of a trial that reported every rung of the fidelity ladder."""
@@ -59,6 +60,7 @@ class RowSchema:
             STEPS: result.get(STEPS, 0),
             "feasible": is_feasible(self.constraints, metrics),
             NODE: result.get(NODE),
+            **({REUSED_FROM: result[REUSED_FROM]} if result.get(REUSED_FROM) is not None else {}),
             "attempts": attempts,
             "error": "",
             "seconds": round(seconds, 3) if seconds is not None else None,
