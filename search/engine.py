@@ -64,7 +64,7 @@ from search.trial import (  # noqa: E402
 )
 from search.trial_rows import RowSchema  # noqa: E402
 
-__all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search"]
+__all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search", "start_local_ray"]
 
 _TENSORBOARD_EVERY = 5
 """Trials between TensorBoard refreshes during a run (a refresh redraws the figures, ~1 s)."""
@@ -283,21 +283,29 @@ def _tune(
             ray.shutdown()
 
 
-def _init_ray(address: str | None) -> bool:
-    """Start this run's own local Ray sized to the machine, or join `address`; False when Ray was already up.
+_RAY_OPTIONS: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
+"""No dashboard (an HTTP server), no worker logs in the driver's output (trials.csv has the errors)."""
 
-    Without an address the run never joins a cluster another program started on the machine
-    (`address="local"`). Its Ray services listen on the machine's interfaces (Ray does not let
-    us narrow them to loopback); they require Ray's token authentication, the default of a new
-    local cluster since Ray 2.59 (`RAY_AUTH_MODE` unset), which tests check.
+
+def start_local_ray(num_cpus: int | None = None) -> None:
+    """Start a Ray of this process's own on this machine, never joining one already running here.
+
+    `address="local"` starts a new cluster even when another program runs one. Its services
+    listen on the machine's interfaces (Ray does not let us narrow them to loopback); they
+    require Ray's token authentication, the default of a new local cluster since Ray 2.59
+    (`RAY_AUTH_MODE` unset), and the dashboard and client server stay off. Tests check both.
     """
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **_RAY_OPTIONS)
+
+
+def _init_ray(address: str | None) -> bool:
+    """Start this run's own local Ray sized to the machine, or join `address`; False when Ray was already up."""
     if ray.is_initialized():
         return False
-    options: dict[str, Any] = dict(include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     if address:
-        ray.init(address=address, **options)
+        ray.init(address=address, **_RAY_OPTIONS)
     else:
-        ray.init(address="local", num_cpus=os.cpu_count(), **options)
+        start_local_ray()
     return True
 
 

@@ -182,10 +182,14 @@ def _tensors(content: Any, path: str | os.PathLike[str], where: str) -> dict[str
     return dict(content)
 
 
+def _bare(content: Any, path: str | os.PathLike[str], format: str) -> dict[str, torch.Tensor]:
+    return _tensors(content, path, f"the {format} state dict")
+
+
 def _native(content: Any, path: str | os.PathLike[str], format: str) -> dict[str, torch.Tensor]:
     if isinstance(content, dict) and content.get("format") == NATIVE_FORMAT_TAG:
         return _tensors(content.get("state_dict"), path, "state_dict")
-    return _tensors(content, path, f"the {format} state dict")
+    return _bare(content, path, format)
 
 
 def _wespeaker(content: Any, path: str | os.PathLike[str], format: str) -> dict[str, torch.Tensor]:
@@ -193,7 +197,7 @@ def _wespeaker(content: Any, path: str | os.PathLike[str], format: str) -> dict[
         content = content["state_dict"]
     if isinstance(content, dict):
         content = {key: value for key, value in content.items() if not str(key).startswith(WESPEAKER_HEAD_PREFIX)}
-    return _tensors(content, path, f"the {format} state dict")
+    return _bare(content, path, format)
 
 
 def _resemblyzer(content: Any, path: str | os.PathLike[str], format: str) -> dict[str, torch.Tensor]:
@@ -206,10 +210,10 @@ def _resemblyzer(content: Any, path: str | os.PathLike[str], format: str) -> dic
 _EXTRACTORS: dict[str, Callable[[Any, str | os.PathLike[str], str], dict[str, torch.Tensor]]] = {
     "native": _native,
     "wespeaker": _wespeaker,
-    "speechbrain": _native,
+    "speechbrain": _bare,
     "resemblyzer": _resemblyzer,
 }
-"""Format -> how to take the model's tensors out of the loaded content ("speechbrain" is a bare state dict)."""
+"""Format -> how to take the model's tensors out of the loaded content."""
 
 
 def _matched(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:

@@ -12,7 +12,9 @@ os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
 def ray_session():
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    from search.engine import start_local_ray
+
+    start_local_ray(num_cpus=2)
     yield ray
     ray.shutdown()
 

@@ -71,7 +71,8 @@ def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
 def mel_filterbank() -> torch.Tensor:
     """librosa's `filters.mel(sr=16000, n_fft=400, n_mels=40)`: `[40, 201]`, float32 as librosa's."""
     bin_frequencies = np.fft.rfftfreq(N_FFT, 1.0 / SAMPLE_RATE)
-    edges = _mel_to_hz(np.linspace(*_hz_to_mel(np.array([0.0, SAMPLE_RATE / 2])), NUM_MEL_BINS + 2))
+    lowest, highest = _hz_to_mel(np.array([0.0, SAMPLE_RATE / 2]))
+    edges = _mel_to_hz(np.linspace(lowest, highest, NUM_MEL_BINS + 2))
     widths = np.diff(edges)
     ramps = np.subtract.outer(edges, bin_frequencies)
     rising = -ramps[:-2] / widths[:-1, None]
