@@ -1,7 +1,9 @@
 # Fresh-machine entry points: `make demo` runs a demo search, `make test` runs the test suite.
 # Each creates .venv and installs every package at the tested version in constraints.txt: torch
 # first, pinned there to the release whose CPU wheel this machine holds (left free, pip would pull a
-# newer CUDA build), then the package. Editing constraints.txt or pyproject.toml reinstalls.
+# newer CUDA build), then the package, then two packages without their declared dependencies
+# (see pyproject.toml: resemblyzer ships the GE2E weights, speechbrain is a test reference).
+# Editing constraints.txt or pyproject.toml reinstalls.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -15,6 +17,7 @@ $(STAMP): pyproject.toml $(CONSTRAINTS)
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --upgrade pip
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) torch
 	$(BIN)/pip install --quiet -c $(CONSTRAINTS) -e '.[dev]'
+	$(BIN)/pip install --quiet -c $(CONSTRAINTS) --no-deps resemblyzer speechbrain
 	touch $(STAMP)
 
 install: $(STAMP)

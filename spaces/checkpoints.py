@@ -91,7 +91,9 @@ def load_checkpoint(path: str | os.PathLike[str], format: str, model: nn.Module)
             (missing, unexpected and reshaped keys are listed with their counts).
     """
     if format not in CHECKPOINT_FORMATS:
-        raise CheckpointError(f"checkpoint {path}: unknown format {format!r}; expected one of {list(CHECKPOINT_FORMATS)}")
+        raise CheckpointError(
+            f"checkpoint {path}: unknown format {format!r}; expected one of {list(CHECKPOINT_FORMATS)}"
+        )
     content = _read(path)
     chosen = sniff_format(content, path) if format == "auto" else format
     state = _EXTRACTORS[chosen](content, path, chosen)
@@ -119,7 +121,9 @@ def sniff_format(content: Any, path: str | os.PathLike[str]) -> str:
     return "speechbrain"
 
 
-def save_native_checkpoint(path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], spec: ModelSpec) -> None:
+def save_native_checkpoint(
+    path: str | os.PathLike[str], state_dict: Mapping[str, torch.Tensor], spec: ModelSpec
+) -> None:
     """Write `state_dict` with the spec that builds its model, for `read_native_checkpoint` / `load_checkpoint`.
 
     Raises:
@@ -232,7 +236,9 @@ def _matched(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> d
         if keys
     ]
     if problems:
-        raise CheckpointError(f"checkpoint {source} does not fit the {type(model).__name__} model: " + "; ".join(problems))
+        raise CheckpointError(
+            f"checkpoint {source} does not fit the {type(model).__name__} model: " + "; ".join(problems)
+        )
     return {key: state.get(key, expected[key]) for key in expected}
 
 

@@ -47,7 +47,8 @@ class Frontend:
 
 FRONTENDS: dict[str, Frontend] = {
     "wespeaker": Frontend(
-        "wespeaker", wespeaker.SAMPLE_RATE, wespeaker.NUM_MEL_BINS, wespeaker.compute_features, whole_utterance_embedding
+        "wespeaker", wespeaker.SAMPLE_RATE, wespeaker.NUM_MEL_BINS, wespeaker.compute_features,
+        whole_utterance_embedding,
     ),
     "speechbrain": Frontend(
         "speechbrain", speechbrain.SAMPLE_RATE, speechbrain.NUM_MEL_BINS, speechbrain.compute_features,

@@ -62,14 +62,12 @@ def voiced_windows(waveform: np.ndarray) -> np.ndarray:
     """webrtcvad's speech label of each whole `VAD_WINDOW_MS` window of `waveform` (bool array)."""
     import webrtcvad  # the webrtcvad-wheels package; only GE2E's front-end needs it
 
-    windows = len(waveform) // VAD_WINDOW_SAMPLES
-    pcm = np.round(waveform[: windows * VAD_WINDOW_SAMPLES] * INT16_MAX).astype(np.int16).tobytes()
+    whole_windows = len(waveform) - len(waveform) % VAD_WINDOW_SAMPLES
+    pcm = np.round(waveform[:whole_windows] * INT16_MAX).astype(np.int16).tobytes()
     vad = webrtcvad.Vad(VAD_MODE)
-    window_bytes = 2 * VAD_WINDOW_SAMPLES
-    return np.array(
-        [vad.is_speech(pcm[index * window_bytes : (index + 1) * window_bytes], SAMPLE_RATE) for index in range(windows)],
-        dtype=bool,
-    )
+    window_bytes = 2 * VAD_WINDOW_SAMPLES  # int16 samples
+    starts = range(0, len(pcm), window_bytes)
+    return np.array([vad.is_speech(pcm[start : start + window_bytes], SAMPLE_RATE) for start in starts], dtype=bool)
 
 
 def trim_long_silences(waveform: np.ndarray) -> np.ndarray:

@@ -29,9 +29,13 @@ class Ge2eEncoder(nn.Module):
         num_layers: Stacked LSTM layers (`model_num_layers`).
     """
 
-    def __init__(self, num_mel_bins: int = 40, hidden_size: int = 256, embedding_dim: int = 256, num_layers: int = 3) -> None:
+    def __init__(
+        self, num_mel_bins: int = 40, hidden_size: int = 256, embedding_dim: int = 256, num_layers: int = 3
+    ) -> None:
         super().__init__()
-        sizes = dict(num_mel_bins=num_mel_bins, hidden_size=hidden_size, embedding_dim=embedding_dim, num_layers=num_layers)
+        sizes = dict(
+            num_mel_bins=num_mel_bins, hidden_size=hidden_size, embedding_dim=embedding_dim, num_layers=num_layers
+        )
         for key, value in sizes.items():
             if value < 1:
                 raise ValueError(f"model.{key}={value}: must be >= 1")

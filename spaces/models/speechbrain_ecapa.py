@@ -48,7 +48,9 @@ def weighted_mean_std(x: torch.Tensor, weights: torch.Tensor) -> tuple[torch.Ten
 class SameConv1d(nn.Module):
     """SpeechBrain's Conv1d wrapper (`conv`): a stride-1 Conv1d keeping the length by reflect padding."""
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, groups: int = 1) -> None:
+    def __init__(
+        self, in_channels: int, out_channels: int, kernel_size: int, dilation: int = 1, groups: int = 1
+    ) -> None:
         super().__init__()
         self.conv = nn.Conv1d(
             in_channels, out_channels, kernel_size, dilation=dilation, padding=dilation * (kernel_size - 1) // 2,
@@ -216,7 +218,8 @@ class SpeechbrainEcapaTdnn(nn.Module):
             )
         if min(channels) < 1 or num_mel_bins < 1 or embedding_dim < 1:
             raise ValueError(
-                f"model.channels={list(channels)}, num_mel_bins={num_mel_bins}, embedding_dim={embedding_dim}: must be >= 1"
+                f"model.channels={list(channels)}, num_mel_bins={num_mel_bins}, embedding_dim={embedding_dim}: "
+                "must be >= 1"
             )
         if res2net_scale < 2 or any(width % res2net_scale for width in channels[1:-1]):
             raise ValueError(f"model.res2net_scale={res2net_scale}: must be >= 2 and divide every block's channels")
@@ -226,7 +229,8 @@ class SpeechbrainEcapaTdnn(nn.Module):
                 SERes2NetBlock(channels[index - 1], channels[index], res2net_scale, se_channels, kernel_sizes[index],
                                dilations[index], groups[index])
             )
-        self.mfa = TdnnBlock(channels[-2] * (len(channels) - 2), channels[-1], kernel_sizes[-1], dilations[-1], groups[-1])
+        aggregated = channels[-2] * (len(channels) - 2)
+        self.mfa = TdnnBlock(aggregated, channels[-1], kernel_sizes[-1], dilations[-1], groups[-1])
         self.asp = AttentiveStatisticsPooling(channels[-1], attention_channels, global_context)
         self.asp_bn = WrappedBatchNorm1d(2 * channels[-1])
         self.fc = SameConv1d(2 * channels[-1], embedding_dim, 1)

@@ -104,7 +104,9 @@ class WespeakerResNet(nn.Module):
     ) -> None:
         super().__init__()
         if num_mel_bins < FREQUENCY_DOWNSAMPLING or num_mel_bins % FREQUENCY_DOWNSAMPLING:
-            raise ValueError(f"model.num_mel_bins={num_mel_bins}: must be a positive multiple of {FREQUENCY_DOWNSAMPLING}")
+            raise ValueError(
+                f"model.num_mel_bins={num_mel_bins}: must be a positive multiple of {FREQUENCY_DOWNSAMPLING}"
+            )
         if len(num_blocks) != 4 or min(num_blocks) < 1:
             raise ValueError(f"model.num_blocks={list(num_blocks)}: need four stages of at least one block")
         if m_channels < 1 or embedding_dim < 1:

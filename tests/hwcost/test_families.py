@@ -11,6 +11,10 @@ SMALL = {
     "ecapa_tdnn": dict(channels=32, scale=4, se_channels=8, attention_channels=8, mfa_channels=48, embedding_dim=16),
     "xvector": dict(channels=32, pooling_channels=48, embedding_dim=16),
     "extractor": dict(filters=16, window=16, bottleneck=16, hidden=24, skip_channels=16, blocks=2, stacks=2, embedding_dim=8),
+    "wespeaker_resnet": dict(m_channels=4, num_blocks=(1, 1, 1, 1), embedding_dim=16),
+    "wespeaker_ecapa": dict(channels=32, scale=4, se_channels=8, attention_channels=8, mfa_channels=48, embedding_dim=16),
+    "speechbrain_ecapa": dict(channels=(32, 32, 32, 32, 48), res2net_scale=4, se_channels=8, attention_channels=8, embedding_dim=16),
+    "ge2e": dict(hidden_size=16, embedding_dim=16, num_layers=2),
 }
 RAW_AUDIO_FAMILIES = ("extractor",)
 """Families that read waveforms, not filterbanks (no num_mel_bins)."""

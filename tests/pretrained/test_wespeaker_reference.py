@@ -22,12 +22,15 @@ PINNED_COMMIT = "dfa741957e5c11f477623b6e583d67d0af25ee88"
 
 
 def _batch_norm(prefix: str, channels: int, affine: bool = True) -> dict[str, tuple[int, ...]]:
-    stats = {f"{prefix}.running_mean": (channels,), f"{prefix}.running_var": (channels,), f"{prefix}.num_batches_tracked": ()}
+    stats = {f"{prefix}.{name}": (channels,) for name in ("running_mean", "running_var")}
+    stats[f"{prefix}.num_batches_tracked"] = ()
     return ({f"{prefix}.weight": (channels,), f"{prefix}.bias": (channels,)} if affine else {}) | stats
 
 
 # ResNet34: BasicBlock, num_blocks [3, 4, 6, 3], m_channels 32; (stage, blocks, input channels, channels, first stride)
-RESNET34_STAGES = (("layer1", 3, 32, 32, 1), ("layer2", 4, 32, 64, 2), ("layer3", 6, 64, 128, 2), ("layer4", 3, 128, 256, 2))
+RESNET34_STAGES = (
+    ("layer1", 3, 32, 32, 1), ("layer2", 4, 32, 64, 2), ("layer3", 6, 64, 128, 2), ("layer4", 3, 128, 256, 2)
+)
 RESNET34_POOLED = 2 * 256 * (80 // 8)  # TSTP: mean and std of stats_dim = int(80 / 8) * 32 * 8
 RESNET34_PUBLISHED_PARAMETERS = 6.63e6  # WeSpeaker's model table: ResNet34, 6.63M
 

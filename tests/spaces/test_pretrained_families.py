@@ -128,9 +128,9 @@ def test_tstp_pooling_is_wespeakers_unbiased_std_with_an_additive_floor():
 
 def test_wespeaker_resnet_embedding_is_seg_1_with_one_layer_and_seg_2_with_two():
     torch.manual_seed(0)
-    one = build_model("wespeaker_resnet", num_mel_bins=BINS, m_channels=4, num_blocks=(1, 1, 1, 1), embedding_dim=8).eval()
-    two = build_model("wespeaker_resnet", num_mel_bins=BINS, m_channels=4, num_blocks=(1, 1, 1, 1), embedding_dim=8,
-                      two_emb_layer=True).eval()
+    sizes = dict(num_mel_bins=BINS, m_channels=4, num_blocks=(1, 1, 1, 1), embedding_dim=8)
+    one = build_model("wespeaker_resnet", **sizes).eval()
+    two = build_model("wespeaker_resnet", **sizes, two_emb_layer=True).eval()
     two.load_state_dict(one.state_dict(), strict=False)
     features = torch.randn(2, 30, BINS)
     with torch.no_grad():
