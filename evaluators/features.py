@@ -7,13 +7,17 @@ mean normalisation, which removes a stationary channel's log-spectral offset.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import kaldi_native_fbank as knf
 import numpy as np
 import torch
 
+from evaluators.cache_keys import KEYED_WHEN_SET
 from evaluators.data.synthetic import Utterance
+
+KALDI = "kaldi"
+"""The engine's own front-end: Kaldi-compatible log-mel filterbanks with the `FbankConfig` settings."""
 
 _INT16_SCALE = 32768.0
 """Kaldi expects samples in int16 range; float audio in [-1, 1] is scaled by this."""
@@ -29,6 +33,7 @@ class FbankConfig:
         frame_shift_ms: Hop between frames.
         sample_rate: Sample rate of the audio in Hz.
         dither: Kaldi dither amount (int16 units); 0 keeps features deterministic.
+        frontend: Which front-end computes the features.
     """
 
     num_mel_bins: int = 40
@@ -36,6 +41,9 @@ class FbankConfig:
     frame_shift_ms: float = 10.0
     sample_rate: int = 16000
     dither: float = 0.0
+    frontend: str = field(default=KALDI, metadata=KEYED_WHEN_SET)
+    """`kaldi` (these settings), or a pretrained family's own front-end (`evaluators.frontends`),
+    which fixes its own bands and frames."""
 
     def __post_init__(self) -> None:
         if self.num_mel_bins < 1:

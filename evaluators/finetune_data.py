@@ -54,12 +54,15 @@ def prepare_fine_tuning(
     cache_dir: str | os.PathLike[str],
     seed: int,
     progress: Callable[[str, int, int], None] | None = None,
+    measure_sensitivities: bool = True,
 ) -> tuple[FineTuneData | None, dict[str, float]]:
     """Fine-tuning data (None when the ladder never trains) and the teacher's layer sensitivities.
 
     Args:
         teacher_key: The teacher's cache key; both cached entries extend it.
         progress: Called with (stage, done, total) around each computation.
+        measure_sensitivities: False when the features cannot be cropped (windowed front-ends):
+            no sensitivities then, so samplers and MSFT that need them say so.
     """
     progress = progress or (lambda stage, done, total: None)
 
@@ -92,6 +95,10 @@ def prepare_fine_tuning(
         config.distillation_weight,
         seed,
     )
-    measured = cached_tensors(cache_dir, "sensitivities", content_hash(teacher_key, settings), sensitivities)
+    measured = (
+        cached_tensors(cache_dir, "sensitivities", content_hash(teacher_key, settings), sensitivities)
+        if measure_sensitivities
+        else {}
+    )
     data = FineTuneData(train.features, train.labels, head) if config.trains else None
     return data, measured

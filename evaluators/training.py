@@ -7,13 +7,16 @@ by content hash by the caller, so a second run with the same corpus, model and s
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
 
 from evaluators.aam_softmax import AAMSoftmax
+from evaluators.cache_keys import KEYED_WHEN_SET
 from evaluators.features import FeatureSet, random_crop
+from evaluators.frontends.ge2e import utterance_embedding as windows_embedding
+from spaces.checkpoints import CHECKPOINT_FORMATS
 
 
 class TrainingError(RuntimeError):
@@ -32,6 +35,7 @@ class TeacherConfig:
         weight_decay: AdamW weight decay.
         margin: AAM-softmax angular margin (radians), ramped up over the first 30% of steps.
         scale: AAM-softmax logit scale.
+        checkpoint, format: Load this teacher instead of training it (the training settings are then unused).
     """
 
     steps: int = 600
@@ -41,6 +45,11 @@ class TeacherConfig:
     weight_decay: float = 1e-4
     margin: float = 0.2
     scale: float = 30.0
+    checkpoint: str | None = field(default=None, metadata=KEYED_WHEN_SET)
+    """A trained model to load instead of training one (`spaces.checkpoints`); `package:DIST/PATH`
+    names a file shipped inside an installed package (e.g. resemblyzer's GE2E weights)."""
+    format: str = field(default="auto", metadata=KEYED_WHEN_SET)
+    """The checkpoint's layout: native, wespeaker, speechbrain, resemblyzer, or auto (sniffed)."""
 
     def __post_init__(self) -> None:
         for key in ("steps", "batch_size", "crop_frames"):
@@ -48,6 +57,10 @@ class TeacherConfig:
                 raise ValueError(f"teacher.{key}={getattr(self, key)}: must be >= 1")
         if self.learning_rate <= 0:
             raise ValueError(f"teacher.learning_rate={self.learning_rate}: must be > 0")
+        if self.format not in CHECKPOINT_FORMATS:
+            raise ValueError(f"teacher.format={self.format!r}: expected one of {list(CHECKPOINT_FORMATS)}")
+        if self.checkpoint == "":
+            raise ValueError("teacher.checkpoint='': give a file, or leave the key out to train the teacher")
 
 
 def train_speaker_model(
@@ -92,6 +105,16 @@ def train_speaker_model(
 
 @torch.inference_mode()
 def embed_utterances(model: nn.Module, features: list[torch.Tensor]) -> torch.Tensor:
-    """Embeddings of full utterances, one forward pass each (lengths differ), `[n, dim]`."""
+    """Embeddings of full utterances, one forward pass each (lengths differ), `[n, dim]`.
+
+    An utterance given as partial windows (`[windows, frames, bins]`, the GE2E front-end's) is
+    embedded as its upstream does: the normalised mean of its windows' embeddings.
+    """
     model.eval()
-    return torch.cat([model(utterance.unsqueeze(0)) for utterance in features])
+    return torch.stack([_utterance_embedding(model, utterance) for utterance in features])
+
+
+def _utterance_embedding(model: nn.Module, utterance: torch.Tensor) -> torch.Tensor:
+    if utterance.dim() == 3:
+        return windows_embedding(model, utterance)
+    return model(utterance.unsqueeze(0))[0]

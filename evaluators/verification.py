@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from evaluators.data.cache import cached_tensors, content_hash
+from evaluators.data.cache import cached_tensors, content_hash, file_digest
 from evaluators.data.source_features import EvalSet, load_eval_set, load_training_set
 from evaluators.data.sources import DataConfig
 from evaluators.data.synthetic import CORPUS_VERSION
@@ -24,7 +24,9 @@ from evaluators.finetune import FineTuner
 from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
 from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
 from evaluators.training import TeacherConfig, embed_utterances, train_speaker_model
+from evaluators.utterance_features import windowed_features
 from evaluators.verification_fidelity import VerificationFidelity
+from spaces.checkpoints import load_checkpoint, resolve_checkpoint_path
 from spaces.compress import CompressedModel, ModelSpec, compress
 from spaces.plan import CompressionPlan
 from spaces.space import SearchSpace, SpaceConfig
@@ -111,12 +113,20 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
         ]
         train = training.features
         spec = setup.spec
-        key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), setup.teacher, setup.seed)
-        teacher = cached_tensors(
-            setup.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, setup, progress)
-        )
+        if setup.teacher.checkpoint is None:
+            key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), setup.teacher, setup.seed)
+            teacher = cached_tensors(
+                setup.cache_dir, "teacher", key, lambda: self._train_teacher(spec, train, setup, progress)
+            )
+        else:  # the user's trained model: loaded, never trained
+            progress("teacher checkpoint", 0, 1)
+            path = resolve_checkpoint_path(setup.teacher.checkpoint)
+            teacher = load_checkpoint(path, setup.teacher.format, spec.build())
+            key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), file_digest(path), setup.seed)
+            progress("teacher checkpoint", 1, 1)
         fine_tune_data, sensitivities = prepare_fine_tuning(
-            spec, teacher, key, train, setup.fidelity, setup.cache_dir, setup.seed, progress
+            spec, teacher, key, train, setup.fidelity, setup.cache_dir, setup.seed, progress,
+            measure_sensitivities=not windowed_features(fbank),
         )
         model = spec.build()
         return PreparedVerification(

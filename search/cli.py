@@ -28,9 +28,10 @@ from search.run_dir import RunDirectory, RunDirectoryError
 from search.samplers import SAMPLER_KINDS, SamplerError
 from search.selection import SelectionError
 from spaces.bundle import BundleError
+from spaces.checkpoints import CheckpointError
 
 USER_ERRORS = (
-    ConfigError, SamplerError, RunDirectoryError, CorpusError, TrialListError, SelectionError, ExportError,
+    ConfigError, SamplerError, RunDirectoryError, CorpusError, TrialListError, SelectionError, ExportError, CheckpointError,
     OnnxExportError, BundleError,
 )
 EXIT_CHECK_FAILED = 1
@@ -156,6 +157,16 @@ def _export(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _teacher_export(args: argparse.Namespace, console: Console) -> int:
+    from search.progress import RichDisplay
+    from search.teacher_export import export_teacher
+
+    with RichDisplay() as display:
+        path = export_teacher(args.source, args.out, progress=display.stage)
+    console.print(f"teacher: {path}\nload it with: teacher: {{checkpoint: {path}, format: native}}")
+    return 0
+
+
 def _verify(args: argparse.Namespace, console: Console) -> int:
     from search.progress import RichDisplay
     from search.verify import print_verification, verify_bundle
@@ -269,6 +280,17 @@ def _parser() -> argparse.ArgumentParser:
     show.add_argument("--target", help="one target profile (default: the config's targets)")
     show.add_argument("--candidate", help='knobs as JSON or a JSON file, e.g. \'{"bits.stem": 8, ...}\' (default: FP32)')
     show.set_defaults(handler=_hwcost_show)
+    teacher = commands.add_parser("teacher", help="work with a run's teacher", description="Work with a run's teacher.")
+    teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
+    teacher_export = teacher_commands.add_parser(
+        "export",
+        help="write the teacher as a checkpoint other configs load",
+        description="Write a run's (or config's) teacher as a native checkpoint: load it elsewhere with "
+        "teacher: {checkpoint: FILE, format: native}. Trains it first when it is not cached.",
+    )
+    teacher_export.add_argument("source", metavar="RUN_OR_CONFIG", help="run directory or run config YAML")
+    teacher_export.add_argument("--out", required=True, metavar="FILE", help="checkpoint file to write (must not exist)")
+    teacher_export.set_defaults(handler=_teacher_export)
     return parser
 
 

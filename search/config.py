@@ -33,6 +33,7 @@ from search.run_config import (
     SearchConfig,
 )
 from search.tasks import TASKS, Task, get_task
+from spaces.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from spaces.models import MODEL_FAMILIES
 from spaces.space import SearchSpace, parse_space_config
 
@@ -177,13 +178,20 @@ def _model(block: Any, task: Task) -> dict[str, Any]:
 
 
 def _check_model_builds(config: RunConfig) -> None:
-    """Model arguments are checked against the family now, not when the teacher starts training."""
+    """Model arguments are checked against the family now, not when the teacher starts training;
+    a teacher checkpoint is loaded and matched against the model now, not after data preparation."""
     spec = get_task(config.task).model_spec(config)
     try:
-        spec.build()
+        model = spec.build()
     except (TypeError, ValueError, RuntimeError) as error:
         message = shorten(_one_line(error), 300)
         raise ValueError(message if message.startswith("model") else f"model ({spec.family}): {message}") from None
+    checkpoint = getattr(config.teacher, "checkpoint", None)
+    if checkpoint is not None:
+        try:
+            load_checkpoint(resolve_checkpoint_path(checkpoint), config.teacher.format, model)
+        except CheckpointError as error:
+            raise ValueError(f"teacher.{error}") from None
 
 
 def _string_list(key: str, value: Any) -> list[str]:

@@ -14,10 +14,12 @@ from typing import Any
 from evaluators.data.mixtures import MixtureConfig
 from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, Source
 from evaluators.extraction_training import ExtractorTrainingConfig
+from evaluators.features import KALDI
 from evaluators.fidelity import FidelityConfig
 from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.student_training import DistillationConfig
 from evaluators.training import TeacherConfig
+from evaluators.utterance_features import FRONTEND_NAMES
 from search.constraints import Constraint
 from search.messages import shorten
 from search.pareto import Objective
@@ -36,13 +38,21 @@ class ConfigError(ValueError):
 
 @dataclass(frozen=True)
 class FeatureConfig:
-    """The `features:` block: log-mel filterbank settings (the sample rate comes from `data:`)."""
+    """The `features:` block: log-mel filterbank settings (the sample rate comes from `data:`).
+
+    `frontend` is `kaldi` (the engine's filterbank with these settings) or the front-end a
+    pretrained family was trained on (`wespeaker`, `speechbrain`, `ge2e`), which fixes its own
+    bands and frames: `num_mel_bins` must then be its number of bands.
+    """
 
     num_mel_bins: int = 40
     frame_length_ms: float = 25.0
     frame_shift_ms: float = 10.0
+    frontend: str = KALDI
 
     def __post_init__(self) -> None:
+        if self.frontend not in FRONTEND_NAMES:
+            raise ValueError(f"features.frontend={shorten(self.frontend)!r}: expected one of {list(FRONTEND_NAMES)}")
         if not 8 <= self.num_mel_bins <= MAX_MEL_BINS:
             raise ValueError(f"features.num_mel_bins={self.num_mel_bins}: must be in [8, {MAX_MEL_BINS}]")
         if not 0 < self.frame_shift_ms <= self.frame_length_ms:

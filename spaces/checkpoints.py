@@ -21,10 +21,12 @@ reads it), which is taken from the model.
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 import os
 import pickle
 import re
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -98,6 +100,31 @@ def load_checkpoint(path: str | os.PathLike[str], format: str, model: nn.Module)
     chosen = sniff_format(content, path) if format == "auto" else format
     state = _EXTRACTORS[chosen](content, path, chosen)
     return _matched(state, model, f"{path} (read as {chosen})")
+
+
+PACKAGE_PREFIX = "package:"
+"""`package:DIST/PATH`: the file PATH (relative to the install root, e.g. `resemblyzer/pretrained.pt`)
+of the installed distribution DIST, the first part of PATH; weights a wheel ships are found there
+without importing the package."""
+
+
+def resolve_checkpoint_path(text: str) -> Path:
+    """The file a `teacher.checkpoint` value names: a path, or a file inside an installed package.
+
+    Raises:
+        CheckpointError: The package is not installed, or the file is not where it says.
+    """
+    if not text.startswith(PACKAGE_PREFIX):
+        return Path(text)
+    inside = text[len(PACKAGE_PREFIX) :]
+    distribution = inside.split("/", 1)[0]
+    try:
+        located = Path(str(importlib.metadata.distribution(distribution).locate_file(inside)))
+    except importlib.metadata.PackageNotFoundError:
+        raise CheckpointError(f"checkpoint {text}: package {distribution!r} is not installed") from None
+    if not located.is_file():
+        raise CheckpointError(f"checkpoint {text}: {located} does not exist in the installed {distribution!r}")
+    return located
 
 
 def sniff_format(content: Any, path: str | os.PathLike[str]) -> str:
@@ -244,6 +271,8 @@ def _matched(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> d
 
 __all__ = [
     "CHECKPOINT_FORMATS",
+    "PACKAGE_PREFIX",
+    "resolve_checkpoint_path",
     "CheckpointError",
     "NativeCheckpoint",
     "load_checkpoint",

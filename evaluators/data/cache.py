@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from evaluators.cache_keys import keyed_fields
 from evaluators.data.synthetic import CORPUS_VERSION, SyntheticCorpusConfig, generate_speaker_utterances
-from evaluators.features import FbankConfig, FeatureSet, compute_fbank, speaker_labels
+from evaluators.features import FbankConfig, FeatureSet, speaker_labels
+from evaluators.utterance_features import utterance_features
 
 DEFAULT_CACHE_ROOT = Path("results/cache")
 """Where run configs put the cache unless they say otherwise (relative to the working directory)."""
@@ -43,6 +45,15 @@ def content_hash(*parts: Any) -> str:
     """
     text = json.dumps(parts, sort_keys=True, separators=(",", ":"), default=_jsonable)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (a checkpoint's identity in cache keys), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as stream:
+        for chunk in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def cached_tensors(
@@ -141,7 +152,7 @@ def _speaker_features(
 ) -> list[tuple[str, str, np.ndarray]]:
     """(speaker id, utterance id, features) of one speaker; numpy, because it crosses processes."""
     return [
-        (utterance.speaker_id, utterance.utterance_id, compute_fbank(utterance.audio, fbank).numpy())
+        (utterance.speaker_id, utterance.utterance_id, utterance_features(utterance.audio, fbank).numpy())
         for utterance in generate_speaker_utterances(corpus, split, speaker_index)
     ]
 
@@ -184,5 +195,5 @@ def unpack_features(entry: dict) -> FeatureSet:
 
 def _jsonable(value: Any) -> Any:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return dataclasses.asdict(value)
+        return keyed_fields(value)
     raise TypeError(f"cannot content-hash a {type(value).__name__}: {value!r}")

@@ -32,7 +32,8 @@ from evaluators.data.corpora import (
 )
 from evaluators.data.sources import CorpusConfig
 from evaluators.data.trial_lists import Trial, resolve_trials, trial_keys
-from evaluators.features import FbankConfig, FeatureSet, compute_fbank
+from evaluators.features import FbankConfig, FeatureSet
+from evaluators.utterance_features import utterance_features
 
 CORPUS_FEATURES_VERSION = 1
 """Bump whenever reading or featurising changes, so that stale cache entries are not reused."""
@@ -138,7 +139,7 @@ def _utterance_features(utterance: CorpusUtterance, source: CorpusConfig, fbank:
         samples = samples[: round(source.max_seconds * fbank.sample_rate)]
     if len(samples) < fbank.frame_length_samples:
         raise AudioError(utterance.path, "too short", f"{len(samples)} samples after reading, less than one frame")
-    features = compute_fbank(samples, fbank).numpy()
+    features = utterance_features(samples, fbank).numpy()
     if not np.isfinite(features).all():  # never cache features that would poison every model trained on them
         raise AudioError(utterance.path, "non-finite features", "the filterbank of these samples is not finite")
     return features

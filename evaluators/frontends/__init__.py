@@ -36,6 +36,8 @@ class Frontend:
             `[windows, frames, bins]`).
         embed: (model, features) -> the utterance embedding `[embedding_dim]`; call it in
             eval mode under `torch.no_grad()`.
+        windowed: Features are fixed partial windows, not a frame sequence: random training
+            crops of them mean nothing (no training, fine-tuning or crop-based sensitivities yet).
     """
 
     name: str
@@ -43,6 +45,7 @@ class Frontend:
     num_mel_bins: int
     features: Callable[[np.ndarray], torch.Tensor]
     embed: Callable[[nn.Module, torch.Tensor], torch.Tensor]
+    windowed: bool = False
 
 
 FRONTENDS: dict[str, Frontend] = {
@@ -54,7 +57,9 @@ FRONTENDS: dict[str, Frontend] = {
         "speechbrain", speechbrain.SAMPLE_RATE, speechbrain.NUM_MEL_BINS, speechbrain.compute_features,
         whole_utterance_embedding,
     ),
-    "ge2e": Frontend("ge2e", ge2e.SAMPLE_RATE, ge2e.NUM_MEL_BINS, ge2e.compute_features, ge2e.utterance_embedding),
+    "ge2e": Frontend(
+        "ge2e", ge2e.SAMPLE_RATE, ge2e.NUM_MEL_BINS, ge2e.compute_features, ge2e.utterance_embedding, windowed=True
+    ),
 }
 """Front-end name -> front-end; the name is the upstream whose models read these features."""
 

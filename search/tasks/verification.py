@@ -15,7 +15,7 @@ from search.tasks.verification_bundle import (
     verification_record,
     verification_summary,
 )
-from search.tasks.verification_setup import model_spec, verification_setup
+from search.tasks.verification_setup import check_frontend, model_spec, verification_setup
 
 
 class VerificationTask(Task):
@@ -25,14 +25,15 @@ class VerificationTask(Task):
     quality_metrics = ("eer", "min_dcf")
     per_eval_set_metrics = ("eer", "min_dcf")
     default_objectives = (Objective("eer", "min"), Objective("size_bytes", "min"), Objective("latency_ms", "min"))
-    families = ("ecapa_tdnn", "resnet", "xvector")
-    family_requirement = "a speaker-embedding family (ecapa_tdnn, resnet or xvector)"
+    families = ("ecapa_tdnn", "ge2e", "resnet", "speechbrain_ecapa", "wespeaker_ecapa", "wespeaker_resnet", "xvector")
+    family_requirement = f"a speaker-embedding family ({', '.join(families)})"
     default_family = "resnet"
     teacher_config = TeacherConfig
     fidelity_config = VerificationFidelity
     embeds = True
 
     model_spec = staticmethod(model_spec)
+    validate = staticmethod(check_frontend)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator
     bundle_signature = staticmethod(verification_io)

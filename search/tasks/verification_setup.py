@@ -5,7 +5,8 @@
 
 from __future__ import annotations
 
-from evaluators.features import FbankConfig
+from evaluators.features import KALDI, FbankConfig
+from evaluators.frontends import get_frontend
 from evaluators.verification import VerificationSetup
 from search.run_config import RunConfig
 from spaces.compress import ModelSpec
@@ -32,7 +33,34 @@ def fbank_config(config: RunConfig) -> FbankConfig:
         frame_length_ms=config.features.frame_length_ms,
         frame_shift_ms=config.features.frame_shift_ms,
         sample_rate=config.data.sample_rate,
+        frontend=config.features.frontend,
     )
+
+
+def check_frontend(config: RunConfig) -> None:
+    """A pretrained front-end's bands and rate are fixed; a windowed one cannot be trained on yet.
+
+    Raises:
+        ValueError: Naming the key to change.
+    """
+    if config.features.frontend == KALDI:
+        return
+    frontend = get_frontend(config.features.frontend)
+    name = frontend.name
+    if config.features.num_mel_bins != frontend.num_mel_bins:
+        raise ValueError(
+            f"features.num_mel_bins={config.features.num_mel_bins}: the {name} front-end computes "
+            f"{frontend.num_mel_bins} bands; set num_mel_bins: {frontend.num_mel_bins}"
+        )
+    if config.data.sample_rate != frontend.sample_rate:
+        raise ValueError(f"data.sample_rate={config.data.sample_rate}: the {name} front-end reads {frontend.sample_rate} Hz audio")
+    if frontend.windowed and config.teacher.checkpoint is None:
+        raise ValueError(f"teacher.checkpoint: the {name} front-end's windows cannot train a teacher; load one")
+    if frontend.windowed and config.fidelity.trains:
+        raise ValueError(
+            f"fidelity.steps={list(config.fidelity.steps)}: fine-tuning on the {name} front-end's windows is not "
+            "supported yet; use [0] (post-training quantization)"
+        )
 
 
 def verification_setup(config: RunConfig) -> VerificationSetup:
@@ -51,4 +79,4 @@ def verification_setup(config: RunConfig) -> VerificationSetup:
     )
 
 
-__all__ = ["fbank_config", "model_spec", "verification_setup"]
+__all__ = ["check_frontend", "fbank_config", "model_spec", "verification_setup"]
