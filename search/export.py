@@ -36,7 +36,7 @@ from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import MissingArtifactError, RunDirectory
 from search.selection import Selection
 from search.tasks import Task, get_task
-from search.tasks.base import BOOTSTRAP_REPLICATES, ExportMismatch
+from search.tasks.base import BOOTSTRAP_REPLICATES, TaskExportError
 from search.trial import STEPS, measure
 from spaces.bundle import (
     MODEL_CARD_FILE,
@@ -124,6 +124,10 @@ def export_bundle(
     reference = run_dir.read_reference()
     config = load_config(run_dir.path / RUN_CONFIG_FILE)
     row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
+    try:
+        get_task(config.task).check_exportable(config)
+    except TaskExportError as error:
+        raise ExportError(f"trial {row['trial']}: {error}") from None
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
@@ -230,7 +234,7 @@ def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict
     """The task's confidence interval; re-scoring that disagrees with the evaluator stops the export."""
     try:
         return task.quality_interval(evaluation, prepared)
-    except ExportMismatch as error:
+    except TaskExportError as error:
         raise ExportError(str(error)) from None
 
 

@@ -44,7 +44,7 @@ from search.onnx_export import unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.tasks import UnknownTaskError, get_task
 from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
-from search.tasks.verification_bundle import MAX_EER_DIFFERENCE, MIN_COSINE
+from search.tasks.verification_bundle import MAX_EER_DIFFERENCE, MIN_COSINE, feature_settings
 from search.tasks.verification_setup import fbank_config
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
 
@@ -211,12 +211,12 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
             rates = f"sample rate {config.data.sample_rate} Hz differs from the bundle's {bundle.config.sample_rate} Hz"
             raise ConfigError(f"{path}: {rates}")
         return config
-    fbank = fbank_config(config)
-    found = (fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate)
-    wanted = (expected.num_mel_bins, expected.frame_length_ms, expected.frame_shift_ms, bundle.config.sample_rate)
+    fbank, front_end = fbank_config(config), feature_settings(config).kind
+    found = (front_end, fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate)
+    wanted = (expected.kind, expected.num_mel_bins, expected.frame_length_ms, expected.frame_shift_ms, bundle.config.sample_rate)
     if found != wanted:
         raise ConfigError(
-            f"{path}: features (mel bins, window ms, hop ms, sample rate) {found} differ from the bundle's {wanted}"
+            f"{path}: features (front-end, mel bins, window ms, hop ms, sample rate) {found} differ from the bundle's {wanted}"
         )
     return config
 

@@ -38,8 +38,9 @@ Signature = tuple[FeatureSettings | None, tuple[TensorSpec, ...], tuple[TensorSp
 Progress = Callable[[str, int, int], None]
 
 
-class ExportMismatch(ValueError):
-    """Re-scoring an exported model disagrees with the evaluator (the bundle would not be what was measured)."""
+class TaskExportError(ValueError):
+    """A model the task cannot put in a bundle faithfully: its re-scoring disagrees with the
+    evaluator, or the bundle format cannot hold its front-end."""
 
 
 def recorded_check(label: str, value: float, recorded: Mapping[str, float], key: str, scale: float, unit: str) -> Check:
@@ -123,6 +124,9 @@ class Task(ABC):
     def evaluator(self) -> Evaluator:
         """A new evaluator of this task (a subclass may name its evaluator class here)."""
 
+    def check_exportable(self, config: RunConfig) -> None:
+        """Raise `TaskExportError` when this run's models cannot become bundles (before any work)."""
+
     @abstractmethod
     def bundle_signature(self, config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
         """The bundle's front end, inputs and outputs for a model of this run."""
@@ -149,4 +153,4 @@ class Task(ABC):
     """The model card's task-specific text."""
 
 
-__all__ = ["BOOTSTRAP_REPLICATES", "CONFIDENCE", "ExportMismatch", "Progress", "Signature", "Task", "recorded_check"]
+__all__ = ["BOOTSTRAP_REPLICATES", "CONFIDENCE", "TaskExportError", "Progress", "Signature", "Task", "recorded_check"]

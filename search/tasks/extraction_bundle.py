@@ -23,7 +23,7 @@ from evaluators.si_sdr import si_sdr_improvement
 from search.checks import Check
 from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
-from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, ExportMismatch, Signature, recorded_check
+from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, TaskExportError, Signature, recorded_check
 from spaces.bundle import Bundle, BundleConfig, extraction_signature
 from spaces.compress import ModelSpec
 
@@ -49,7 +49,7 @@ def si_sdri_interval(evaluation: Evaluation, prepared: PreparedExtraction) -> di
     with torch.no_grad():
         improvements = si_sdri_per_mixture(extract(evaluation.compressed.model, prepared.test_set), prepared.test_set)
     if abs(improvements.mean() - evaluation.metrics["si_sdri"]) > 1e-6:
-        raise ExportMismatch(
+        raise TaskExportError(
             f"SI-SDRi of the re-scored mixtures ({improvements.mean()}) differs from the evaluator's "
             f"({evaluation.metrics['si_sdri']})"
         )

@@ -9,6 +9,7 @@ from search.pareto import Objective
 from search.tasks.base import Task
 from search.tasks.verification_bundle import (
     VERIFICATION_CARD,
+    check_exportable,
     eer_interval,
     verification_checks,
     verification_io,
@@ -36,6 +37,7 @@ class VerificationTask(Task):
     validate = staticmethod(check_frontend)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator
+    check_exportable = staticmethod(check_exportable)
     bundle_signature = staticmethod(verification_io)
     quality_interval = staticmethod(eer_interval)
     evaluation_record = staticmethod(verification_record)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -16,13 +17,15 @@ import torch
 
 from evaluators.data.source_features import EvalSet, load_eval_set
 from evaluators.evaluation import Evaluation
+from evaluators.features import KALDI
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
 from evaluators.training import embed_utterances
+from evaluators.utterance_features import windowed_features
 from evaluators.verification import PreparedVerification
 from search.checks import Check
 from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
-from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, ExportMismatch, Signature, recorded_check
+from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, TaskExportError, Signature, recorded_check
 from search.tasks.verification_setup import fbank_config
 from spaces.bundle import Bundle, BundleConfig, FeatureSettings, verification_signature
 from spaces.compress import ModelSpec
@@ -37,12 +40,27 @@ def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) 
     """Filterbank features in, an embedding of the model's size out."""
     with torch.no_grad():
         embedding_dim = int(model(spec.one_second_input()).shape[-1])
-    features = FeatureSettings(
+    return (feature_settings(config), *verification_signature(spec.num_mel_bins, embedding_dim))
+
+
+def feature_settings(config: RunConfig) -> FeatureSettings:
+    """The bundle's record of the front-end the model reads (the engine's filterbank or a pretrained family's)."""
+    settings = FeatureSettings(
         num_mel_bins=config.features.num_mel_bins,
         frame_length_ms=config.features.frame_length_ms,
         frame_shift_ms=config.features.frame_shift_ms,
     )
-    return (features, *verification_signature(spec.num_mel_bins, embedding_dim))
+    if config.features.frontend == KALDI:
+        return settings
+    return replace(settings, kind=f"{config.features.frontend} front-end (evaluators.frontends.{config.features.frontend})")
+
+
+def check_exportable(config: RunConfig) -> None:
+    """A windowed front-end's model (GE2E) takes windows and averages embeddings: no bundle holds that yet."""
+    if windowed_features(fbank_config(config)):
+        raise TaskExportError(
+            f"features.frontend={config.features.frontend!r}: bundles of models that read partial windows are not supported yet"
+        )
 
 
 def eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:
@@ -55,7 +73,7 @@ def eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict
         scores, labels = eval_set.trials.scores(embeddings), np.asarray(eval_set.trials.labels)
     eer = equal_error_rate(scores, labels)
     if abs(eer - evaluation.metrics["eer"]) > 1e-9:
-        raise ExportMismatch(f"EER of the re-scored trials ({eer}) differs from the evaluator's ({evaluation.metrics['eer']})")
+        raise TaskExportError(f"EER of the re-scored trials ({eer}) differs from the evaluator's ({evaluation.metrics['eer']})")
     low, high = bootstrap_eer_interval(scores, labels, BOOTSTRAP_REPLICATES, CONFIDENCE, prepared.seed)
     return {
         "eer_low": low,

@@ -6,10 +6,11 @@ import pytest
 import torch
 
 from search.cli import main
-from search.config import load_config
+from search.config import ConfigError, load_config
 from search.engine import run_search
 from search.run_dir import RunDirectory
 from search.tasks import get_task
+from search.tasks.base import TaskExportError
 from spaces.checkpoints import read_native_checkpoint
 from tiny_config import tiny_config
 
@@ -103,3 +104,29 @@ def test_a_search_over_a_loaded_teacher(exported, tmp_path, tiny_cache_dir, ray_
     outcome = run_search(config, RunDirectory.create(tmp_path / "results", config.name))
     assert len(outcome.trials) == 3 and all(row["status"] == "complete" for row in outcome.trials)
     assert outcome.front and 0 <= outcome.reference["eer"] <= 0.5
+
+
+def test_the_ge2e_config_loads_the_weights_shipped_in_the_resemblyzer_wheel():
+    config = load_config("configs/sv_ge2e.yaml")
+    assert config.features.frontend == "ge2e" and config.teacher.checkpoint.startswith("package:resemblyzer/")
+    with pytest.raises(TaskExportError, match="partial windows are not supported yet"):
+        get_task(config.task).check_exportable(config)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ("features: {frontend: wespeaker, num_mel_bins: 40}\nmodel: {family: wespeaker_resnet}\n",
+         "features.num_mel_bins=40: the wespeaker front-end computes 80 bands; set num_mel_bins: 80"),
+        ("features: {frontend: ge2e, num_mel_bins: 40}\nmodel: {family: ge2e}\n",
+         "teacher.checkpoint: the ge2e front-end's windows cannot train a teacher; load one"),
+        ("features: {frontend: kaldi2}\n", "features.frontend='kaldi2': expected one of \\['kaldi', 'wespeaker'"),
+        ("teacher: {format: onnx}\n", "teacher.format='onnx': expected one of"),
+        ("teacher: {checkpoint: package:no-such-dist/model.pt}\n", "package 'no-such-dist' is not installed"),
+    ],
+)
+def test_front_end_and_checkpoint_settings_are_checked_at_load(tmp_path, change, message):
+    path = tmp_path / "bad.yaml"
+    path.write_text(f"name: bad\n{change}")
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)
