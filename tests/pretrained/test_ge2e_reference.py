@@ -25,7 +25,7 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::DeprecationWarning"),
 ]
 
-AN4 = Path("/work/shared/data/an4")
+AN4 = Path(__file__).resolve().parents[3] / "shared" / "data" / "an4"
 """Real recorded speech (16 kHz FLAC), shared by the project; absent on some machines."""
 
 UTTERANCES = 5
