@@ -12,7 +12,9 @@ trial's artifact is the rung its row records.
 `search.keep_artifacts` says which artifacts the run keeps (`prune_artifacts`, after every
 finished trial): `front` those of the current Pareto front's members (a trial still running keeps
 its own until it is recorded: it may enter the front), `all` those of every completed or stopped
-trial, `none` none at all (no channel is opened).
+trial, `none` none at all (no channel is opened). A trial that reused an earlier measurement
+(`search.reuse`) trained nothing and sent nothing: its model is the artifact of the trial it
+reused (`artifact_trial`), which is kept as long as either row needs it.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Any
 from evaluators.evaluation import Evaluation, Prepared
 from search.run_config import KEEP_ARTIFACTS
 from search.run_dir import RunDirectory, RunDirectoryError
+from search.trial import REUSED_FROM
 from search.trial_rows import COMPLETE, STOPPED
 from spaces.compress import CompressedModel, ModelSpec, rebuild_compressed
 from spaces.plan import CompressionPlan
@@ -106,14 +109,19 @@ _MANIFEST_FIELDS = tuple(field for field in dataclasses.fields(TrialArtifact) if
 """The artifact's fields stored as they are in its manifest (the spec is stored as a dict, the weights beside it)."""
 
 
+def artifact_trial(row: Mapping[str, Any]) -> int:
+    """The trial whose artifact holds a row's model: the row's own, or the one it reused."""
+    return int(row.get(REUSED_FROM, row["trial"]))
+
+
 def prune_artifacts(
     run_dir: RunDirectory, rows: Sequence[Mapping[str, Any]], front: Sequence[Mapping[str, Any]], keep: str
 ) -> None:
     """Remove the artifacts of recorded trials the run does not keep (see the module docstring)."""
     if keep == KEEP_FRONT:
-        kept = {row["trial"] for row in front}
+        kept = {artifact_trial(row) for row in front}
     elif keep == KEEP_ALL:
-        kept = {row["trial"] for row in rows if row.get("status") in (COMPLETE, STOPPED)}
+        kept = {artifact_trial(row) for row in rows if row.get("status") in (COMPLETE, STOPPED)}
     else:
         kept = set()
     recorded = {row.get("trial") for row in rows}
@@ -181,6 +189,7 @@ __all__ = [
     "ArtifactChannel",
     "ArtifactKeeper",
     "TrialArtifact",
+    "artifact_trial",
     "built_spec",
     "open_artifact_channel",
     "prune_artifacts",

@@ -74,7 +74,8 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         if args.config is not None or overrides:
             given = ["CONFIG"] * (args.config is not None) + [f"--{key.split('.')[-1].replace('_', '-')}" for key in overrides]
             raise ConfigError(f"--resume {args.resume}: continues with the run's saved config; drop {', '.join(given)}")
-        run_dir = RunDirectory(args.resume)
+        run_dir = RunDirectory.existing(args.resume)
+        run_dir.check_writable()
         config = None
     else:
         config = load_config(args.config, overrides)
@@ -117,7 +118,7 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     from search.report import TEXT_FORMATS, print_report, serve_tensorboard, tensorboard_argv
     from search.report_html import write_comparison_html, write_html_report
 
-    run_dirs = [RunDirectory(path) for path in args.run_dirs]
+    run_dirs = [RunDirectory.existing(path) for path in args.run_dirs]
     tensorboard = tensorboard_argv(run_dirs, args.port) if args.tensorboard else None  # a missing folder fails first
     pages = [write_html_report(run_dir) for run_dir in run_dirs]
     if args.html:

@@ -120,7 +120,7 @@ def export_bundle(
     Raises:
         ExportError, SelectionError, ConfigError, RunDirectoryError: With the file, trial or key at fault.
     """
-    run_dir = RunDirectory(run_path)
+    run_dir = RunDirectory.existing(run_path)
     reference = run_dir.read_reference()
     config = load_config(run_dir.path / RUN_CONFIG_FILE)
     row, selection = choose_trial(run_dir.read_trials(), config, trial, pick)
@@ -129,6 +129,8 @@ def export_bundle(
     except TaskExportError as error:
         raise ExportError(f"trial {row['trial']}: {error}") from None
     folder = Path(out) if out is not None else run_dir.path / BUNDLES_DIR / f"trial-{int(row['trial']):04d}"
+    if folder.exists() and not folder.is_dir():
+        raise ExportError(f"{folder}: a file; --out names the bundle folder to write")
     if folder.exists() and any(folder.iterdir()):
         raise ExportError(f"{folder}: already exists and is not empty; remove it or choose --out")
     artifact = _kept_artifact(run_dir, config, row)

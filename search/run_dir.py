@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import logging
 import math
 import os
 import re
@@ -85,6 +86,27 @@ class RunDirectory:
         except OSError as error:
             raise RunDirectoryError(f"{root}: cannot create the run directory ({error.strerror})") from None
         return cls(path)
+
+    @classmethod
+    def existing(cls, path: str | os.PathLike) -> RunDirectory:
+        """A run directory to read (report, export, resume): it must be a folder holding a run.
+
+        Raises:
+            RunDirectoryError: A missing path, a file, or a folder that holds no run config.
+        """
+        folder = Path(path)
+        if not folder.exists():
+            raise RunDirectoryError(f"{folder}: no such run directory")
+        if not folder.is_dir():
+            raise RunDirectoryError(f"{folder}: a file, not a run directory")
+        if not (folder / CONFIG).is_file():
+            raise RunDirectoryError(f"{folder}: not a run directory (no {CONFIG})")
+        return cls(folder)
+
+    def check_writable(self) -> None:
+        """Raise RunDirectoryError before a resume writes anything into a folder it cannot write."""
+        if not os.access(self.path, os.W_OK):
+            raise RunDirectoryError(f"{self.path}: not writable; a resume records trials here (copy the run first)")
 
     @property
     def config_path(self) -> Path:
@@ -171,12 +193,19 @@ class RunDirectory:
             return []
         text = self._read(TRIALS_JSONL, str)
         rows = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        lines = text.splitlines()
+        for number, line in enumerate(lines, start=1):
             if not line.strip():
                 continue
             try:
                 rows.append(json.loads(line))
             except json.JSONDecodeError:
+                if number == len(lines) and not text.endswith("\n"):  # a driver killed mid-write
+                    logging.getLogger(__name__).warning(
+                        "%s: ignoring its half-written last line (the run was stopped while writing it)",
+                        self.path / TRIALS_JSONL,
+                    )
+                    continue
                 raise RunDirectoryError(f"{self.path / TRIALS_JSONL}: line {number} is corrupt") from None
         return rows
 
@@ -258,8 +287,12 @@ class RunDirectory:
             return parse(path.read_text())
         except FileNotFoundError:
             raise RunDirectoryError(f"{path}: missing; is {self.path} a run directory?") from None
-        except (ValueError, yaml.YAMLError) as error:
-            raise RunDirectoryError(f"{path}: corrupt ({' '.join(str(error).split())})") from None
+        except NotADirectoryError:
+            raise RunDirectoryError(f"{self.path}: a file, not a run directory") from None
+        except PermissionError:
+            raise RunDirectoryError(f"{path}: not readable (permission denied)") from None
+        except (ValueError, yaml.YAMLError) as error:  # UnicodeDecodeError is a ValueError too
+            raise RunDirectoryError(f"{path}: corrupt ({' '.join(str(error).split())[:200]})") from None
 
 
 def _finite(row: Mapping[str, Any]) -> dict[str, Any]:
