@@ -38,14 +38,26 @@ from ray.tune.search import ConcurrencyLimiter  # noqa: E402
 from evaluators.training import embed_utterances  # noqa: E402
 from evaluators.evaluation import Evaluator, Prepared  # noqa: E402
 from evaluators.verification import PreparedVerification  # noqa: E402
-from search.artifacts import KEEP_NONE, open_artifact_channel, prune_artifacts, read_artifact  # noqa: E402
+from search.artifacts import (  # noqa: E402
+    KEEP_NONE,
+    artifact_trial,
+    open_artifact_channel,
+    prune_artifacts,
+    read_artifact,
+)
 from search.config import RunConfig, load_config  # noqa: E402
 from search.front import front_members, write_front_files  # noqa: E402
 from search.optuna_search import RecordingOptunaSearch  # noqa: E402
 from search.pareto import Objective  # noqa: E402
 from search.report_html import write_html_report  # noqa: E402
 from search.reuse import MeasuredCandidates  # noqa: E402
-from search.resume import reconcile, resumed_seed, retried_trials, retry_interrupted  # noqa: E402
+from search.resume import (  # noqa: E402
+    check_recorded_candidates,
+    reconcile,
+    resumed_seed,
+    retried_trials,
+    retry_interrupted,
+)
 from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
 from search.samplers import build_sampler, get_sampler_kind, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
@@ -63,6 +75,7 @@ from search.trial import (  # noqa: E402
     ray_trainable,
 )
 from search.trial_rows import RowSchema  # noqa: E402
+from spaces.space import SearchSpace  # noqa: E402
 
 __all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search", "start_local_ray"]
 
@@ -138,8 +151,11 @@ def resume_search(
     listener = listener or SearchListener()
     config = load_config(run_dir.config_path)
     reference = run_dir.read_reference()
-    run_dir.drop_partial_writes()
     task = get_task(config.task)
+    check_recorded_candidates(
+        SearchSpace.for_model(config.space, task.model_spec(config)), run_dir.read_trials(), run_dir.config_path
+    )
+    run_dir.drop_partial_writes()
     evaluator = evaluator or task.evaluator()
     prepared = evaluator.prepare(task.setup(config), listener.stage)
     return _search(config, run_dir, evaluator, prepared, reference, address, listener, resumed=True)
@@ -203,7 +219,7 @@ def _project_best_member(
     """
     best = (min if quality.direction == "min" else max)(front, key=lambda row: row[quality.metric])
     try:
-        artifact = read_artifact(run_dir, best["trial"])
+        artifact = read_artifact(run_dir, artifact_trial(best))
     except MissingArtifactError:
         return
     embeddings = embed_utterances(artifact.rebuild().model, prepared.test_features).numpy()

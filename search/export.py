@@ -31,7 +31,7 @@ from hwcost import available_targets
 from search.config import RunConfig, load_config
 from search.model_card import render_model_card
 from search.onnx_export import export_onnx
-from search.artifacts import TrialArtifact, read_artifact
+from search.artifacts import TrialArtifact, artifact_trial, read_artifact
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.run_dir import MissingArtifactError, RunDirectory
 from search.selection import Selection
@@ -151,7 +151,7 @@ def export_bundle(
     report("measuring", 1, 1)
     source = {
         "run": str(run_dir.path.resolve()),
-        "trial": artifact.trial,
+        "trial": int(row["trial"]),
         "rung": artifact.rung,
         "selection": selection,
         "candidate": artifact.candidate,
@@ -162,7 +162,7 @@ def export_bundle(
     report("exporting ONNX", 0, 1)
     _write_bundle(folder, bundle_config, artifact.packed)
     report("exporting ONNX", 1, 1)
-    return ExportedBundle(folder, artifact.trial, selection, bundle_config.size_bytes, metrics, config.task)
+    return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics, config.task)
 
 
 def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
@@ -196,7 +196,7 @@ def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, A
     rung and size)."""
     number = int(row["trial"])
     try:
-        artifact = read_artifact(run_dir, number)
+        artifact = read_artifact(run_dir, artifact_trial(row))
     except MissingArtifactError:
         raise ExportError(
             f"trial {number}: the run kept no model of it (search.keep_artifacts is "
@@ -228,7 +228,8 @@ def _rebuild(artifact: TrialArtifact) -> CompressedModel:
         return artifact.rebuild()
     except PackedModelError as error:
         raise ExportError(
-            f"trial {artifact.trial}: its kept weights no longer rebuild its model ({error}); the model code changed since the run"
+            f"trial {artifact.trial}: its kept weights no longer rebuild its model ({error}); "
+            "the model code changed since the run"
         ) from None
 
 

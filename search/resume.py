@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from search.optuna_search import annotate_trial
 from search.pareto import Objective
+from search.run_config import ConfigError
 from search.run_dir import RunDirectory
 from search.trial_rows import COMPLETE, FAILED, INTERRUPTED, STOPPED, RowSchema, dedupe_rows
+from spaces.knobs import SpaceError
+from spaces.space import SearchSpace
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,32 @@ def retried_trials(study: optuna.Study) -> set[int]:
     Such a trial's row stays in trials.jsonl, but its retry spends the budget in its place.
     """
     return {trial.user_attrs[RETRY_OF] for trial in study.get_trials(deepcopy=False) if RETRY_OF in trial.user_attrs}
+
+
+def check_recorded_candidates(space: SearchSpace, rows: Sequence[dict[str, Any]], config_path: Path) -> None:
+    """Every recorded trial's knobs still fit the run's space, or the resume stops before writing.
+
+    A config edited between the stop and the resume (a bits choice removed, a knob renamed) would
+    otherwise fail deep inside the sampler, which cannot tell the study's old values apart.
+
+    Raises:
+        ConfigError: Naming the config, each mismatch and the trials that recorded it.
+    """
+    mismatches: dict[str, list[int]] = {}
+    for row in rows:
+        if row.get("status") == FAILED:
+            continue
+        try:
+            space.plan(space.candidate_from_row(row))
+        except SpaceError as error:
+            mismatches.setdefault(str(error), []).append(row.get("trial"))
+    if mismatches:
+        first, trials = next(iter(mismatches.items()))
+        more = f" (and {len(mismatches) - 1} other mismatch(es))" if len(mismatches) > 1 else ""
+        raise ConfigError(
+            f"{config_path}: the space changed since trials {trials[:10]} ran: {first}{more}; "
+            "restore the run's config.yaml, or start a new run"
+        )
 
 
 def resumed_seed(seed: int, finished: int) -> int:

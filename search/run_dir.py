@@ -253,9 +253,11 @@ class RunDirectory:
             raise MissingArtifactError(f"{folder}: trial {trial} has no kept model in {self.path}") from None
         except ValueError as error:
             raise RunDirectoryError(f"{folder / ARTIFACT_MANIFEST}: corrupt ({error})") from None
-        if (len(weights), hashlib.sha256(weights).hexdigest()) != (manifest.get("size_bytes"), manifest.get("weights_sha256")):
+        recorded = (manifest.get("size_bytes"), manifest.get("weights_sha256"))
+        if (len(weights), hashlib.sha256(weights).hexdigest()) != recorded:
             raise RunDirectoryError(
-                f"{folder}: {ARTIFACT_WEIGHTS} does not match {ARTIFACT_MANIFEST} (a write was interrupted or the file changed)"
+                f"{folder}: {ARTIFACT_WEIGHTS} does not match {ARTIFACT_MANIFEST} "
+                "(a write was interrupted or the file changed)"
             )
         return manifest, weights
 

@@ -21,8 +21,9 @@ ROWS = [
     {"trial": 1, "status": "stopped"},
     {"trial": 2, "status": "failed"},
     {"trial": 3, "status": "complete"},
+    {"trial": 5, "status": "complete", "reused_from": 0},
 ]
-"""Recorded trials; trial 4 still runs."""
+"""Recorded trials; trial 4 still runs, trial 5 reused trial 0's measurement (and sent no model)."""
 
 
 @pytest.fixture
@@ -36,12 +37,15 @@ def no_training(monkeypatch):
     monkeypatch.setattr(VerificationEvaluator, "evaluate_reference", refuse)
 
 
-@pytest.mark.parametrize("keep, kept", [(KEEP_FRONT, [3, 4]), (KEEP_ALL, [0, 1, 3, 4]), (KEEP_NONE, [4])])
-def test_pruning_keeps_the_front_every_finished_trial_or_none_and_spares_running_trials(tmp_path, keep, kept):
+@pytest.mark.parametrize(
+    "keep, front, kept",
+    [(KEEP_FRONT, [3], [3, 4]), (KEEP_FRONT, [3, 5], [0, 3, 4]), (KEEP_ALL, [3], [0, 1, 3, 4]), (KEEP_NONE, [3], [4])],
+)
+def test_pruning_keeps_the_front_every_finished_trial_or_none_and_spares_running_trials(tmp_path, keep, front, kept):
     run_dir = RunDirectory(tmp_path)
     for trial in range(5):
         run_dir.write_artifact(trial, {"trial": trial}, bytes([trial]))
-    prune_artifacts(run_dir, ROWS, [ROWS[3]], keep)
+    prune_artifacts(run_dir, ROWS, [row for row in ROWS if row["trial"] in front], keep)
     assert run_dir.artifact_trials() == kept
 
 
@@ -89,3 +93,12 @@ def test_a_trial_the_run_did_not_keep_is_a_clear_error(tiny, tmp_path, capsys):
 def test_verify_with_the_run_as_data_reads_its_files_without_training(tiny, bundle, no_training):
     _, run_dir = tiny
     assert verify_bundle(bundle, data=run_dir.path, timing_seconds=0.05).passed
+
+
+def test_a_trial_that_reused_a_measurement_exports_the_model_it_reused(tiny, tmp_path):
+    _, run_dir = tiny
+    copy = RunDirectory(shutil.copytree(run_dir.path, tmp_path / "run"))
+    measured = next(row for row in copy.read_trials() if row["trial"] == 1)
+    copy.append_trial({**measured, "trial": 9, "reused_from": 1})
+    exported = export_bundle(copy.path, trial=9, out=tmp_path / "bundle")
+    assert exported.trial == 9 and (exported.path / WEIGHTS_FILE).read_bytes() == read_artifact(copy, 1).packed

@@ -2,9 +2,11 @@
 
 import json
 import os
+import shutil
 import signal
 
 import optuna
+import yaml
 from optuna.trial import TrialState
 
 from engine_runs import kill_session, start_driver, wait_for, write_config
@@ -214,3 +216,19 @@ def test_sigterm_stops_cleanly_and_the_resume_retries_the_interrupted_candidate(
     by_number = {trial.number: trial for trial in study.trials}
     assert all(retry.params == by_number[number].params for number, retry in retries.items())
     assert len(RunDirectory(run_path).read_trials()) == budget + len(interrupted)
+
+
+def test_a_resume_after_the_space_changed_names_the_knob_and_trials_and_writes_nothing(tiny, tmp_path, capsys):
+    _, run_dir = tiny
+    copy = shutil.copytree(run_dir.path, tmp_path / "run")
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    assert 2 in config["space"]["bits"]
+    config["space"]["bits"] = [bits for bits in config["space"]["bits"] if bits != 2]
+    config["space"]["baselines"] = [8]
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    before = {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()}
+    assert main(["run", "--resume", str(copy)]) == 2
+    error = capsys.readouterr().err
+    assert "the space changed since trials [" in error and "=2: not among the choices [4, 8]" in error
+    assert "Traceback" not in error
+    assert {path: path.read_bytes() for path in copy.rglob("*") if path.is_file()} == before
