@@ -80,6 +80,13 @@ def read_front(run_dir: RunDirectory) -> Front:
             problems.append(str(error))
     if problems:
         raise RunDirectoryError(f"{run_dir.path / PARETO}: corrupt ({'; '.join(problems)})")
+    recorded = {row.get("trial") for row in run_dir.read_trials() if row.get("status") != "failed"}
+    unrecorded = sorted(str(row["trial"]) for row in members if row["trial"] not in recorded)
+    if unrecorded:
+        raise RunDirectoryError(
+            f"{run_dir.path / PARETO}: lists trial(s) {', '.join(unrecorded[:10])} that trials.jsonl does not record; "
+            "the run's files disagree (`search run --resume` rewrites pareto.json from trials.jsonl)"
+        )
     return Front(run_dir.path.name, pareto, objectives)
 
 

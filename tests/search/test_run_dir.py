@@ -1,4 +1,5 @@
 import csv
+import shutil
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,12 @@ def test_export_to_an_existing_file_is_refused(tiny, tmp_path, capsys):
     target.write_text("mine")
     assert main(["export", str(run_dir.path), "--trial", "0", "--out", str(target)]) == 2
     assert "a file; --out names the bundle folder" in capsys.readouterr().err and target.read_text() == "mine"
+
+
+def test_a_front_listing_trials_the_run_does_not_record_is_named_not_reported(tiny, tmp_path, capsys):
+    _, run_dir = tiny
+    copy = RunDirectory(shutil.copytree(run_dir.path, tmp_path / "run"))
+    (copy.path / "trials.jsonl").write_text("")
+    assert main(["report", str(copy.path)]) == 2
+    error = capsys.readouterr().err
+    assert "that trials.jsonl does not record" in error and "0 trials" not in error
