@@ -417,8 +417,37 @@ def cost_predictions_markdown(payload: Mapping[str, Any]) -> str:
     return _table(header, rows)
 
 
+def ge2e_pretrained_markdown(payload: Mapping[str, Any]) -> str:
+    """The engine's GE2E pipeline against resemblyzer's on the same trials, and checkpoint load times."""
+    utterances = payload["utterances"]
+    pipelines = (
+        (name, f"{100 * run['eer']:.2f} ({100 * run['eer_low']:.2f}-{100 * run['eer_high']:.2f})", f"{run['seconds']:.1f}")
+        for name, run in payload["pipelines"].items()
+    )
+    difference, cosine = payload["eer_difference_interval"], payload["embedding_cosine"]
+    agreement = [
+        ("speakers / utterances", f"{payload['speakers']} / {utterances:,}"),
+        ("trials (target)", f"{payload['trials']:,} ({payload['target_trials']:,})"),
+        (
+            f"EER difference, engine - resemblyzer ({100 * payload['confidence']:.0f}% paired interval, points)",
+            f"[{100 * difference['low']:.2f}, {100 * difference['high']:.2f}]",
+        ),
+        ("embedding cosine, lowest / median", f"{cosine['min']:.6f} / {cosine['median']:.6f}"),
+    ]
+    loads = (
+        (name, load["family"], f"{load['megabytes']:.1f}", f"{load['seconds']:.3f}")
+        for name, load in payload["load_seconds"].items()
+    )
+    return "\n\n".join([
+        _table(("pipeline", "EER % (95% CI)", f"seconds to embed {utterances:,} utterances"), pipelines),
+        _table(("agreement", "value"), agreement),
+        _table(("checkpoint format", "family", "MB", "load seconds"), loads),
+    ])
+
+
 WALL_SECONDS = {
     "demo_front": "wall_seconds",
+    "ready_teachers": "wall_seconds",
     "quant_table": "wall_seconds",
     "kd_table": "wall_seconds",
     "search_efficiency": "wall_seconds",
@@ -463,6 +492,7 @@ TABLES: dict[str, Table] = {
     "demo_run": Table(("demo_front",), demo_run_markdown),
     "ready_teachers": Table(("ready_teachers",), ready_teachers_markdown),
     "cost_predictions": Table(("cost_predictions",), cost_predictions_markdown),
+    "ge2e_pretrained": Table(("ge2e_pretrained",), ge2e_pretrained_markdown),
     "benchmark_costs": Table(tuple(WALL_SECONDS), benchmark_costs_markdown),
 }
 
