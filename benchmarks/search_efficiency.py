@@ -20,7 +20,7 @@ every run; each run reports the trials it needs to reach 95% of it. Targets chec
    are reported too). The grid's smallest point is the smallest model of the space: nothing can
    undercut its size, so it is reported apart.
 
-Default (about 30 minutes on 2 idle cores): 100 trials x 3 seeds for nsga2, tpe, random,
+Default: 100 trials x 3 seeds for nsga2, tpe, random,
 uniform-grid and sensitivity-greedy, on 5 test utterances per speaker (the 40 test speakers,
 19,900 trials per EER). `--full`: the demo's whole test set (20 utterances per speaker) and gp too.
 

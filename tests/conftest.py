@@ -24,7 +24,7 @@ def single_thread():
     """Run a module's tiny-model training on one intra-op thread.
 
     Tiny convolutions gain nothing from a second thread, and on a loaded machine two OpenMP
-    threads waiting on each other made a training step about 20x slower (measured here).
+    threads waiting on each other made a training step many times slower.
     """
     import torch
 

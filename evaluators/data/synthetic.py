@@ -275,8 +275,8 @@ def _render_utterance(voice: _Voice, rng: np.random.Generator, config: Synthetic
 
     Formants move smoothly between vowel targets, which time-invariant `lfilter` resonators
     cannot do without per-segment filter-state juggling. Multiplying one STFT by per-frame
-    gains (vocal tract, fricative band, channel EQ) vectorises all of that filtering and is
-    several times faster than per-segment `lfilter`/`sosfilt` cascades.
+    gains (vocal tract, fricative band, channel EQ) vectorises all of that filtering, which is
+    faster than per-segment `lfilter`/`sosfilt` cascades.
     """
     sample_rate = config.sample_rate
     num_samples = int(round(rng.uniform(config.min_seconds, config.max_seconds) * sample_rate))

@@ -3,7 +3,7 @@
 A TDNN layer, three SE-Res2Blocks with growing dilation (`blocks`, a student's depth knob),
 multi-layer feature aggregation (MFA) of the block outputs, attentive statistics pooling with
 global context, and a linear embedding. `channels` is the width knob: 512 and 1024 are
-WeSpeaker's ECAPA_TDNN_GLOB_c512 and _c1024 (about 6.19M and 14.65M parameters with 80 mel bins).
+WeSpeaker's ECAPA_TDNN_GLOB_c512 and _c1024 at 80 mel bins.
 As in WeSpeaker, the MFA output width (`mfa_channels`, 1536) does not follow `channels`, so a
 narrow student sets it explicitly.
 """

@@ -8,7 +8,7 @@ multiplication at the start of every stack; after the first stack an onset/activ
 per-frame probability that the target speaker is talking) gates the features. The summed skip
 paths give a sigmoid mask on the encoder output (an untrained model passes the mixture through
 at half gain instead of a random filtering of it, so training starts near 0 dB SI-SDRi and learns
-about twice as fast as with a ReLU mask), and a transposed-convolution decoder returns a waveform
+faster than with a ReLU mask), and a transposed-convolution decoder returns a waveform
 as long as the input, scaled to its least-squares fit of the mixture (`fit_to_mixture`).
 
 Every stack has the same shapes, so `repeated_blocks` offers them to `spaces.sharing` to run one

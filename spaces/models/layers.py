@@ -99,8 +99,8 @@ class FramedEncoder(nn.Conv1d):
     unfolded frames times the filter matrix.
 
     Same result as the convolution; the reason is speed: PyTorch's CPU convolution takes its
-    im2col path for one input channel and long kernels, about five times slower forward and
-    backward than one matmul. Inference (and export) runs the plain convolution.
+    im2col path for one input channel and long kernels, much slower forward and backward than
+    one matmul. Inference (and export) runs the plain convolution.
     """
 
     def __init__(self, filters: int, window: int, stride: int) -> None:
@@ -136,8 +136,8 @@ class DepthwiseConv1d(nn.Conv1d):
     per-channel scaled copies of the input.
 
     Same result as the convolution; PyTorch's CPU kernel for dilated grouped convolutions is
-    two to three times slower, forward and backward, than these few elementwise products (for
-    dilation 1 the kernel is the faster one and is kept).
+    slower, forward and backward, than these few elementwise products (for dilation 1 the
+    kernel is the faster one and is kept).
     """
 
     def __init__(self, channels: int, kernel_size: int, dilation: int) -> None:

@@ -2,7 +2,7 @@
 
 Five frame-level TDNN layers (`frame_layers`, a student's depth knob), statistics pooling and two
 segment-level linear layers. The embedding is the output of the second segment layer (WeSpeaker's
-default with two embedding layers): about 4.61M parameters with 80 mel bins and 512 dimensions.
+default with two embedding layers).
 `channels` and `pooling_channels` are the width knobs that build a narrow distillation student.
 """
 
