@@ -141,14 +141,14 @@ def export_bundle(
     task = get_task(config.task)
     evaluator = task.evaluator()
     prepared = evaluator.prepare(task.setup(config), progress)
-    report("measuring", 0, 1)
+    report("measuring (metrics)", 0, 2)
     evaluation = evaluator.evaluate_compressed(compressed, prepared)
     targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
-    metrics = {  # the run's first target first, so unsuffixed costs mean what they mean in the run
-        **measure(evaluation, targets, float(reference["size_bytes"])),
-        **_quality_interval(task, evaluation, prepared),
-    }
-    report("measuring", 1, 1)
+    measured = measure(evaluation, targets, float(reference["size_bytes"]))
+    report("measuring (confidence interval)", 1, 2)
+    # the run's first target first, so unsuffixed costs mean what they mean in the run
+    metrics = {**measured, **_quality_interval(task, evaluation, prepared)}
+    report("measuring", 2, 2)
     source = {
         "run": str(run_dir.path.resolve()),
         "trial": int(row["trial"]),

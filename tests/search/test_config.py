@@ -81,7 +81,7 @@ def test_cli_unwritable_output_exits_2(tmp_path, capsys):
 
 def test_cli_report_on_missing_run_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
-    assert "pareto.json: missing" in capsys.readouterr().err
+    assert "not a run directory (no config.yaml)" in capsys.readouterr().err
 
 
 def test_fidelity_block_sets_the_ladder_and_round_trips(tmp_path):

@@ -101,7 +101,8 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     driver.wait()
     run_path = trials_file().parent
     before = RunDirectory(run_path).read_trials()
-    kept_before = {trial: RunDirectory(run_path).read_artifact(trial) for trial in RunDirectory(run_path).artifact_trials()}
+    stored = RunDirectory(run_path)
+    kept_before = {trial: stored.read_artifact(trial) for trial in stored.artifact_trials()}
     hang.unlink()
 
     resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)

@@ -110,6 +110,7 @@ def test_verify_passes_with_si_sdri_figures_and_latency(bundle, capsys):
         "ONNX graph is valid",
         "quantized layers are integer weights in the graph",
         f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB",
+        "SI-SDRi reproduces the recorded one",
     ]
     assert "3 test mixtures" in report.checks[2].detail and "estimates differ by at most" in report.checks[2].detail
     assert "containers UINT4, UINT8, 1 unused by the outputs" in report.checks[1].detail
