@@ -44,6 +44,10 @@ def upstream():
             sys.modules.pop("torchaudio", None)
         else:
             sys.modules["torchaudio"] = saved
+        # speechbrain leaves lazy modules in sys.modules that raise ImportError (flair, ...) when
+        # anything inspects them (Hypothesis scans every module's attributes): forget them all.
+        for name in [name for name in sys.modules if name == "speechbrain" or name.startswith("speechbrain.")]:
+            del sys.modules[name]
 
 
 def _randomised(model: torch.nn.Module) -> torch.nn.Module:

@@ -83,6 +83,7 @@ def _extraction_run(path, si_sdri: float) -> RunDirectory:
               "size_bytes": 60_000.0, "compression_ratio": 400_000 / 60_000}  # fmt: skip
     run.write_config({"name": "x", "task": "extraction"})
     run.write_reference(reference)
+    run.append_trial(member)
     run.write_pareto(objectives, reference, [member])
     return run
 

@@ -18,6 +18,8 @@ def _run(tmp_path, name, reference, members):
     path = tmp_path / name
     path.mkdir()
     run = RunDirectory(path)
+    for member in members:  # a run records its trials before its front lists them
+        run.append_trial(member)
     run.write_pareto(OBJECTIVES, reference, members)
     return run
 
