@@ -84,6 +84,20 @@ def test_resume_rejects_a_new_config(tmp_path, capsys):
     assert "drop CONFIG, --trials" in capsys.readouterr().err
 
 
+def _resume(run_path, log, env) -> None:
+    """`search run --resume` of the run in its own process session, which must end successfully."""
+    resumed = start_driver(["run", "--resume", str(run_path)], log, env)
+    try:
+        assert resumed.wait(timeout=400) == 0, log.read_text()[-3000:]
+    finally:
+        kill_session(resumed.pid)
+
+
+def _tiny_study(run_path) -> optuna.Study:
+    backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
+    return optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
+
+
 def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_cache_dir):
     budget = 5
     extra = f"search: {{trials: {budget}, workers: 2, retries: 0, keep_artifacts: all}}\n"
@@ -105,11 +119,7 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     kept_before = {trial: stored.read_artifact(trial) for trial in stored.artifact_trials()}
     hang.unlink()
 
-    resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)
-    try:
-        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()[-3000:]
-    finally:
-        kill_session(resumed.pid)
+    _resume(run_path, tmp_path / "resume.log", env)
 
     rows = RunDirectory(run_path).read_trials()
     numbers = [row["trial"] for row in rows]
@@ -119,8 +129,7 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     assert len(rows) == total and sorted(numbers) == list(range(total))  # none lost, none twice
     assert rows[: len(before)] == before  # completed trials kept as they were
     assert max(row["trial"] for row in before) < max(numbers)  # the study went on numbering
-    backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
-    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
+    study = _tiny_study(run_path)
     assert len(study.trials) == total and not [t for t in study.trials if t.state == TrialState.RUNNING]
     retried = {trial.user_attrs["retry_of"] for trial in study.trials if "retry_of" in trial.user_attrs}
     assert retried == {row["trial"] for row in interrupted}
@@ -205,13 +214,8 @@ def test_sigterm_stops_cleanly_and_the_resume_retries_the_interrupted_candidate(
     assert interrupted  # recorded when the driver stopped, not only on resume
     hang.unlink()
 
-    resumed = start_driver(["run", "--resume", str(run_path)], tmp_path / "resume.log", env)
-    try:
-        assert resumed.wait(timeout=400) == 0, (tmp_path / "resume.log").read_text()[-3000:]
-    finally:
-        kill_session(resumed.pid)
-    backend = optuna.storages.journal.JournalFileBackend(str(run_path / "study.journal"))
-    study = optuna.load_study(study_name="tiny", storage=optuna.storages.JournalStorage(backend))
+    _resume(run_path, tmp_path / "resume.log", env)
+    study = _tiny_study(run_path)
     retries = {trial.user_attrs["retry_of"]: trial for trial in study.trials if "retry_of" in trial.user_attrs}
     assert set(retries) == {row["trial"] for row in interrupted}
     by_number = {trial.number: trial for trial in study.trials}
