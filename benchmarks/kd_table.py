@@ -34,7 +34,6 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate, minimum_dcf

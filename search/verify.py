@@ -29,10 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import onnx
 import onnxruntime
-import torch
 from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table

@@ -6,7 +6,6 @@ bundles, onnxruntime sessions and evaluation sets, which the search itself never
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any

@@ -1,7 +1,5 @@
 """A candidate measured before is reported from its first measurement, not evaluated again."""
 
-import pytest
-
 from search.config import load_config
 from search.engine import run_search
 from search.reuse import MeasuredCandidates
