@@ -15,7 +15,8 @@ each tile sized to L1, so they are re-read (and, when packed, re-unpacked) once 
 `weight_passes` = ceil(output bytes / L1 bytes). Weights are not assumed to stay cached from
 one second of audio to the next.
 
-Recurrent layers (kind "lstm") run `sequential_steps_per_second` dependent steps, each a
+Recurrent layers (kind "lstm", a whole `nn.LSTM`, or "lstm_recurrent", one layer's recurrent
+matrix of a `QuantizableLSTM`) run `sequential_steps_per_second` dependent steps, each a
 matrix-vector product per gate matrix (no batch of frames to share a weight load across):
 
     compute  = MACs / (macs_per_cycle[class] * efficiency[class] * GEMV_EFFICIENCY * clock * cores)
@@ -30,9 +31,11 @@ GEMV_EFFICIENCY (0.5) is modelled: a matrix-vector product loads every weight fo
 multiply-accumulate, so it gets none of the register reuse a GEMM kernel's efficiency assumes.
 The per-step term (one tenth of a layer dispatch per step) is modelled too: the loop, gate
 nonlinearities and state hand-off between steps. Traffic, memory and passes follow the cache rule
-above with steps in place of output tiles. For a stacked LSTM the description holds one layer, so
-each step is priced as reading all layers' weights: an upper bound when they exceed the cache.
-An LSTM with no recorded steps (0) is priced as one pass with no per-step overhead.
+above with steps in place of output tiles. For a stacked `nn.LSTM` the description holds one layer,
+so each step is priced as reading all layers' weights: an upper bound when they exceed the cache.
+An LSTM with no recorded steps (0) is priced as one pass with no per-step overhead. An LSTM
+layer's input matrix ("lstm_input") multiplies all frames at once, so it is priced like a
+linear layer.
 
 Parameter-free layers (norms, activations, pooling, elementwise) do `_OPS_PER_ELEMENT[kind]`
 fp32 operations per element of the larger of input and output, at one vector instruction of
@@ -52,9 +55,11 @@ from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
 ELEMENTWISE_CLASS = "elementwise"
 """Kernel class reported for parameter-free layers."""
 
-_MAC_KINDS = frozenset({"conv1d", "conv2d", "depthwise_conv", "conv_transpose1d", "linear", "lstm"})
+_MAC_KINDS = frozenset(
+    {"conv1d", "conv2d", "depthwise_conv", "conv_transpose1d", "linear", "lstm", "lstm_input", "lstm_recurrent"}
+)
 
-_SEQUENTIAL_KINDS = frozenset({"lstm"})
+_SEQUENTIAL_KINDS = frozenset({"lstm", "lstm_recurrent"})
 """MAC kinds run as one matrix-vector product per dependent time step."""
 
 GEMV_EFFICIENCY = 0.5

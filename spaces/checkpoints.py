@@ -33,6 +33,7 @@ import torch
 from torch import nn
 
 from spaces.compress import ModelSpec
+from spaces.models.recurrent import torch_lstm_keys_renamed
 
 CHECKPOINT_FORMATS = ("native", "wespeaker", "speechbrain", "resemblyzer", "auto")
 """Values of `format` that `load_checkpoint` accepts."""
@@ -248,8 +249,14 @@ _EXTRACTORS: dict[str, Callable[[Any, str | os.PathLike[str], str], dict[str, to
 
 
 def _matched(state: dict[str, torch.Tensor], model: nn.Module, source: str) -> dict[str, torch.Tensor]:
-    """`state` when its names and shapes are exactly the model's (step counters may be missing)."""
+    """`state` when its names and shapes are exactly the model's (step counters may be missing).
+
+    Names the model lacks are read as `nn.LSTM` names first: an upstream LSTM's `weight_ih_l0`
+    is a `QuantizableLSTM`'s `l0.ih.weight`.
+    """
     expected = model.state_dict()
+    foreign = torch_lstm_keys_renamed({key: value for key, value in state.items() if key not in expected})
+    state = {**{key: value for key, value in state.items() if key in expected}, **foreign}
     missing = [key for key in expected if key not in state and not key.endswith(OPTIONAL_KEY_SUFFIX)]
     unexpected = [key for key in state if key not in expected]
     reshaped = [

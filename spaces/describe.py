@@ -2,6 +2,9 @@
 
 Forward hooks on the leaf modules record each layer's activation sizes; MACs follow from the
 shapes. Every leaf must map to a known layer kind, so nothing is silently left out of the cost.
+A `QuantizableLSTM` is described per gate matrix (`lstm.l0.ih`, `lstm.l0.hh`, ...), each a layer
+with its own bits: the input matrices as one product over all frames ("lstm_input"), the
+recurrent ones as one step per frame ("lstm_recurrent").
 A quantized layer's kernel class is its quantizer's (`Quantizer.kernel_class`), so the cost
 model, which never imports the quantizers, reads it from the description.
 """
@@ -9,12 +12,15 @@ model, which never imports the quantizers, reads it from the description.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
 from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
+from spaces.models.recurrent import QuantizableLSTM
 from spaces.quant import get_quantizer
 
 _PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
@@ -59,39 +65,38 @@ def describe_model(
     layers: list[LayerDescription] = []
     traced: set[str] = set()
 
-    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
-        if isinstance(module, nn.LSTM):
-            output = output[0]  # (output, (h_n, c_n)): the per-frame output is what the next layer reads
-        input_elements = sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
-        kind, params, macs = _layer_cost(name, module, inputs[0], output)
-        extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
-        extra += sum(b.numel() for key, b in module.named_buffers(recurse=False) if key != "num_batches_tracked")
-        bits = weight_bits.get(name, FLOAT_BITS) if params else FLOAT_BITS
+    def add(work: _LayerWork) -> None:
+        name = work.name
+        bits = weight_bits.get(name, FLOAT_BITS) if work.params else FLOAT_BITS
         family = _layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none"
         layers.append(
             LayerDescription(
                 name=name,
-                kind=kind,
-                params=params,
-                extra_params=extra,
-                macs_per_second=float(macs),
-                input_elements_per_second=float(input_elements),
-                output_elements_per_second=float(output.numel()),
+                kind=work.kind,
+                params=work.params,
+                extra_params=work.extra_params,
+                macs_per_second=float(work.macs),
+                input_elements_per_second=float(work.input_elements),
+                output_elements_per_second=float(work.output_elements),
                 weight_bits=bits,
                 quantizer=family,
                 overhead_bits=overhead_bits.get(name, 0) if bits < FLOAT_BITS else 0,
-                extra_bits=side_bits if bits < FLOAT_BITS or not params else FLOAT_BITS,
+                extra_bits=side_bits if bits < FLOAT_BITS or not work.params else FLOAT_BITS,
                 shared_with=shared_with.get(name, "") or (name if name in traced else ""),
-                sequential_steps_per_second=float(_sequential_steps(module, inputs[0])),
+                sequential_steps_per_second=float(work.sequential_steps),
                 kernel_class=get_quantizer(family).kernel_class(bits) if bits < FLOAT_BITS else "fp32",
             )
         )
         traced.add(name)
 
+    def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        for work in _layer_work(name, module, inputs, output):
+            add(work)
+
     handles = [
         module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
         for name, module in model.named_modules()
-        if not list(module.children()) and not isinstance(module, _PASS_THROUGH)
+        if (not list(module.children()) and not isinstance(module, _PASS_THROUGH)) or isinstance(module, QuantizableLSTM)
     ]
     was_training = model.training
     try:
@@ -103,6 +108,42 @@ def describe_model(
             handle.remove()
         model.train(was_training)
     return ModelDescription(family=family, layers=tuple(layers), sample_rate=sample_rate)
+
+
+@dataclass(frozen=True)
+class _LayerWork:
+    """One described layer's figures for the traced input."""
+
+    name: str
+    kind: str
+    params: int
+    extra_params: int
+    macs: int
+    input_elements: int
+    output_elements: int
+    sequential_steps: int
+
+
+def _layer_work(name: str, module: nn.Module, inputs: tuple, output: Any) -> list[_LayerWork]:
+    """The described layers of one traced module: itself, or each gate matrix of a `QuantizableLSTM`."""
+    if isinstance(module, QuantizableLSTM):
+        return [
+            _LayerWork(
+                f"{name}.{work.name}", work.kind, matrix.weight.numel(), matrix.bias.numel(), work.macs,
+                work.input_elements, work.output_elements, work.sequential_steps,
+            )
+            for work in module.matrix_work(inputs[0])
+            for matrix in (module.get_submodule(work.name),)
+        ]
+    if isinstance(module, nn.LSTM):
+        output = output[0]  # (output, (h_n, c_n)): the per-frame output is what the next layer reads
+    input_elements = sum(x.numel() for x in inputs if isinstance(x, torch.Tensor))
+    kind, params, macs = _layer_cost(name, module, inputs[0], output)
+    extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
+    extra += sum(b.numel() for key, b in module.named_buffers(recurse=False) if key != "num_batches_tracked")
+    return [
+        _LayerWork(name, kind, params, extra, macs, input_elements, output.numel(), _sequential_steps(module, inputs[0]))
+    ]
 
 
 def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> tuple[str, int, int]:

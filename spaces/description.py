@@ -22,6 +22,8 @@ LAYER_KINDS = (
     "conv_transpose1d",
     "linear",
     "lstm",
+    "lstm_input",
+    "lstm_recurrent",
     "batchnorm",
     "groupnorm",
     "layernorm",

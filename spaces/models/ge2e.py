@@ -3,7 +3,9 @@
 Upstream: `resemblyzer/voice_encoder.py` (`VoiceEncoder`) and `hparams.py` of resemblyzer 0.1.4:
 a 3-layer LSTM of 256 units over 40 mel bands, a linear layer to 256, ReLU and L2 normalisation
 of the last frame's output. Parameter names are upstream's (`lstm.weight_ih_l0`, ...,
-`linear.weight`), so the wheel's `pretrained.pt` loads strictly (`spaces.checkpoints`).
+`linear.weight`) are accepted as they are: the LSTM is a `QuantizableLSTM`, which renames them
+to its per-matrix layers (`lstm.l0.ih.weight`, ...), so the wheel's `pretrained.pt` loads strictly
+(`spaces.checkpoints`).
 
 The model embeds windows: a batch of partial utterances (160 frames each upstream) in, one
 embedding per window out. The utterance embedding (the L2-normalised mean over windows) and the
@@ -16,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from spaces.models.layers import group_by_top_module
+from spaces.models.recurrent import QuantizableLSTM
 
 
 class Ge2eEncoder(nn.Module):
@@ -39,7 +41,7 @@ class Ge2eEncoder(nn.Module):
         for key, value in sizes.items():
             if value < 1:
                 raise ValueError(f"model.{key}={value}: must be >= 1")
-        self.lstm = nn.LSTM(num_mel_bins, hidden_size, num_layers, batch_first=True)
+        self.lstm = QuantizableLSTM(num_mel_bins, hidden_size, num_layers, batch_first=True)
         self.linear = nn.Linear(hidden_size, embedding_dim)
         self.relu = nn.ReLU()
         self.embedding_dim = embedding_dim
@@ -63,5 +65,6 @@ class Ge2eEncoder(nn.Module):
         return embedding, {"lstm": frames.transpose(1, 2), "embedding": embedding}
 
     def layer_groups(self) -> dict[str, list[str]]:
-        """Quantizable layers: only "linear" (the LSTM stays FP32 until LSTM weights are quantizable)."""
-        return group_by_top_module(self)
+        """One group per LSTM layer (`lstm.l0`: its input and recurrent matrices), then "linear"."""
+        groups = {f"lstm.l{index}": [f"lstm.l{index}.ih", f"lstm.l{index}.hh"] for index in range(self.lstm.num_layers)}
+        return {**groups, "linear": ["linear"]}

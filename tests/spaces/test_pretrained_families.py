@@ -33,7 +33,7 @@ GROUPS = {
     "wespeaker_resnet": ["conv1", "layer1", "layer2", "layer3", "layer4", "seg_1", "seg_2"],
     "wespeaker_ecapa": ["layer1", "layer2", "layer3", "layer4", "conv", "pool", "linear"],
     "speechbrain_ecapa": ["blocks", "mfa", "asp", "fc"],
-    "ge2e": ["linear"],
+    "ge2e": ["lstm.l0", "lstm.l1", "linear"],
 }
 TAPS = {
     "wespeaker_resnet": ["conv1", "layer1", "layer2", "layer3", "layer4", "pooled", "embedding"],
@@ -91,7 +91,7 @@ def test_every_layer_is_described_and_quantizable_layers_compress(family):
     compressed = compress(spec, model.state_dict(), {name: 4 for name in quantizable_layers(model)})
     kinds = {layer.kind for layer in compressed.description.layers}
     assert {"activation", "linear" if family == "ge2e" else "batchnorm"} <= kinds
-    assert ("lstm" in kinds) == (family == "ge2e")
+    assert ({"lstm_input", "lstm_recurrent"} <= kinds) == (family == "ge2e")
     quantized = {layer.name for layer in compressed.description.layers if layer.weight_bits == 4}
     assert quantized == set(quantizable_layers(model)) and compressed.description.size_bytes > 0
 
