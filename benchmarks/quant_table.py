@@ -138,7 +138,7 @@ def _width_sensitivities(prepared: PreparedVerification, fidelity) -> dict[int, 
     crops, labels = sample_crops(
         data.features, torch.tensor(data.labels), fidelity.sensitivity_crops, fidelity.crop_frames, generator
     )
-    loss = FineTuneLoss(data.centroids, fidelity.margin, fidelity.scale, fidelity.distillation_weight)
+    loss = FineTuneLoss.for_fidelity(data.centroids, fidelity)
     return {
         bits: layer_sensitivities(prepared.spec, prepared.teacher_state, loss, crops, labels, "uniform", bits)
         for bits in MIXED_WIDTHS

@@ -65,7 +65,7 @@ class FineTuner:
             self.teacher = spec.build()
             self.teacher.load_state_dict(teacher_state)
             self.teacher.eval().requires_grad_(False)
-        self.loss = FineTuneLoss(data.centroids, config.margin, config.scale, config.distillation_weight)
+        self.loss = FineTuneLoss.for_fidelity(data.centroids, config)
         self.optimizer = torch.optim.Adam([*self.student.parameters(), *self.loss.parameters()], lr=config.learning_rate)
         if config.msft:
             stages = msft_stages(self.student.layer_groups(), self.layers, sensitivities or {}, config.msft_order)

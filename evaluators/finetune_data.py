@@ -28,12 +28,13 @@ class FineTuneData:
     Attributes:
         features: One `[frames, bins]` tensor per training utterance.
         labels: Speaker index per utterance.
-        centroids: `[speakers, dim]` teacher speaker centroids (`speaker_centroids`).
+        centroids: `[speakers, dim]` teacher speaker centroids (`speaker_centroids`); None when
+            the loss has no classification term.
     """
 
     features: list[torch.Tensor]
     labels: list[int]
-    centroids: torch.Tensor
+    centroids: torch.Tensor | None
 
 
 def sample_crops(
@@ -54,15 +55,13 @@ def prepare_fine_tuning(
     cache_dir: str | os.PathLike[str],
     seed: int,
     progress: Callable[[str, int, int], None] | None = None,
-    measure_sensitivities: bool = True,
 ) -> tuple[FineTuneData | None, dict[str, float]]:
     """Fine-tuning data (None when the ladder never trains) and the teacher's layer sensitivities.
 
     Args:
+        train: The training utterances (a windowed front-end's split into single windows).
         teacher_key: The teacher's cache key; both cached entries extend it.
         progress: Called with (stage, done, total) around each computation.
-        measure_sensitivities: False when the features cannot be cropped (windowed front-ends):
-            no sensitivities then, so samplers and MSFT that need them say so.
     """
     progress = progress or (lambda stage, done, total: None)
 
@@ -72,7 +71,11 @@ def prepare_fine_tuning(
         teacher.load_state_dict(teacher_state)
         return {"centroids": speaker_centroids(teacher, train.features, train.labels)}
 
-    head = cached_tensors(cache_dir, "centroids", teacher_key, centroids)["centroids"]
+    head = (
+        cached_tensors(cache_dir, "centroids", teacher_key, centroids)["centroids"]
+        if config.classification_weight
+        else None
+    )
 
     def sensitivities() -> dict[str, float]:
         progress("layer sensitivities", 0, 1)
@@ -80,7 +83,7 @@ def prepare_fine_tuning(
         crops, labels = sample_crops(
             train.features, torch.tensor(train.labels), config.sensitivity_crops, config.crop_frames, generator
         )
-        loss = FineTuneLoss(head, config.margin, config.scale, config.distillation_weight)
+        loss = FineTuneLoss.for_fidelity(head, config)
         return layer_sensitivities(
             spec, teacher_state, loss, crops, labels, config.sensitivity_quantizer, config.sensitivity_bits
         )
@@ -94,11 +97,8 @@ def prepare_fine_tuning(
         config.scale,
         config.distillation_weight,
         seed,
+        *([config.classification_weight] if config.classification_weight != 1.0 else []),
     )
-    measured = (
-        cached_tensors(cache_dir, "sensitivities", content_hash(teacher_key, settings), sensitivities)
-        if measure_sensitivities
-        else {}
-    )
+    measured = cached_tensors(cache_dir, "sensitivities", content_hash(teacher_key, settings), sensitivities)
     data = FineTuneData(train.features, train.labels, head) if config.trains else None
     return data, measured

@@ -121,7 +121,7 @@ class StudentTrainer:
         self.weight = plan.distillation.weight if plan.distillation is not None else 0.0
         if not self.weight and not config.task_weight:
             raise TrainingError("student training without a loss: distill.weight and distillation.task_weight are 0")
-        self.task = FineTuneLoss(data.centroids, fidelity.margin, fidelity.scale, distillation_weight=0.0)
+        self.task = FineTuneLoss.for_fidelity(data.centroids, fidelity, distillation_weight=0.0)
         self.distillation = self._distillation_loss(plan) if self.weight else None
         parameters = [*self.student.parameters(), *self.task.parameters()]
         if self.distillation is not None:

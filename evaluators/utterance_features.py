@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from evaluators.features import KALDI, FbankConfig, compute_fbank
+from evaluators.features import KALDI, FbankConfig, FeatureSet, compute_fbank
 from evaluators.frontends import FRONTENDS, get_frontend
 
 
@@ -22,11 +22,29 @@ def utterance_features(samples: np.ndarray, fbank: FbankConfig) -> torch.Tensor:
 
 
 def windowed_features(fbank: FbankConfig) -> bool:
-    """Whether the front-end gives fixed partial windows (no random crops: no training on them yet)."""
+    """Whether the front-end gives partial windows `[windows, frames, bins]` per utterance."""
     return fbank.frontend != KALDI and get_frontend(fbank.frontend).windowed
+
+
+def single_windows(utterances: FeatureSet) -> FeatureSet:
+    """Each partial window of each utterance as an example of its own (`[frames, bins]`, same speaker).
+
+    The model embeds one window at a time, so fine-tuning crops and sensitivities are taken
+    from windows; utterance ids get `#<window>` appended.
+    """
+    features, labels, speakers, ids = [], [], [], []
+    for windows, label, speaker, utterance in zip(
+        utterances.features, utterances.labels, utterances.speaker_ids, utterances.utterance_ids
+    ):
+        for index, window in enumerate(windows):
+            features.append(window)
+            labels.append(label)
+            speakers.append(speaker)
+            ids.append(f"{utterance}#{index}")
+    return FeatureSet(features, labels, speakers, ids)
 
 
 FRONTEND_NAMES = (KALDI, *FRONTENDS)
 """Every `features.frontend` value."""
 
-__all__ = ["FRONTEND_NAMES", "utterance_features", "windowed_features"]
+__all__ = ["FRONTEND_NAMES", "single_windows", "utterance_features", "windowed_features"]

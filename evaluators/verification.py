@@ -24,7 +24,7 @@ from evaluators.finetune import FineTuner
 from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
 from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
 from evaluators.training import TeacherConfig, embed_utterances, train_speaker_model
-from evaluators.utterance_features import windowed_features
+from evaluators.utterance_features import single_windows, windowed_features
 from evaluators.verification_fidelity import VerificationFidelity
 from spaces.checkpoints import load_checkpoint, resolve_checkpoint_path
 from spaces.compress import CompressedModel, ModelSpec, compress
@@ -124,9 +124,9 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             teacher = load_checkpoint(path, setup.teacher.format, spec.build())
             key = content_hash(CORPUS_VERSION, training.identity, fbank, spec.architecture(), file_digest(path), setup.seed)
             progress("teacher checkpoint", 1, 1)
+        examples = single_windows(train) if windowed_features(fbank) else train
         fine_tune_data, sensitivities = prepare_fine_tuning(
-            spec, teacher, key, train, setup.fidelity, setup.cache_dir, setup.seed, progress,
-            measure_sensitivities=not windowed_features(fbank),
+            spec, teacher, key, examples, setup.fidelity, setup.cache_dir, setup.seed, progress
         )
         model = spec.build()
         return PreparedVerification(

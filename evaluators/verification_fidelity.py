@@ -22,6 +22,8 @@ class VerificationFidelity(FidelityConfig):
     Attributes:
         crop_frames: Frames per training crop.
         margin, scale: AAM-softmax margin (radians) and logit scale.
+        classification_weight: Weight of the AAM-softmax term; 0 fine-tunes on the distance to
+            the teacher's embeddings alone (no speaker labels needed: a pretrained model's path).
         msft: Quantize layer groups progressively over the first positive rung (MSFT).
         msft_order: "sensitivity" (least sensitive group first), "forward" or "backward".
         sensitivity_quantizer, sensitivity_bits: How each layer is quantized to measure its sensitivity.
@@ -31,6 +33,7 @@ class VerificationFidelity(FidelityConfig):
     crop_frames: int = 150
     margin: float = 0.2
     scale: float = 30.0
+    classification_weight: float = 1.0
     msft: bool = False
     msft_order: str = "sensitivity"
     sensitivity_quantizer: str = "uniform"
@@ -44,6 +47,12 @@ class VerificationFidelity(FidelityConfig):
                 raise ValueError(f"fidelity.{key}={getattr(self, key)}: must be >= 1")
         if self.scale <= 0:
             raise ValueError(f"fidelity.scale={self.scale}: must be > 0")
+        if self.classification_weight < 0:
+            raise ValueError(f"fidelity.classification_weight={self.classification_weight}: must be >= 0")
+        if self.trains and not self.classification_weight and not self.distillation_weight:
+            raise ValueError(
+                "fidelity.classification_weight and fidelity.distillation_weight are both 0: fine-tuning has no loss"
+            )
         if self.margin < 0:
             raise ValueError(f"fidelity.margin={self.margin}: must be >= 0")
         if self.msft_order not in MSFT_ORDERS:

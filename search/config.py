@@ -11,6 +11,7 @@ import math
 import os
 import types
 import typing
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -111,6 +112,7 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
     if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
         raise ValueError(f"cache_dir={shorten(cache_dir)!r}: is a file; the cache needs a folder")
     sections = {key: _section(cls, key, raw.get(key)) for key, cls in task.sections.items()}
+    teacher = _section(task.teacher_config, "teacher", raw.get("teacher"))
     config = RunConfig(
         name=name,
         task=task.name,
@@ -119,14 +121,14 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         data=data,
         features=_section(FeatureConfig, "features", raw.get("features")),
         model=model,
-        teacher=_section(task.teacher_config, "teacher", raw.get("teacher")),
+        teacher=teacher,
         space=parse_space_config(raw.get("space")),
         objectives=objectives,
         targets=targets,
         evaluation=_section(EvaluationConfig, "evaluation", raw.get("evaluation")),
         search=_section(SearchConfig, "search", raw.get("search")),
         constraints=parse_constraints(raw.get("constraints") or (), known),
-        fidelity=_fidelity(task, raw.get("fidelity")),
+        fidelity=_fidelity(task, raw.get("fidelity"), task.fidelity_defaults(teacher)),
         distillation=_section(DistillationConfig, "distillation", raw.get("distillation")),
         **sections,
     )
@@ -220,8 +222,8 @@ def _check_top_level_keys(raw: dict[str, Any], task: Task) -> None:
     _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
 
 
-def _fidelity(task: Task, block: Any) -> FidelityConfig:
-    """The `fidelity:` block as the task's class; keys only another task reads are named as such.
+def _fidelity(task: Task, block: Any, defaults: Mapping[str, Any]) -> FidelityConfig:
+    """The `fidelity:` block as the task's class over `defaults`; keys only another task reads are named as such.
 
     Configs resolved by versions that had one fidelity class for both tasks list every key; those
     keys are accepted at their defaults, so earlier run directories still load.
@@ -237,6 +239,8 @@ def _fidelity(task: Task, block: Any) -> FidelityConfig:
             if value != _FIDELITY_DEFAULTS[key]:
                 raise ValueError(f"fidelity.{key}: another task's fine-tuning setting; {task.name} runs do not read it")
         block = {key: value for key, value in block.items() if key not in foreign}
+    if block is None or isinstance(block, dict):
+        block = {**defaults, **(block or {})}
     return _section(cls, "fidelity", block)
 
 

@@ -8,7 +8,7 @@ says differently (its headline metric, quality table, inputs and usage) is its `
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,8 +156,9 @@ def _usage_section(config: BundleConfig, card: TaskCard) -> str:
     )
 
 
-def usage_blocks(imports: list[str], run: list[str], onnx_feed: str) -> list[str]:
-    """The PyTorch block (load_bundle, then `run`) and the onnxruntime block feeding `onnx_feed`."""
+def usage_blocks(imports: list[str], run: list[str], onnx_feed: str, onnx_after: Sequence[str] = ()) -> list[str]:
+    """The PyTorch block (load_bundle, then `run`) and the onnxruntime block feeding `onnx_feed`,
+    then `onnx_after` (what turns the outputs into the result, e.g. pooling window embeddings)."""
     return [
         "```python",
         *imports,
@@ -172,6 +173,7 @@ def usage_blocks(imports: list[str], run: list[str], onnx_feed: str) -> list[str
         "",
         'session = onnxruntime.InferenceSession("BUNDLE/model.onnx")',
         f"{onnx_feed})",
+        *onnx_after,
         "```",
     ]
 

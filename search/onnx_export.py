@@ -7,6 +7,9 @@ every quantizable layer's weight remains an initializer named after its state-di
 rewritten: each quantized layer's float initializer is removed, and a small decode subgraph
 computes a tensor of the same name from the layer's packed codes, exactly as the quantizer's
 `dequantize` does (the same float32 operations, so ONNX and PyTorch weights are bit-identical).
+Whatever the traced graph does with the weight then reads the decoded tensor: a convolution
+directly, an ONNX `LSTM` through the Slice/Concat/Unsqueeze nodes that reorder a
+`QuantizableLSTM`'s gate matrices (`l{k}.ih`, `l{k}.hh`) from torch's gate order to ONNX's.
 The subgraph is built for the decoding the quantizer declares (`Quantizer.decoding`):
 
 - `DequantizeLinear` (e.g. the uniform family): `DequantizeLinear(codes, scale, zero_point, axis=0)`;
@@ -61,8 +64,17 @@ OPSET = 21
 _TRACE_OPSET = 20
 """Highest opset the TorchScript exporter writes; the traced graph is converted to `OPSET`."""
 
-WEIGHT_CONSUMERS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
-"""Operators that take a layer's weight as their second input."""
+WEIGHT_INPUTS: Mapping[str, tuple[int, ...]] = {
+    "Conv": (1,),
+    "ConvTranspose": (1,),
+    "Gemm": (1,),
+    "MatMul": (1,),
+    "LSTM": (1, 2),
+}
+"""Operator -> the inputs that take layer weights. An `LSTM` node's W (input 1, every gate's
+input matrix) and R (input 2, the recurrent matrices) each come from one layer's weight (a
+`QuantizableLSTM`'s `l{k}.ih` and `l{k}.hh`), reordered from torch's gate order to ONNX's by
+Slice/Concat/Unsqueeze nodes."""
 
 _INTEGER_TYPES = {
     TensorProto.UINT4: "UINT4",
@@ -182,26 +194,56 @@ def unused_layers(model: nn.Module, example_inputs: Mapping[str, torch.Tensor], 
 def weight_storage(graph_model: onnx.ModelProto) -> dict[str, WeightStorage]:
     """How the weight of every layer in the graph is stored, keyed by layer name.
 
-    A layer is found by its weight tensor `<layer>.weight` feeding one of `WEIGHT_CONSUMERS`.
-    Walking back from that tensor through the nodes that compute it, the largest initializer of
-    rank two or more (a weight's rank; level tables and scale vectors are 1-D) is its storage:
-    integer codes when the layer is decoded from them, a float tensor when the weights reach the
-    operator as floats, whatever else is there.
+    A layer is found by its weight tensor `<layer>.weight` feeding a weight input of an operator
+    (`WEIGHT_INPUTS`), directly (a convolution's) or through nodes that reshape or reorder it (an
+    LSTM's W and R, sliced into ONNX's gate order): walking back from the operator's input, the
+    first `<layer>.weight` on each path is a layer's weight, so one LSTM node gives two layers. Only
+    inputs computed from initializers alone are followed, so a MatMul of two activations names no
+    layer. Walking back from `<layer>.weight` through the nodes that compute it, the largest
+    initializer of rank two or more (a weight's rank; level tables and scale vectors are 1-D) is
+    its storage: integer codes when the layer is decoded from them, a float tensor when the
+    weights reach the operator as floats, whatever else is there.
     """
     graph = graph_model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
+    computed = _input_dependent(graph)
     storage = {}
     for node in graph.node:
-        if node.op_type not in WEIGHT_CONSUMERS or len(node.input) < 2 or not node.input[1].endswith(".weight"):
-            continue
-        sources = [tensor for tensor in _source_initializers(node.input[1], producers, initializers) if len(tensor.dims) >= 2]
-        if not sources:
-            continue
-        largest = max(sources, key=lambda tensor: (int(np.prod(tensor.dims)), tensor.data_type in _INTEGER_TYPES))
-        dtype = _INTEGER_TYPES.get(largest.data_type, "FLOAT")
-        storage[node.input[1].removesuffix(".weight")] = WeightStorage(dtype, tuple(largest.dims))
+        for index in WEIGHT_INPUTS.get(node.op_type, ()):
+            if index >= len(node.input) or not node.input[index] or node.input[index] in computed:
+                continue
+            for weight in _layer_weights(node.input[index], producers):
+                stored = _stored(weight, producers, initializers)
+                if stored is not None:
+                    storage[weight.removesuffix(".weight")] = stored
     return storage
+
+
+def _input_dependent(graph: onnx.GraphProto) -> set[str]:
+    """Tensors computed from the graph's inputs (activations), as opposed to from initializers alone."""
+    initializers = {tensor.name for tensor in graph.initializer}
+    dependent = {value.name for value in graph.input if value.name not in initializers}
+    for node in graph.node:  # ONNX nodes are in topological order
+        if any(name in dependent for name in node.input):
+            dependent.update(node.output)
+    return dependent
+
+
+def _layer_weights(tensor: str, producers: Mapping[str, onnx.NodeProto]) -> list[str]:
+    """The `<layer>.weight` tensors that `tensor` is computed from, stopping at the first on each path."""
+    return sorted(_upstream(tensor, producers, lambda name: name.endswith(".weight")))
+
+
+def _stored(
+    weight: str, producers: Mapping[str, onnx.NodeProto], initializers: Mapping[str, onnx.TensorProto]
+) -> WeightStorage | None:
+    """The storage of tensor `weight`: the largest initializer of rank two or more it is computed from."""
+    sources = [tensor for tensor in _source_initializers(weight, producers, initializers) if len(tensor.dims) >= 2]
+    if not sources:
+        return None
+    largest = max(sources, key=lambda tensor: (int(np.prod(tensor.dims)), tensor.data_type in _INTEGER_TYPES))
+    return WeightStorage(_INTEGER_TYPES.get(largest.data_type, "FLOAT"), tuple(largest.dims))
 
 
 def _trace(
@@ -433,17 +475,23 @@ def _source_initializers(
     tensor: str, producers: Mapping[str, onnx.NodeProto], initializers: Mapping[str, onnx.TensorProto]
 ) -> list[onnx.TensorProto]:
     """Initializers that `tensor` is computed from (itself included), following producer nodes."""
+    return [initializers[name] for name in _upstream(tensor, producers, lambda name: name in initializers)]
+
+
+def _upstream(tensor: str, producers: Mapping[str, onnx.NodeProto], wanted: Callable[[str], bool]) -> list[str]:
+    """The `wanted` tensors that `tensor` is computed from (itself included), following producer
+    nodes back from it and stopping at each `wanted` tensor found."""
     found, pending, seen = [], [tensor], set()
     while pending:
         name = pending.pop()
         if name in seen:
             continue
         seen.add(name)
-        if name in initializers:
-            found.append(initializers[name])
+        if wanted(name):
+            found.append(name)
         elif name in producers:
             pending.extend(producers[name].input)
     return found
 
 
-__all__ = ["OPSET", "WEIGHT_CONSUMERS", "OnnxExportError", "WeightStorage", "export_onnx", "unused_layers", "weight_storage"]
+__all__ = ["OPSET", "WEIGHT_INPUTS", "OnnxExportError", "WeightStorage", "export_onnx", "unused_layers", "weight_storage"]

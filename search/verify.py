@@ -3,7 +3,8 @@
 Checks, each passed or failed with its figures:
 
 - the ONNX graph is valid and every quantized layer reaches its operator as integer codes (an
-  integer initializer decoded in the graph), not as float weights;
+  integer initializer decoded in the graph), not as float weights (an LSTM's gate matrices
+  through the nodes that reorder them into ONNX's gate order: `weight_storage`);
 - then the task's agreement checks (`Task.agreement_checks`), onnxruntime against the PyTorch
   model `load_bundle` rebuilds from config.json + weights.bin:
   - speaker verification, on the evaluation set: every utterance's ONNX embedding has cosine
@@ -38,7 +39,7 @@ from rich.table import Table
 from hwcost import CostModel
 from search.checks import Check
 from search.config import ConfigError, RunConfig, load_config
-from search.onnx_export import unused_layers, weight_storage
+from search.onnx_export import WEIGHT_INPUTS, unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.tasks import UnknownTaskError, get_task
 from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
@@ -180,7 +181,7 @@ def _integer_weights(graph: onnx.ModelProto, bundle: Bundle, unused: set[str]) -
         if layers in pruned:
             continue
         if not found:
-            problems.append(f"{layers[0]}: its weight feeds no Conv/Gemm/MatMul in the graph")
+            problems.append(f"{layers[0]}: its weight feeds no {'/'.join(WEIGHT_INPUTS)} in the graph")
         elif not all(item.integer for item in found):
             problems.append(f"{layers[0]}: float weights in the graph ({weight.bits}-bit {weight.quantizer} in weights.bin)")
         elif any(item.shape != tuple(weight.codes.shape) for item in found):
@@ -209,12 +210,18 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
             rates = f"sample rate {config.data.sample_rate} Hz differs from the bundle's {bundle.config.sample_rate} Hz"
             raise ConfigError(f"{path}: {rates}")
         return config
-    fbank, front_end = fbank_config(config), feature_settings(config).kind
-    found = (front_end, fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate)
-    wanted = (expected.kind, expected.num_mel_bins, expected.frame_length_ms, expected.frame_shift_ms, bundle.config.sample_rate)
+    fbank, settings = fbank_config(config), feature_settings(config)
+    found = (
+        settings.kind, fbank.num_mel_bins, fbank.frame_length_ms, fbank.frame_shift_ms, fbank.sample_rate, settings.windows,
+    )
+    wanted = (
+        expected.kind, expected.num_mel_bins, expected.frame_length_ms, expected.frame_shift_ms, bundle.config.sample_rate,
+        expected.windows,
+    )
     if found != wanted:
         raise ConfigError(
-            f"{path}: features (front-end, mel bins, window ms, hop ms, sample rate) {found} differ from the bundle's {wanted}"
+            f"{path}: features (front-end, mel bins, window ms, hop ms, sample rate, partial windows) {found} differ "
+            f"from the bundle's {wanted}"
         )
     return config
 

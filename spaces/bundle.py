@@ -15,6 +15,10 @@ run that produced it is needed. A bundle names its task and its input and output
 (symbolic axes such as "batch" or "frames" vary), so a speaker-verification bundle (features ->
 embedding) and a speaker-extraction bundle (mixture + enrollment -> estimate) share this format;
 a task adds its signature beside `verification_signature`.
+
+A model that embeds partial windows (GE2E) takes a batch of windows and returns one embedding
+per window; its `FeatureSettings.windows` (`PartialWindows`) records how an utterance is cut into
+windows and how their embeddings become the utterance's.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from spaces.compress import CompressedModel, ModelSpec, PackedModelError, rebuild_compressed
@@ -61,22 +66,75 @@ class TensorSpec:
         return {index: size for index, size in enumerate(self.shape) if isinstance(size, str)}
 
 
+L2_NORMALISED_MEAN = "l2_normalised_mean"
+"""The window pooling of GE2E's utterance embedding (`POOLINGS` says what it computes)."""
+POOLINGS = {L2_NORMALISED_MEAN: "the mean of the window embeddings divided by its L2 norm"}
+"""Every `PartialWindows.pooling` a bundle may name, with what it computes in words (model cards)."""
+
+_SMALLEST_NORM = 1e-12
+"""The norm `torch.nn.functional.normalize` floors at, so an all-zero mean stays zero."""
+
+
+@dataclass(frozen=True)
+class PartialWindows:
+    """How a windowed front-end cuts an utterance into the model's input and pools its outputs.
+
+    The model sees only fixed-length windows; a deployer must cut and pool exactly as the
+    front-end did when the metrics were measured, so the bundle records both.
+
+    Attributes:
+        frontend: The front-end computing the windows (`evaluators.frontends.get_frontend(frontend)`:
+            its `features(audio)` gives `[windows, frames, num_mel_bins]` of one utterance).
+        frames: Frames per window.
+        step_frames: Frames from one window's start to the next's.
+        min_coverage: Least share of real audio (not padding) the last window needs to be kept
+            (an utterance's only window always is).
+        pooling: How the window embeddings become the utterance's (one of `POOLINGS`).
+    """
+
+    frontend: str
+    frames: int
+    step_frames: int
+    min_coverage: float
+    pooling: str = L2_NORMALISED_MEAN
+
+    def __post_init__(self) -> None:
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}: expected one of {list(POOLINGS)}")
+
+    def utterance_embedding(self, window_embeddings: np.ndarray) -> np.ndarray:
+        """The utterance's embedding from its windows' `[windows, embedding_dim]` (the one pooling there is)."""
+        mean = window_embeddings.astype(np.float32).mean(axis=0)
+        return mean / max(float(np.linalg.norm(mean)), _SMALLEST_NORM)
+
+
 @dataclass(frozen=True)
 class FeatureSettings:
     """The front end that turns audio into the model's "features" input.
 
-    Kaldi-compatible log-mel filterbanks (`evaluators.features.compute_fbank`: kaldi-native-fbank,
-    no dither, snip edges, audio scaled to int16 range) with per-utterance mean normalisation.
+    By default Kaldi-compatible log-mel filterbanks (`evaluators.features.compute_fbank`:
+    kaldi-native-fbank, no dither, snip edges, audio scaled to int16 range) with per-utterance
+    mean normalisation; `kind` names another front-end.
+
+    Attributes:
+        windows: For a windowed front-end, how utterances become windows and window embeddings
+            one embedding; None when the model reads an utterance's frames at once (and in
+            bundles written before windowed models could be exported).
     """
 
     num_mel_bins: int
     frame_length_ms: float
     frame_shift_ms: float
     kind: str = "kaldi-fbank, utterance mean normalised"
+    windows: PartialWindows | None = None
 
     @property
     def frames_per_second(self) -> int:
-        return round(1000.0 / self.frame_shift_ms)
+        """Frames the model reads per second of audio: the frame rate, times the overlap of windows."""
+        rate = 1000.0 / self.frame_shift_ms
+        if self.windows is not None:
+            rate *= self.windows.frames / self.windows.step_frames
+        return round(rate)
 
 
 @dataclass(frozen=True)
@@ -153,7 +211,7 @@ class BundleConfig:
                 family=reader.get(data, "family", str),
                 model_arguments=reader.get(data, "model_arguments", dict),
                 sample_rate=reader.get(data, "sample_rate", int),
-                features=FeatureSettings(**features) if features is not None else None,
+                features=_feature_settings(reader, features) if features is not None else None,
                 layers={name: LayerQuantization(**layer) for name, layer in layers.items()},
                 inputs=tuple(_tensor_spec(item) for item in reader.get(data, "inputs", list)),
                 outputs=tuple(_tensor_spec(item) for item in reader.get(data, "outputs", list)),
@@ -192,11 +250,18 @@ class Bundle:
         return self.compressed.model
 
 
-def verification_signature(num_mel_bins: int, embedding_dim: int) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
-    """Inputs and outputs of a speaker-embedding model: filterbank frames in, one embedding out."""
+def verification_signature(
+    num_mel_bins: int, embedding_dim: int, windowed: bool = False
+) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+    """Inputs and outputs of a speaker-embedding model: filterbank frames in, one embedding out.
+
+    A windowed model's batch is the partial windows of one utterance ("windows"): one embedding
+    per window comes out, pooled into the utterance's as its `PartialWindows` says.
+    """
+    batch = "windows" if windowed else "batch"
     return (
-        (TensorSpec("features", ("batch", "frames", num_mel_bins)),),
-        (TensorSpec("embedding", ("batch", embedding_dim)),),
+        (TensorSpec("features", (batch, "frames", num_mel_bins)),),
+        (TensorSpec("embedding", (batch, embedding_dim)),),
     )
 
 
@@ -212,10 +277,10 @@ def extraction_signature() -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ..
 def example_inputs(config: BundleConfig) -> dict[str, torch.Tensor]:
     """Zero inputs holding one second of audio (batch 1): the unit the cost model prices.
 
-    Symbolic axes: "batch" (1), "frames" (feature frames per second), "samples" and
-    "enrollment_samples" (the sample rate).
+    Symbolic axes: "batch" and "windows" (1), "frames" (feature frames the model reads per second:
+    `FeatureSettings.frames_per_second`), "samples" and "enrollment_samples" (the sample rate).
     """
-    sizes = {"batch": 1, "samples": config.sample_rate, "enrollment_samples": config.sample_rate}
+    sizes = {"batch": 1, "windows": 1, "samples": config.sample_rate, "enrollment_samples": config.sample_rate}
     if config.features is not None:
         sizes["frames"] = config.features.frames_per_second
     tensors = {}
@@ -313,6 +378,24 @@ def _check_layers(quantized: Mapping[str, QuantizedWeight], config: BundleConfig
         )
 
 
+def _feature_settings(reader: _Reader, block: Mapping[str, Any]) -> FeatureSettings:
+    """The `features` block, its `windows` block (absent in older bundles) included.
+
+    Raises:
+        TypeError: Unknown or missing keys (`from_dict` names the file).
+    """
+    features = dict(block)
+    windows = features.pop("windows", None)
+    if windows is None:
+        return FeatureSettings(**features)
+    reader.expect(isinstance(windows, dict), "features.windows", windows, "expected an object")
+    try:
+        partial = PartialWindows(**windows)
+    except ValueError as error:  # a pooling this version does not know
+        raise BundleError(f"{reader.source}: features.windows: {error}") from None
+    return FeatureSettings(**features, windows=partial)
+
+
 def _tensor_spec(item: Any) -> TensorSpec:
     if not isinstance(item, Mapping) or set(item) != {"name", "shape"}:
         raise TypeError(f"tensor {item!r}: expected an object with 'name' and 'shape'")
@@ -347,6 +430,9 @@ __all__ = [
     "BundleConfig",
     "BundleError",
     "FeatureSettings",
+    "L2_NORMALISED_MEAN",
+    "POOLINGS",
+    "PartialWindows",
     "TensorSpec",
     "example_inputs",
     "extraction_signature",

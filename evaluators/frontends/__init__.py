@@ -36,8 +36,13 @@ class Frontend:
             `[windows, frames, bins]`).
         embed: (model, features) -> the utterance embedding `[embedding_dim]`; call it in
             eval mode under `torch.no_grad()`.
-        windowed: Features are fixed partial windows, not a frame sequence: random training
-            crops of them mean nothing (no training, fine-tuning or crop-based sensitivities yet).
+        windowed: Features are partial windows `[windows, window_frames, bins]`, not a frame
+            sequence: fine-tuning and sensitivities crop single windows, a teacher cannot be
+            trained on them.
+        window_frames: Frames per partial window (0 when not windowed).
+        frames_per_second: Frames the model reads per second of audio: the hop rate, or more
+            where windows overlap (GE2E's: each frame about 160/77 times). The cost model
+            prices this many.
     """
 
     name: str
@@ -46,6 +51,8 @@ class Frontend:
     features: Callable[[np.ndarray], torch.Tensor]
     embed: Callable[[nn.Module, torch.Tensor], torch.Tensor]
     windowed: bool = False
+    window_frames: int = 0
+    frames_per_second: float = 100.0
 
 
 FRONTENDS: dict[str, Frontend] = {
@@ -58,7 +65,8 @@ FRONTENDS: dict[str, Frontend] = {
         whole_utterance_embedding,
     ),
     "ge2e": Frontend(
-        "ge2e", ge2e.SAMPLE_RATE, ge2e.NUM_MEL_BINS, ge2e.compute_features, ge2e.utterance_embedding, windowed=True
+        "ge2e", ge2e.SAMPLE_RATE, ge2e.NUM_MEL_BINS, ge2e.compute_features, ge2e.utterance_embedding,
+        windowed=True, window_frames=ge2e.PARTIAL_FRAMES, frames_per_second=ge2e.MODEL_FRAMES_PER_SECOND,
     ),
 }
 """Front-end name -> front-end; the name is the upstream whose models read these features."""

@@ -43,6 +43,10 @@ PARTIALS_PER_SECOND = 1.3
 WINDOW_STEP_FRAMES = int(np.round(SAMPLE_RATE / PARTIALS_PER_SECOND / HOP_LENGTH))
 """Frames between window starts (77), rounded as upstream rounds it."""
 
+MODEL_FRAMES_PER_SECOND = SAMPLE_RATE / HOP_LENGTH * PARTIAL_FRAMES / WINDOW_STEP_FRAMES
+"""Frames the encoder reads per second of long audio: windows overlap, so each frame is read
+`PARTIAL_FRAMES / WINDOW_STEP_FRAMES` (about 2.08) times."""
+
 MIN_COVERAGE = 0.75
 """`embed_utterance(min_coverage=0.75)`: share of real audio the last window needs to be kept."""
 

@@ -112,6 +112,14 @@ class Task(ABC):
     def validate(self, config: RunConfig) -> None:
         """Cross-section checks of a parsed config; ValueError names the key."""
 
+    def fidelity_defaults(self, teacher: Any) -> Mapping[str, Any]:
+        """`fidelity:` defaults that depend on the parsed `teacher:` block (the config's keys win).
+
+        A loaded pretrained model is fine-tuned differently from one the engine trained itself
+        (no labels, gentler steps); a task without such a difference keeps its class defaults.
+        """
+        return {}
+
     @abstractmethod
     def model_spec(self, config: RunConfig) -> ModelSpec:
         """The model the run compresses, with its input format."""

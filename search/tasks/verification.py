@@ -16,7 +16,7 @@ from search.tasks.verification_bundle import (
     verification_record,
     verification_summary,
 )
-from search.tasks.verification_setup import check_frontend, model_spec, verification_setup
+from search.tasks.verification_setup import check_frontend, model_spec, pretrained_fidelity_defaults, verification_setup
 
 
 class VerificationTask(Task):
@@ -35,6 +35,7 @@ class VerificationTask(Task):
 
     model_spec = staticmethod(model_spec)
     validate = staticmethod(check_frontend)
+    fidelity_defaults = staticmethod(pretrained_fidelity_defaults)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator
     check_exportable = staticmethod(check_exportable)

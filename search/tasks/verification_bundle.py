@@ -17,6 +17,7 @@ import torch
 from evaluators.data.source_features import EvalSet, load_eval_set
 from evaluators.evaluation import Evaluation
 from evaluators.features import KALDI
+from evaluators.frontends import ge2e
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
 from evaluators.training import embed_utterances
 from evaluators.utterance_features import windowed_features
@@ -26,7 +27,15 @@ from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
 from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, TaskExportError, Signature, recorded_check
 from search.tasks.verification_setup import fbank_config
-from spaces.bundle import Bundle, BundleConfig, FeatureSettings, verification_signature
+from spaces.bundle import (
+    L2_NORMALISED_MEAN,
+    POOLINGS,
+    Bundle,
+    BundleConfig,
+    FeatureSettings,
+    PartialWindows,
+    verification_signature,
+)
 from spaces.compress import ModelSpec
 
 MIN_COSINE = 0.999
@@ -34,31 +43,44 @@ MIN_COSINE = 0.999
 MAX_EER_DIFFERENCE = 0.001
 """Largest EER difference (a fraction) between PyTorch's and onnxruntime's embeddings."""
 
+PARTIAL_WINDOWS = {
+    "ge2e": PartialWindows("ge2e", ge2e.PARTIAL_FRAMES, ge2e.WINDOW_STEP_FRAMES, ge2e.MIN_COVERAGE, L2_NORMALISED_MEAN),
+}
+"""Windowed front-end -> how it cuts an utterance into windows and pools their embeddings
+(`ge2e.compute_features`, `ge2e.utterance_embedding`), as its models' bundles record it."""
+
 
 def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
-    """Filterbank features in, an embedding of the model's size out."""
+    """Filterbank features in, an embedding of the model's size out (a windowed model's: per window)."""
     with torch.no_grad():
         embedding_dim = int(model(spec.one_second_input()).shape[-1])
-    return (feature_settings(config), *verification_signature(spec.num_mel_bins, embedding_dim))
+    features = feature_settings(config)
+    return (features, *verification_signature(spec.num_mel_bins, embedding_dim, windowed=features.windows is not None))
 
 
 def feature_settings(config: RunConfig) -> FeatureSettings:
-    """The bundle's record of the front-end the model reads (the engine's filterbank or a pretrained family's)."""
+    """The bundle's record of the front-end the model reads (the engine's filterbank or a pretrained
+    family's, with its windowing when it cuts utterances into windows)."""
+    frontend = config.features.frontend
     settings = FeatureSettings(
         num_mel_bins=config.features.num_mel_bins,
         frame_length_ms=config.features.frame_length_ms,
         frame_shift_ms=config.features.frame_shift_ms,
     )
-    if config.features.frontend == KALDI:
+    if frontend == KALDI:
         return settings
-    return replace(settings, kind=f"{config.features.frontend} front-end (evaluators.frontends.{config.features.frontend})")
+    kind = f"{frontend} front-end (evaluators.frontends.{frontend})"
+    return replace(settings, kind=kind, windows=PARTIAL_WINDOWS.get(frontend))
 
 
 def check_exportable(config: RunConfig) -> None:
-    """A windowed front-end's model (GE2E) takes windows and averages embeddings: no bundle holds that yet."""
-    if windowed_features(fbank_config(config)):
+    """A windowed front-end's bundle must record how it windows and pools (`PARTIAL_WINDOWS`):
+    without that, no deployer could compute the embeddings the metrics were measured on."""
+    frontend = config.features.frontend
+    if windowed_features(fbank_config(config)) and frontend not in PARTIAL_WINDOWS:
         raise TaskExportError(
-            f"features.frontend={config.features.frontend!r}: bundles of models that read partial windows are not supported yet"
+            f"features.frontend={frontend!r}: its windowing and pooling have no bundle record "
+            f"(search.tasks.verification_bundle.PARTIAL_WINDOWS knows {sorted(PARTIAL_WINDOWS)})"
         )
 
 
@@ -100,17 +122,23 @@ def verification_checks(
     config: RunConfig,
     progress: Callable[[str, int, int], None] | None,
 ) -> list[Check]:
-    """Embedding agreement per utterance and EER agreement on the evaluation set."""
+    """Embedding agreement per utterance and EER agreement on the evaluation set.
+
+    A windowed model's utterance embeddings are pooled from its window embeddings on both sides:
+    by `embed_utterances` in PyTorch, as config.json's `features.windows` says for onnxruntime.
+    """
     eval_set = _eval_set(bundle, config, progress)
     (input_name,) = [spec.name for spec in bundle.config.inputs]
+    windows = bundle.config.features.windows
     reference = embed_utterances(bundle.model, eval_set.features).numpy()
-    exported = np.concatenate([session.run(None, {input_name: features[None].numpy()})[0] for features in eval_set.features])
+    exported = np.stack([_onnx_embedding(session, input_name, features, windows) for features in eval_set.features])
     cosines = _cosines(reference, exported)
     worst = int(np.argmin(cosines))
+    pooled = f" (pooled from {sum(len(features) for features in eval_set.features)} windows)" if windows else ""
     cosine_check = Check(
         f"embedding cosine >= {MIN_COSINE} on every utterance",
         bool(cosines.min() >= MIN_COSINE),
-        f"{len(cosines)} utterances of {eval_set.name!r}; lowest {cosines.min():.6f} (utterance {worst}), "
+        f"{len(cosines)} utterances of {eval_set.name!r}{pooled}; lowest {cosines.min():.6f} (utterance {worst}), "
         f"median {np.median(cosines):.6f}",
     )
     max_trials = config.evaluation.max_trials
@@ -123,6 +151,16 @@ def verification_checks(
         f"PyTorch {100 * reference_eer:.3f}%, onnxruntime {100 * exported_eer:.3f}% (difference {100 * difference:.3f} points)",
     )
     return [cosine_check, eer_check, recorded_check("EER", reference_eer, bundle.config.metrics, "eer", 100, "%")]
+
+
+def _onnx_embedding(
+    session: onnxruntime.InferenceSession, input_name: str, features: torch.Tensor, windows: PartialWindows | None
+) -> np.ndarray:
+    """One utterance's embedding from onnxruntime, computed as the bundle says: the utterance as a
+    batch of one, or its windows `[windows, frames, bins]` as the batch, their embeddings pooled."""
+    if windows is None:
+        return session.run(None, {input_name: features[None].numpy()})[0][0]
+    return windows.utterance_embedding(session.run(None, {input_name: features.numpy()})[0])
 
 
 def _eval_set(bundle: Bundle, config: RunConfig, progress: Callable[[str, int, int], None] | None) -> EvalSet:
@@ -161,13 +199,23 @@ def _verification_quality(config: BundleConfig) -> str:
 
 def _feature_inputs(config: BundleConfig) -> str:
     features = config.features
-    return (
+    text = (
         f"Features: {features.kind}; {features.num_mel_bins} mel bins, {features.frame_length_ms:g} ms windows, "
         f"{features.frame_shift_ms:g} ms hop, {config.sample_rate} Hz mono audio in [-1, 1]."
+    )
+    windows = features.windows
+    if windows is None:
+        return text
+    return (
+        f"{text} The model reads partial windows of {windows.frames} frames, one every {windows.step_frames} frames "
+        f"(the last kept when at least {100 * windows.min_coverage:g}% of it is audio, an utterance's only window always), "
+        f"one embedding per window; an utterance's embedding is {POOLINGS[windows.pooling]}."
     )
 
 
 def _verification_usage(config: BundleConfig) -> list[str]:
+    if config.features.windows is not None:
+        return _windowed_usage(config, config.features.windows)
     (features,) = [spec.name for spec in config.inputs]
     (output,) = [spec.name for spec in config.outputs]
     features_call = (
@@ -181,6 +229,29 @@ def _verification_usage(config: BundleConfig) -> list[str]:
             f"embedding = bundle.model(features.unsqueeze(0))  # [1, {config.outputs[0].shape[-1]}]",
         ],
         f'({output},) = session.run(None, {{"{features}": features.unsqueeze(0).numpy()}}',
+    )
+
+
+def _windowed_usage(config: BundleConfig, windows: PartialWindows) -> list[str]:
+    """Cut the audio into the front-end's windows, embed them as one batch, pool the window embeddings."""
+    (features,) = [spec.name for spec in config.inputs]
+    (output,) = [spec.name for spec in config.outputs]
+    shape = f"[windows, {windows.frames}, {config.features.num_mel_bins}]"
+    embedding_dim = config.outputs[0].shape[-1]
+    return usage_blocks(
+        ["import torch", "from evaluators.frontends import get_frontend"],
+        [
+            f'frontend = get_frontend("{windows.frontend}")',
+            f"windows = frontend.features(audio)  # audio: float samples in [-1, 1] at {config.sample_rate} Hz -> {shape}",
+            "with torch.no_grad():",
+            f"    embedding = frontend.embed(bundle.model, windows)  # pooled over the windows: [{embedding_dim}]",
+        ],
+        f'(window_{output}s,) = session.run(None, {{"{features}": windows.numpy()}}',
+        [
+            f"# one {output} per window [windows, {embedding_dim}]; the utterance's is {POOLINGS[windows.pooling]}:",
+            f"{output} = window_{output}s.mean(axis=0)",
+            f"{output} /= ({output} @ {output}) ** 0.5",
+        ],
     )
 
 

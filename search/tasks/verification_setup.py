@@ -5,22 +5,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from evaluators.features import KALDI, FbankConfig
 from evaluators.frontends import get_frontend
+from evaluators.training import TeacherConfig
 from evaluators.verification import VerificationSetup
 from search.run_config import RunConfig
 from spaces.compress import ModelSpec
 
 
 def model_spec(config: RunConfig) -> ModelSpec:
-    """The model the run compresses, with the input format of its features."""
+    """The model the run compresses, with the input format of its features.
+
+    Its `frames_per_second` is what the model reads per second of audio: the frame rate, or a
+    windowed front-end's overlapping windows' (so the cost model prices the frames really run).
+    """
     kwargs = {key: value for key, value in config.model.items() if key != "family"}
     kwargs["num_mel_bins"] = config.features.num_mel_bins
+    frontend = config.features.frontend
+    frames_per_second = (
+        get_frontend(frontend).frames_per_second if frontend != KALDI else 1000.0 / config.features.frame_shift_ms
+    )
     return ModelSpec(
         family=config.model["family"],
         kwargs=kwargs,
         num_mel_bins=config.features.num_mel_bins,
-        frames_per_second=round(1000.0 / config.features.frame_shift_ms),
+        frames_per_second=round(frames_per_second),
         sample_rate=config.data.sample_rate,
         side_bits=config.space.side_bits,
     )
@@ -37,8 +48,20 @@ def fbank_config(config: RunConfig) -> FbankConfig:
     )
 
 
+PRETRAINED_FIDELITY = {"classification_weight": 0.0, "distillation_weight": 1.0, "learning_rate": 3e-4}
+"""Fine-tuning defaults when the teacher is a loaded checkpoint: its own embeddings are the only
+target (its training data and speaker labels are not at hand, and any speech serves), with
+steps a third of those that repair a teacher the engine trained (docs/pretrained.md has the
+measurements behind them)."""
+
+
+def pretrained_fidelity_defaults(teacher: TeacherConfig) -> dict[str, Any]:
+    """`PRETRAINED_FIDELITY` for a loaded teacher, nothing for one the engine trains."""
+    return dict(PRETRAINED_FIDELITY) if teacher.checkpoint is not None else {}
+
+
 def check_frontend(config: RunConfig) -> None:
-    """A pretrained front-end's bands and rate are fixed; a windowed one cannot be trained on yet.
+    """A pretrained front-end's bands and rate are fixed; a windowed one trains no teacher and crops within a window.
 
     Raises:
         ValueError: Naming the key to change.
@@ -56,10 +79,11 @@ def check_frontend(config: RunConfig) -> None:
         raise ValueError(f"data.sample_rate={config.data.sample_rate}: the {name} front-end reads {frontend.sample_rate} Hz audio")
     if frontend.windowed and config.teacher.checkpoint is None:
         raise ValueError(f"teacher.checkpoint: the {name} front-end's windows cannot train a teacher; load one")
-    if frontend.windowed and config.fidelity.trains:
+    crop_frames = config.fidelity.crop_frames
+    if frontend.windowed and crop_frames > frontend.window_frames:
         raise ValueError(
-            f"fidelity.steps={list(config.fidelity.steps)}: fine-tuning on the {name} front-end's windows is not "
-            "supported yet; use [0] (post-training quantization)"
+            f"fidelity.crop_frames={crop_frames}: the {name} front-end's windows have {frontend.window_frames} "
+            f"frames; crops are taken inside one window"
         )
 
 
@@ -79,4 +103,4 @@ def verification_setup(config: RunConfig) -> VerificationSetup:
     )
 
 
-__all__ = ["check_frontend", "fbank_config", "model_spec", "verification_setup"]
+__all__ = ["PRETRAINED_FIDELITY", "check_frontend", "fbank_config", "model_spec", "pretrained_fidelity_defaults", "verification_setup"]

@@ -97,6 +97,11 @@ class QuantizableLSTM(nn.Module):
     def forward(
         self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor] | None = None
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        if x.dim() == 2:  # unbatched `[frames, features]`, as nn.LSTM accepts: a batch of one
+            batch_axis = 0 if self.batch_first else 1
+            unbatched_state = None if state is None else (state[0].unsqueeze(1), state[1].unsqueeze(1))
+            output, (hidden, cell) = self(x.unsqueeze(batch_axis), unbatched_state)
+            return output.squeeze(batch_axis), (hidden.squeeze(1), cell.squeeze(1))
         if state is None:
             batch = x.shape[0 if self.batch_first else 1]
             zeros = torch.zeros(self.num_layers, batch, self.hidden_size, dtype=x.dtype, device=x.device)

@@ -53,6 +53,7 @@ def attach_fake_quantizers(
             raise QuantizationError(f"layer {name!r} already has a fake-quantizer")
         quantizer = fake_quantizer(layer.quantizer, layer.bits, module.weight.detach(), options)
         parametrize.register_parametrization(module, "weight", quantizer)
+        _picklable(module)
         new_parameters.extend(quantizer.parameters())
     return new_parameters
 
@@ -86,17 +87,45 @@ def without_fake_quantizers(model: nn.Module) -> nn.Module:
     """
     plain = copy.deepcopy(model)
     for name in fake_quantized_layers(plain):
-        module = plain.get_submodule(name)
-        # A deep copy shares the generated Parametrized* class with the original, and removing a
-        # parametrization deletes the property from that class: give the copy a class of its own
-        # first, or `model` loses its `weight` and cannot be trained further.
-        parametrized = type(module)
-        module.__class__ = type(parametrized.__name__, parametrized.__bases__, dict(parametrized.__dict__))
-        parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
-        for key, parameter in list(module.named_parameters(recurse=False)):
-            if key != "weight":
-                delattr(module, key)
-                module.register_parameter(key, parameter)
+        _remove_fake_quantizer(plain.get_submodule(name))
+    return plain
+
+
+def _remove_fake_quantizer(module: nn.Module) -> None:
+    """Put `module`'s latent weight back as its plain `weight` parameter, in its original place."""
+    # A deep copy shares the generated Parametrized* class with the original, and removing a
+    # parametrization deletes the property from that class: give the module a class of its own
+    # first, or the original loses its `weight` and cannot be trained further.
+    parametrized = type(module)
+    module.__class__ = type(parametrized.__name__, parametrized.__bases__, dict(parametrized.__dict__))
+    parametrize.remove_parametrizations(module, "weight", leave_parametrized=False)
+    for key, parameter in list(module.named_parameters(recurse=False)):
+        if key != "weight":
+            delattr(module, key)
+            module.register_parameter(key, parameter)
+
+
+def _picklable(module: nn.Module) -> None:
+    """Let a fake-quantized layer pickle (torch refuses to pickle parametrized modules).
+
+    Ray ships models between processes with pickle: the layer is pickled as its plain copy plus
+    its fake-quantizers, and unpickling attaches them again (the latent weight, the quantizers'
+    learned parameters and the forward pass are all restored).
+    """
+    type(module).__reduce_ex__ = _reduce_fake_quantized
+
+
+def _reduce_fake_quantized(module: nn.Module, protocol: int) -> tuple:
+    plain = copy.deepcopy(module)
+    quantizers = list(plain.parametrizations.weight)
+    _remove_fake_quantizer(plain)
+    return _reattached, (plain, quantizers)
+
+
+def _reattached(plain: nn.Module, quantizers: list[FakeQuantizer]) -> nn.Module:
+    for quantizer in quantizers:
+        parametrize.register_parametrization(plain, "weight", quantizer, unsafe=True)
+    _picklable(plain)
     return plain
 
 

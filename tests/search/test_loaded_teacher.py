@@ -5,14 +5,18 @@ import re
 import pytest
 import torch
 
+from evaluators.frontends.ge2e import MIN_COVERAGE, PARTIAL_FRAMES, WINDOW_STEP_FRAMES
 from search.cli import main
 from search.config import ConfigError, load_config
 from search.engine import run_search
 from search.run_dir import RunDirectory
 from search.tasks import get_task
-from search.tasks.base import TaskExportError
+from search.verify import MIN_COSINE, verify_bundle
+from spaces import load_bundle
+from spaces.bundle import L2_NORMALISED_MEAN, MODEL_CARD_FILE, PartialWindows
 from spaces.checkpoints import read_native_checkpoint
 from tiny_config import tiny_config
+from tiny_run import write_measured_run
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -109,8 +113,74 @@ def test_a_search_over_a_loaded_teacher(exported, tmp_path, tiny_cache_dir, ray_
 def test_the_ge2e_config_loads_the_weights_shipped_in_the_resemblyzer_wheel():
     config = load_config("configs/sv_ge2e.yaml")
     assert config.features.frontend == "ge2e" and config.teacher.checkpoint.startswith("package:resemblyzer/")
-    with pytest.raises(TaskExportError, match="partial windows are not supported yet"):
-        get_task(config.task).check_exportable(config)
+    get_task(config.task).check_exportable(config)  # its bundles record the front-end's windows
+
+
+_GE2E = """
+name: tiny-ge2e
+seed: 3
+cache_dir: {cache}
+data: {{train_speakers: 4, test_speakers: 4, utterances_per_speaker: 3, min_seconds: 1.0, max_seconds: 2.5}}
+features: {{frontend: ge2e, num_mel_bins: 40}}
+model: {{family: ge2e, hidden_size: 16, embedding_dim: 16, num_layers: 2}}
+teacher: {{checkpoint: {checkpoint}, format: resemblyzer}}
+space: {{bits: [4, 8]}}
+fidelity: {{crop_frames: 100}}
+targets: [cortex-a72]
+"""
+"""A tiny GE2E encoder on the synthetic corpus, read through the ge2e front-end's windows."""
+
+
+FORGET_BIAS = 4.0
+"""Added to the random encoder's forget gates, holding them open as a trained encoder's are: a
+random LSTM forgets within a few frames, so windows ending in zero padding embed alike, and
+near-tied trial scores would flip the EER check on float rounding."""
+
+
+def _resemblyzer_checkpoint(path):
+    """A small random encoder saved as resemblyzer saves its `VoiceEncoder` (upstream `nn.LSTM` names)."""
+    torch.manual_seed(0)
+    encoder = torch.nn.Module()
+    encoder.lstm = torch.nn.LSTM(40, 16, 2, batch_first=True)
+    encoder.linear = torch.nn.Linear(16, 16)
+    hidden = encoder.lstm.hidden_size
+    with torch.no_grad():
+        for layer in range(encoder.lstm.num_layers):  # gates stacked as input, forget, cell, output
+            getattr(encoder.lstm, f"bias_ih_l{layer}")[hidden : 2 * hidden] += FORGET_BIAS
+    loss_terms = {"similarity_weight": torch.tensor([10.0]), "similarity_bias": torch.tensor([-5.0])}
+    torch.save({"step": 1, "model_state": {**encoder.state_dict(), **loss_terms}}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def ge2e_bundle(tmp_path_factory):
+    """Trial 0 (every LSTM matrix and the linear layer at 4 bits) of a GE2E run, exported through the CLI."""
+    root = tmp_path_factory.mktemp("ge2e")
+    checkpoint = _resemblyzer_checkpoint(root / "pretrained.pt")
+    _, run_dir = write_measured_run(root, _GE2E.format(cache=root / "cache", checkpoint=checkpoint), {0: 4})
+    out = root / "bundle"
+    assert main(["export", str(run_dir.path), "--trial", "0", "--out", str(out)]) == 0
+    return out
+
+
+def test_a_ge2e_bundle_takes_windows_and_records_how_to_pool_them(ge2e_bundle):
+    config = load_bundle(ge2e_bundle).config
+    assert config.features.windows == PartialWindows("ge2e", PARTIAL_FRAMES, WINDOW_STEP_FRAMES, MIN_COVERAGE, L2_NORMALISED_MEAN)
+    assert [(spec.name, spec.shape) for spec in config.inputs] == [("features", ("windows", "frames", 40))]
+    assert [(spec.name, spec.shape) for spec in config.outputs] == [("embedding", ("windows", 16))]
+    assert set(config.layers) == {"lstm.l0.ih", "lstm.l0.hh", "lstm.l1.ih", "lstm.l1.hh", "linear"}
+    card = (ge2e_bundle / MODEL_CARD_FILE).read_text()
+    windows = f"partial windows of {PARTIAL_FRAMES} frames, one every {WINDOW_STEP_FRAMES} frames"
+    for text in (windows, 'get_frontend("ge2e")', "frontend.embed(bundle.model, windows)", "window_embeddings.mean(axis=0)"):
+        assert text in card
+
+
+def test_a_ge2e_bundle_verifies_with_integer_lstm_weights_and_pooled_embeddings(ge2e_bundle):
+    report = verify_bundle(ge2e_bundle, timing_seconds=0.05)
+    assert report.passed, report.failures
+    checks = {check.name: check.detail for check in report.checks}
+    assert checks["quantized layers are integer weights in the graph"] == "5 layer(s), containers UINT4"
+    assert "12 utterances of 'synthetic' (pooled from" in checks[f"embedding cosine >= {MIN_COSINE} on every utterance"]
 
 
 @pytest.mark.parametrize(
