@@ -79,7 +79,14 @@ class SharedModelSpec(ModelSpec):
 
 
 def student_spec(teacher: ModelSpec, student: StudentPlan, share: bool = False) -> ModelSpec:
-    """The student's model spec: the teacher's input format, scaled family arguments."""
+    """The student's model spec: the teacher's input format, scaled family arguments.
+
+    The teacher's own architecture (same family, width and depth 1, no sharing) is the teacher's
+    spec as it is, so families without scaling rules (the pretrained ones) can be distilled into
+    a quantized copy of themselves.
+    """
+    if student.family == teacher.family and student.width == student.depth == 1.0 and not share:
+        return teacher
     if student.family not in _SCALING:
         raise StudentError(f"student.family={student.family!r}: unknown family; available: {sorted(_SCALING)}")
     for key in ("width", "depth"):
@@ -170,7 +177,7 @@ def _counterpart(name: str, teacher: nn.Module, student: nn.Module, teacher_name
     """The teacher layer `name` corresponds to within one family (None across families)."""
     if type(teacher) is not type(student):
         return None
-    for teacher_blocks, blocks in zip(teacher.repeated_blocks(), student.repeated_blocks()):
+    for teacher_blocks, blocks in zip(_repeated_blocks(teacher), _repeated_blocks(student)):
         for position, block in enumerate(blocks):
             if name.startswith(f"{block}."):
                 relative = position / max(1, len(blocks) - 1)
@@ -178,6 +185,12 @@ def _counterpart(name: str, teacher: nn.Module, student: nn.Module, teacher_name
                 if counterpart in teacher_names:
                     return counterpart
     return name if name in teacher_names else None
+
+
+def _repeated_blocks(model: nn.Module) -> list[list[str]]:
+    """The family's repeated blocks (`spaces.sharing`); none for a family that declares none (GE2E)."""
+    declared = getattr(model, "repeated_blocks", None)
+    return declared() if declared is not None else []
 
 
 def _copy_leading_slices(model: nn.Module, source: Mapping[str, torch.Tensor]) -> None:

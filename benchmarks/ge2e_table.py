@@ -1,0 +1,236 @@
+"""The pretrained GE2E encoder compressed to 8, 4 and 3 bits: EER with 95% intervals, paired against FP32.
+
+Evaluated on AN4's 10 test speakers (every pair of their utterances, cosine-scored). Fine-tuning
+reads AN4's 74 training speakers (no test speaker among them) as single 1.6 s windows, without
+labels: the FP32 encoder's embeddings are the only target (the loaded teacher's defaults,
+`search.tasks.verification_setup.PRETRAINED_FIDELITY`). Every row quantizes all seven weight
+matrices (the six LSTM gate matrices and the linear projection) per output row:
+
+- PTQ: uniform at 8 and 4 bits, one k-means codebook per matrix at 4 bits;
+- QAT + distillation (`evaluators.finetune.FineTuner`): uniform (LSQ) at 4 and 3 bits, trained on
+  the cosine distance to the FP32 encoder's window embedding;
+- QAT + multi-level distillation (`evaluators.student_training.StudentTrainer`): the same, also
+  matching the last LSTM layer's per-frame outputs (taps `lstm`, `embedding`);
+- the Pareto front of a search of `configs/sv_ge2e.yaml` (per-matrix bits and the LSTM's
+  quantizer, PTQ then QAT for the promising third), each front model rebuilt from its packed
+  weights and scored on the same trials.
+
+Each row's EER interval is a percentile bootstrap over trials; its difference from FP32 is a
+paired bootstrap (the same resampled trials for both). Targets (issue #21): 8-bit within +2%
+relative of FP32 or inside FP32's interval; the best model of at most 4 mean bits within +10%
+relative; the best of at most 3 mean bits within +25%.
+
+    .venv/bin/python benchmarks/ge2e_table.py [--steps 1000] [--trials 24] [--out results/benchmarks/ge2e_table.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from evaluators.evaluation import size_metrics  # noqa: E402
+from evaluators.finetune import FineTuner  # noqa: E402
+from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate  # noqa: E402
+from evaluators.student_training import StudentTrainer  # noqa: E402
+from evaluators.training import embed_utterances  # noqa: E402
+from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
+from ge2e_pretrained import CONFIDENCE, paired_difference_interval  # noqa: E402
+from render_docs import write_result  # noqa: E402
+from search.config import load_config  # noqa: E402
+from search.engine import run_search  # noqa: E402
+from search.run_dir import RunDirectory  # noqa: E402
+from search.tasks.verification_setup import verification_setup  # noqa: E402
+from spaces.compress import CompressedModel, compress, quantizable_layers, rebuild_compressed  # noqa: E402
+from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization  # noqa: E402
+
+CONFIG = ROOT / "configs" / "sv_ge2e.yaml"
+TAPS = ("lstm", "embedding")
+TARGETS = {"8_bit": (8, 0.02), "4_bit": (4, 0.10), "3_bit": (3, 0.25)}
+"""Target name -> (most mean weight bits, largest relative EER increase over FP32)."""
+
+
+class Scorer:
+    """Scores models on the fixed trials of the main evaluation set, paired against FP32."""
+
+    def __init__(self, prepared: PreparedVerification, teacher: CompressedModel) -> None:
+        self.eval_set = prepared.eval_sets[0]
+        self.seed = prepared.seed
+        self.reference_scores, self.labels = self._scores(teacher.model)
+
+    def _scores(self, model: torch.nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        with torch.no_grad():
+            embeddings = embed_utterances(model, self.eval_set.features).numpy()
+        return all_pair_trials(embeddings, np.asarray(self.eval_set.labels))
+
+    def row(self, label: str, method: str, compressed: CompressedModel, seconds: float = 0.0, **extra) -> dict:
+        scores, labels = self._scores(compressed.model)
+        assert np.array_equal(labels, self.labels), "every model is scored on the same trials"
+        eer = equal_error_rate(scores, labels)
+        low, high = bootstrap_eer_interval(scores, labels, 500, CONFIDENCE, self.seed)
+        reference = equal_error_rate(self.reference_scores, labels)
+        difference = paired_difference_interval(scores, self.reference_scores, labels, self.seed)
+        row = {
+            "label": label,
+            "method": method,
+            "eer": eer,
+            "eer_low": low,
+            "eer_high": high,
+            "relative_to_fp32": eer / reference - 1.0,
+            "difference_low": difference[0],
+            "difference_high": difference[1],
+            "size_bytes": compressed.description.size_bytes,
+            "mean_weight_bits": size_metrics(compressed.description)["mean_weight_bits"],
+            "seconds": seconds,
+            **extra,
+        }
+        print(f"{label:<44} {method:<28} EER {100 * eer:6.2f}% ({100 * low:.2f}-{100 * high:.2f}) "
+              f"{row['relative_to_fp32']:+.1%}  {row['size_bytes'] / 1e3:8.1f} kB", flush=True)
+        return row
+
+
+def all_layers(prepared: PreparedVerification, bits: int, quantizer: str) -> dict[str, LayerQuantization]:
+    return {name: LayerQuantization(bits, quantizer) for name in quantizable_layers(prepared.spec.build())}
+
+
+def post_training(prepared: PreparedVerification, bits: int, quantizer: str) -> CompressedModel:
+    layers = all_layers(prepared, bits, quantizer)
+    return compress(
+        prepared.spec, prepared.teacher_state, {name: bits for name in layers}, {name: quantizer for name in layers}
+    )
+
+
+def fine_tuned(prepared: PreparedVerification, bits: int, steps: int) -> CompressedModel:
+    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps))
+    tuner = FineTuner(
+        prepared.spec, prepared.teacher_state, all_layers(prepared, bits, "uniform"), prepared.fine_tune_data,
+        fidelity, prepared.seed, prepared.sensitivities,
+    )
+    tuner.train_to(steps)
+    return tuner.compressed()
+
+
+def multi_level(prepared: PreparedVerification, bits: int, steps: int) -> CompressedModel:
+    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps))
+    distillation = dataclasses.replace(
+        prepared.distillation, learning_rate=fidelity.learning_rate, task_weight=fidelity.classification_weight
+    )
+    plan = CompressionPlan(layers=all_layers(prepared, bits, "uniform"), distillation=DistillationPlan(TAPS))
+    trainer = StudentTrainer(
+        prepared.spec, prepared.teacher_state, plan, prepared.fine_tune_data, fidelity, distillation, prepared.seed
+    )
+    trainer.train_to(steps)
+    return trainer.compressed()
+
+
+def timed(build, *args) -> tuple[CompressedModel, float]:
+    start = time.perf_counter()
+    compressed = build(*args)
+    return compressed, time.perf_counter() - start
+
+
+def search_front(prepared: PreparedVerification, scorer: Scorer, trials: int, folder: Path) -> tuple[list[dict], dict]:
+    """The front of a search of configs/sv_ge2e.yaml, each member rebuilt from its kept weights."""
+    config = load_config(CONFIG)
+    config = dataclasses.replace(config, search=dataclasses.replace(config.search, trials=trials))
+    run = RunDirectory.create(folder, config.name)
+    start = time.perf_counter()
+    outcome = run_search(config, run)
+    seconds = time.perf_counter() - start
+    rows = []
+    for member in sorted(outcome.front, key=lambda row: row["size_bytes"]):
+        _, packed = run.read_artifact(int(member["trial"]))
+        compressed = rebuild_compressed(prepared.spec, packed)
+        bits = {key.removeprefix("bits."): value for key, value in member.items() if key.startswith("bits.")}
+        rows.append(scorer.row(
+            f"search trial {member['trial']}", f"{member.get('quantizer.lstm', 'uniform')}, {member['steps']} steps", compressed,
+            bits=bits, search_eer=member["eer"],
+        ))
+    summary = {
+        "trials": len(outcome.trials),
+        "failed": sum(row["status"] == "failed" for row in outcome.trials),
+        "front": len(outcome.front),
+        "wall_seconds": seconds,
+        "fidelity_steps": list(config.fidelity.steps),
+    }
+    return rows, summary
+
+
+def targets(rows: list[dict]) -> dict[str, dict]:
+    """Per target: the best row within its mean-bit budget, and whether it meets the bound."""
+    judged = {}
+    for name, (bits, bound) in TARGETS.items():
+        candidates = [row for row in rows if row["method"] != "FP32" and row["mean_weight_bits"] <= bits + 1e-9]
+        best = min(candidates, key=lambda row: row["eer"])
+        met = best["relative_to_fp32"] <= bound
+        if name == "8_bit":  # or inside FP32's own interval
+            fp32 = rows[0]
+            met = met or fp32["eer_low"] <= best["eer"] <= fp32["eer_high"]
+        judged[name] = {"bound": bound, "max_mean_bits": bits, "label": best["label"], "method": best["method"],
+                        "relative_to_fp32": best["relative_to_fp32"], "met": bool(met)}
+    return judged
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=1000, help="QAT steps of the fine-tuned rows")
+    parser.add_argument("--trials", type=int, default=24, help="trials of the configs/sv_ge2e.yaml search")
+    parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "ge2e_table.json"))
+    args = parser.parse_args(argv)
+    if not (ROOT.parent / "shared" / "data" / "an4").is_dir():
+        print("AN4 not found at ../shared/data/an4: nothing to measure", file=sys.stderr)
+        return 2
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    config = load_config(CONFIG)
+    prepared = VerificationEvaluator().prepare(verification_setup(config))
+    teacher = compress(prepared.spec, prepared.teacher_state, {})
+    scorer = Scorer(prepared, teacher)
+    rows = [scorer.row("FP32", "FP32", teacher)]
+    for bits, quantizer in ((8, "uniform"), (4, "uniform"), (4, "kmeans")):
+        rows.append(scorer.row(f"{bits}-bit {quantizer}", "PTQ", post_training(prepared, bits, quantizer)))
+    for bits in (4, 3):
+        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps)
+        rows.append(scorer.row(f"{bits}-bit uniform", "QAT + distillation", compressed, seconds))
+        compressed, seconds = timed(multi_level, prepared, bits, args.steps)
+        rows.append(scorer.row(f"{bits}-bit uniform", "QAT + multi-level distillation", compressed, seconds))
+    with tempfile.TemporaryDirectory() as folder:
+        front, search = search_front(prepared, scorer, args.trials, Path(folder))
+    rows += front
+    payload = {
+        "benchmark": "ge2e_table",
+        "config": str(CONFIG.relative_to(ROOT)),
+        "eval_set": f"{prepared.eval_sets[0].name}: {len(set(prepared.eval_sets[0].labels))} speakers, "
+                    f"{len(prepared.eval_sets[0].features)} utterances",
+        "fine_tuning_data": f"AN4 train: {len(set(prepared.fine_tune_data.labels))} other speakers, "
+                            f"{len(prepared.fine_tune_data.features)} windows, labels unused",
+        "trials": int(scorer.labels.size),
+        "target_trials": int(scorer.labels.sum()),
+        "confidence": CONFIDENCE,
+        "steps": args.steps,
+        "fidelity": dataclasses.asdict(prepared.fidelity),
+        "rows": rows,
+        "search": search,
+        "targets": targets(rows),
+        "machine": platform.platform(),
+        "torch_threads": torch.get_num_threads(),
+        "wall_seconds": time.perf_counter() - start,
+    }
+    write_result(Path(args.out), payload)
+    print(json.dumps(payload["targets"], indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
