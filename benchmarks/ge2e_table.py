@@ -8,9 +8,10 @@ matrices (the six LSTM gate matrices and the linear projection) per output row:
 
 - PTQ: uniform at 8 and 4 bits, one k-means codebook per matrix at 4 bits;
 - QAT + distillation (`evaluators.finetune.FineTuner`): uniform (LSQ) at 4 and 3 bits, trained on
-  the cosine distance to the FP32 encoder's window embedding;
-- QAT + multi-level distillation (`evaluators.student_training.StudentTrainer`): the same, also
-  matching the last LSTM layer's per-frame outputs (taps `lstm`, `embedding`);
+  the cosine distance to the FP32 encoder's window embedding (no labels: the default path);
+- the same plus AN4's training labels (AAM-softmax, `fidelity.classification_weight: 1`), and the
+  FP32 encoder fine-tuned the same way: labels adapt the encoder to AN4, which the FP32 row
+  fine-tuned with them measures apart from quantization;
 - the Pareto front of a search of `configs/sv_ge2e.yaml` (per-matrix bits and the LSTM's
   quantizer, PTQ then QAT for the promising third), each front model rebuilt from its packed
   weights and scored on the same trials.
@@ -43,7 +44,7 @@ sys.path.insert(0, str(ROOT))
 from evaluators.evaluation import size_metrics  # noqa: E402
 from evaluators.finetune import FineTuner  # noqa: E402
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate  # noqa: E402
-from evaluators.student_training import StudentTrainer  # noqa: E402
+from evaluators.finetune_loss import speaker_centroids  # noqa: E402
 from evaluators.training import embed_utterances  # noqa: E402
 from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
 from ge2e_pretrained import CONFIDENCE, paired_difference_interval  # noqa: E402
@@ -53,10 +54,9 @@ from search.engine import run_search  # noqa: E402
 from search.run_dir import RunDirectory  # noqa: E402
 from search.tasks.verification_setup import verification_setup  # noqa: E402
 from spaces.compress import CompressedModel, compress, quantizable_layers, rebuild_compressed  # noqa: E402
-from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization  # noqa: E402
+from spaces.plan import LayerQuantization  # noqa: E402
 
 CONFIG = ROOT / "configs" / "sv_ge2e.yaml"
-TAPS = ("lstm", "embedding")
 TARGETS = {"8_bit": (8, 0.02), "4_bit": (4, 0.10), "3_bit": (3, 0.25)}
 """Target name -> (most mean weight bits, largest relative EER increase over FP32)."""
 
@@ -111,27 +111,18 @@ def post_training(prepared: PreparedVerification, bits: int, quantizer: str) -> 
     )
 
 
-def fine_tuned(prepared: PreparedVerification, bits: int, steps: int) -> CompressedModel:
-    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps))
-    tuner = FineTuner(
-        prepared.spec, prepared.teacher_state, all_layers(prepared, bits, "uniform"), prepared.fine_tune_data,
-        fidelity, prepared.seed, prepared.sensitivities,
-    )
+def fine_tuned(prepared: PreparedVerification, bits: int, steps: int, labels: bool = False) -> CompressedModel:
+    """`steps` of QAT + distillation of every matrix at `bits` (none at 32), with or without AN4's labels."""
+    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps), classification_weight=float(labels))
+    layers = all_layers(prepared, bits, "uniform") if bits < 32 else {}
+    data = prepared.fine_tune_data
+    if labels:
+        teacher = prepared.spec.build()
+        teacher.load_state_dict(prepared.teacher_state)
+        data = dataclasses.replace(data, centroids=speaker_centroids(teacher, data.features, data.labels))
+    tuner = FineTuner(prepared.spec, prepared.teacher_state, layers, data, fidelity, prepared.seed, prepared.sensitivities)
     tuner.train_to(steps)
     return tuner.compressed()
-
-
-def multi_level(prepared: PreparedVerification, bits: int, steps: int) -> CompressedModel:
-    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps))
-    distillation = dataclasses.replace(
-        prepared.distillation, learning_rate=fidelity.learning_rate, task_weight=fidelity.classification_weight
-    )
-    plan = CompressionPlan(layers=all_layers(prepared, bits, "uniform"), distillation=DistillationPlan(TAPS))
-    trainer = StudentTrainer(
-        prepared.spec, prepared.teacher_state, plan, prepared.fine_tune_data, fidelity, distillation, prepared.seed
-    )
-    trainer.train_to(steps)
-    return trainer.compressed()
 
 
 def timed(build, *args) -> tuple[CompressedModel, float]:
@@ -167,11 +158,15 @@ def search_front(prepared: PreparedVerification, scorer: Scorer, trials: int, fo
     return rows, summary
 
 
-def targets(rows: list[dict]) -> dict[str, dict]:
-    """Per target: the best row within its mean-bit budget, and whether it meets the bound."""
+def targets(rows: list[dict], labels: bool) -> dict[str, dict]:
+    """Per target: the best row within its mean-bit budget (among rows fine-tuned with AN4's labels
+    too, or not), and whether it meets the bound."""
     judged = {}
     for name, (bits, bound) in TARGETS.items():
-        candidates = [row for row in rows if row["method"] != "FP32" and row["mean_weight_bits"] <= bits + 1e-9]
+        candidates = [
+            row for row in rows
+            if row["mean_weight_bits"] <= bits + 1e-9 and (labels or "labels" not in row["method"])
+        ]
         best = min(candidates, key=lambda row: row["eer"])
         met = best["relative_to_fp32"] <= bound
         if name == "8_bit":  # or inside FP32's own interval
@@ -203,8 +198,11 @@ def main(argv: list[str] | None = None) -> int:
     for bits in (4, 3):
         compressed, seconds = timed(fine_tuned, prepared, bits, args.steps)
         rows.append(scorer.row(f"{bits}-bit uniform", "QAT + distillation", compressed, seconds))
-        compressed, seconds = timed(multi_level, prepared, bits, args.steps)
-        rows.append(scorer.row(f"{bits}-bit uniform", "QAT + multi-level distillation", compressed, seconds))
+    for bits in (32, 4, 3):
+        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, True)
+        label = "FP32" if bits == 32 else f"{bits}-bit uniform"
+        rows.append(scorer.row(label, "fine-tuned + AN4 labels" if bits == 32 else "QAT + distillation + AN4 labels",
+                               compressed, seconds))
     with tempfile.TemporaryDirectory() as folder:
         front, search = search_front(prepared, scorer, args.trials, Path(folder))
     rows += front
@@ -222,13 +220,14 @@ def main(argv: list[str] | None = None) -> int:
         "fidelity": dataclasses.asdict(prepared.fidelity),
         "rows": rows,
         "search": search,
-        "targets": targets(rows),
+        "targets": targets(rows, labels=False),
+        "targets_with_labels": targets(rows, labels=True),
         "machine": platform.platform(),
         "torch_threads": torch.get_num_threads(),
         "wall_seconds": time.perf_counter() - start,
     }
     write_result(Path(args.out), payload)
-    print(json.dumps(payload["targets"], indent=2))
+    print(json.dumps({"without labels": payload["targets"], "with labels": payload["targets_with_labels"]}, indent=2))
     return 0
 
 
