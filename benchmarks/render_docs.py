@@ -445,6 +445,55 @@ def ge2e_pretrained_markdown(payload: Mapping[str, Any]) -> str:
     ])
 
 
+def ge2e_table_markdown(payload: Mapping[str, Any]) -> str:
+    """GE2E at 8, 4 and 3 bits against FP32 on the same trials, and issue #21's targets."""
+    rows = (
+        (
+            row["label"] + (f" ({_bit_mix(row['bits'])})" if "bits" in row else ""),
+            row["method"],
+            f"{row['mean_weight_bits']:.2f}",
+            f"{row['size_bytes'] / 1e3:,.0f}",
+            f"{100 * row['eer']:.2f} ({100 * row['eer_low']:.2f}-{100 * row['eer_high']:.2f})",
+            f"[{100 * row['difference_low']:+.2f}, {100 * row['difference_high']:+.2f}]",
+            f"{100 * row['relative_to_fp32']:+.1f}%",
+        )
+        for row in payload["rows"]
+    )
+    targets = (
+        (
+            f"<= {target['max_mean_bits']} mean bits within +{100 * target['bound']:.0f}% relative"
+            + (" (or inside FP32's interval)" if name == "8_bit" else ""),
+            "with" if labelled else "without",
+            f"{target['label']}, {target['method']}",
+            f"{100 * target['relative_to_fp32']:+.1f}%",
+            _met(target["met"]),
+        )
+        for labelled, key in ((False, "targets"), (True, "targets_with_labels"))
+        for name, target in payload[key].items()
+    )
+    search = payload["search"]
+    facts = [
+        ("evaluation set", payload["eval_set"]),
+        ("trials (target)", f"{payload['trials']:,} ({payload['target_trials']:,})"),
+        ("fine-tuning data", payload["fine_tuning_data"]),
+        ("QAT steps (rows), learning rate", f"{payload['steps']}, {payload['fidelity']['learning_rate']:g}"),
+        ("search", f"{search['trials']} trials ({search['failed']} failed), front of {search['front']}, "
+                   f"ladder {search['fidelity_steps']}, {_minutes(search['wall_seconds'])}"),
+    ]
+    confidence = f"{100 * payload['confidence']:.0f}%"
+    return "\n\n".join([
+        _table(("what", "value"), facts),
+        _table(("model", "method", "mean bits", "kB", f"EER % ({confidence} CI)",
+                f"Δ vs FP32, points ({confidence} paired)", "relative"), rows),
+        _table(("target", "AN4 labels", "best model", "relative", "met"), targets),
+    ])
+
+
+def _bit_mix(bits: Mapping[str, int]) -> str:
+    """Per-matrix bits in model order, e.g. "8/4/4/4/4/4/8" (lstm.l0.ih ... linear)."""
+    return "/".join(str(value) for value in bits.values())
+
+
 WALL_SECONDS = {
     "demo_front": "wall_seconds",
     "ready_teachers": "wall_seconds",
@@ -454,6 +503,7 @@ WALL_SECONDS = {
     "an4_eer": "seconds",
     "extraction_teacher": "prepare_seconds",
     "extraction_table": "wall_seconds",
+    "ge2e_table": "wall_seconds",
 }
 """Where each benchmark's JSON records how long it took."""
 
@@ -493,6 +543,7 @@ TABLES: dict[str, Table] = {
     "ready_teachers": Table(("ready_teachers",), ready_teachers_markdown),
     "cost_predictions": Table(("cost_predictions",), cost_predictions_markdown),
     "ge2e_pretrained": Table(("ge2e_pretrained",), ge2e_pretrained_markdown),
+    "ge2e_table": Table(("ge2e_table",), ge2e_table_markdown),
     "benchmark_costs": Table(tuple(WALL_SECONDS), benchmark_costs_markdown),
 }
 
