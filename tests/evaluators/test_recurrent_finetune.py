@@ -9,10 +9,11 @@ from evaluators.finetune import FineTuner
 from evaluators.finetune_data import prepare_fine_tuning
 from evaluators.finetune_loss import FineTuneLoss
 from evaluators.msft import msft_stages
+from evaluators.student_training import DistillationConfig, StudentTrainer
 from evaluators.utterance_features import single_windows
 from evaluators.verification_fidelity import VerificationFidelity
 from spaces.compress import ModelSpec, compress, quantizable_layers
-from spaces.plan import LayerQuantization
+from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization
 from spaces.quant.qat import fake_quantized_layers
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -108,3 +109,26 @@ def test_fine_tune_data_is_kept_only_when_the_ladder_trains(teacher, tmp_path):
                                                           sensitivity_crops=4), tmp_path, seed=0
     )
     assert data is None
+
+
+def test_multi_level_distillation_trains_a_quantized_copy_of_a_family_without_scaling_rules(teacher, tmp_path):
+    """GE2E has no student scaling rules: its own architecture is the student, matched at the LSTM's frames too."""
+    train = single_windows(_utterances(12, 5))
+    data, _ = prepare_fine_tuning(SPEC, teacher, "key", train, LABEL_FREE, tmp_path, seed=0)
+    layers = {name: LayerQuantization(3) for name in quantizable_layers(SPEC.build())}
+    plan = CompressionPlan(layers=layers, distillation=DistillationPlan(("lstm", "embedding")))
+    distillation = DistillationConfig(learning_rate=3e-3, task_weight=0.0)
+    trainer = StudentTrainer(SPEC, teacher, plan, data, LABEL_FREE, distillation, seed=0)
+    assert trainer.spec == SPEC
+    reference = SPEC.build()
+    reference.load_state_dict(teacher)
+    held_out = torch.stack(single_windows(_utterances(6, 6)).features)
+
+    def frame_error(model: torch.nn.Module) -> float:  # the LSTM's per-frame outputs, a tap it matches
+        model.eval()
+        with torch.no_grad():
+            return F.mse_loss(model.forward_with_taps(held_out)[1]["lstm"], reference.forward_with_taps(held_out)[1]["lstm"]).item()
+
+    before = frame_error(trainer.compressed().model)
+    trainer.train_to(40)
+    assert frame_error(trainer.compressed().model) < 0.7 * before
