@@ -7,8 +7,9 @@ labels: the FP32 encoder's embeddings are the only target (the loaded teacher's 
 matrices (the six LSTM gate matrices and the linear projection) per output row:
 
 - PTQ: uniform at 8 and 4 bits, one k-means codebook per matrix at 4 bits;
-- QAT + distillation (`evaluators.finetune.FineTuner`): uniform (LSQ) at 4 and 3 bits, trained on
-  the cosine distance to the FP32 encoder's window embedding (no labels: the default path);
+- QAT + distillation (`evaluators.finetune.FineTuner`): uniform (LSQ) and power-of-two levels
+  (per-row scale, straight-through) at 4 and 3 bits, trained on the cosine distance to the FP32
+  encoder's window embedding (no labels: the default path);
 - the same plus AN4's training labels (AAM-softmax, `fidelity.classification_weight: 1`), and the
   FP32 encoder fine-tuned the same way: labels adapt the encoder to AN4, which the FP32 row
   fine-tuned with them measures apart from quantization;
@@ -21,7 +22,7 @@ paired bootstrap (the same resampled trials for both). Targets (issue #21): 8-bi
 relative of FP32 or inside FP32's interval; the best model of at most 4 mean bits within +10%
 relative; the best of at most 3 mean bits within +25%.
 
-    .venv/bin/python benchmarks/ge2e_table.py [--steps 1000] [--trials 24] [--out results/benchmarks/ge2e_table.json]
+    .venv/bin/python benchmarks/ge2e_table.py [--steps 600] [--trials 24] [--out results/benchmarks/ge2e_table.json]
 """
 
 from __future__ import annotations
@@ -111,10 +112,12 @@ def post_training(prepared: PreparedVerification, bits: int, quantizer: str) -> 
     )
 
 
-def fine_tuned(prepared: PreparedVerification, bits: int, steps: int, labels: bool = False) -> CompressedModel:
+def fine_tuned(
+    prepared: PreparedVerification, bits: int, steps: int, quantizer: str = "uniform", labels: bool = False
+) -> CompressedModel:
     """`steps` of QAT + distillation of every matrix at `bits` (none at 32), with or without AN4's labels."""
     fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps), classification_weight=float(labels))
-    layers = all_layers(prepared, bits, "uniform") if bits < 32 else {}
+    layers = all_layers(prepared, bits, quantizer) if bits < 32 else {}
     data = prepared.fine_tune_data
     if labels:
         teacher = prepared.spec.build()
@@ -179,7 +182,7 @@ def targets(rows: list[dict], labels: bool) -> dict[str, dict]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=1000, help="QAT steps of the fine-tuned rows")
+    parser.add_argument("--steps", type=int, default=600, help="QAT steps of the fine-tuned rows")
     parser.add_argument("--trials", type=int, default=24, help="trials of the configs/sv_ge2e.yaml search")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "ge2e_table.json"))
     args = parser.parse_args(argv)
@@ -196,10 +199,11 @@ def main(argv: list[str] | None = None) -> int:
     for bits, quantizer in ((8, "uniform"), (4, "uniform"), (4, "kmeans")):
         rows.append(scorer.row(f"{bits}-bit {quantizer}", "PTQ", post_training(prepared, bits, quantizer)))
     for bits in (4, 3):
-        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps)
-        rows.append(scorer.row(f"{bits}-bit uniform", "QAT + distillation", compressed, seconds))
+        for quantizer in ("uniform", "pow2"):
+            compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, quantizer)
+            rows.append(scorer.row(f"{bits}-bit {quantizer}", "QAT + distillation", compressed, seconds))
     for bits in (32, 4, 3):
-        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, True)
+        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, "uniform", True)
         label = "FP32" if bits == 32 else f"{bits}-bit uniform"
         rows.append(scorer.row(label, "fine-tuned + AN4 labels" if bits == 32 else "QAT + distillation + AN4 labels",
                                compressed, seconds))
