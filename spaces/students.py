@@ -81,11 +81,12 @@ class SharedModelSpec(ModelSpec):
 def student_spec(teacher: ModelSpec, student: StudentPlan, share: bool = False) -> ModelSpec:
     """The student's model spec: the teacher's input format, scaled family arguments.
 
-    The teacher's own architecture (same family, width and depth 1, no sharing) is the teacher's
-    spec as it is, so families without scaling rules (the pretrained ones) can be distilled into
-    a quantized copy of themselves.
+    A family without scaling rules (the pretrained ones) has one student: its own architecture
+    (width and depth 1, no sharing), the teacher's spec as it is, so it can be distilled into a
+    quantized copy of itself.
     """
-    if student.family == teacher.family and student.width == student.depth == 1.0 and not share:
+    own_architecture = student.family == teacher.family and student.width == student.depth == 1.0 and not share
+    if student.family not in _SCALING and own_architecture:
         return teacher
     if student.family not in _SCALING:
         raise StudentError(f"student.family={student.family!r}: unknown family; available: {sorted(_SCALING)}")
