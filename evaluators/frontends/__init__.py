@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from evaluators.frontends import ge2e, speechbrain, wespeaker
+from spaces.bundle import L2_NORMALISED_MEAN, PartialWindows
 
 
 def whole_utterance_embedding(model: nn.Module, features: torch.Tensor) -> torch.Tensor:
@@ -36,10 +37,10 @@ class Frontend:
             `[windows, frames, bins]`).
         embed: (model, features) -> the utterance embedding `[embedding_dim]`; call it in
             eval mode under `torch.no_grad()`.
-        windowed: Features are partial windows `[windows, window_frames, bins]`, not a frame
-            sequence: fine-tuning and sensitivities crop single windows, a teacher cannot be
-            trained on them.
-        window_frames: Frames per partial window (0 when not windowed).
+        windows: How the features cut an utterance into partial windows `[windows, frames, bins]`
+            and pool the window embeddings, or None for a frame sequence. Fine-tuning and
+            sensitivities crop single windows, a teacher cannot be trained on them, and a
+            bundle records it for deployers.
         frames_per_second: Frames the model reads per second of audio: the hop rate, or more
             where windows overlap (GE2E's: each frame about 160/77 times). The cost model
             prices this many.
@@ -50,9 +51,12 @@ class Frontend:
     num_mel_bins: int
     features: Callable[[np.ndarray], torch.Tensor]
     embed: Callable[[nn.Module, torch.Tensor], torch.Tensor]
-    windowed: bool = False
-    window_frames: int = 0
+    windows: PartialWindows | None = None
     frames_per_second: float = 100.0
+
+    @property
+    def windowed(self) -> bool:
+        return self.windows is not None
 
 
 FRONTENDS: dict[str, Frontend] = {
@@ -66,7 +70,8 @@ FRONTENDS: dict[str, Frontend] = {
     ),
     "ge2e": Frontend(
         "ge2e", ge2e.SAMPLE_RATE, ge2e.NUM_MEL_BINS, ge2e.compute_features, ge2e.utterance_embedding,
-        windowed=True, window_frames=ge2e.PARTIAL_FRAMES, frames_per_second=ge2e.MODEL_FRAMES_PER_SECOND,
+        windows=PartialWindows("ge2e", ge2e.PARTIAL_FRAMES, ge2e.WINDOW_STEP_FRAMES, ge2e.MIN_COVERAGE, L2_NORMALISED_MEAN),
+        frames_per_second=ge2e.MODEL_FRAMES_PER_SECOND,
     ),
 }
 """Front-end name -> front-end; the name is the upstream whose models read these features."""

@@ -9,7 +9,6 @@ from search.pareto import Objective
 from search.tasks.base import Task
 from search.tasks.verification_bundle import (
     VERIFICATION_CARD,
-    check_exportable,
     eer_interval,
     verification_checks,
     verification_io,
@@ -38,7 +37,6 @@ class VerificationTask(Task):
     fidelity_defaults = staticmethod(pretrained_fidelity_defaults)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator
-    check_exportable = staticmethod(check_exportable)
     bundle_signature = staticmethod(verification_io)
     quality_interval = staticmethod(eer_interval)
     evaluation_record = staticmethod(verification_record)

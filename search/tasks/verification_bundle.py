@@ -17,10 +17,9 @@ import torch
 from evaluators.data.source_features import EvalSet, load_eval_set
 from evaluators.evaluation import Evaluation
 from evaluators.features import KALDI
-from evaluators.frontends import ge2e
+from evaluators.frontends import get_frontend
 from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate
 from evaluators.training import embed_utterances
-from evaluators.utterance_features import windowed_features
 from evaluators.verification import PreparedVerification
 from search.checks import Check
 from search.model_card import TaskCard, quality_table, usage_blocks
@@ -28,7 +27,6 @@ from search.run_config import RunConfig
 from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, TaskExportError, Signature, recorded_check
 from search.tasks.verification_setup import fbank_config
 from spaces.bundle import (
-    L2_NORMALISED_MEAN,
     POOLINGS,
     Bundle,
     BundleConfig,
@@ -42,13 +40,6 @@ MIN_COSINE = 0.999
 """Least cosine between PyTorch's and onnxruntime's embedding of any test utterance."""
 MAX_EER_DIFFERENCE = 0.001
 """Largest EER difference (a fraction) between PyTorch's and onnxruntime's embeddings."""
-
-PARTIAL_WINDOWS = {
-    "ge2e": PartialWindows("ge2e", ge2e.PARTIAL_FRAMES, ge2e.WINDOW_STEP_FRAMES, ge2e.MIN_COVERAGE, L2_NORMALISED_MEAN),
-}
-"""Windowed front-end -> how it cuts an utterance into windows and pools their embeddings
-(`ge2e.compute_features`, `ge2e.utterance_embedding`), as its models' bundles record it."""
-
 
 def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) -> Signature:
     """Filterbank features in, an embedding of the model's size out (a windowed model's: per window)."""
@@ -70,18 +61,7 @@ def feature_settings(config: RunConfig) -> FeatureSettings:
     if frontend == KALDI:
         return settings
     kind = f"{frontend} front-end (evaluators.frontends.{frontend})"
-    return replace(settings, kind=kind, windows=PARTIAL_WINDOWS.get(frontend))
-
-
-def check_exportable(config: RunConfig) -> None:
-    """A windowed front-end's bundle must record how it windows and pools (`PARTIAL_WINDOWS`):
-    without that, no deployer could compute the embeddings the metrics were measured on."""
-    frontend = config.features.frontend
-    if windowed_features(fbank_config(config)) and frontend not in PARTIAL_WINDOWS:
-        raise TaskExportError(
-            f"features.frontend={frontend!r}: its windowing and pooling have no bundle record "
-            f"(search.tasks.verification_bundle.PARTIAL_WINDOWS knows {sorted(PARTIAL_WINDOWS)})"
-        )
+    return replace(settings, kind=kind, windows=get_frontend(frontend).windows)
 
 
 def eer_interval(evaluation: Evaluation, prepared: PreparedVerification) -> dict[str, float]:

@@ -80,9 +80,9 @@ def check_frontend(config: RunConfig) -> None:
     if frontend.windowed and config.teacher.checkpoint is None:
         raise ValueError(f"teacher.checkpoint: the {name} front-end's windows cannot train a teacher; load one")
     crop_frames = config.fidelity.crop_frames
-    if frontend.windowed and crop_frames > frontend.window_frames:
+    if frontend.windowed and crop_frames > frontend.windows.frames:
         raise ValueError(
-            f"fidelity.crop_frames={crop_frames}: the {name} front-end's windows have {frontend.window_frames} "
+            f"fidelity.crop_frames={crop_frames}: the {name} front-end's windows have {frontend.windows.frames} "
             f"frames; crops are taken inside one window"
         )
 
