@@ -288,6 +288,33 @@ def search_efficiency_targets_markdown(payload: Mapping[str, Any]) -> str:
     return _table(("target", "met", "figures"), rows)
 
 
+def search_efficiency_spaces_markdown(payload: Mapping[str, Any]) -> str:
+    """Per space and sampler: trials to 95% of the space's reference hypervolume (censored at trials + 1),
+    the final hypervolume and the predictor's held-out Spearman correlation (the JSON with `spaces`)."""
+    trials = payload["trials"]
+    rows = []
+    for space, summary in payload["spaces"].items():
+        for name, data in summary["samplers"].items():
+            per_seed = ", ".join("never" if value is None else str(value) for value in data["trials_to_95"].values())
+            median = data["median_trials_to_95"]
+            final = statistics.mean(data["final_hypervolume"].values()) / summary["reference_hypervolume"]
+            correlations = [rho for rho in data["predictor_spearman"].values() if rho is not None]
+            rho = f"{statistics.median(correlations):.2f}" if correlations else "-"
+            rows.append((space, name, per_seed, f"> {trials}" if median > trials else f"{median:g}", f"{final:.3f}", rho))
+    header = ("space", "sampler", "trials to 95% of reference HV (per seed)", "median", "final HV / reference (mean)", "predictor Spearman")
+    return _table(header, rows)
+
+
+def search_efficiency_spaces_targets_markdown(payload: Mapping[str, Any]) -> str:
+    """Each space's targets as the benchmark judged them (the JSON with `spaces`)."""
+    rows = [
+        (space, target["target"], _met(target["met"]), target["figures"])
+        for space, summary in payload["spaces"].items()
+        for target in summary["targets"]
+    ]
+    return _table(("space", "target", "met", "figures"), rows)
+
+
 # Real speech (benchmarks/an4_eer.py)
 
 
@@ -417,6 +444,43 @@ def cost_predictions_markdown(payload: Mapping[str, Any]) -> str:
     return _table(header, rows)
 
 
+# Cost-model accuracy (benchmarks/cost_model_accuracy.py)
+
+
+def _percent(fraction: float) -> str:
+    return f"{100 * fraction:.0f}%"
+
+
+def cost_model_accuracy_markdown(payload: Mapping[str, Any]) -> str:
+    """Validation-set accuracy per runtime, of the modelled profiles and the calibrated one."""
+    machine, load = payload["machine"], payload["load_average_1min"]
+    caption = (
+        f"{payload['validation_models']} validation models, {payload['grid']} calibration grid; measured on "
+        f"{machine['cpu']} ({', '.join(machine['cpu_flags'])}), onnxruntime {machine['onnxruntime_version']}, one "
+        f"thread, per-thread CPU time; load average {load['start']:.1f} at the start, {load['end']:.1f} at the end."
+    )
+    header = (
+        "runtime", "profile", "latency within ±10%", "within ±25%", "Spearman", "peak memory within ±10%",
+        "within ±25%", "Spearman", "worst layer kinds (measured / predicted)",
+    )
+    rows = []
+    for runtime, result in payload["runtimes"].items():
+        for stage, figures in result["stages"].items():
+            kinds = ", ".join(f"{kind['op']} {kind['ratio']:.2f}x" for kind in figures["worst_kinds"][:3])
+            rows.append((
+                runtime, stage, _percent(figures["within_10pct"]), _percent(figures["within_25pct"]),
+                f"{figures['spearman']:.3f}", _percent(figures["memory_within_10pct"]),
+                _percent(figures["memory_within_25pct"]), f"{figures['memory_spearman']:.3f}", kinds,
+            ))  # fmt: skip
+    return caption + "\n\n" + _table(header, rows)
+
+
+def cost_model_targets_markdown(payload: Mapping[str, Any]) -> str:
+    """Issue #23's accuracy targets against the calibrated profiles."""
+    rows = ((name, _met(check["met"]), f"{check['value']:.3f}") for name, check in payload["targets"].items())
+    return _table(("target (calibrated)", "met", "value"), rows)
+
+
 def ge2e_pretrained_markdown(payload: Mapping[str, Any]) -> str:
     """The engine's GE2E pipeline against resemblyzer's on the same trials, and checkpoint load times."""
     utterances = payload["utterances"]
@@ -542,6 +606,8 @@ TABLES: dict[str, Table] = {
     "demo_run": Table(("demo_front",), demo_run_markdown),
     "ready_teachers": Table(("ready_teachers",), ready_teachers_markdown),
     "cost_predictions": Table(("cost_predictions",), cost_predictions_markdown),
+    "cost_model_accuracy": Table(("cost_model_accuracy",), cost_model_accuracy_markdown),
+    "cost_model_targets": Table(("cost_model_accuracy",), cost_model_targets_markdown),
     "ge2e_pretrained": Table(("ge2e_pretrained",), ge2e_pretrained_markdown),
     "ge2e_table": Table(("ge2e_table",), ge2e_table_markdown),
     "benchmark_costs": Table(tuple(WALL_SECONDS), benchmark_costs_markdown),

@@ -61,7 +61,8 @@ def prepare_fine_tuning(
     Args:
         train: The training utterances (a windowed front-end's split into single windows).
         teacher_key: The teacher's cache key; both cached entries extend it.
-        progress: Called with (stage, done, total) around each computation.
+        progress: Called with (stage, 0, 1) before and (stage, 1, 1) after each computation
+            that is not cached, so a display shows it finished.
     """
     progress = progress or (lambda stage, done, total: None)
 
@@ -69,7 +70,9 @@ def prepare_fine_tuning(
         progress("speaker centroids", 0, 1)
         teacher = spec.build()
         teacher.load_state_dict(teacher_state)
-        return {"centroids": speaker_centroids(teacher, train.features, train.labels)}
+        computed = {"centroids": speaker_centroids(teacher, train.features, train.labels)}
+        progress("speaker centroids", 1, 1)
+        return computed
 
     head = (
         cached_tensors(cache_dir, "centroids", teacher_key, centroids)["centroids"]
@@ -84,9 +87,11 @@ def prepare_fine_tuning(
             train.features, torch.tensor(train.labels), config.sensitivity_crops, config.crop_frames, generator
         )
         loss = FineTuneLoss.for_fidelity(head, config)
-        return layer_sensitivities(
+        computed = layer_sensitivities(
             spec, teacher_state, loss, crops, labels, config.sensitivity_quantizer, config.sensitivity_bits
         )
+        progress("layer sensitivities", 1, 1)
+        return computed
 
     settings = (
         config.sensitivity_quantizer,

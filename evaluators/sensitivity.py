@@ -5,6 +5,10 @@ seeded set of training crops when that layer alone is quantized post-training at
 width and every other layer stays FP32. The loss sees both the classification margin and the
 embedding drift from the teacher, and unlike EER it is smooth, so small layers get meaningful,
 comparable figures from a few hundred crops.
+
+This is one of the estimators behind `evaluators.sensitivity_estimators` (`loss-increase`, there
+measured at every (quantizer, bits) choice a space offers), beside HAWQ's Hessian trace and a
+data-free proxy, which the ILP bit allocation and the quality predictor read.
 """
 
 from __future__ import annotations

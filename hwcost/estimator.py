@@ -1,6 +1,12 @@
-"""Roofline cost of a `ModelDescription` on a target CPU, for one second of input audio.
+"""Cost of a `ModelDescription` on a target (a CPU profile plus a runtime), for one second of audio.
 
-One second of audio is priced as one inference: every layer reads its weights and its input,
+The target's runtime (`hwcost.runtimes`) lowers the description to the kernels it really runs. A
+kernel whose cost key the profile has calibrated (`measured.kernels`) costs the dot product of
+its features with the fitted coefficients (`hwcost.kernels`); any other is priced by the
+roofline below, with the bits the runtime runs it at (a layer kept in float by the runtime is
+priced as float, whatever its stored bits). Peak memory is `hwcost.memory`'s model.
+
+The roofline. One second of audio is priced as one inference: every layer reads its weights and its input,
 writes its output and pays a fixed dispatch overhead once. Per layer:
 
     compute  = MACs / (macs_per_cycle[class] * efficiency[class] * clock * cores)
@@ -39,21 +45,37 @@ linear layer.
 
 Parameter-free layers (norms, activations, pooling, elementwise) do `_OPS_PER_ELEMENT[kind]`
 fp32 operations per element of the larger of input and output, at one vector instruction of
-simd_width_bits / 32 lanes per cycle.
+simd_width_bits / 32 lanes per cycle. Kernels a runtime adds are priced the same way, each with a
+layer's dispatch overhead: a requantize does one operation per element, a per-run weight decode
+(DequantizeLinear) `DECODE_OPS_PER_WEIGHT` per weight; the fixed work of an inference is not
+modelled (zero) until calibrated.
 
 This module works on plain data and never imports torch.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
+from hwcost.kernels import ELEMENTWISE_CLASS, CostModelError, Kernel, cache_features
+from hwcost.memory import PeakMemory, peak_memory
 from hwcost.profile import TargetProfile, load_target
+from hwcost.runtimes import DEFAULT_RUNTIME, FLOAT_DECODED, LoweredLayer, get_runtime
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
 
-ELEMENTWISE_CLASS = "elementwise"
-"""Kernel class reported for parameter-free layers."""
+DECODE_OPS_PER_WEIGHT = 2.0
+"""modelled: a DequantizeLinear subtracts the zero point and multiplies by the scale per weight."""
+
+NANOSECONDS_PER_MS = 1e6
+"""Calibrated coefficients are nanoseconds per feature unit (`hwcost.kernels`)."""
+
+FITTED = "fitted"
+"""`LayerCost.bound` of a kernel priced by calibrated coefficients."""
+
+FUSED = "fused"
+"""`LayerCost.bound` of a layer the runtime runs inside the kernel before it."""
 
 _MAC_KINDS = frozenset(
     {"conv1d", "conv2d", "depthwise_conv", "conv_transpose1d", "linear", "lstm", "lstm_input", "lstm_recurrent"}
@@ -80,10 +102,6 @@ _OPS_PER_ELEMENT = {
 _PACKED_CLASSES = frozenset({"lowbit", "lookup"})
 
 
-class CostModelError(ValueError):
-    """A layer the cost model cannot price: unknown kind or an impossible figure."""
-
-
 @dataclass(frozen=True)
 class LayerCost:
     """Predicted cost of one layer for one second of audio.
@@ -91,13 +109,18 @@ class LayerCost:
     Attributes:
         name: Layer name from the description.
         kind: Layer kind from the description.
-        kernel_class: Kernel family it runs on (a `KERNEL_CLASSES` entry or "elementwise").
+        kernel_class: How it runs: under the packed-kernel runtime its kernel family (a
+            `KERNEL_CLASSES` entry or "elementwise"), under another runtime its variant
+            ("fp32", "fp32-decoded", "int8").
         macs: Multiply-accumulates per second of audio.
-        compute_ms: Time the arithmetic (and weight unpacking) needs.
-        memory_ms: Time its DRAM traffic needs.
+        compute_ms: Time the arithmetic (and weight unpacking) needs; the whole fitted time of
+            a calibrated kernel.
+        memory_ms: Time its DRAM traffic needs (0 for a calibrated kernel).
         latency_ms: max(compute_ms, memory_ms) plus the per-layer overhead (and, for recurrent
-            layers, the per-step overhead).
-        bound: "compute" or "memory", whichever of the two is larger.
+            layers, the per-step overhead), plus any kernel the runtime adds before it; the
+            fitted time of a calibrated kernel; 0 when fused.
+        bound: "compute" or "memory", whichever of the two is larger; "fitted" when calibrated;
+            "fused" when it runs inside the kernel before it.
         weight_bytes: Bytes of weights, side data and FP32 extras the layer reads per pass.
         traffic_bytes: DRAM bytes moved, weight re-reads included.
     """
@@ -120,15 +143,19 @@ class CostEstimate:
 
     Attributes:
         target: Target profile name.
-        latency_ms: Sum of layer latencies for one second of input audio.
+        latency_ms: Sum of layer latencies, plus the fixed work of one inference, for one second
+            of input audio.
         real_time_factor: latency_ms / 1000; below 1 keeps up with live audio.
         storage_bytes: Packed weights file size (`description.size_bytes`), or the stored weight
             bits rounded up to bytes when the model is not packed yet.
-        peak_memory_bytes: Resident packed weights plus the largest live activation set (one
-            layer's input and output for one second of audio). No workspace is added: 1-D
-            convolutions run as direct kernels and packed weights are unpacked panel by panel
-            into L1-sized buffers.
+        peak_memory_bytes: `hwcost.memory`'s peak: uncalibrated, the weights the runtime keeps
+            plus the largest live activation set (one layer's input and output for one second
+            of audio). No workspace is added: 1-D convolutions run as direct kernels and packed
+            weights are unpacked panel by panel into L1-sized buffers.
         layers: Per-layer costs in execution order.
+        runtime: The runtime the target prices.
+        fixed_ms: The fixed work of one inference (in `latency_ms`, in no layer).
+        memory: The terms of `peak_memory_bytes`.
     """
 
     target: str
@@ -137,6 +164,9 @@ class CostEstimate:
     storage_bytes: int
     peak_memory_bytes: int
     layers: tuple[LayerCost, ...]
+    runtime: str = DEFAULT_RUNTIME
+    fixed_ms: float = 0.0
+    memory: PeakMemory | None = None
 
     def to_dict(self) -> dict[str, float]:
         """The flat metrics a trial reports."""
@@ -166,19 +196,26 @@ class CostModel:
             ProfileError: `target` names no valid profile.
         """
         profile = self._profile(target)
-        layers = tuple(_layer_cost(layer, profile) for layer in description.layers)
-        latency_ms = sum(layer.latency_ms for layer in layers)
-        resident_weight_bytes = _bytes(sum(layer.stored_weight_bits for layer in description.layers))
-        largest_activation_bytes = max(
-            (math.ceil(_activation_bytes(layer)) for layer in description.layers), default=0
-        )
+        for layer in description.layers:
+            _check_counts(layer)
+        runtime = get_runtime(profile.runtime)
+        lowering = runtime.lower(description)
+        pricing = _Pricing(profile, lowering.weight_bytes)
+        layers = tuple(_lowered_cost(lowered, pricing) for lowered in lowering.layers)
+        fixed_ms = sum(_kernel_cost(kernel, pricing).latency_ms for kernel in lowering.fixed)
+        latency_ms = sum(layer.latency_ms for layer in layers) + fixed_ms
+        stored_bytes = _bytes(sum(layer.stored_weight_bits for layer in description.layers))
+        memory = peak_memory(lowering, runtime, profile.memory)
         return CostEstimate(
             target=profile.name,
             latency_ms=latency_ms,
             real_time_factor=latency_ms / 1000.0,
-            storage_bytes=description.size_bytes if description.size_bytes > 0 else resident_weight_bytes,
-            peak_memory_bytes=resident_weight_bytes + largest_activation_bytes,
+            storage_bytes=description.size_bytes if description.size_bytes > 0 else stored_bytes,
+            peak_memory_bytes=memory.total_bytes,
             layers=layers,
+            runtime=runtime.name,
+            fixed_ms=fixed_ms,
+            memory=memory,
         )
 
     def _profile(self, target: TargetProfile | str) -> TargetProfile:
@@ -198,7 +235,7 @@ def estimate(description: ModelDescription, target: TargetProfile | str) -> Cost
 
 
 def kernel_class(layer: LayerDescription) -> str:
-    """The kernel family a layer runs on.
+    """The kernel family a layer runs on in the roofline.
 
     Parameter-free kinds -> elementwise; every other layer runs on the class its description
     records, which its quantizer chose for its bit width (`spaces.description.weight_kernel_class`
@@ -219,9 +256,66 @@ def kernel_class(layer: LayerDescription) -> str:
     return layer.kernel_class
 
 
+@dataclass(frozen=True)
+class _Pricing:
+    """What pricing a model's kernels on a target needs: the profile and the model's weight bytes."""
+
+    target: TargetProfile
+    model_weight_bytes: float
+
+    @property
+    def cache_bytes(self) -> float:
+        """The per-core L2, which the cache-dependent kernel features are relative to."""
+        return self.target.l2_kb * 1024
+
+
+def _lowered_cost(lowered: LoweredLayer, pricing: _Pricing) -> LayerCost:
+    """A layer's cost: its kernels' summed, reported with its main (last) kernel's figures."""
+    layer = lowered.layer
+    if not lowered.kernels:
+        return LayerCost(layer.name, layer.kind, lowered.variant, layer.macs_per_second, 0.0, 0.0, 0.0, FUSED, 0, 0.0)
+    costs = [_kernel_cost(kernel, pricing) for kernel in lowered.kernels]
+    main = costs[-1]
+    return dataclasses.replace(
+        main,
+        name=layer.name,
+        kind=layer.kind,
+        kernel_class=lowered.variant,
+        compute_ms=sum(cost.compute_ms for cost in costs),
+        memory_ms=sum(cost.memory_ms for cost in costs),
+        latency_ms=sum(cost.latency_ms for cost in costs),
+    )
+
+
+def _kernel_cost(kernel: Kernel, pricing: _Pricing) -> LayerCost:
+    """One kernel's cost: fitted when the profile calibrated its key, else the roofline."""
+    modelled = _modelled_cost(kernel, pricing.target)
+    fitted = pricing.target.kernel_costs.get(kernel.key)
+    if fitted is None:
+        return modelled
+    features = cache_features(kernel, pricing.model_weight_bytes, pricing.cache_bytes)
+    fitted_ms = sum(fitted.get(name, 0.0) * value for name, value in features.items()) / NANOSECONDS_PER_MS
+    return dataclasses.replace(modelled, compute_ms=fitted_ms, memory_ms=0.0, latency_ms=fitted_ms, bound=FITTED)
+
+
+def _modelled_cost(kernel: Kernel, target: TargetProfile) -> LayerCost:
+    """The roofline cost of a kernel: of the layer as executed, plus its per-run weight decode;
+    of a runtime-added kernel, its elementwise work and one dispatch."""
+    overhead_ms = target.per_layer_overhead_us / 1e3
+    if kernel.layer is None:
+        elements = kernel.features.get("elements", 0.0)
+        compute_ms = _elementwise_seconds(1.0, elements, target) * 1e3
+        latency_ms = compute_ms + overhead_ms if elements else 0.0
+        return LayerCost(kernel.op, kernel.op, kernel.variant, 0.0, compute_ms, 0.0, latency_ms, "compute", 0, 0.0)
+    cost = _layer_cost(kernel.layer, target)
+    if kernel.variant != FLOAT_DECODED:
+        return cost
+    decode_ms = _elementwise_seconds(DECODE_OPS_PER_WEIGHT, kernel.layer.params, target) * 1e3 + overhead_ms
+    return dataclasses.replace(cost, compute_ms=cost.compute_ms + decode_ms, latency_ms=cost.latency_ms + decode_ms)
+
+
 def _layer_cost(layer: LayerDescription, target: TargetProfile) -> LayerCost:
     family = kernel_class(layer)
-    _check_counts(layer)
     weight_bytes = _bytes(layer.weight_storage_bits)
     passes = _weight_passes(weight_bytes, layer, target)
     traffic_bytes = weight_bytes * passes + _activation_bytes(layer)
@@ -263,8 +357,7 @@ def _check_counts(layer: LayerDescription) -> None:
 def _compute_seconds(layer: LayerDescription, family: str, passes: int, target: TargetProfile) -> float:
     if family == ELEMENTWISE_CLASS:
         elements = max(layer.input_elements_per_second, layer.output_elements_per_second)
-        lanes = target.simd_width_bits / FLOAT_BITS
-        return _OPS_PER_ELEMENT[layer.kind] * elements / (lanes * target.cycles_per_second)
+        return _elementwise_seconds(_OPS_PER_ELEMENT[layer.kind], elements, target)
     macs_per_cycle = target.sustained_macs_per_cycle(family)
     if layer.kind in _SEQUENTIAL_KINDS:
         macs_per_cycle *= GEMV_EFFICIENCY
@@ -272,6 +365,12 @@ def _compute_seconds(layer: LayerDescription, family: str, passes: int, target: 
     if family in _PACKED_CLASSES:
         cycles += layer.params * target.unpack_cycles_per_weight * passes
     return cycles / target.cycles_per_second
+
+
+def _elementwise_seconds(ops_per_element: float, elements: float, target: TargetProfile) -> float:
+    """fp32 operations on `elements` at one vector instruction of simd_width_bits / 32 lanes per cycle."""
+    lanes = target.simd_width_bits / FLOAT_BITS
+    return ops_per_element * elements / (lanes * target.cycles_per_second)
 
 
 def _weight_passes(weight_bytes: int, layer: LayerDescription, target: TargetProfile) -> int:

@@ -2,21 +2,30 @@
 
 A CPU is data, not code (as in nn-Meter): `hwcost/targets/<name>.yaml` holds one profile, and
 adding a CPU means adding a file. Every figure carries its public source in a YAML comment, or
-"modelled" where none exists. An optional `measured:` section, written by calibration against
-micro-benchmarks, overrides the modelled figures it names, so a profile records which of its
-numbers were measured (`TargetProfile.measured`).
+"modelled" where none exists. A target is a profile plus the runtime it prices (`runtime:`, a
+`hwcost.runtimes` name; the modelled packed-kernel runtime when absent). An optional `measured:`
+section, written by `search hwcost calibrate` from micro-benchmarks on the machine itself,
+overrides the modelled figures it names and adds fitted kernel costs (`kernels:`, per cost key
+nanoseconds per unit of each kernel feature) and peak-memory terms (`memory:`), with where and
+when they were measured (`provenance:`, `noise:`, `fit:`), so a profile records which of its
+numbers were measured (`TargetProfile.measured`). Wherever a target name is accepted, so is the
+path of a profile file.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from hwcost.kernels import check_coefficients
+from hwcost.memory import MEMORY_TERMS, MemoryCoefficients
+from hwcost.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from spaces.description import KERNEL_CLASSES
 
 TARGETS_DIR = Path(__file__).parent / "targets"
@@ -34,7 +43,7 @@ _REQUIRED_KEYS = (
     "per_layer_overhead_us",
     "unpack_cycles_per_weight",
 )
-_OPTIONAL_KEYS = ("device", "l3_kb", "efficiency", "measured")
+_OPTIONAL_KEYS = ("device", "isa", "l3_kb", "efficiency", "runtime", "measured")
 _MEASURABLE_KEYS = (
     "macs_per_cycle",
     "efficiency",
@@ -42,6 +51,9 @@ _MEASURABLE_KEYS = (
     "per_layer_overhead_us",
     "unpack_cycles_per_weight",
 )
+_CALIBRATION_KEYS = ("kernels", "memory")
+_RECORD_KEYS = ("provenance", "noise", "fit")
+"""`measured:` sections that record how a calibration was made (kept as they are, for reading)."""
 _CLASS_KEYS = ("macs_per_cycle", "efficiency")
 
 
@@ -67,8 +79,15 @@ class TargetProfile:
         unpack_cycles_per_weight: Cycles to unpack one sub-8-bit weight code to a byte.
         l3_kb: Last-level cache, or None when the CPU has none.
         device: Free-text description of the board or part.
+        isa: Instruction set of the CPU (as `uname -m` names it: "x86_64", "aarch64"); a
+            profile can only be validated on a host of its own instruction set. Empty: unknown.
         source: File the profile came from.
-        measured: Dotted names of the figures a `measured:` section replaced.
+        measured: Dotted names of the figures a `measured:` section replaced or added.
+        runtime: The `hwcost.runtimes` name of the runtime it prices.
+        kernel_costs: Cost key -> nanoseconds per unit of each kernel feature, as calibrated;
+            kernels of keys not named are priced by the roofline.
+        memory: Peak-memory terms (calibrated, or the modelled one copy of everything).
+        calibration: The `provenance`, `noise` and `fit` records of its calibration, if any.
     """
 
     name: str
@@ -84,8 +103,13 @@ class TargetProfile:
     unpack_cycles_per_weight: float
     l3_kb: float | None = None
     device: str = ""
+    isa: str = ""
     source: str = ""
     measured: tuple[str, ...] = ()
+    runtime: str = DEFAULT_RUNTIME
+    kernel_costs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    memory: MemoryCoefficients = field(default_factory=MemoryCoefficients)
+    calibration: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def cycles_per_second(self) -> float:
@@ -151,13 +175,20 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> TargetProfile:
     measured = data.get("measured") or {}
     if not isinstance(measured, dict):
         raise ProfileError(f"{source}: measured must be a mapping, got {type(measured).__name__}")
-    _check_keys(source, "measured.", measured, allowed=_MEASURABLE_KEYS, required=())
+    _check_keys(source, "measured.", measured, allowed=_MEASURABLE_KEYS + _CALIBRATION_KEYS + _RECORD_KEYS, required=())
     overrides = _validated_figures(source, "measured.", measured, complete=False)
     for key, value in overrides.items():
         figures[key] = {**figures[key], **value} if key in _CLASS_KEYS else value
+    kernel_costs = _kernel_costs(source, measured.get("kernels") or {})
+    memory = _memory(source, measured.get("memory"))
+    runtime = _text(source, "runtime", data.get("runtime", DEFAULT_RUNTIME), allow_empty=False)
+    if runtime not in RUNTIMES:
+        raise ProfileError(f"{source}: unknown runtime {runtime!r}; expected one of {', '.join(sorted(RUNTIMES))}")
+    calibrated = [f"kernels.{key}" for key in kernel_costs] + [f"memory.{key}" for key in measured.get("memory") or {}]
     return TargetProfile(
         name=_text(source, "name", data["name"], allow_empty=False),
         device=_text(source, "device", data.get("device", ""), allow_empty=True),
+        isa=_text(source, "isa", data.get("isa", ""), allow_empty=True),
         cores_used=int(_number(source, "cores_used", data["cores_used"], integer=True)),
         simd_width_bits=int(_number(source, "simd_width_bits", data["simd_width_bits"], integer=True)),
         clock_ghz=_number(source, "clock_ghz", data["clock_ghz"]),
@@ -165,8 +196,70 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> TargetProfile:
         l2_kb=_number(source, "l2_kb", data["l2_kb"]),
         l3_kb=None if data.get("l3_kb") is None else _number(source, "l3_kb", data["l3_kb"]),
         source=source,
-        measured=tuple(_dotted_names(overrides)),
+        measured=tuple(_dotted_names(overrides) + calibrated),
+        runtime=runtime,
+        kernel_costs=kernel_costs,
+        memory=memory,
+        calibration={key: measured[key] for key in _RECORD_KEYS if key in measured},
         **figures,
+    )
+
+
+def target_error(name_or_path: str | os.PathLike[str]) -> str | None:
+    """Why `name_or_path` names no usable target (unknown name, missing or invalid file), or None.
+
+    For command lines and configs, which accept a bundled target name or a profile file alike.
+    """
+    try:
+        load_target(name_or_path)
+    except ProfileError as error:
+        return str(error)
+    return None
+
+
+def _kernel_costs(source: str, value: Any) -> dict[str, dict[str, float]]:
+    """The `measured.kernels` mapping: cost key -> feature -> nanoseconds per unit (>= 0)."""
+    if not isinstance(value, dict):
+        raise ProfileError(f"{source}: measured.kernels must be a mapping of cost key to coefficients, got {value!r}")
+    costs: dict[str, dict[str, float]] = {}
+    for key, coefficients in value.items():
+        if not isinstance(coefficients, dict):
+            raise ProfileError(f"{source}: measured.kernels.{key} must be a mapping of feature to number")
+        problem = check_coefficients(str(key), coefficients)
+        if problem is not None:
+            raise ProfileError(f"{source}: measured.kernels: {problem}")
+        costs[str(key)] = {
+            name: _number(source, f"measured.kernels.{key}.{name}", number, allow_zero=True)
+            for name, number in coefficients.items()
+        }
+    return costs
+
+
+def _memory(source: str, value: Any) -> MemoryCoefficients:
+    """The `measured.memory` terms (`hwcost.memory`), or the modelled ones when absent."""
+    if value is None:
+        return MemoryCoefficients()
+    if not isinstance(value, dict):
+        raise ProfileError(f"{source}: measured.memory must be a mapping, got {value!r}")
+    _check_keys(source, "measured.memory.", value, allowed=MEMORY_TERMS, required=MEMORY_TERMS)
+    copies = value["weight_copies"]
+    if not isinstance(copies, dict):
+        raise ProfileError(f"{source}: measured.memory.weight_copies must be a mapping of cost key to number")
+    for key in copies:
+        problem = check_coefficients(str(key), {})
+        if problem is not None:
+            raise ProfileError(f"{source}: measured.memory.weight_copies: {problem}")
+    scalars = {
+        key: _number(source, f"measured.memory.{key}", value[key], allow_zero=True)
+        for key in MEMORY_TERMS
+        if key != "weight_copies"
+    }
+    return MemoryCoefficients(
+        weight_copies={
+            str(key): _number(source, f"measured.memory.weight_copies.{key}", number, allow_zero=True)
+            for key, number in copies.items()
+        },
+        **scalars,
     )
 
 

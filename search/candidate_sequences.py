@@ -8,6 +8,8 @@ the lists stay valid for knob sets this module does not know.
 - `uniform_grid_candidates`: the seeds' method (Li et al. 2022): every bits knob at the same
   width, for every quantized width and every quantizer the space offers, widest first (FP32 is
   the reference row already).
+- `ilp_candidates`: HAWQ-V3's integer linear programme (`search.allocation`) over a grid of size
+  and latency budgets: the predicted front, largest predicted size first.
 - `sensitivity_greedy_candidates`: Liu et al. 2024 / HAWQ style. Starting from every group at its
   widest quantized choice, repeatedly lower one group by one step, choosing the group whose step costs the
   least predicted damage per bit saved. A group's damage at b bits is its sensitivity (the loss
@@ -20,7 +22,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from search.allocation import AllocationProblem, predicted_front
 from spaces.description import FLOAT_BITS
+from spaces.knobs import BITS, QUANTIZER
 from spaces.quant import QUANTIZERS
 
 Candidate = dict[str, Any]
@@ -83,6 +87,38 @@ def resolve_candidate(space: SearchSpaceLike, forced: Mapping[str, Any]) -> Cand
     return trial.params
 
 
+def candidate_of(space: SearchSpaceLike, assignment: Mapping[str, Any]) -> Candidate | None:
+    """The candidate with the assignment's bits and quantizer knobs and every other knob at its
+    declared default (not its first choice), or None when the space rejects it."""
+    defaults = {knob.name: knob.default for knob in space.compiled_knobs if knob.role not in (BITS, QUANTIZER)}
+    return resolve_candidate(space, {**defaults, **assignment})
+
+
+class FirstCandidates:
+    """A warm start: a list of candidates the sampler hands, in order, to the first trials that ask.
+
+    A candidate some trial of the study already has (a baseline, an earlier run's trial after a
+    resume) is skipped, so each is evaluated once; handing them out through the sampler, rather
+    than enqueueing them, never leaves more waiting in the study than the budget runs.
+    """
+
+    def __init__(self, candidates: Sequence[Candidate]) -> None:
+        self.candidates = [dict(candidate) for candidate in candidates]
+        self._assigned: dict[int, Candidate] = {}
+
+    def for_trial(self, study: Any, number: int) -> Candidate | None:
+        """The trial's first candidate, or None once every candidate is taken."""
+        if number not in self._assigned:
+            taken = [trial.params for trial in study.get_trials(deepcopy=False) if trial.number != number]
+            taken += list(self._assigned.values())
+            remaining = (candidate for candidate in self.candidates if candidate not in taken)
+            candidate = next(remaining, None)
+            if candidate is None:
+                return None
+            self._assigned[number] = candidate
+        return self._assigned[number]
+
+
 def quantizer_knobs(space: SearchSpaceLike) -> dict[str, tuple[str, ...]]:
     """Knobs whose choices are all registered quantizer names (the space's quantizer choices)."""
     return {
@@ -117,6 +153,22 @@ def uniform_grid_candidates(space: SearchSpaceLike) -> list[Candidate]:
             candidate = resolve_candidate(space, forced)
             if candidate is not None and candidate not in candidates:
                 candidates.append(candidate)
+    return candidates
+
+
+def ilp_candidates(space: SearchSpaceLike, problem: AllocationProblem) -> list[Candidate]:
+    """The ILP's predicted front as candidates, largest predicted size first.
+
+    The all-FP32 assignment (the least damage when budgets are loose) is left out: it is the
+    reference row already.
+    """
+    candidates: list[Candidate] = []
+    for allocation in predicted_front(problem):
+        if all(allocation.assignment[knob] == FLOAT_BITS for knob in problem.bits_knobs):
+            continue
+        candidate = candidate_of(space, allocation.assignment)
+        if candidate is not None and candidate not in candidates:
+            candidates.append(candidate)
     return candidates
 
 

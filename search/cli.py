@@ -1,5 +1,8 @@
 """`search` command line: `search run [CONFIG]`, `search report RUN [RUN ...]`, `search space [CONFIG]`,
-`search export RUN`, `search verify BUNDLE`, `search hwcost show [CONFIG]`.
+`search export RUN`, `search verify BUNDLE`, `search hwcost show [CONFIG]`, `search init NAME`.
+
+CONFIG is a file or the name of a ready config shipped in the package (`demo`); `--set KEY=VALUE`
+overrides any of its keys.
 
 Errors a user can fix (bad config, unwritable output, missing run files) print one line and
 exit with code 2; a bundle failing a `verify` check exits with code 1; anything else is a bug
@@ -9,21 +12,23 @@ and keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
-import shutil
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from rich.console import Console
 
 from evaluators.data.corpora import CorpusError
 from evaluators.data.trial_lists import TrialListError
 from evaluators.evaluation import Evaluator
-from hwcost import available_targets
-from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
+from hwcost import target_error
+from search.config import SAMPLERS, ConfigError, load_config
 from search.export import ExportError
+from search.name_clash import name_clashes, version
 from search.onnx_export import OnnxExportError
+from search.overrides import parse_setting, settings_dict
+from search.ready_configs import ready_config_names
 from search.run_dir import RunDirectory, RunDirectoryError
 from search.samplers import SAMPLER_KINDS, SamplerError
 from search.selection import SelectionError
@@ -42,6 +47,8 @@ EXIT_INTERRUPTED = 130
 
 def main(argv: Sequence[str] | None = None, evaluator: Evaluator | None = None) -> int:
     """The `search` command line; `evaluator` replaces the run task's own in `search run` (for tests)."""
+    for clash in name_clashes():
+        print(clash.warning(), file=sys.stderr)
     parser = _parser()
     args = parser.parse_args(argv)
     args.evaluator = evaluator
@@ -54,11 +61,7 @@ def main(argv: Sequence[str] | None = None, evaluator: Evaluator | None = None) 
 
 
 def _run(args: argparse.Namespace, console: Console) -> int:
-    from search.engine import resume_search, run_search
-    from search.progress import RichDisplay
-    from search.report import print_report
-
-    overrides = {
+    flags = {
         key: value
         for key, value in {
             "search.trials": args.trials,
@@ -70,16 +73,23 @@ def _run(args: argparse.Namespace, console: Console) -> int:
         }.items()
         if value is not None
     }
+    settings = settings_dict(args.set)
     if args.resume is not None:
-        if args.config is not None or overrides:
-            given = ["CONFIG"] * (args.config is not None) + [f"--{key.split('.')[-1].replace('_', '-')}" for key in overrides]
+        if args.config is not None or flags or settings:
+            given = ["CONFIG"] * (args.config is not None) + [f"--{key.split('.')[-1].replace('_', '-')}" for key in flags]
+            given += ["--set"] * bool(settings)
             raise ConfigError(f"--resume {args.resume}: continues with the run's saved config; drop {', '.join(given)}")
         run_dir = RunDirectory.existing(args.resume)
         run_dir.check_writable()
         config = None
     else:
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, _overrides(settings, flags))
         run_dir = RunDirectory.create(args.out, config.name)
+    from search.api import removed_if_nothing_ran  # Ray, Optuna and torch load once the config is known good
+    from search.engine import resume_search, run_search
+    from search.progress import RichDisplay
+    from search.report import print_report
+
     console.print(f"run directory: {run_dir.path}")
     # Failed trials are reported by the display and trials.csv; Tune's own summary would repeat them.
     logging.getLogger("ray.tune").setLevel(logging.CRITICAL)
@@ -88,7 +98,7 @@ def _run(args: argparse.Namespace, console: Console) -> int:
             if config is None:
                 resume_search(run_dir, address=args.address, listener=display, evaluator=args.evaluator)
             else:
-                with _removed_if_nothing_ran(run_dir):
+                with removed_if_nothing_ran(run_dir):
                     run_search(config, run_dir, address=args.address, listener=display, evaluator=args.evaluator)
     except KeyboardInterrupt:
         print(f"interrupted: finished trials are kept; continue with `search run --resume {run_dir.path}`", file=sys.stderr)
@@ -97,21 +107,12 @@ def _run(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
-@contextlib.contextmanager
-def _removed_if_nothing_ran(run_dir: RunDirectory) -> Iterator[None]:
-    """A new run directory is removed when the run fails before any trial was recorded.
-
-    Preparation failures (a missing corpus, too few speakers, bad audio in strict mode) would
-    otherwise leave a folder of empty files that looks like a run. An interrupt (Ctrl-C) keeps
-    the folder: the user may resume it.
-    """
-    try:
-        yield
-    except Exception:
-        if run_dir.path.is_dir() and not run_dir.read_trials():
-            shutil.rmtree(run_dir.path, ignore_errors=True)
-            print(f"removed {run_dir.path}: the run failed before any trial ran", file=sys.stderr)
-        raise
+def _overrides(settings: dict[str, Any], flags: dict[str, Any]) -> dict[str, Any]:
+    """`--set` settings and the flags that set a key (`--trials`); one key set both ways is an error."""
+    for key in settings.keys() & flags.keys():
+        flag = f"--{key.split('.')[-1].replace('_', '-')}"
+        raise ConfigError(f"{flag} and --set {key} both set {key}; give one")
+    return {**settings, **flags}
 
 
 def _report(args: argparse.Namespace, console: Console) -> int:
@@ -140,10 +141,18 @@ def _report(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _init(args: argparse.Namespace, console: Console) -> int:
+    from search.config_init import write_starting_config
+
+    path = write_starting_config(args.name, args.source)
+    console.print(f"wrote {path} (from the ready config {args.source}); run it with: search run {path}")
+    return 0
+
+
 def _space(args: argparse.Namespace, console: Console) -> int:
     from search.space_report import print_space
 
-    print_space(load_config(args.config), console)
+    print_space(load_config(args.config, settings_dict(args.set)), console)
     return 0
 
 
@@ -172,8 +181,8 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
     from search.progress import RichDisplay
     from search.verify import print_verification, verify_bundle
 
-    if args.target not in available_targets():
-        raise ConfigError(f"--target {args.target!r}: unknown; available: {available_targets()}")
+    if (problem := target_error(args.target)) is not None:
+        raise ConfigError(f"--target: {problem}")
     with RichDisplay() as display:
         report = verify_bundle(args.bundle, data=args.data, target=args.target, progress=display.stage)
     print_verification(report, console)
@@ -187,13 +196,13 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
 def _hwcost_show(args: argparse.Namespace, console: Console) -> int:
     from search.cost_report import cost_table, estimate_candidate, parse_candidate
 
-    config = load_config(args.config)
+    config = load_config(args.config, settings_dict(args.set))
     candidate = parse_candidate(args.candidate)
     for target in [args.target] if args.target else config.targets:
-        if target not in available_targets():
-            raise ConfigError(f"--target {target!r}: unknown; available: {available_targets()}")
+        if (problem := target_error(target)) is not None:
+            raise ConfigError(f"--target: {problem}")
         label = "candidate" if candidate else "FP32 teacher"
-        console.print(cost_table(estimate_candidate(config, candidate, target), f"{label} on {target}"))
+        console.print(cost_table(estimate_candidate(config, candidate, target), f"{label} on {target}", console.width))
     return 0
 
 
@@ -201,9 +210,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="search", description="Search compressed speaker models on a Pareto front of quality, size and latency."
     )
+    parser.add_argument("--version", action="version", version=f"search (speaker-compress) {version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run a compression search", description="Run a compression search.")
-    run.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    _config_arguments(run)
     run.add_argument("--trials", type=int, help="number of trials (overrides search.trials)")
     run.add_argument("--workers", type=int, help="trials run at once (overrides search.workers)")
     run.add_argument("--address", help="Ray cluster to join (e.g. auto or HOST:PORT); local Ray when absent")
@@ -244,7 +254,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Print the knobs of a config's search space, their choices, the layers each pattern "
         "matches and the number of candidates.",
     )
-    space.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    _config_arguments(space)
     space.set_defaults(handler=_space)
     export = commands.add_parser(
         "export",
@@ -277,10 +287,13 @@ def _parser() -> argparse.ArgumentParser:
     show = hwcost_commands.add_parser(
         "show", help="per-layer cost of a config's model", description="Per-layer cost breakdown on each target."
     )
-    show.add_argument("config", nargs="?", default=None, help=f"run config YAML (default: {DEFAULT_CONFIG.name})")
+    _config_arguments(show)
     show.add_argument("--target", help="one target profile (default: the config's targets)")
     show.add_argument("--candidate", help='knobs as JSON or a JSON file, e.g. \'{"bits.stem": 8, ...}\' (default: FP32)')
     show.set_defaults(handler=_hwcost_show)
+    from search.hwcost_commands import add_hwcost_commands  # calibrate, validate
+
+    add_hwcost_commands(hwcost_commands)
     teacher = commands.add_parser("teacher", help="work with a run's teacher", description="Work with a run's teacher.")
     teacher_commands = teacher.add_subparsers(dest="teacher_command", required=True)
     teacher_export = teacher_commands.add_parser(
@@ -292,7 +305,47 @@ def _parser() -> argparse.ArgumentParser:
     teacher_export.add_argument("source", metavar="RUN_OR_CONFIG", help="run directory or run config YAML")
     teacher_export.add_argument("--out", required=True, metavar="FILE", help="checkpoint file to write (must not exist)")
     teacher_export.set_defaults(handler=_teacher_export)
+    init = commands.add_parser(
+        "init",
+        help="write a starting config file from a ready config",
+        description="Write NAME.yaml (run name NAME) in the working directory from a ready config, "
+        "comments included; relative paths in it are made absolute so they keep their meaning.",
+    )
+    init.add_argument("name", metavar="NAME", help="run name, or the config file to write (NAME.yaml)")
+    init.add_argument(
+        "--from", dest="source", default="demo", choices=ready_config_names(), help="ready config to start from (default: demo)"
+    )
+    init.set_defaults(handler=_init)
+    from search.bundle_commands import add_parsers as add_bundle_commands  # embed, score
+
+    add_bundle_commands(commands)
+    from search.sensitivity_command import add_parser as add_sensitivity_command  # sensitivity
+
+    add_sensitivity_command(commands)
     return parser
+
+
+def _config_arguments(command: argparse.ArgumentParser) -> None:
+    """CONFIG (a file or a ready config's name) and the repeatable `--set KEY=VALUE`."""
+    command.add_argument(
+        "config", nargs="?", default=None, help=f"run config YAML, or a ready config: {', '.join(ready_config_names())} (default: demo)"
+    )
+    command.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        type=_setting,
+        metavar="KEY=VALUE",
+        help="override a config key (dotted, e.g. search.trials=4 or teacher.steps=100; the value is YAML); repeatable",
+    )
+
+
+def _setting(text: str) -> tuple[str, Any]:
+    """argparse type of `--set`: a bad setting is a usage error naming it."""
+    try:
+        return parse_setting(text)
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -21,10 +21,13 @@ from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSet
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.fidelity import FidelityConfig
 from evaluators.student_training import DistillationConfig
-from hwcost import available_targets
+from hwcost import target_error
+from search.config_paths import default_cache_dir, resolve_paths
 from search.constraints import parse_constraints
 from search.messages import shorten
+from search.overrides import merged, nested
 from search.pareto import Objective
+from search.ready_configs import config_source, ready_config
 from search.run_config import (
     SAMPLERS,
     ConfigError,
@@ -38,7 +41,7 @@ from spaces.checkpoints import CheckpointError, load_checkpoint, resolve_checkpo
 from spaces.models import MODEL_FAMILIES
 from spaces.space import SearchSpace, parse_space_config
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "configs" / "demo.yaml"
+DEFAULT_CONFIG = ready_config("demo")
 
 T = TypeVar("T")
 _FIDELITY_DEFAULTS = {
@@ -46,13 +49,17 @@ _FIDELITY_DEFAULTS = {
 }
 
 
-def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any] | None = None) -> RunConfig:
+def load_config(path: str | os.PathLike | None = None, overrides: Mapping[str, Any] | None = None) -> RunConfig:
     """Read, validate and resolve a run config (the demo config when `path` is None).
 
+    Relative paths in the file resolve against its folder, those in `overrides` against the
+    working directory (`search.config_paths`); the config returned holds absolute paths.
+
     Args:
-        overrides: Dotted keys set after loading, e.g. `{"search.trials": 4}` (CLI flags).
+        path: A config file, or the name of a ready config (`demo`) when no such file exists.
+        overrides: Dotted keys set after loading, e.g. `{"search.trials": 4}` (`--set`, CLI flags).
     """
-    source = Path(path) if path is not None else DEFAULT_CONFIG
+    source = config_source(path) if path is not None else DEFAULT_CONFIG
     try:
         text = source.read_bytes().decode("utf-8")
     except IsADirectoryError:
@@ -71,16 +78,23 @@ def load_config(path: str | os.PathLike | None = None, overrides: dict[str, Any]
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{source}: top level must be a mapping of keys, got {type(raw).__name__}")
-    for dotted, value in (overrides or {}).items():
-        section, _, key = dotted.partition(".")
-        if key:
-            raw.setdefault(section, {})[key] = value
-        else:
-            raw[section] = value
+    raw = resolve_paths(raw, source.resolve().parent)
+    if overrides:
+        raw = merged(raw, resolve_paths(nested(overrides), Path.cwd()))
     try:
         return _parse(raw)
     except (ValueError, TypeError) as error:
-        raise ConfigError(f"{source}: {error}") from None
+        raise ConfigError(f"{source}{_overridden(str(error), overrides or {})}: {error}") from None
+
+
+def _overridden(message: str, overrides: Mapping[str, Any]) -> str:
+    """` (--set KEY=VALUE)` when the error is about a key set on the command line, so the user
+    looks there rather than in the file."""
+    for key, value in overrides.items():
+        section, _, leaf = key.rpartition(".")
+        if message.startswith(key) or (section and message.startswith(f"{section}:") and repr(leaf) in message):
+            return f" (--set {key}={shorten(value)})"
+    return ""
 
 
 def _parse(raw: dict[str, Any]) -> RunConfig:
@@ -96,9 +110,10 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
     targets = tuple(_string_list("targets", raw.get("targets", ["cortex-a72"])))
     if not targets:
         raise ValueError("targets: need at least one target CPU")
-    unknown_targets = sorted(set(targets) - set(available_targets()))
-    if unknown_targets:
-        raise ValueError(f"targets: unknown target {unknown_targets[0]!r}; available: {available_targets()}")
+    for target in targets:  # a bundled target name or a profile file
+        problem = target_error(target)
+        if problem is not None:
+            raise ValueError(f"targets: {problem}")
     objectives = _objectives(raw.get("objectives", task.default_objectives))
     known = task.metric_names(targets, task.eval_set_names(data))
     for objective in objectives:
@@ -107,7 +122,7 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
     name = _run_name(raw.get("name", "run"))
     seed = raw.get("seed", 0)
     _check_type("seed", seed, int)
-    cache_dir = raw.get("cache_dir", RunConfig.cache_dir)
+    cache_dir = raw.get("cache_dir", default_cache_dir())
     _check_type("cache_dir", cache_dir, str)
     if Path(cache_dir).exists() and not Path(cache_dir).is_dir():
         raise ValueError(f"cache_dir={shorten(cache_dir)!r}: is a file; the cache needs a folder")

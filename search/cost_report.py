@@ -7,10 +7,14 @@ widths, never on weight values, so no teacher has to be trained to inspect them.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rich import box
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from hwcost import CostEstimate, CostModel
@@ -47,29 +51,85 @@ def estimate_candidate(config: RunConfig, candidate: Mapping[str, Any], target: 
     return CostModel().estimate(compressed.description, target)
 
 
-def cost_table(estimate: CostEstimate, title: str) -> Table:
-    """One row per layer (kernel class, bound, time, bytes) and a total row."""
-    table = Table(title=title)
-    for column in ("layer", "kind", "kernel", "MMAC/s", "bound", "compute ms", "memory ms", "latency ms", "weight B"):
-        table.add_column(column, justify="left" if column in ("layer", "kind", "kernel", "bound") else "right")
-    for layer in estimate.layers:
-        table.add_row(
+COLUMNS = (
+    ("layer", "left"),
+    ("kind", "left"),
+    ("kernel", "left"),
+    ("MMAC/s", "right"),
+    ("bound", "left"),
+    ("compute\nms", "right"),
+    ("memory\nms", "right"),
+    ("latency\nms", "right"),
+    ("weight\nbytes", "right"),
+)
+MIN_LAYER_WIDTH = 12
+"""Narrowest the layer column gets; below it a narrow terminal wraps the other columns too."""
+ABBREVIATIONS = {"elementwise": "eltwise"}
+"""Kinds and kernel classes shown shorter (named in the caption), so the table fits 100 columns."""
+
+
+def cost_table(estimate: CostEstimate, title: str, width: int = 100) -> Table:
+    """One row per layer (kernel class, bound, time, bytes) and a total row, at most `width` columns wide.
+
+    Long layer names (an extractor's `voiceprint.blocks.1.norm_depthwise`) would push the table
+    past a 100-column terminal, where rich cuts them to an ellipsis; instead they are wrapped
+    after their dots, so every name stays whole and readable.
+    """
+    rows = [
+        [
             layer.name,
-            layer.kind,
-            layer.kernel_class,
+            ABBREVIATIONS.get(layer.kind, layer.kind),
+            ABBREVIATIONS.get(layer.kernel_class, layer.kernel_class),
             f"{layer.macs / 1e6:.2f}",
             layer.bound,
             f"{layer.compute_ms:.4f}",
             f"{layer.memory_ms:.4f}",
             f"{layer.latency_ms:.4f}",
             str(layer.weight_bytes),
-        )
-    table.add_row(
-        "total", "", "", f"{sum(layer.macs for layer in estimate.layers) / 1e6:.2f}", "", "", "",
-        f"{estimate.latency_ms:.3f}", str(estimate.storage_bytes), style="bold",
-    )
-    table.caption = (
+        ]
+        for layer in estimate.layers
+    ]
+    total = ["total", "", "", f"{sum(layer.macs for layer in estimate.layers) / 1e6:.2f}", "", "", "",
+             f"{estimate.latency_ms:.3f}", str(estimate.storage_bytes)]
+    caption = (
         f"per second of audio; real-time factor {estimate.real_time_factor:.4f}; "
-        f"peak memory {estimate.peak_memory_bytes / 1e6:.2f} MB; stored {estimate.storage_bytes} B (packed file)"
+        f"peak memory {estimate.peak_memory_bytes / 1e6:.2f} MB; stored {estimate.storage_bytes} B (packed file); "
+        + "; ".join(f"{short}: {full}" for full, short in ABBREVIATIONS.items())
     )
+    table = _table(title, rows, total, caption)
+    excess = _natural_width(table) - width
+    if excess > 0:
+        longest = max(len(row[0]) for row in rows)
+        layer_width = max(longest - excess, MIN_LAYER_WIDTH)
+        table = _table(title, [[wrap_dotted(row[0], layer_width), *row[1:]] for row in rows], total, caption)
     return table
+
+
+def wrap_dotted(name: str, width: int) -> str:
+    """`name` on lines of at most `width` characters, broken after a dot where it can be."""
+    lines: list[str] = []
+    for part in re.findall(r"[^.]+\.?|\.", name):
+        while len(part) > width:  # a part longer than a line is cut
+            lines.append(part[:width])
+            part = part[width:]
+        if lines and len(lines[-1]) + len(part) <= width:
+            lines[-1] += part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
+def _table(title: str, rows: list[list[str]], total: list[str], caption: str) -> Table:
+    table = Table(title=title, caption=caption, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True)
+    for header, justify in COLUMNS:
+        table.add_column(header, justify=justify, no_wrap=header != "layer", overflow="fold")
+    for row in rows:
+        table.add_row(*row)
+    table.add_row(*total, style="bold")
+    return table
+
+
+def _natural_width(table: Table) -> int:
+    """The columns the table takes when nothing is wrapped."""
+    console = Console(width=10_000)
+    return Measurement.get(console, console.options, table).maximum

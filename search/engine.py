@@ -58,9 +58,11 @@ from search.resume import (  # noqa: E402
     retried_trials,
     retry_interrupted,
 )
+from search.refresh_budget import RefreshBudget  # noqa: E402
 from search.run_dir import MissingArtifactError, RunDirectory  # noqa: E402
 from search.samplers import build_sampler, get_sampler_kind, layer_params  # noqa: E402
 from search.scheduler import ParetoHalving, ParetoHalvingScheduler  # noqa: E402
+from search.sensitivity_tables import AllocationSource  # noqa: E402
 from search.tasks import get_task  # noqa: E402
 from search.tensorboard import write_embedding_projector, write_tensorboard  # noqa: E402
 from search.trial import (  # noqa: E402
@@ -79,8 +81,10 @@ from spaces.space import SearchSpace  # noqa: E402
 
 __all__ = ["SearchListener", "SearchOutcome", "front_members", "resume_search", "run_search", "start_local_ray"]
 
-_TENSORBOARD_EVERY = 5
-"""Trials between TensorBoard refreshes during a run (a refresh redraws the figures, ~1 s)."""
+_TENSORBOARD_WAIT_FACTOR = 40.0
+"""Seconds between TensorBoard refreshes per second the last one took: about 1/41 of the driver's time."""
+_TENSORBOARD_MIN_INTERVAL = 5.0
+"""Seconds between TensorBoard refreshes on a short run, where a refresh is cheap."""
 
 
 @dataclass
@@ -245,6 +249,7 @@ def _tune(
         space=space,
         sensitivities=getattr(context.prepared, "sensitivities", None),
         layer_params=layer_params(space, context.prepared.teacher_state),
+        allocation=AllocationSource(config, context.prepared, progress=recorder.listener.stage),
     )
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
     with_baselines = not resumed and not get_sampler_kind(config.search.sampler).replays_sequence
@@ -400,6 +405,7 @@ class _Recorder(Callback):
         self.keep_artifacts = keep_artifacts
         self.listener = listener
         self.recoveries: dict[str, int] = {}
+        self.tensorboard = RefreshBudget(_TENSORBOARD_WAIT_FACTOR, _TENSORBOARD_MIN_INTERVAL)
         rows = run_dir.read_trials()
         self.recorded = {row.get("trial") for row in rows}
         # a resumed run: what its interrupted trials sent before the driver died
@@ -430,8 +436,8 @@ class _Recorder(Callback):
         self.recorded.add(number)
         rows, front = write_front_files(self.run_dir, self.objectives, self.reference, self.stopped_in_front)
         prune_artifacts(self.run_dir, rows, front, self.keep_artifacts)
-        if len(rows) % _TENSORBOARD_EVERY == 0:
-            write_tensorboard(self.run_dir)
+        if self.tensorboard.due():
+            self.tensorboard.run(lambda: write_tensorboard(self.run_dir))
         self.listener.trial_finished(row, rows, front)
 
 

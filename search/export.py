@@ -9,10 +9,12 @@ the evaluator's `prepare`, which reads the cached features and teacher) is only 
 The bundle (`spaces.bundle`) gets the packed weights as they are, a config.json with the
 metrics re-measured on the rebuilt model (with a bootstrap confidence interval: of the EER for
 speaker verification, of the mean SI-SDRi over the test mixtures for speaker extraction) and the
-cost model's prediction on every target, the ONNX graph exported from the model that
-`load_bundle` rebuilds from those two files, and the model card rendered from them. What differs
-between the tasks (input/output signature, quality interval, evaluation record, card text) comes from
-the run's `search.tasks.Task`.
+cost model's prediction on every target and the task's decision thresholds (speaker verification:
+calibrated on half of the test speakers, `search.tasks.verification_threshold`), the ONNX graph
+exported from the model that `load_bundle` rebuilds from those two files, the model card rendered
+from them, and the task's own files (speaker verification: `runner.py`, `spaces.bundle_runner`).
+What differs between the tasks (input/output signature, quality interval, decision, evaluation
+record, card text, files) comes from the run's `search.tasks.Task`.
 """
 
 from __future__ import annotations
@@ -145,9 +147,10 @@ def export_bundle(
     evaluation = evaluator.evaluate_compressed(compressed, prepared)
     targets = [*config.targets, *(target for target in available_targets() if target not in config.targets)]
     measured = measure(evaluation, targets, float(reference["size_bytes"]))
-    report("measuring (confidence interval)", 1, 2)
+    report("measuring (confidence interval, decision threshold)", 1, 2)
     # the run's first target first, so unsuffixed costs mean what they mean in the run
     metrics = {**measured, **_quality_interval(task, evaluation, prepared)}
+    decision = _decision(task, evaluation, prepared)
     report("measuring", 2, 2)
     source = {
         "run": str(run_dir.path.resolve()),
@@ -157,16 +160,17 @@ def export_bundle(
         "candidate": artifact.candidate,
     }
     bundle_config = _bundle_config(
-        config, artifact, compressed, metrics, source, _evaluation_record(config, prepared, reference)
+        config, artifact, compressed, metrics, source, _evaluation_record(config, prepared, reference), decision
     )
     report("exporting ONNX", 0, 1)
-    _write_bundle(folder, bundle_config, artifact.packed)
+    _write_bundle(folder, bundle_config, artifact.packed, task.bundle_files)
     report("exporting ONNX", 1, 1)
     return ExportedBundle(folder, int(row["trial"]), selection, bundle_config.size_bytes, metrics, config.task)
 
 
-def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
-    """weights.bin and config.json, then the ONNX graph and card of the model those two rebuild.
+def _write_bundle(folder: Path, config: BundleConfig, packed: bytes, files: Mapping[str, Path]) -> None:
+    """weights.bin and config.json, then the ONNX graph and card of the model those two rebuild,
+    and the task's `files` (bundle file name -> source file to copy).
 
     Written to a sibling `.partial` folder renamed into place at the end, so a failed export
     leaves no bundle that looks complete.
@@ -186,6 +190,8 @@ def _write_bundle(folder: Path, config: BundleConfig, packed: bytes) -> None:
     )
     onnx.save(graph, partial / ONNX_FILE)
     (partial / MODEL_CARD_FILE).write_text(render_model_card(bundle.config, bundle.compressed.description, get_task(config.task).card))
+    for name, source in files.items():
+        shutil.copyfile(source, partial / name)
     if folder.exists():
         folder.rmdir()  # empty: checked before the export started
     os.replace(partial, folder)
@@ -241,6 +247,14 @@ def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict
         raise ExportError(str(error)) from None
 
 
+def _decision(task: Task, evaluation: Evaluation, prepared: Any) -> dict[str, Any]:
+    """The task's calibrated decision block; evaluation data too small to calibrate on stops the export."""
+    try:
+        return task.decision(evaluation, prepared)
+    except TaskExportError as error:
+        raise ExportError(str(error)) from None
+
+
 def _bundle_config(
     config: RunConfig,
     artifact: TrialArtifact,
@@ -248,6 +262,7 @@ def _bundle_config(
     metrics: Mapping[str, float],
     source: Mapping[str, Any],
     evaluation: Mapping[str, Any],
+    decision: Mapping[str, Any],
 ) -> BundleConfig:
     """config.json of the rebuilt model: its layers as stored in the packed file, its I/O, its provenance."""
     spec = artifact.spec
@@ -275,6 +290,7 @@ def _bundle_config(
         source=dict(source),
         evaluation=dict(evaluation),
         metrics=dict(metrics),
+        decision=dict(decision),
     )
 
 

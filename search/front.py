@@ -24,7 +24,8 @@ def front_eligible(row: Mapping[str, Any], stopped_in_front: bool = False) -> bo
 def front_members(
     rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective], stopped_in_front: bool = False
 ) -> list[dict[str, Any]]:
-    """The eligible rows no other eligible row dominates, in row order."""
+    """The eligible rows on the Pareto front (`search.pareto.pareto_front`: differences below an
+    objective's resolution ignored), in row order."""
     eligible = [dict(row) for row in rows if front_eligible(row, stopped_in_front)]
     return [eligible[index] for index in pareto_front(eligible, objectives)]
 
@@ -46,9 +47,12 @@ def write_front_files(
     reference: Mapping[str, Any],
     stopped_in_front: bool = False,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Rewrite pareto.json and hypervolume.csv from trials.jsonl; returns (rows, front)."""
+    """Rewrite pareto.json and hypervolume.csv from trials.jsonl; returns (rows, front).
+
+    pareto.json states each objective's resolution, so a report reads the rule that chose the front.
+    """
     rows = run_dir.read_trials()
     front = front_members(rows, objectives, stopped_in_front)
-    run_dir.write_pareto([{"metric": o.metric, "direction": o.direction} for o in objectives], reference, front)
+    run_dir.write_pareto([objective.to_config() for objective in objectives], reference, front)
     run_dir.write_hypervolume(front_hypervolume_history(rows, objectives, reference, stopped_in_front))
     return rows, front

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Any
 
 from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE, BundleConfig
@@ -34,9 +35,12 @@ def render_model_card(config: BundleConfig, description: ModelDescription, card:
 
 
 def _title(config: BundleConfig, card: TaskCard) -> str:
+    """The title names the run by its folder's name: config.json keeps the full path, which means
+    nothing on the machine the bundle is deployed to."""
     source = config.source
+    run = PurePath(str(source.get("run", ""))).name
     return (
-        f"# {config.family} speaker-{config.task} model, trial {source.get('trial')} of `{source.get('run')}`\n\n"
+        f"# {config.family} speaker-{config.task} model, trial {source.get('trial')} of run `{run}`\n\n"
         f"{_bits_summary(config)}; {int(config.size_bytes):,} bytes stored, {card.headline(config)}. "
         f"Selected with `{source.get('selection')}`."
     )

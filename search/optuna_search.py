@@ -10,6 +10,7 @@ candidate-sequence sampler has proposed its whole list.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -62,6 +63,14 @@ class RecordingOptunaSearch(OptunaSearch):
         self._measured = measured
         self._proposals: dict[str, dict[str, Any]] = {}
         super().__init__(**kwargs)
+
+    def _setup_study(self, mode: str | list[str]) -> None:
+        """Ray's study creation, then the objectives' names on the study: optuna-dashboard and
+        `optuna.visualization` read them from the journal to title axes (else "Objective 0")."""
+        super()._setup_study(mode)
+        with warnings.catch_warnings():  # stable in use since Optuna 3.2, still flagged experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self._ot_study.set_metric_names([self._metric] if isinstance(self._metric, str) else list(self._metric))
 
     def suggest(self, trial_id: str) -> dict | str | None:
         sampler = self._ot_study.sampler if self._ot_study is not None else None

@@ -2,7 +2,8 @@
 
 Rows are the flat metric dicts trials report, so everything here can be recomputed from
 `trials.csv`. Dominance tests and hypervolume come from `moocore`; only the teacher-relative
-normalisation and NSGA-II crowding distance are written here.
+normalisation, NSGA-II crowding distance and the front's tolerance to differences below each
+objective's resolution (`search.resolution`) are written here.
 
 A row whose value for any objective is missing or not a finite number is left out of every
 computation: a failed or partially reported trial must not enter the front.
@@ -13,9 +14,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import moocore
 import numpy as np
+
+from search.resolution import Resolution, beats, default_resolution
 
 DIRECTIONS = ("min", "max")
 """Allowed objective directions."""
@@ -23,15 +27,19 @@ DIRECTIONS = ("min", "max")
 
 @dataclass(frozen=True)
 class Objective:
-    """One metric to optimise and whether lower or higher is better.
+    """One metric to optimise, whether lower or higher is better, and the difference it can resolve.
 
     Attributes:
         metric: Key of the metric in a trial row (e.g. "eer", "size_bytes").
         direction: "min" or "max".
+        resolution: Differences up to this are ties for the front and the knee. Given as a
+            `Resolution` or a config value (`Resolution.parse`: a number or "N%"); None takes the
+            metric's default (`search.resolution.default_resolution`), so an objective always has one.
     """
 
     metric: str
     direction: str
+    resolution: Resolution | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.metric, str) or not self.metric:
@@ -40,21 +48,33 @@ class Objective:
             raise ValueError(
                 f"objective {self.metric!r}: direction must be 'min' or 'max', got {self.direction!r}"
             )
+        try:
+            resolution = default_resolution(self.metric) if self.resolution is None else Resolution.parse(self.resolution)
+        except ValueError as error:
+            raise ValueError(f"objective {self.metric!r}: {error}") from None
+        object.__setattr__(self, "resolution", resolution)
 
     @property
     def maximise(self) -> bool:
         """Whether higher values are better."""
         return self.direction == "max"
 
+    def to_config(self) -> dict[str, Any]:
+        """The mapping form `parse` reads back, resolution included, so a run's files state it."""
+        return {"metric": self.metric, "direction": self.direction, "resolution": self.resolution.to_config()}
+
     @classmethod
-    def parse(cls, item: Objective | str | Mapping[str, str] | Sequence[str]) -> Objective:
+    def parse(cls, item: Objective | str | Mapping[str, Any] | Sequence[Any]) -> Objective:
         """Build an objective from any form a config may use.
 
-        Accepts an `Objective`, the string "eer:min", a mapping {"metric": "eer",
-        "direction": "min"} or a pair ["eer", "min"].
+        Accepts an `Objective`, the string "eer:min", a mapping {"metric": "eer", "direction":
+        "min"} with an optional "resolution", or a list [metric, direction] with an optional third
+        item, the resolution. A resolution is a number in the metric's unit or a percentage
+        ("10%") of the better value; without one the metric's default applies.
 
         Raises:
-            ValueError: If the item has none of these forms or names an unknown direction.
+            ValueError: If the item has none of these forms, names an unknown direction or an
+                invalid resolution.
         """
         if isinstance(item, Objective):
             return item
@@ -64,35 +84,62 @@ class Objective:
                 raise ValueError(f"objective {item!r} must read 'metric:min' or 'metric:max'")
             return cls(metric.strip(), direction.strip())
         if isinstance(item, Mapping):
-            if set(item) != {"metric", "direction"}:
-                raise ValueError(f"objective {dict(item)!r} must have exactly the keys 'metric' and 'direction'")
-            return cls(item["metric"], item["direction"])
-        if isinstance(item, Sequence) and len(item) == 2:
-            return cls(item[0], item[1])
+            if not {"metric", "direction"} <= set(item) <= {"metric", "direction", "resolution"}:
+                raise ValueError(
+                    f"objective {dict(item)!r} must have the keys 'metric' and 'direction', and may have 'resolution'"
+                )
+            return cls(item["metric"], item["direction"], item.get("resolution"))
+        if isinstance(item, Sequence) and len(item) in (2, 3):
+            return cls(*item)
         raise ValueError(
-            f"objective {item!r} must be 'metric:direction', a [metric, direction] pair "
-            "or a mapping with 'metric' and 'direction'"
+            f"objective {item!r} must be 'metric:direction', a [metric, direction(, resolution)] list "
+            "or a mapping with 'metric', 'direction' and optionally 'resolution'"
         )
 
 
 def pareto_front(rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]) -> list[int]:
-    """Indices of the rows no other row dominates.
+    """Indices of the rows on the front, differences below each objective's resolution ignored.
 
-    Rows with identical objective vectors do not dominate each other, so all copies of a
-    non-dominated vector are kept.
+    The front is taken from the exactly non-dominated rows, so the resolution only ever removes
+    rows, never adds one: a row that another row dominates stays off even when every difference
+    is below the resolution (it is then a near-copy of a member). Among those rows, one is removed
+    when a kept row beats it by more than the resolution on some objective while being worse by
+    no more than the resolution on every other (`search.resolution.beats`). Beating within the
+    resolution is not transitive, so removal needs a beater that stays: rows nothing beats are
+    kept, the rows they beat removed, and so on. Rows left undecided are beaten only by other
+    undecided rows, which happens when near-ties beat one another in a cycle (possible with
+    three or more objectives); they are all kept, since none of their beaters stays. With every
+    resolution exact this is the plain Pareto front. Rows with identical objective vectors do
+    not beat each other, so all copies of a kept vector are kept.
 
     Returns:
         Ascending indices into `rows`.
     """
+    parsed = _parsed_objectives(objectives)
+    indices, values = minimisation_values(rows, parsed)
+    nondominated = moocore.is_nondominated(values, keep_weakly=True)
+    members, member_values = indices[nondominated], values[nondominated]
+    kept = _kept_against(beats(member_values, [objective.resolution for objective in parsed]))
+    return members[kept].tolist()
+
+
+def minimisation_values(
+    rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices of the usable rows and their objective values oriented so that lower is better
+    everywhere (maximised objectives negated), shape (usable rows, objectives)."""
     indices, values, maximise = _objective_values(rows, objectives)
-    nondominated = moocore.is_nondominated(values, maximise=maximise, keep_weakly=True)
-    return indices[nondominated].tolist()
+    return indices, np.where(maximise, -values, values)
 
 
 def non_dominated_ranks(
     rows: Sequence[Mapping[str, float]], objectives: Sequence[Objective]
 ) -> list[int | None]:
     """NSGA-II non-dominated sorting rank of each row: 0 is the front, 1 the front once 0 is removed.
+
+    Exact dominance, without the objectives' resolutions: ranks only order trials for the
+    scheduler's promotions (with crowding, which already spreads near-equal trials apart), while
+    the resolution governs which trials a run reports as its outcome (`pareto_front`).
 
     Returns:
         One entry per row; None for rows left out for a missing or non-finite objective.
@@ -173,6 +220,12 @@ def hypervolume(
     points strictly better than the reference point in every dimension add volume; an empty
     set, or one with no valid rows, has hypervolume 0.
 
+    Exact values, without the objectives' resolutions: the volume changes continuously with the
+    values, so a difference below the resolution moves it by a correspondingly small amount and
+    decides nothing, unlike a dominance test. Dropping the rows the resolution removes from the
+    front would instead let a new trial take away an old trial's volume, and the history
+    (`hypervolume_history`) could fall.
+
     Raises:
         ValueError: If the reference row lacks a finite value for an objective or
             `ref_point` is not finite.
@@ -252,6 +305,25 @@ def _reference_value(reference: Mapping[str, float], objective: Objective) -> fl
             f"{reference.get(objective.metric)!r}"
         )
     return value
+
+
+def _kept_against(beaten_by: np.ndarray) -> np.ndarray:
+    """Rows kept when a row is removed only by a kept row that beats it (see `pareto_front`).
+
+    Args:
+        beaten_by: [a, b] is whether row a beats row b.
+
+    Returns:
+        Mask of the kept rows: the ones nothing alive beats, in rounds, plus those left undecided.
+    """
+    count = beaten_by.shape[0]
+    kept, removed = np.zeros(count, dtype=bool), np.zeros(count, dtype=bool)
+    while True:
+        unbeaten = ~kept & ~removed & ~beaten_by[~removed].any(axis=0)
+        if not unbeaten.any():
+            return ~removed
+        kept |= unbeaten
+        removed |= beaten_by[kept].any(axis=0)
 
 
 def _front_crowding(values: np.ndarray) -> np.ndarray:

@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 from rich.console import Console
 from rich.table import Table
 
+from search.front_reasons import front_reasons
 from search.pareto import Objective
 from search.run_dir import PARETO, RunDirectory, RunDirectoryError
 
@@ -75,7 +76,7 @@ def read_front(run_dir: RunDirectory) -> Front:
     objectives = []
     if not problems:
         try:
-            objectives = [Objective.parse(item) for item in pareto["objectives"]]
+            objectives = [Objective.parse(_recorded_objective(item)) for item in pareto["objectives"]]
         except ValueError as error:
             problems.append(str(error))
     if problems:
@@ -88,6 +89,12 @@ def read_front(run_dir: RunDirectory) -> Front:
             "the run's files disagree (`search run --resume` rewrites pareto.json from trials.jsonl)"
         )
     return Front(run_dir.path.name, pareto, objectives)
+
+
+def _recorded_objective(item: Any) -> Any:
+    """An objective as pareto.json records it; one without a resolution comes from a run that chose
+    its front before objectives had resolutions, i.e. exactly, so it is read as exact."""
+    return {"resolution": 0.0, **item} if isinstance(item, dict) else item
 
 
 def bits_summary(row: Mapping[str, Any]) -> str:
@@ -183,6 +190,18 @@ def bits_caption(fronts: Sequence[Front]) -> str | None:
     return f"bits: {' | '.join(orders)} (f = FP32)" if orders else None
 
 
+def reason_lines(front: Front) -> list[str]:
+    """Why each member is on the front, in the table's order, after a line stating the resolution
+    of each objective (the differences the front ignores), so a surprising member can be traced."""
+    resolutions = ", ".join(f"{objective.metric} {objective.resolution}" for objective in front.objectives)
+    members = front.rows[1:]
+    reasons = front_reasons(members, front.objectives)
+    return [
+        f"Why on the front of {front.name} (resolution: {resolutions}):",
+        *(f"  trial {member['trial']}: {reason}" for member, reason in zip(members, reasons)),
+    ]
+
+
 def front_table(run_dirs: Sequence[RunDirectory]) -> Table:
     """The fronts (each sorted by size) as a rich table, each run's FP32 reference first."""
     fronts = [read_front(run_dir) for run_dir in run_dirs]
@@ -250,10 +269,14 @@ def summarise_trials(trials: Sequence[Mapping[str, Any]]) -> TrialSummary:
 
 
 def print_report(run_dirs: RunDirectory | Sequence[RunDirectory], console: Console | None = None) -> None:
-    """The fronts table, then one line per run with its trial count and final hypervolume."""
+    """The fronts table, why each member is on its front, then one line per run with its trial
+    count and final hypervolume."""
     run_dirs = [run_dirs] if isinstance(run_dirs, RunDirectory) else list(run_dirs)
     console = console or Console()
     console.print(front_table(run_dirs))
+    for run_dir in run_dirs:
+        for line in reason_lines(read_front(run_dir)):
+            console.print(line, markup=False, highlight=False)
     for run_dir in run_dirs:
         summary = summarise_trials(run_dir.read_trials())
         hypervolume = run_dir.read_hypervolume()

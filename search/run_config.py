@@ -20,6 +20,7 @@ from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.student_training import DistillationConfig
 from evaluators.training import TeacherConfig
 from evaluators.utterance_features import FRONTEND_NAMES
+from search.config_paths import default_cache_dir
 from search.constraints import Constraint
 from search.messages import shorten
 from search.pareto import Objective
@@ -113,7 +114,8 @@ class RunConfig:
     name: str = "run"
     task: str = "verification"
     seed: int = 0
-    cache_dir: str = "results/cache"
+    cache_dir: str = field(default_factory=default_cache_dir)
+    """Features, corpora and trained teachers, keyed by content (`search.config_paths`)."""
     data: DataConfig = field(default_factory=DataConfig)
     features: FeatureConfig = field(default_factory=FeatureConfig)
     model: dict[str, Any] = field(default_factory=lambda: {"family": "resnet"})
@@ -140,7 +142,7 @@ class RunConfig:
         """Plain YAML-ready dict of the resolved config."""
         resolved = dataclasses.asdict(self)
         resolved["data"] = _data_dict(self.data)
-        resolved["objectives"] = [[o.metric, o.direction] for o in self.objectives]
+        resolved["objectives"] = [o.to_config() for o in self.objectives]
         resolved["space"] = self.space.to_dict()
         resolved["constraints"] = [str(constraint) for constraint in self.constraints]
         if self.mixtures is None:

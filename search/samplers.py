@@ -2,12 +2,18 @@
 
 `SAMPLER_KINDS` is the one registry of choices: the config validates `search.sampler` against
 `SAMPLER_NAMES`, and the engine builds the sampler and asks whether it replays a sequence through
-it. `nsga2`, `tpe`, `gp` and `random` are Optuna's samplers. `uniform-grid` and
-`sensitivity-greedy` replay a fixed candidate list (`search.candidate_sequences`) through
-`CandidateSequenceSampler`, so every baseline is proposed, evaluated, recorded and priced by the
-same loop as the model-based samplers. Constraints reach the samplers that use them through
+it. `nsga2`, `tpe`, `gp` and `random` are Optuna's samplers. `uniform-grid`,
+`sensitivity-greedy` and `ilp` replay a fixed candidate list (`search.candidate_sequences`)
+through `CandidateSequenceSampler`, so every baseline is proposed, evaluated, recorded and priced
+by the same loop as the model-based samplers. Constraints reach the samplers that use them through
 `Trial.set_constraint` (the engine sets them on every trial); the others ignore them and the
 engine keeps infeasible trials off the front itself.
+
+Warm starts: `nsga2` and `predictor-screened` hand a spread of the ILP's predicted front
+(`search.allocation`) to their first trials after the config's baselines
+(`search.candidate_sequences.FirstCandidates`), so their first generation covers the whole
+trade-off the damage model predicts. The ILP needs the run's `allocation` (its priced knob
+choices), which the engine computes only when a sampler asks for it.
 """
 
 from __future__ import annotations
@@ -24,7 +30,16 @@ from optuna.samplers import BaseSampler
 from optuna.study import Study
 from optuna.trial import FrozenTrial
 
-from search.candidate_sequences import Candidate, sensitivity_greedy_candidates, uniform_grid_candidates
+from search.allocation import AllocationProblem, spread
+from search.candidate_sequences import (
+    Candidate,
+    FirstCandidates,
+    ilp_candidates,
+    sensitivity_greedy_candidates,
+    uniform_grid_candidates,
+)
+from search.choice_costs import AllocationUnavailable
+from search.screened_sampler import ScreenedSampler
 
 
 class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
@@ -44,6 +59,34 @@ class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._thread_lock = threading.Lock()
+
+
+class WarmStartedNSGAIISampler(PicklableNSGAIISampler):
+    """NSGA-II whose first trials after the baselines take `first_candidates` (the ILP front).
+
+    NSGA-II samples its first generation independently (at random); these trials take the given
+    candidates instead and keep NSGA-II's bookkeeping, so they are members of its first
+    generation and parents of the next.
+    """
+
+    def __init__(self, *, first_candidates: Sequence[Candidate] = (), **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.first_candidates = FirstCandidates(first_candidates)
+
+    def sample_relative(
+        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
+    ) -> dict[str, Any]:
+        if self.first_candidates.for_trial(study, trial.number) is not None:
+            return {}
+        return super().sample_relative(study, trial, search_space)
+
+    def sample_independent(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
+        candidate = self.first_candidates.for_trial(study, trial.number)
+        if candidate is not None and param_name in candidate:
+            return candidate[param_name]
+        return super().sample_independent(study, trial, param_name, param_distribution)
 
 
 class SamplerError(ValueError):
@@ -112,6 +155,8 @@ class SamplerContext:
         space: The run's `SearchSpace` (the sequence samplers enumerate its bits knobs).
         sensitivities: Per quantizable layer, for `sensitivity-greedy`.
         layer_params: Parameters per quantizable layer, weighting the greedy steps.
+        allocation: Builds the run's ILP problem (`search.sensitivity_tables.AllocationSource`):
+            needed by `ilp` and `predictor-screened`, used by `nsga2` for its first generation.
     """
 
     seed: int
@@ -119,6 +164,7 @@ class SamplerContext:
     space: Any
     sensitivities: Mapping[str, float] | None = None
     layer_params: Mapping[str, int] | None = None
+    allocation: Callable[[], AllocationProblem] | None = None
 
 
 @dataclass(frozen=True)
@@ -140,7 +186,10 @@ class SamplerKind:
 
 
 def _nsga2(context: SamplerContext) -> BaseSampler:
-    return PicklableNSGAIISampler(population_size=context.population_size, seed=context.seed)
+    first = _ilp_front(context) if context.allocation is not None else []
+    return WarmStartedNSGAIISampler(
+        population_size=context.population_size, seed=context.seed, first_candidates=spread(first, context.population_size)
+    )
 
 
 def _tpe(context: SamplerContext) -> BaseSampler:
@@ -171,10 +220,40 @@ def _sensitivity_greedy(context: SamplerContext) -> BaseSampler:
     return CandidateSequenceSampler(path)
 
 
+def _ilp_front(context: SamplerContext) -> list[Candidate]:
+    """The ILP's predicted front as candidates; empty for a space the ILP cannot price (nsga2 then starts cold)."""
+    assert context.allocation is not None
+    try:
+        return ilp_candidates(context.space, context.allocation())
+    except AllocationUnavailable:
+        return []
+
+
+def _allocation(context: SamplerContext, name: str) -> AllocationProblem:
+    if context.allocation is None:
+        raise SamplerError(f"search.sampler={name!r}: needs the run's teacher to price the knob choices")
+    try:
+        return context.allocation()
+    except AllocationUnavailable as error:
+        raise SamplerError(f"search.sampler={name!r}: {error}") from None
+
+
+def _ilp(context: SamplerContext) -> BaseSampler:
+    return CandidateSequenceSampler(ilp_candidates(context.space, _allocation(context, "ilp")))
+
+
+def _predictor_screened(context: SamplerContext) -> BaseSampler:
+    problem = _allocation(context, "predictor-screened")
+    first = spread(ilp_candidates(context.space, problem), context.population_size)
+    return ScreenedSampler(context.space, problem, context.population_size, context.seed, first_candidates=first)
+
+
 SAMPLER_KINDS: dict[str, SamplerKind] = {
     kind.name: kind
     for kind in (
-        SamplerKind("nsga2", _nsga2, False, "NSGA-II genetic search, constraint-aware"),
+        SamplerKind(
+            "nsga2", _nsga2, False, "NSGA-II genetic search, constraint-aware, first generation from the ILP front"
+        ),
         SamplerKind("tpe", _tpe, False, "multivariate tree-structured Parzen estimator, constraint-aware"),
         SamplerKind("gp", _gp, False, "Gaussian-process Bayesian optimisation, constraint-aware"),
         SamplerKind("random", _random, False, "uniform random candidates (baseline)"),
@@ -184,6 +263,18 @@ SAMPLER_KINDS: dict[str, SamplerKind] = {
             _sensitivity_greedy,
             True,
             "lowers one layer group a step at a time, least damage per bit saved first (baseline, needs sensitivities)",
+        ),
+        SamplerKind(
+            "ilp",
+            _ilp,
+            True,
+            "HAWQ-V3 integer programme over a grid of size and latency budgets: evaluates its predicted front only",
+        ),
+        SamplerKind(
+            "predictor-screened",
+            _predictor_screened,
+            False,
+            "breeds many candidates per generation, evaluates those a learned predictor rates best (ILP front first)",
         ),
     )
 }
@@ -210,13 +301,15 @@ def build_sampler(
     space: Any,
     sensitivities: Mapping[str, float] | None = None,
     layer_params: Mapping[str, int] | None = None,
+    allocation: Callable[[], AllocationProblem] | None = None,
 ) -> BaseSampler:
     """The sampler called `name` (one of `SAMPLER_NAMES`), seeded; arguments as in `SamplerContext`.
 
     Raises:
-        SamplerError: Unknown name, or `sensitivity-greedy` without sensitivities.
+        SamplerError: Unknown name, `sensitivity-greedy` without sensitivities, or `ilp` and
+            `predictor-screened` without an allocation (or with a space it cannot price).
     """
-    context = SamplerContext(seed, population_size, space, sensitivities, layer_params)
+    context = SamplerContext(seed, population_size, space, sensitivities, layer_params, allocation)
     return get_sampler_kind(name).build(context)
 
 
@@ -225,6 +318,7 @@ __all__ = [
     "SAMPLER_NAMES",
     "CandidateSequenceSampler",
     "PicklableNSGAIISampler",
+    "WarmStartedNSGAIISampler",
     "SamplerContext",
     "SamplerError",
     "SamplerKind",

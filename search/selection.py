@@ -11,10 +11,15 @@ latency_ms@cortex-a53 <= 10`. Numbers may use `_` separators and exponents (`5e5
 
 Only completed trials are candidates, and a trial must satisfy every condition. `min`/`max` take
 the best value of the metric; ties go to the better values of the run's objectives in order, then
-the lower trial number. `knee` takes the Pareto front of the candidates over the run's objectives,
-scales each objective to [0, 1] across that front (0 the best value on the front, 1 the worst; an
-objective constant on the front contributes 0) and picks the member with the smallest Euclidean
-distance to the ideal point (0, ..., 0): the most balanced trade-off, independent of units.
+the lower trial number. `knee` takes the Pareto front of the candidates over the run's objectives
+(`search.pareto.pareto_front`, which ignores differences below each objective's resolution),
+measures each member's distance from the front's best value per objective, less the objective's
+resolution (a member within resolution of the best counts as the best), divides it by the front's
+range of that objective (an objective constant on the front contributes 0) and picks the member
+with the smallest Euclidean distance to the ideal point (0, ..., 0): the most balanced trade-off,
+independent of units. Subtracting the resolution keeps a spread the objective cannot resolve from
+being stretched to weigh as much as a real one, and, unlike dropping such an objective outright,
+lets its weight grow smoothly as its spread grows past the resolution.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 
-from search.pareto import Objective, pareto_front
+from search.pareto import Objective, minimisation_values, pareto_front
 
 KNEE = "knee"
 _GOALS = ("knee", "min", "max")
@@ -113,9 +118,12 @@ def knee_index(rows: Sequence[Mapping[str, Any]], objectives: Sequence[Objective
     front = pareto_front(rows, objectives)
     if not front:
         raise SelectionError(f"no trial has finite values for the objectives {[o.metric for o in objectives]}")
-    values = np.array([_objective_key(rows[index], objectives) for index in front], dtype=np.float64)
-    span = values.max(axis=0) - values.min(axis=0)
-    scaled = np.divide(values - values.min(axis=0), span, out=np.zeros_like(values), where=span > 0)
+    _, values = minimisation_values([rows[index] for index in front], objectives)
+    ideal = values.min(axis=0)
+    span = values.max(axis=0) - ideal
+    resolution = np.array([objective.resolution.tolerance(value) for objective, value in zip(objectives, ideal)])
+    excess = np.maximum(values - ideal - resolution, 0.0)
+    scaled = np.divide(excess, span, out=np.zeros_like(values), where=span > 0)
     distances = np.linalg.norm(scaled, axis=1)
     best = min(range(len(front)), key=lambda position: (distances[position], rows[front[position]]["trial"]))
     return front[best]

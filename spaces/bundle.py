@@ -9,6 +9,8 @@ Layout::
                     `size_bytes`
     model.onnx      the same model for onnxruntime, quantized layers as integer weights
     MODEL_CARD.md   metrics, costs, data, and how to load and run the model
+    runner.py       verification bundles: audio -> embedding -> score and decision with numpy,
+                    onnxruntime, soundfile and soxr only (`spaces.bundle_runner`, copied)
 
 `config.json` and `weights.bin` alone rebuild the PyTorch model (`load_bundle`); nothing of the
 run that produced it is needed. A bundle names its task and its input and output tensors
@@ -18,7 +20,9 @@ a task adds its signature beside `verification_signature`.
 
 A model that embeds partial windows (GE2E) takes a batch of windows and returns one embedding
 per window; its `FeatureSettings.windows` (`PartialWindows`) records how an utterance is cut into
-windows and how their embeddings become the utterance's.
+windows and how their embeddings become the utterance's. `FeatureSettings.frontend` states every
+step from an audio file to the features, and `BundleConfig.decision` the calibrated thresholds,
+so that `runner.py` needs nothing but config.json and model.onnx.
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.bin"
 ONNX_FILE = "model.onnx"
 MODEL_CARD_FILE = "MODEL_CARD.md"
+RUNNER_FILE = "runner.py"
 
 FORMAT = "speaker-compress-bundle"
 VERSION = 1
@@ -120,6 +125,9 @@ class FeatureSettings:
         windows: For a windowed front-end, how utterances become windows and window embeddings
             one embedding; None when the model reads an utterance's frames at once (and in
             bundles written before windowed models could be exported).
+        frontend: Every step from an audio file to the features, with its parameters
+            (`search.tasks.frontend_spec`; `spaces.bundle_runner` computes it); None in bundles
+            written before it existed.
     """
 
     num_mel_bins: int
@@ -127,6 +135,7 @@ class FeatureSettings:
     frame_shift_ms: float
     kind: str = "kaldi-fbank, utterance mean normalised"
     windows: PartialWindows | None = None
+    frontend: dict[str, Any] | None = None
 
     @property
     def frames_per_second(self) -> int:
@@ -159,6 +168,9 @@ class BundleConfig:
         source: Provenance: run directory, trial number, selection, candidate.
         evaluation: How the metrics were measured: corpus settings, scored trials, seed, targets.
         metrics: The model's metrics as measured at export.
+        decision: How scores become decisions: thresholds calibrated on held-out evaluation data
+            and their error rates (`search.tasks.verification_threshold`); empty for tasks
+            without one and in bundles written before it existed.
     """
 
     task: str
@@ -177,6 +189,7 @@ class BundleConfig:
     source: dict[str, Any] = field(default_factory=dict)
     evaluation: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, float] = field(default_factory=dict)
+    decision: dict[str, Any] = field(default_factory=dict)
 
     def model_spec(self) -> ModelSpec:
         features = self.features
@@ -223,6 +236,7 @@ class BundleConfig:
                 source=reader.get(data, "source", dict),
                 evaluation=reader.get(data, "evaluation", dict),
                 metrics=reader.get(data, "metrics", dict),
+                decision=reader.get(data, "decision", dict) if "decision" in data else {},
             )
         except TypeError as error:  # unknown or missing keys inside a block
             raise BundleError(f"{source}: {error}") from None
@@ -379,12 +393,14 @@ def _check_layers(quantized: Mapping[str, QuantizedWeight], config: BundleConfig
 
 
 def _feature_settings(reader: _Reader, block: Mapping[str, Any]) -> FeatureSettings:
-    """The `features` block, its `windows` block (absent in older bundles) included.
+    """The `features` block, its `windows` and `frontend` blocks (absent in older bundles) included.
 
     Raises:
         TypeError: Unknown or missing keys (`from_dict` names the file).
     """
     features = dict(block)
+    frontend = features.get("frontend")
+    reader.expect(frontend is None or isinstance(frontend, dict), "features.frontend", frontend, "expected an object")
     windows = features.pop("windows", None)
     if windows is None:
         return FeatureSettings(**features)
@@ -425,6 +441,7 @@ __all__ = [
     "CONFIG_FILE",
     "MODEL_CARD_FILE",
     "ONNX_FILE",
+    "RUNNER_FILE",
     "WEIGHTS_FILE",
     "Bundle",
     "BundleConfig",

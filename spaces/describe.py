@@ -5,8 +5,10 @@ shapes. Every leaf must map to a known layer kind, so nothing is silently left o
 A `QuantizableLSTM` is described per gate matrix (`lstm.l0.ih`, `lstm.l0.hh`, ...), each a layer
 with its own bits: the input matrices as one product over all frames ("lstm_input"), the
 recurrent ones as one step per frame ("lstm_recurrent").
-A quantized layer's kernel class is its quantizer's (`Quantizer.kernel_class`), so the cost
-model, which never imports the quantizers, reads it from the description.
+A quantized layer's kernel class is its quantizer's (`Quantizer.kernel_class`), and so is how
+its codes are decoded (`Quantizer.decoding`), so the cost model, which never imports the
+quantizers, reads both from the description. A parameter-free layer records its operation (ReLU
+or PReLU, average or statistics pooling), which runtimes run as different kernels.
 """
 
 from __future__ import annotations
@@ -21,9 +23,28 @@ from torch import nn
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
 from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
 from spaces.models.recurrent import QuantizableLSTM
-from spaces.quant import get_quantizer
+from spaces.quant import CodebookLookup, Decoding, DequantizeLinear, ScaledTable, get_quantizer
 
 _PASS_THROUGH = (nn.Identity, nn.Sequential, nn.Dropout)
+
+_OPERATIONS: dict[type[nn.Module], str] = {
+    nn.ReLU: "relu",
+    nn.LeakyReLU: "leaky_relu",
+    nn.PReLU: "prelu",
+    nn.Sigmoid: "sigmoid",
+    nn.Tanh: "tanh",
+    nn.Softmax: "softmax",
+    nn.AdaptiveAvgPool1d: "average",
+    StatisticsPooling: "statistics",
+    WeightedStatisticsPooling: "weighted_statistics",
+    GlobalContext: "global_context",
+    Add: "add",
+    Multiply: "multiply",
+}
+"""Module type -> the `spaces.description.OPERATIONS` entry it records (subclasses inherit it)."""
+
+_WEIGHT_DECODINGS: dict[type[Decoding], str] = {DequantizeLinear: "linear", ScaledTable: "table", CodebookLookup: "table"}
+"""A quantizer's decoding -> the `spaces.description.WEIGHT_DECODINGS` entry its layers record."""
 
 
 def _layer_quantizer(quantizer: str | Mapping[str, str], name: str) -> str:
@@ -85,6 +106,8 @@ def describe_model(
                 shared_with=shared_with.get(name, "") or (name if name in traced else ""),
                 sequential_steps_per_second=float(work.sequential_steps),
                 kernel_class=get_quantizer(family).kernel_class(bits) if bits < FLOAT_BITS else "fp32",
+                operation=work.operation,
+                weight_decoding=_WEIGHT_DECODINGS.get(type(get_quantizer(family).decoding), "") if bits < FLOAT_BITS else "",
             )
         )
         traced.add(name)
@@ -122,6 +145,7 @@ class _LayerWork:
     input_elements: int
     output_elements: int
     sequential_steps: int
+    operation: str = ""
 
 
 def _layer_work(name: str, module: nn.Module, inputs: tuple, output: Any) -> list[_LayerWork]:
@@ -142,8 +166,16 @@ def _layer_work(name: str, module: nn.Module, inputs: tuple, output: Any) -> lis
     extra = sum(p.numel() for p in module.parameters(recurse=False)) - params
     extra += sum(b.numel() for key, b in module.named_buffers(recurse=False) if key != "num_batches_tracked")
     return [
-        _LayerWork(name, kind, params, extra, macs, input_elements, output.numel(), _sequential_steps(module, inputs[0]))
+        _LayerWork(
+            name, kind, params, extra, macs, input_elements, output.numel(), _sequential_steps(module, inputs[0]),
+            _operation(module),
+        )
     ]
+
+
+def _operation(module: nn.Module) -> str:
+    """The operation a parameter-free module records: its type's, or its nearest base type's."""
+    return next((_OPERATIONS[base] for base in type(module).__mro__ if base in _OPERATIONS), "")
 
 
 def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Tensor) -> tuple[str, int, int]:

@@ -33,6 +33,21 @@ LAYER_KINDS = (
 )
 """Layer kinds a description may contain; `hwcost` prices every one of them."""
 
+OPERATIONS: dict[str, tuple[str, ...]] = {
+    "activation": ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softmax"),
+    "pooling": ("average", "statistics", "weighted_statistics", "global_context"),
+    "elementwise": ("add", "multiply"),
+}
+"""Operations a parameter-free kind may record (`LayerDescription.operation`): a runtime runs each
+as a different kernel (a PReLU is not fused into the convolution before it as a ReLU is; statistics
+pooling makes several passes where average pooling makes one), so a calibrated cost model prices
+them apart."""
+
+WEIGHT_DECODINGS = ("linear", "table")
+"""How an exported graph decodes a quantized layer's codes (`LayerDescription.weight_decoding`):
+"linear" as `(code - zero_point) * scale` (ONNX DequantizeLinear), "table" by looking codes up in
+a table of levels (ONNX Gather)."""
+
 KERNEL_CLASSES = ("fp32", "int8", "lowbit", "lookup", "binary")
 """Kernel families a layer's weights may run on; a target profile gives each its own throughput."""
 
@@ -85,6 +100,11 @@ class LayerDescription:
             quantizer says for its codes (`Quantizer.kernel_class`), fp32 for layers kept in
             floating point or without weights. Left empty, the rule for `weight_bits` alone
             (`weight_kernel_class`), which a quantizer decoded through a table must override.
+        operation: The operation of a parameter-free layer, one of `OPERATIONS[kind]`; empty for
+            kinds without operations and in descriptions written before operations were recorded.
+        weight_decoding: How an exported graph decodes the layer's codes, one of
+            `WEIGHT_DECODINGS`; empty for FP32 layers and in descriptions written before it was
+            recorded.
     """
 
     name: str
@@ -102,6 +122,8 @@ class LayerDescription:
     shared_with: str = ""
     sequential_steps_per_second: float = 0.0
     kernel_class: str = ""
+    operation: str = ""
+    weight_decoding: str = ""
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:
@@ -119,6 +141,13 @@ class LayerDescription:
                 f"layer {self.name!r}: kernel_class={self.kernel_class!r} with weight_bits={self.weight_bits}; "
                 "fp32 is the class of weights wider than 8 bits, and only of those"
             )
+        if self.operation and self.operation not in OPERATIONS.get(self.kind, ()):
+            raise ValueError(
+                f"layer {self.name!r}: operation={self.operation!r}; a {self.kind} layer records one of "
+                f"{OPERATIONS.get(self.kind, ())}"
+            )
+        if self.weight_decoding and self.weight_decoding not in WEIGHT_DECODINGS:
+            raise ValueError(f"layer {self.name!r}: weight_decoding={self.weight_decoding!r}; expected one of {WEIGHT_DECODINGS}")
 
     @property
     def weight_storage_bits(self) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import onnxruntime
@@ -75,6 +76,8 @@ class Task(ABC):
         fidelity_config: The dataclass of the `fidelity:` block (the shared ladder, extended).
         sections: Extra top-level blocks only this task reads, name -> dataclass.
         embeds: Whether the model outputs speaker embeddings (TensorBoard's projector shows them).
+        bundle_files: Files copied into every bundle, file name in the bundle -> source file
+            (verification's runner).
     """
 
     name: ClassVar[str]
@@ -89,6 +92,7 @@ class Task(ABC):
     fidelity_config: ClassVar[type[FidelityConfig]]
     sections: ClassVar[Mapping[str, type]] = {}
     embeds: ClassVar[bool] = False
+    bundle_files: ClassVar[Mapping[str, Path]] = {}
 
     def metric_names(self, targets: Sequence[str], eval_sets: Sequence[str] = ()) -> list[str]:
         """Every metric a trial reports for these targets and evaluation sets (what objectives may name)."""
@@ -142,6 +146,10 @@ class Task(ABC):
     @abstractmethod
     def quality_interval(self, evaluation: Evaluation, prepared: Any) -> dict[str, float]:
         """Bootstrap interval of the headline metric (and what it was computed over), for the bundle."""
+
+    def decision(self, evaluation: Evaluation, prepared: Any) -> dict[str, Any]:
+        """A bundle's `decision` block: how a deployer turns outputs into decisions (none unless the task has one)."""
+        return {}
 
     @abstractmethod
     def evaluation_record(self, config: RunConfig, prepared: Any) -> dict[str, Any]:

@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from evaluators.training import TeacherConfig
 from evaluators.verification import VerificationEvaluator
 from evaluators.verification_fidelity import VerificationFidelity
 from search.pareto import Objective
 from search.tasks.base import Task
 from search.tasks.verification_bundle import (
-    VERIFICATION_CARD,
     eer_interval,
     verification_checks,
     verification_io,
     verification_record,
     verification_summary,
 )
+from search.tasks.verification_card import VERIFICATION_CARD
 from search.tasks.verification_setup import check_frontend, model_spec, pretrained_fidelity_defaults, verification_setup
+from search.tasks.verification_threshold import decision_thresholds
+from spaces import bundle_runner
+from spaces.bundle import RUNNER_FILE
 
 
 class VerificationTask(Task):
@@ -31,6 +36,7 @@ class VerificationTask(Task):
     teacher_config = TeacherConfig
     fidelity_config = VerificationFidelity
     embeds = True
+    bundle_files = {RUNNER_FILE: Path(bundle_runner.__file__)}
 
     model_spec = staticmethod(model_spec)
     validate = staticmethod(check_frontend)
@@ -39,6 +45,7 @@ class VerificationTask(Task):
     evaluator = VerificationEvaluator
     bundle_signature = staticmethod(verification_io)
     quality_interval = staticmethod(eer_interval)
+    decision = staticmethod(decision_thresholds)
     evaluation_record = staticmethod(verification_record)
     summary = staticmethod(verification_summary)
     agreement_checks = staticmethod(verification_checks)

@@ -1,4 +1,4 @@
-"""What a speaker-verification bundle says and checks: its signature, EER interval, agreement checks and card.
+"""What a speaker-verification bundle says and checks: its signature, EER interval and agreement checks.
 
 Kept apart from `search.tasks.verification` (config, spec, evaluator) because this half reads
 bundles, onnxruntime sessions and evaluation sets, which the search itself never needs.
@@ -15,6 +15,7 @@ import onnxruntime
 import torch
 
 from evaluators.data.source_features import EvalSet, load_eval_set
+from evaluators.data.sources import CorpusConfig
 from evaluators.evaluation import Evaluation
 from evaluators.features import KALDI
 from evaluators.frontends import get_frontend
@@ -22,18 +23,11 @@ from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_er
 from evaluators.training import embed_utterances
 from evaluators.verification import PreparedVerification
 from search.checks import Check
-from search.model_card import TaskCard, quality_table, usage_blocks
 from search.run_config import RunConfig
 from search.tasks.base import BOOTSTRAP_REPLICATES, CONFIDENCE, TaskExportError, Signature, recorded_check
+from search.tasks.frontend_spec import frontend_spec
 from search.tasks.verification_setup import fbank_config
-from spaces.bundle import (
-    POOLINGS,
-    Bundle,
-    BundleConfig,
-    FeatureSettings,
-    PartialWindows,
-    verification_signature,
-)
+from spaces.bundle import Bundle, FeatureSettings, PartialWindows, verification_signature
 from spaces.compress import ModelSpec
 
 MIN_COSINE = 0.999
@@ -51,12 +45,15 @@ def verification_io(config: RunConfig, spec: ModelSpec, model: torch.nn.Module) 
 
 def feature_settings(config: RunConfig) -> FeatureSettings:
     """The bundle's record of the front-end the model reads (the engine's filterbank or a pretrained
-    family's, with its windowing when it cuts utterances into windows)."""
+    family's, with its windowing when it cuts utterances into windows), with the spec of every step
+    from an audio file, read as the main evaluation set's audio was."""
     frontend = config.features.frontend
+    source = config.data.eval[0].source
     settings = FeatureSettings(
         num_mel_bins=config.features.num_mel_bins,
         frame_length_ms=config.features.frame_length_ms,
         frame_shift_ms=config.features.frame_shift_ms,
+        frontend=frontend_spec(fbank_config(config), isinstance(source, CorpusConfig) and source.vad),
     )
     if frontend == KALDI:
         return settings
@@ -156,90 +153,3 @@ def _cosines(first: np.ndarray, second: np.ndarray) -> np.ndarray:
     first, second = first.astype(np.float64), second.astype(np.float64)
     norms = np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
     return np.einsum("ij,ij->i", first, second) / np.where(norms > 0, norms, 1.0)
-
-
-def _verification_quality(config: BundleConfig) -> str:
-    metrics, evaluation = config.metrics, config.evaluation
-    reference = evaluation.get("reference", {})
-    rows = [
-        f"| EER | {100 * metrics['eer']:.2f}% | {100 * metrics['eer_low']:.2f}% to {100 * metrics['eer_high']:.2f}% "
-        f"| {100 * reference.get('eer', float('nan')):.2f}% |",
-        f"| minDCF (p_target 0.01, C_miss = C_fa = 1) | {metrics['min_dcf']:.3f} | not estimated "
-        f"| {reference.get('min_dcf', float('nan')):.3f} |",
-    ]
-    note = (
-        f"Cosine scores of {int(metrics['scored_trials']):,} trials ({int(metrics['target_trials']):,} same-speaker) "
-        f"between utterances of the test split (seed {evaluation.get('seed')}). The interval is a percentile "
-        f"bootstrap over trials ({evaluation.get('bootstrap_replicates')} replicates, same-speaker and "
-        "different-speaker trials resampled separately); it covers trial sampling only, not a change of speakers "
-        "or recording conditions."
-    )
-    return quality_table(metrics["eer_confidence"], rows, note)
-
-
-def _feature_inputs(config: BundleConfig) -> str:
-    features = config.features
-    text = (
-        f"Features: {features.kind}; {features.num_mel_bins} mel bins, {features.frame_length_ms:g} ms windows, "
-        f"{features.frame_shift_ms:g} ms hop, {config.sample_rate} Hz mono audio in [-1, 1]."
-    )
-    windows = features.windows
-    if windows is None:
-        return text
-    return (
-        f"{text} The model reads partial windows of {windows.frames} frames, one every {windows.step_frames} frames "
-        f"(the last kept when at least {100 * windows.min_coverage:g}% of it is audio, an utterance's only window always), "
-        f"one embedding per window; an utterance's embedding is {POOLINGS[windows.pooling]}."
-    )
-
-
-def _verification_usage(config: BundleConfig) -> list[str]:
-    if config.features.windows is not None:
-        return _windowed_usage(config, config.features.windows)
-    (features,) = [spec.name for spec in config.inputs]
-    (output,) = [spec.name for spec in config.outputs]
-    features_call = (
-        f"FbankConfig(num_mel_bins={config.features.num_mel_bins}, frame_length_ms={config.features.frame_length_ms:g}, "
-        f"frame_shift_ms={config.features.frame_shift_ms:g}, sample_rate={config.sample_rate})"
-    )
-    return usage_blocks(
-        ["from evaluators.features import FbankConfig, compute_fbank"],
-        [
-            f"features = compute_fbank(audio, {features_call})  # audio: float samples in [-1, 1]",
-            f"embedding = bundle.model(features.unsqueeze(0))  # [1, {config.outputs[0].shape[-1]}]",
-        ],
-        f'({output},) = session.run(None, {{"{features}": features.unsqueeze(0).numpy()}}',
-    )
-
-
-def _windowed_usage(config: BundleConfig, windows: PartialWindows) -> list[str]:
-    """Cut the audio into the front-end's windows, embed them as one batch, pool the window embeddings."""
-    (features,) = [spec.name for spec in config.inputs]
-    (output,) = [spec.name for spec in config.outputs]
-    shape = f"[windows, {windows.frames}, {config.features.num_mel_bins}]"
-    embedding_dim = config.outputs[0].shape[-1]
-    return usage_blocks(
-        ["import torch", "from evaluators.frontends import get_frontend"],
-        [
-            f'frontend = get_frontend("{windows.frontend}")',
-            f"windows = frontend.features(audio)  # audio: float samples in [-1, 1] at {config.sample_rate} Hz -> {shape}",
-            "with torch.no_grad():",
-            f"    embedding = frontend.embed(bundle.model, windows)  # pooled over the windows: [{embedding_dim}]",
-        ],
-        f'(window_{output}s,) = session.run(None, {{"{features}": windows.numpy()}}',
-        [
-            f"# one {output} per window [windows, {embedding_dim}]; the utterance's is {POOLINGS[windows.pooling]}:",
-            f"{output} = window_{output}s.mean(axis=0)",
-            f"{output} /= ({output} @ {output}) ** 0.5",
-        ],
-    )
-
-
-VERIFICATION_CARD = TaskCard(
-    headline=lambda config: f"EER {100 * config.metrics['eer']:.2f}% on the test split",
-    use="Two utterances are compared by the cosine similarity of their embeddings; a higher score means the "
-    "same speaker.",
-    quality=_verification_quality,
-    inputs=_feature_inputs,
-    usage=_verification_usage,
-)

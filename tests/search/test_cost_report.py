@@ -1,8 +1,10 @@
 import json
 
+from rich.console import Console
+
 from search.cli import main
 from search.config import DEFAULT_CONFIG, load_config
-from search.cost_report import estimate_candidate
+from search.cost_report import cost_table, estimate_candidate
 
 UNIFORM_4 = {f"bits.{group}": 4 for group in ("stem", "layer1", "layer2", "layer3", "layer4", "embedding")}
 
@@ -31,3 +33,17 @@ def test_show_rejects_bad_candidate_and_target(capsys):
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["hwcost", "show", "--target", "pentium"]) == 2
     assert "--target 'pentium': unknown" in capsys.readouterr().err
+
+
+def test_show_fits_100_columns_and_wraps_long_layer_names_after_their_dots():
+    config = load_config("extraction")  # layer names up to 34 characters
+    estimate = estimate_candidate(config, {}, "cortex-a72")
+    console = Console(width=100, record=True)
+    console.print(cost_table(estimate, "FP32 teacher on cortex-a72", console.width))
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 100 and "…" not in "".join(lines)
+    names = [line[: line.index(" ", 1)].strip() for line in lines if line.startswith(" ") and line[1:2].strip()]
+    joined = "\n".join(names).replace(".\n", ".")  # a wrapped name continues on the next line after a dot
+    assert all(layer.name in joined.split("\n") for layer in estimate.layers)
+    assert any(len(layer.name) > 20 for layer in estimate.layers)
+    assert "eltwise: elementwise" in " ".join(lines)

@@ -43,7 +43,8 @@ def test_train_and_named_eval_sets_parse_and_round_trip(tmp_path):
         train=train,
         eval=(
             EvalSetConfig("synthetic", train),  # a synthetic eval set inherits the training corpus
-            EvalSetConfig("an4", CorpusConfig("folder", "corpora/an4/test", vad=True, max_utterances_per_speaker=5)),
+            # relative to the config file's folder
+            EvalSetConfig("an4", CorpusConfig("folder", str(tmp_path / "corpora/an4/test"), vad=True, max_utterances_per_speaker=5)),
         ),
     )
     assert [o.metric for o in config.objectives] == ["eer@an4", "size_bytes"]

@@ -17,7 +17,7 @@ from search.selection import knee_index
 from search.tasks import TASKS
 from search.tasks.verification_setup import verification_setup
 from spaces import load_bundle
-from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, WEIGHTS_FILE
+from spaces.bundle import CONFIG_FILE, MODEL_CARD_FILE, ONNX_FILE, RUNNER_FILE, WEIGHTS_FILE
 from tiny_run import EXPORTED_TRIAL, FAILED_TRIAL, TRIAL_BITS
 
 
@@ -36,7 +36,7 @@ def _row(run_dir, trial):
 
 def test_bundle_files_and_weights_length_is_the_trials_size_bytes(tiny, exported):
     _, run_dir = tiny
-    assert sorted(path.name for path in exported.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE, MODEL_CARD_FILE])
+    assert sorted(path.name for path in exported.iterdir()) == sorted([CONFIG_FILE, WEIGHTS_FILE, ONNX_FILE, MODEL_CARD_FILE, RUNNER_FILE])
     row = _row(run_dir, EXPORTED_TRIAL)
     assert (exported / WEIGHTS_FILE).stat().st_size == row["size_bytes"]
     config = json.loads((exported / CONFIG_FILE).read_text())
@@ -77,8 +77,15 @@ def test_model_card_has_metrics_with_interval_costs_data_and_usage(exported):
     assert f"{100 * metrics['eer']:.2f}% | {100 * metrics['eer_low']:.2f}% to {100 * metrics['eer_high']:.2f}%" in card
     for target in available_targets():
         assert f"| {target} | {metrics[f'latency_ms@{target}']:.3f} |" in card
-    for text in ("## Data", "train_speakers 6", "24 mel bins", "load_bundle(", "onnxruntime.InferenceSession", "| layer2.0.conv1 | conv2d |"):
+    for text in ("## Data", "train_speakers 6", "24 mel bins", "load_bundle(", 'runner.load("BUNDLE")', "| layer2.0.conv1 | conv2d |"):
         assert text in card
+    assert "compute_fbank" not in card and "evaluators" not in card  # the runner computes the features
+
+
+def test_model_card_title_names_the_run_not_its_absolute_path(tiny, exported):
+    _, run_dir = tiny
+    title = (exported / MODEL_CARD_FILE).read_text().splitlines()[0]
+    assert title.endswith(f"trial {EXPORTED_TRIAL} of run `{run_dir.path.name}`") and "/" not in title
 
 
 def test_model_card_describes_the_data_the_run_used(exported):
@@ -90,7 +97,9 @@ def test_model_card_describes_the_data_the_run_used(exported):
         "train": {"corpus": "folder", "path": "data/an4", "speakers": "train"},
         "eval": [{"name": "an4", "corpus": "folder", "path": "data/an4", "speakers": "test"}],
     }
-    real = dataclasses.replace(bundle.config, evaluation={**bundle.config.evaluation, "data": on_disk})
+    real = dataclasses.replace(
+        bundle.config, evaluation={**bundle.config.evaluation, "data": on_disk}, decision={**bundle.config.decision, "eval_set": "an4"}
+    )
     text = render_model_card(real, bundle.compressed.description, TASKS["verification"].card)
     assert "folder corpus at `data/an4` (the train side of a seeded speaker-disjoint split)" in text
     assert "`an4`: folder corpus at `data/an4` (the test side" in text

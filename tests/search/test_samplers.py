@@ -2,6 +2,7 @@ import optuna
 import pytest
 from ray.tune.search import Searcher
 
+from allocation_problems import toy_problem
 from search.candidate_sequences import sensitivity_greedy_candidates, uniform_grid_candidates
 from search.cli import main
 from search.config import DEFAULT_CONFIG, SAMPLERS, ConfigError, load_config
@@ -15,6 +16,7 @@ from search.samplers import (
     build_sampler,
     get_sampler_kind,
 )
+from search.screened_sampler import ScreenedSampler
 from search.tasks import TASKS
 from spaces.space import SearchSpace, SpaceConfig
 
@@ -24,8 +26,25 @@ GROUPS = {"stem": ["conv"], "body": ["block.a", "block.b"], "head": ["fc"]}
 PARAMS = {"conv": 100, "block.a": 1000, "block.b": 1000, "fc": 4000}
 
 
+SENSITIVITIES = {"conv": 1.0, "fc": 0.1}
+
+
 def space(bits=(2, 4, 8, 32)) -> SearchSpace:
     return SearchSpace(SpaceConfig(bits=bits), GROUPS)
+
+
+def build(name: str):
+    """The sampler `name` given everything a run offers: sensitivities, layer sizes and an ILP problem."""
+    the_space = space()
+    return build_sampler(
+        name,
+        seed=0,
+        population_size=4,
+        space=the_space,
+        sensitivities=SENSITIVITIES,
+        layer_params=PARAMS,
+        allocation=lambda: toy_problem(the_space, PARAMS, SENSITIVITIES),
+    )
 
 
 class UnknownKnobsSpace:
@@ -97,9 +116,7 @@ def test_sampler_names_come_from_the_registry_alone():
 @pytest.mark.parametrize("name", SAMPLER_NAMES)
 def test_a_kind_replays_a_sequence_exactly_when_it_builds_a_candidate_sequence(name):
     kind = get_sampler_kind(name)
-    sampler = build_sampler(
-        name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
-    )
+    sampler = build(name)
     assert isinstance(sampler, CandidateSequenceSampler) == kind.replays_sequence
     assert kind.help and "\n" not in kind.help
 
@@ -124,12 +141,12 @@ def test_a_sampler_error_reaches_the_cli_as_one_line_and_exit_2(tmp_path, capsys
         ("random", optuna.samplers.RandomSampler),
         ("uniform-grid", CandidateSequenceSampler),
         ("sensitivity-greedy", CandidateSequenceSampler),
+        ("ilp", CandidateSequenceSampler),
+        ("predictor-screened", ScreenedSampler),
     ],
 )
 def test_every_configured_sampler_builds(name, expected):
-    sampler = build_sampler(
-        name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
-    )
+    sampler = build(name)
     assert isinstance(sampler, expected)
     assert name in SAMPLER_NAMES
 
@@ -140,9 +157,7 @@ def test_every_sampler_survives_rays_pickling_of_the_searcher_and_still_samples(
     NSGA-II holds a thread lock that plain pickling refuses."""
     from ray import cloudpickle
 
-    sampler = build_sampler(
-        name, seed=0, population_size=4, space=space(), sensitivities={"conv": 1.0, "fc": 0.1}, layer_params=PARAMS
-    )
+    sampler = build(name)
     study = optuna.create_study(directions=["minimize", "minimize"], sampler=sampler)
 
     def objective(trial):

@@ -3,6 +3,7 @@ import re
 import pytest
 
 from search.pareto import Objective
+from search.resolution import EXACT
 from search.selection import Condition, Selection, SelectionError, knee_index
 
 METRICS = ["eer", "min_dcf", "size_bytes", "compression_ratio", "latency_ms", "latency_ms@cortex-a53"]
@@ -51,6 +52,38 @@ def test_chooses_among_completed_trials(text, expected):
 def test_ties_go_to_the_objectives_then_the_lower_trial():
     rows = [_row(3, 0.05, 200.0), _row(1, 0.05, 100.0), _row(2, 0.05, 100.0)]
     assert Selection.parse("min eer", METRICS).choose(rows, OBJECTIVES)["trial"] == 1
+
+
+# The case: front members within 0.02 ms of one another. Rescaled to [0, 1], that spread
+# weighed as much as the size spread and made the 8-bit model (trial 1, the fastest) the knee.
+LATENCY_OBJECTIVES = [Objective("eer", "min"), Objective("size_bytes", "min"), Objective("latency_ms", "min")]
+NEAR_EQUAL_LATENCIES = [
+    _row(0, 0.0760, 80_000, latency_ms=3.151),  # smallest, worst EER
+    _row(1, 0.0721, 125_000, latency_ms=3.141),  # 8-bit
+    _row(2, 0.0730, 90_000, latency_ms=3.161),  # 4-bit
+    _row(3, 0.0700, 180_000, latency_ms=3.151),  # best EER, largest
+]
+
+
+def test_a_latency_spread_below_its_resolution_does_not_pick_the_knee():
+    exact = [Objective(o.metric, o.direction, EXACT) for o in LATENCY_OBJECTIVES]
+    assert NEAR_EQUAL_LATENCIES[knee_index(NEAR_EQUAL_LATENCIES, exact)]["trial"] == 1
+    assert NEAR_EQUAL_LATENCIES[knee_index(NEAR_EQUAL_LATENCIES, LATENCY_OBJECTIVES)]["trial"] == 2
+    assert Selection.parse("knee", METRICS).choose(NEAR_EQUAL_LATENCIES, LATENCY_OBJECTIVES)["trial"] == 2
+
+
+def test_the_knee_counts_only_the_part_of_a_spread_beyond_the_resolution():
+    # The latency resolution (10% by default) of the fastest 3.0 ms is 0.3 ms. Trial 1 is 0.33 ms
+    # slower: only 0.03 ms of that counts, so its balanced EER and size make it the knee. Counted
+    # in full, the slowest member's latency weighs as much as the whole EER spread and trial 0 wins.
+    rows = [
+        _row(0, 0.050, 200_000, latency_ms=3.0),
+        _row(1, 0.060, 120_000, latency_ms=3.33),
+        _row(2, 0.100, 90_000, latency_ms=3.1),
+    ]
+    exact = [Objective(o.metric, o.direction, EXACT) for o in LATENCY_OBJECTIVES]
+    assert knee_index(rows, exact) == 0
+    assert knee_index(rows, LATENCY_OBJECTIVES) == 1
 
 
 def test_knee_scales_objectives_to_the_front_range():

@@ -1,0 +1,201 @@
+"""`search hwcost calibrate`: measure a runtime's kernels on this machine and write a profile.
+
+Every micro-benchmark of a grid (`hwcost.calibration.cases`) is lowered for the runtime
+(`hwcost.calibration.backends`), timed (`hwcost.calibration.measure`) and, at one depth per
+shape, its peak memory measured in a fresh process; the kernel costs and memory terms are then
+fitted (`hwcost.calibration.fit`). The profile written is the base profile (its hardware figures
+price, by the roofline, any kernel the calibration did not measure) with the runtime named and a
+`measured:` section: the fitted `kernels:` and `memory:`, the `provenance:` of the measurements
+(CPU, runtime version, date, settings, machine load), their `noise:` and the `fit:`'s errors on
+its own cases. Its cache sizes are this CPU's, as Linux reports them: the cache-dependent kernel
+features are relative to the L2 size.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hwcost.calibration.backends import get_backend
+from hwcost.calibration.cases import Grid, ModelCase, calibration_cases
+from hwcost.calibration.fit import FitReport, Observation, fit_latency, fit_memory
+from hwcost.calibration.measure import (
+    CALIBRATION_TIMING,
+    MemoryMeasurement,
+    Timing,
+    TimingPlan,
+    cpu_model,
+    host_caches_kb,
+    host_provenance,
+    measure_peak_memory,
+    time_graph,
+)
+from hwcost.memory import MemoryCoefficients
+from hwcost.profile import load_target
+from hwcost.runtimes import get_runtime
+from spaces.description import ModelDescription
+
+DEFAULT_BASE = "x86-avx2"
+"""Bundled profile whose hardware figures a calibrated x86 profile keeps."""
+
+SIGNIFICANT_DIGITS = 4
+"""Digits kept of each fitted coefficient (measurement noise is far above the fifth)."""
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class CaseMeasurement:
+    """One case measured under one runtime: its description, its time and (maybe) its peak memory."""
+
+    name: str
+    description: ModelDescription
+    timing: Timing
+    memory: MemoryMeasurement | None
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A calibration's profile and how it was obtained.
+
+    Attributes:
+        profile: The profile mapping to write as YAML (`hwcost.profile` reads it).
+        measurements: Every case measured.
+        latency_fit, memory_fit: The fits' errors on their own cases.
+    """
+
+    profile: dict[str, Any]
+    measurements: tuple[CaseMeasurement, ...]
+    latency_fit: FitReport
+    memory_fit: FitReport
+
+    @property
+    def noise(self) -> dict[str, Any]:
+        return self.profile["measured"]["noise"]
+
+
+def measure_cases(
+    runtime: str, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = CALIBRATION_TIMING
+) -> list[CaseMeasurement]:
+    """Lower, time and (where the case asks) measure the peak memory of every case."""
+    backend = get_backend(runtime)
+    measured = []
+    for index, case in enumerate(cases):
+        if progress:
+            progress(f"measuring ({case.name})", index, len(cases))
+        prepared = backend.prepare(case)
+        measured_time = time_graph(prepared.graph, prepared.feeds, timing)
+        memory = measure_peak_memory(prepared.graph, prepared.feeds) if case.measure_memory else None
+        measured.append(CaseMeasurement(case.name, prepared.description, measured_time, memory))
+    if progress:
+        progress("measuring", len(cases), len(cases))
+    return measured
+
+
+def calibrate(
+    runtime: str,
+    grid: Grid,
+    grid_name: str,
+    base: str = DEFAULT_BASE,
+    name: str | None = None,
+    progress: Progress | None = None,
+    timing: TimingPlan = CALIBRATION_TIMING,
+) -> Calibration:
+    """Measure `grid` under `runtime` and fit a profile named `name` on the figures of `base`.
+
+    Raises:
+        BackendError: the runtime cannot run here (modelled only).
+        ProfileError: `base` names no valid profile.
+    """
+    backend = get_backend(runtime)
+    base_profile = load_target(base)
+    provenance = {**host_provenance(runtime), "grid": grid_name, "base_profile": base_profile.name}
+    measurements = measure_cases(runtime, calibration_cases(grid, backend.table_decoded_cases), progress, timing)
+    return fit_profile(runtime, measurements, base, name or f"host-{runtime}", provenance, host_caches_kb())
+
+
+def fit_profile(
+    runtime: str,
+    measurements: Sequence[CaseMeasurement],
+    base: str,
+    name: str,
+    provenance: dict[str, Any],
+    caches_kb: dict[str, float],
+) -> Calibration:
+    """The calibrated profile of `measurements` (the fitting half of `calibrate`), with the cache
+    sizes `caches_kb` (profile keys l1_kb, l2_kb, l3_kb; the base profile's where absent)."""
+    lowering = get_runtime(runtime)
+    observations = [
+        Observation(
+            item.name, lowering.lower(item.description), item.timing.median_ms, item.timing.relative_iqr,
+            None if item.memory is None else item.memory.peak_bytes,
+        )
+        for item in measurements
+    ]  # fmt: skip
+    data = {**_base_data(base), **caches_kb}
+    kernels, latency_fit = fit_latency(observations, data["l2_kb"] * 1024)
+    memory, memory_fit = fit_memory(observations, lowering)
+    data.update(name=name, device=cpu_model(), isa=os.uname().machine, runtime=runtime)
+    data["measured"] = {
+        "provenance": {**provenance, "cases": len(measurements)},
+        "noise": _noise(measurements),
+        "fit": {**latency_fit.summary("latency"), **memory_fit.summary("memory")},
+        "kernels": {key: {feature: _rounded(value) for feature, value in features.items()} for key, features in kernels.items()},
+        "memory": _memory_section(memory),
+    }
+    return Calibration(data, tuple(measurements), latency_fit, memory_fit)
+
+
+def write_profile(calibration: Calibration, path: Path) -> Path:
+    """Write the profile YAML (with a header naming its origin); it loads with `load_target(path)`."""
+    provenance = calibration.profile["measured"]["provenance"]
+    header = (
+        f"# Calibrated by `search hwcost calibrate --runtime {provenance['runtime']}` on {provenance['cpu']},\n"
+        f"# {provenance['date']}. Hardware figures are {provenance['base_profile']}'s: the roofline prices only\n"
+        "# kernels this calibration did not measure. measured.kernels: nanoseconds per unit of each kernel\n"
+        "# feature (hwcost/kernels.py); measured.memory: the peak-memory terms (hwcost/memory.py).\n"
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(header + yaml.safe_dump(calibration.profile, sort_keys=False))
+    return path
+
+
+def _base_data(base: str) -> dict[str, Any]:
+    """The base profile's own mapping, without any runtime or measured section."""
+    data = yaml.safe_load(Path(load_target(base).source).read_text(encoding="utf-8"))
+    return {key: value for key, value in data.items() if key not in ("runtime", "measured")}
+
+
+def _noise(measurements: Sequence[CaseMeasurement]) -> dict[str, Any]:
+    spreads = {item.name: item.timing.relative_iqr for item in measurements}
+    worst = max(spreads, key=spreads.__getitem__)
+    return {
+        "statistic": "interquartile range of the timed runs over their median",
+        "median_relative_iqr": round(statistics.median(spreads.values()), 4),
+        "worst_relative_iqr": round(spreads[worst], 4),
+        "worst_case": worst,
+        "timed_runs": sum(item.timing.runs for item in measurements),
+    }
+
+
+def _memory_section(memory: MemoryCoefficients) -> dict[str, Any]:
+    return {
+        "fixed_bytes": _rounded(memory.fixed_bytes),
+        "kernel_type_bytes": _rounded(memory.kernel_type_bytes),
+        "weight_copies": {key: _rounded(value) for key, value in sorted(memory.weight_copies.items())},
+        "activation_factor": _rounded(memory.activation_factor),
+        "decoded_factor": _rounded(memory.decoded_factor),
+    }
+
+
+def _rounded(value: float) -> float:
+    return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
+
+
+__all__ = ["DEFAULT_BASE", "Calibration", "CaseMeasurement", "calibrate", "fit_profile", "measure_cases", "write_profile"]

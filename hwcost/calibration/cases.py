@@ -1,0 +1,365 @@
+"""What calibration times: layer stacks of one kind each, over a grid of shapes.
+
+A case is a model to lower and time: a model family's own model (`hwcost.calibration.validation`
+uses those) or a micro-benchmark, a stack of one layer kind built from the layers the families
+use (`TdnnBlock`, `BasicBlock`, the extractor's `TemporalBlock`, ...). Each micro-benchmark comes
+at two depths, so the fit sees a kind's per-call cost apart from the fixed cost of a run, and
+over the shapes the families produce: channels from a few dozen to a few hundred, 100 frames per
+second of filterbanks, 250 to 1000 encoder frames of raw audio. No case is a whole model, so no
+validation model is ever part of a calibration fit.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from spaces.compress import ModelSpec
+from spaces.models.extractor import TemporalBlock
+from spaces.models.layers import (
+    Add,
+    DepthwiseConv1d,
+    GlobalContext,
+    Multiply,
+    OverlapAddDecoder,
+    PReLU,
+    StatisticsPooling,
+    TdnnBlock,
+    WeightedStatisticsPooling,
+)
+from spaces.models.recurrent import QuantizableLSTM
+from spaces.models.resnet import BasicBlock
+
+SAMPLE_RATE = 16000
+"""Sample rate the micro-benchmarks are described at (they take feature maps, not audio)."""
+
+_MICRO_FAMILY = "microbench"
+_INPUT_SEED = 0
+
+UNIFORM_CODES = ("uniform", 8)
+"""Weight-only format decoded by a DequantizeLinear on every run: 8-bit uniform codes."""
+TABLE_CODES = ("kmeans", 4)
+"""Weight-only format decoded by a Gather, folded to float at load: 4-bit k-means codebooks."""
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    """A model to build, lower for a runtime, and time.
+
+    Attributes:
+        name: Unique, readable name.
+        spec: Family, arguments and input format; `spec.example_inputs` gives one second of input.
+        input_names: Graph input names, in the model's argument order.
+        weight_only: (quantizer, bits) its quantizable layers take under a weight-only runtime.
+        build: Builds the model; None builds `spec` (a registered family).
+        measure_memory: Whether calibration measures its peak memory too (a fresh process each,
+            so only for one depth of each shape).
+    """
+
+    name: str
+    spec: ModelSpec
+    input_names: tuple[str, ...]
+    weight_only: tuple[str, int] = UNIFORM_CODES
+    build: Callable[[], nn.Module] | None = None
+    measure_memory: bool = True
+
+    def model(self) -> nn.Module:
+        torch.manual_seed(_INPUT_SEED)
+        return (self.build or self.spec.build)()
+
+
+class _Stack(nn.Module):
+    """Modules applied one after another to one input of `shape` (batch 1)."""
+
+    def __init__(self, layers: Sequence[nn.Module], shape: tuple[int, ...]) -> None:
+        super().__init__()
+        self.layers = nn.Sequential(*layers)
+        self.shape = shape
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+    def example_inputs(self, sample_rate: int) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(self.shape),)
+
+
+class _Residuals(_Stack):
+    """`depth` residual additions of the input to a running sum."""
+
+    def __init__(self, depth: int, shape: tuple[int, ...]) -> None:
+        super().__init__([Add() for _ in range(depth)], shape)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = x
+        for add in self.layers:
+            total = add(total, x)
+        return total
+
+
+class _Gates(_Stack):
+    """`depth` gatings of the input by a per-channel gate `[1, C, 1]` (squeeze-excitation style)."""
+
+    def __init__(self, depth: int, shape: tuple[int, ...]) -> None:
+        super().__init__([Multiply() for _ in range(depth)], shape)
+
+    def forward(self, x: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        for multiply in self.layers:
+            x = multiply(x, gate)
+        return x
+
+    def example_inputs(self, sample_rate: int) -> tuple[torch.Tensor, ...]:
+        return torch.zeros(self.shape), torch.zeros(*self.shape[:-1], 1)
+
+
+class _WeightedPooling(_Stack):
+    """Attention-weighted statistics of the input under per-frame weights (a second input)."""
+
+    def __init__(self, shape: tuple[int, ...]) -> None:
+        super().__init__([WeightedStatisticsPooling()], shape)
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        return self.layers[0](x, weights)
+
+    def example_inputs(self, sample_rate: int) -> tuple[torch.Tensor, ...]:
+        return torch.zeros(self.shape), torch.zeros(self.shape)
+
+
+class _Recurrent(_Stack):
+    """A `QuantizableLSTM` over `[1, frames, inputs]`, returning its per-frame outputs."""
+
+    def __init__(self, inputs: int, hidden: int, layers: int, frames: int) -> None:
+        super().__init__([QuantizableLSTM(inputs, hidden, layers, batch_first=True)], (1, frames, inputs))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers[0](x)[0]
+
+
+def micro_case(
+    name: str,
+    build: Callable[[], _Stack],
+    input_names: tuple[str, ...] = ("x",),
+    weight_only: tuple[str, int] = UNIFORM_CODES,
+    measure_memory: bool = True,
+) -> ModelCase:
+    """A micro-benchmark case: `build` makes the stack, whose `example_inputs` give its inputs."""
+    spec = ModelSpec(_MICRO_FAMILY, {"case": name}, 0, 0, SAMPLE_RATE)
+    return ModelCase(name, spec, input_names, weight_only, build, measure_memory)
+
+
+def _tdnn(channels_in: int, channels: int, kernel: int, dilation: int, frames: int, depth: int) -> _Stack:
+    blocks = [TdnnBlock(channels_in if index == 0 else channels, channels, kernel, dilation) for index in range(depth)]
+    return _Stack(blocks, (1, channels_in, frames))
+
+
+def _pointwise(channels_in: int, channels: int, frames: int, depth: int) -> _Stack:
+    convs = [nn.Conv1d(channels_in if index == 0 else channels, channels, 1) for index in range(depth)]
+    return _Stack(convs, (1, channels_in, frames))
+
+
+def _temporal(channels: int, hidden: int, dilation: int, frames: int, depth: int) -> _Stack:
+    blocks = [TemporalBlock(channels, hidden, 3, dilation * 2**index, skip_channels=channels) for index in range(depth)]
+    return _Stack([_FirstOutput(block) for block in blocks], (1, channels, frames))
+
+
+def _depthwise(channels: int, dilation: int, frames: int, depth: int) -> _Stack:
+    layers = [module for _ in range(depth) for module in (DepthwiseConv1d(channels, 3, dilation), PReLU())]
+    return _Stack(layers, (1, channels, frames))
+
+
+def _residual2d(channels_in: int, channels: int, bins: int, stride: int, frames: int, depth: int) -> _Stack:
+    blocks = [BasicBlock(channels_in if index == 0 else channels, channels, stride if index == 0 else 1) for index in range(depth)]
+    return _Stack(blocks, (1, channels_in, bins, frames))
+
+
+def _dense(inputs: int, outputs: int, frames: int, depth: int) -> _Stack:
+    layers = [module for index in range(depth) for module in (nn.Linear(inputs if index == 0 else outputs, outputs), nn.ReLU())]
+    return _Stack(layers, (1, frames, inputs) if frames > 1 else (1, inputs))
+
+
+def _decoder(filters: int, window: int, frames: int) -> _Stack:
+    return _Stack([OverlapAddDecoder(filters, window, window // 2)], (1, filters, frames))
+
+
+class _FirstOutput(nn.Module):
+    """A block returning (output, skip), reduced to its output so blocks chain."""
+
+    def __init__(self, block: nn.Module) -> None:
+        super().__init__()
+        self.block = block
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.block(x)[0]
+
+
+_ELEMENTWISE_MODULES: dict[str, Callable[[int], nn.Module]] = {
+    "relu": lambda channels: nn.ReLU(),
+    "prelu": lambda channels: PReLU(),
+    "sigmoid": lambda channels: nn.Sigmoid(),
+    "tanh": lambda channels: nn.Tanh(),
+    "softmax": lambda channels: nn.Softmax(dim=-1),
+    "batchnorm": lambda channels: nn.BatchNorm1d(channels),
+    "groupnorm": lambda channels: nn.GroupNorm(1, channels, eps=1e-8),
+}
+"""Chainable parameter-free (or per-channel) layers, built for a channel count."""
+
+_POOLING_MODULES: dict[str, Callable[[], nn.Module]] = {
+    "average": lambda: nn.AdaptiveAvgPool1d(1),
+    "statistics": StatisticsPooling,
+    "global_context": GlobalContext,
+}
+
+
+def _chain(op: str, channels: int, frames: int, depth: int) -> _Stack:
+    return _Stack([_ELEMENTWISE_MODULES[op](channels) for _ in range(depth)], (1, channels, frames))
+
+
+def _pool(op: str, channels: int, frames: int) -> _Stack:
+    return _Stack([_POOLING_MODULES[op]()], (1, channels, frames))
+
+
+def _cases(
+    prefix: str,
+    factory: Callable[..., _Stack],
+    shapes: Sequence[tuple],
+    depths: Sequence[int] = (),
+    input_names: tuple[str, ...] = ("x",),
+    table_decoded: bool = False,
+) -> list[ModelCase]:
+    """One case per shape and depth (`factory(*shape, depth)`; `factory(*shape)` without depths),
+    named after both; with `table_decoded`, also each shape at its first depth in `TABLE_CODES`."""
+    cases = []
+    for shape in shapes:
+        label = f"{prefix}-{'x'.join(map(str, shape))}"
+        for index, depth in enumerate(depths or (None,)):
+            arguments = (*shape, depth) if depth is not None else shape
+            name = label if depth is None else f"{label}-d{depth}"
+            build = functools.partial(factory, *arguments)
+            cases.append(micro_case(name, build, input_names, measure_memory=index == 0))
+            if table_decoded and index == 0:
+                cases.append(micro_case(f"{name}-{TABLE_CODES[0]}", build, input_names, TABLE_CODES))
+    return cases
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The shapes of one calibration grid, per micro-benchmark family (see `calibration_cases`)."""
+
+    tdnn: tuple[tuple[int, int, int, int, int], ...]
+    pointwise: tuple[tuple[int, int, int], ...]
+    temporal: tuple[tuple[int, int, int, int], ...]
+    depthwise: tuple[tuple[int, int, int], ...]
+    residual2d: tuple[tuple[int, int, int, int, int], ...]
+    dense: tuple[tuple[int, int, int], ...]
+    recurrent: tuple[tuple[int, int, int, int], ...]
+    decoder: tuple[tuple[int, int, int], ...]
+    elementwise: tuple[tuple[int, int], ...]
+    depths: tuple[int, int] = (1, 3)
+
+
+FULL_GRID = Grid(
+    # (input channels, channels, kernel, dilation, frames): TDNN layers of x-vector and ECAPA
+    tdnn=(
+        (40, 64, 5, 1, 100), (64, 64, 3, 2, 100), (128, 128, 3, 3, 100), (256, 256, 1, 1, 100),
+        (256, 256, 3, 2, 100), (512, 512, 1, 1, 100), (512, 512, 5, 1, 100), (32, 32, 3, 4, 100),
+        (96, 96, 3, 2, 100), (384, 384, 3, 2, 100), (192, 768, 1, 1, 100), (768, 192, 1, 1, 100),
+        (8, 8, 3, 2, 100), (16, 16, 3, 3, 100), (24, 24, 3, 4, 100), (80, 48, 5, 1, 100),
+    ),
+    # (input channels, channels, frames): 1x1 convolutions without an epilogue, on frames or on one
+    # pooled vector (squeeze-excitation)
+    pointwise=(
+        (64, 256, 500), (256, 64, 500), (128, 128, 1000), (64, 64, 250), (512, 128, 100), (32, 512, 100),
+        (16, 64, 100), (64, 16, 1), (16, 64, 1), (512, 128, 1), (128, 512, 1),
+    ),
+    # (channels, hidden, dilation, frames): the extractor's separator blocks
+    temporal=((64, 128, 1, 500), (32, 64, 2, 1000), (128, 256, 1, 250), (64, 256, 4, 500), (48, 96, 1, 500), (16, 32, 1, 500)),
+    # (channels, dilation, frames): depthwise convolutions with their PReLU
+    depthwise=((128, 1, 500), (256, 2, 500), (64, 4, 1000), (512, 1, 250), (96, 8, 500), (48, 2, 500)),
+    # (input channels, channels, bins, stride, frames): ResNet basic blocks
+    residual2d=(
+        (8, 8, 40, 1, 100), (8, 16, 40, 2, 100), (16, 32, 20, 2, 50), (32, 32, 10, 1, 25), (32, 64, 10, 2, 25),
+        (16, 16, 20, 1, 50), (64, 64, 5, 1, 13), (24, 24, 40, 1, 100),
+    ),
+    # (inputs, outputs, frames): embedding layers (one frame) and per-frame ones
+    dense=((3072, 192, 1), (1536, 512, 1), (512, 512, 1), (256, 128, 1), (64, 64, 100), (128, 256, 100), (32, 16, 1), (128, 64, 1)),
+    # (inputs, hidden, layers, frames): GE2E-style stacked LSTMs
+    recurrent=(
+        (40, 64, 1, 100), (40, 128, 2, 100), (40, 256, 1, 160), (64, 192, 2, 100), (40, 96, 3, 100), (40, 32, 1, 100),
+        (40, 384, 2, 100), (40, 512, 1, 100),
+    ),
+    # (filters, window, frames): the extractor's overlap-add decoder
+    decoder=((64, 16, 1000), (256, 32, 500), (128, 32, 500), (512, 64, 250)),
+    # (channels, frames): activations, norms, gates, residual sums and pooling
+    elementwise=((64, 100), (256, 100), (1024, 100), (64, 500), (256, 500), (128, 1000), (16, 100), (256, 1)),
+)
+"""The grid `search hwcost calibrate` measures by default."""
+
+SMALL_GRID = Grid(
+    tdnn=((32, 32, 3, 1, 50),),
+    pointwise=((16, 32, 50),),
+    temporal=(),
+    depthwise=((32, 1, 50),),
+    residual2d=(),
+    dense=((64, 32, 1),),
+    recurrent=(),
+    decoder=(),
+    elementwise=((32, 50),),
+)
+"""A few small shapes: enough to fit every layer kind of a small model, for tests."""
+
+GRIDS = {"full": FULL_GRID, "small": SMALL_GRID}
+"""Calibration grids by name."""
+
+
+def calibration_cases(grid: Grid, table_decoded: bool = False) -> list[ModelCase]:
+    """Every micro-benchmark of `grid`: each layer kind at each shape and depth; with
+    `table_decoded`, the layers with weights also in `TABLE_CODES` (what a weight-only runtime
+    folds at load, where it decodes `UNIFORM_CODES` on every run)."""
+    depths, table = grid.depths, table_decoded
+    cases = [
+        *_cases("tdnn", _tdnn, grid.tdnn, depths, table_decoded=table),
+        *_cases("pointwise", _pointwise, grid.pointwise, depths, table_decoded=table),
+        *_cases("temporal", _temporal, grid.temporal, depths, table_decoded=table),
+        *_cases("depthwise", _depthwise, grid.depthwise, depths, table_decoded=table),
+        *_cases("residual2d", _residual2d, grid.residual2d, depths, table_decoded=table),
+        *_cases("dense", _dense, grid.dense, depths, table_decoded=table),
+        *_cases("recurrent", _Recurrent, grid.recurrent, table_decoded=table),
+        *_cases("decoder", _decoder, grid.decoder, table_decoded=table),
+    ]
+    for op in _ELEMENTWISE_MODULES:
+        cases += _cases(op, functools.partial(_chain, op), grid.elementwise, depths)
+    cases += _cases("residual", _residuals, grid.elementwise, depths)
+    cases += _cases("gate", _gates, grid.elementwise, depths, input_names=("x", "gate"))
+    for op in _POOLING_MODULES:
+        cases += _cases(op, functools.partial(_pool, op), grid.elementwise)
+    cases += _cases("weighted", _weighted, grid.elementwise, input_names=("x", "weights"))
+    return cases
+
+
+def _residuals(channels: int, frames: int, depth: int) -> _Stack:
+    return _Residuals(depth, (1, channels, frames))
+
+
+def _gates(channels: int, frames: int, depth: int) -> _Stack:
+    return _Gates(depth, (1, channels, frames))
+
+
+def _weighted(channels: int, frames: int) -> _Stack:
+    return _WeightedPooling((1, channels, frames))
+
+
+__all__ = [
+    "FULL_GRID",
+    "GRIDS",
+    "SAMPLE_RATE",
+    "SMALL_GRID",
+    "TABLE_CODES",
+    "UNIFORM_CODES",
+    "Grid",
+    "ModelCase",
+    "calibration_cases",
+    "micro_case",
+]

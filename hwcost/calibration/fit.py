@@ -1,0 +1,134 @@
+"""Fitting a runtime's kernel costs and memory terms to measurements.
+
+Latency: a case's time is the sum of its kernels' times, and a kernel's time is linear in its
+features (`hwcost.kernels`), so all cases together give one linear system in the per-key
+coefficients, solved at once by non-negative least squares on relative errors (each case's row
+divided by its measured time), columns scaled to unit maximum for conditioning. One joint fit,
+rather than one per kind, lets a case hold several kinds (a TDNN block's convolution and batch
+norm) and the fixed work of a run be shared by all. Non-negative coefficients keep every kernel
+from getting cheaper as it grows.
+
+Peak memory: linear in the runtime's fixed cost, each cost key's resident weight bytes, the
+largest activation set and the largest decoded weight (`hwcost.memory.memory_features`), fitted
+the same way.
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn.linear_model import LinearRegression
+
+from hwcost.estimator import NANOSECONDS_PER_MS
+from hwcost.kernels import Kernel, cache_features
+from hwcost.memory import MemoryCoefficients, memory_features
+from hwcost.runtimes import Lowering, Runtime
+
+_FIXED = "fixed_bytes"
+_KERNEL_TYPES = "kernel_type_bytes"
+_ACTIVATIONS = "activation_factor"
+_DECODED = "decoded_factor"
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One measured case under one runtime.
+
+    Attributes:
+        name: The case's name.
+        lowering: Its description lowered by the runtime.
+        measured_ms: Median CPU time of one inference.
+        noise: Relative interquartile range of the timed runs.
+        measured_peak_bytes: Peak memory, or None when not measured.
+    """
+
+    name: str
+    lowering: Lowering
+    measured_ms: float
+    noise: float
+    measured_peak_bytes: int | None = None
+
+    def kernels(self) -> list[Kernel]:
+        return [kernel for lowered in self.lowering.layers for kernel in lowered.kernels] + list(self.lowering.fixed)
+
+
+@dataclass(frozen=True)
+class FitReport:
+    """How well a fit reproduces its own cases: relative error (predicted / measured - 1) per case."""
+
+    errors: Mapping[str, float]
+
+    def summary(self, prefix: str) -> dict[str, object]:
+        """Case count, median and worst absolute relative error, and the worst case, keys prefixed."""
+        if not self.errors:
+            return {f"{prefix}_cases": 0}
+        worst = max(self.errors, key=lambda name: abs(self.errors[name]))
+        return {
+            f"{prefix}_cases": len(self.errors),
+            f"{prefix}_median_abs_error": round(statistics.median(abs(error) for error in self.errors.values()), 4),
+            f"{prefix}_worst_abs_error": round(abs(self.errors[worst]), 4),
+            f"{prefix}_worst_case": worst,
+        }
+
+
+def _solve(rows: Sequence[Mapping[str, float]], measured: Sequence[float]) -> tuple[dict[str, float], list[float]]:
+    """Non-negative coefficients per column minimising the relative errors; with the fitted values."""
+    columns = sorted({column for row in rows for column in row})
+    design = np.array([[row.get(column, 0.0) for column in columns] for row in rows], dtype=float)
+    target = np.asarray(measured, dtype=float)
+    scale = np.abs(design).max(axis=0)
+    scale[scale == 0] = 1.0
+    weighted = design / scale / target[:, None]
+    regression = LinearRegression(positive=True, fit_intercept=False).fit(weighted, np.ones(len(target)))
+    coefficients = regression.coef_ / scale
+    return dict(zip(columns, coefficients.tolist())), (design @ coefficients).tolist()
+
+
+def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tuple[dict[str, dict[str, float]], FitReport]:
+    """Per cost key, nanoseconds per unit of each feature (on a CPU with `cache_bytes` of L2 per
+    core); and the fit's errors on its cases."""
+    rows = []
+    for observation in observations:
+        row: dict[tuple[str, str], float] = {}
+        model_weight_bytes = observation.lowering.weight_bytes
+        for kernel in observation.kernels():
+            for feature, value in cache_features(kernel, model_weight_bytes, cache_bytes).items():
+                row[(kernel.key, feature)] = row.get((kernel.key, feature), 0.0) + value
+        rows.append(row)
+    measured = [observation.measured_ms * NANOSECONDS_PER_MS for observation in observations]
+    solution, fitted = _solve(rows, measured)
+    coefficients: dict[str, dict[str, float]] = {}
+    for (key, feature), value in sorted(solution.items()):
+        coefficients.setdefault(key, {})[feature] = value
+    errors = {o.name: value / target - 1 for o, value, target in zip(observations, fitted, measured)}
+    return coefficients, FitReport(errors)
+
+
+def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[MemoryCoefficients, FitReport]:
+    """The peak-memory terms; and the fit's errors on the cases with a measured peak."""
+    measured_cases = [observation for observation in observations if observation.measured_peak_bytes is not None]
+    rows = []
+    for observation in measured_cases:
+        features = memory_features(observation.lowering, runtime)
+        copies = {f"copies:{key}": value for key, value in features.weights.items()}
+        rows.append(
+            {_FIXED: 1.0, _KERNEL_TYPES: features.kernel_types, _ACTIVATIONS: features.activations, _DECODED: features.decoded, **copies}
+        )
+    if not rows:
+        return MemoryCoefficients(), FitReport({})
+    solution, fitted = _solve(rows, [float(observation.measured_peak_bytes) for observation in measured_cases])
+    coefficients = MemoryCoefficients(
+        fixed_bytes=solution[_FIXED],
+        kernel_type_bytes=solution[_KERNEL_TYPES],
+        weight_copies={column.removeprefix("copies:"): value for column, value in solution.items() if column.startswith("copies:")},
+        activation_factor=solution[_ACTIVATIONS],
+        decoded_factor=solution[_DECODED],
+    )
+    errors = {o.name: value / o.measured_peak_bytes - 1 for o, value in zip(measured_cases, fitted)}
+    return coefficients, FitReport(errors)
+
+
+__all__ = ["FitReport", "Observation", "fit_latency", "fit_memory"]

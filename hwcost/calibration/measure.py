@@ -1,0 +1,198 @@
+"""Measuring a graph on this machine: latency as per-thread CPU time, peak memory in a fresh process.
+
+Latency is the median per-thread CPU time (`time.thread_time`) of one `session.run` on one
+onnxruntime thread (intra- and inter-op, sequential execution), so it runs on the calling
+thread and the clock counts the inference only: unlike wall time it does not grow while other
+processes hold the cores, which keeps it repeatable on a shared machine (it still feels their
+cache pressure). Noise is the relative interquartile range of the timed runs.
+
+Peak memory is measured by `hwcost.calibration.memory_probe` in a fresh interpreter per graph.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime
+import torch
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_PROBE_MODULE = "hwcost.calibration.memory_probe"
+_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
+"""CPU features that decide which onnxruntime (MLAS) kernels run, recorded in a profile's provenance."""
+
+
+@dataclass(frozen=True)
+class TimingPlan:
+    """How long to time a graph: warm-up runs, then at least `min_runs` and `min_cpu_seconds`."""
+
+    warmup_runs: int
+    min_runs: int
+    min_cpu_seconds: float
+
+
+CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.15)
+VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.5)
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median CPU time of one inference and the spread of the runs.
+
+    Attributes:
+        median_ms: Median per-thread CPU time of one run.
+        relative_iqr: Interquartile range of the runs over their median (the noise).
+        runs: Timed runs.
+    """
+
+    median_ms: float
+    relative_iqr: float
+    runs: int
+
+
+@dataclass(frozen=True)
+class MemoryMeasurement:
+    """VmHWM growth of a fresh process: from before session creation to after inference.
+
+    Attributes:
+        peak_bytes: After `memory_probe.PROBE_RUNS` inferences, over the baseline.
+        loaded_bytes: After the session was created, over the baseline.
+    """
+
+    peak_bytes: int
+    loaded_bytes: int
+
+
+class MeasurementError(RuntimeError):
+    """The memory probe failed; the message carries its error output."""
+
+
+def session_options() -> onnxruntime.SessionOptions:
+    """One thread, sequential execution; optimisation level and memory settings at their defaults."""
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    return options
+
+
+def time_graph(graph: onnx.ModelProto, feeds: dict[str, np.ndarray], plan: TimingPlan) -> Timing:
+    """Median per-thread CPU time of one inference of `graph` on `feeds`."""
+    session = onnxruntime.InferenceSession(graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+    for _ in range(plan.warmup_runs):
+        session.run(None, feeds)
+    timings: list[float] = []
+    while len(timings) < plan.min_runs or sum(timings) < plan.min_cpu_seconds:
+        started = time.thread_time()
+        session.run(None, feeds)
+        timings.append(time.thread_time() - started)
+    quartiles = statistics.quantiles(timings, n=4)
+    median = statistics.median(timings)
+    return Timing(median * 1e3, (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0, len(timings))
+
+
+def measure_peak_memory(graph: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> MemoryMeasurement:
+    """Peak memory of one inference of `graph`, measured in a fresh process (`memory_probe`).
+
+    Raises:
+        MeasurementError: the probe failed.
+    """
+    with tempfile.TemporaryDirectory(prefix="hwcost-memory-") as folder:
+        model_path, inputs_path = Path(folder) / "model.onnx", Path(folder) / "inputs.npz"
+        onnx.save(graph, model_path)
+        np.savez(inputs_path, **feeds)
+        environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+        result = subprocess.run(
+            [sys.executable, "-m", _PROBE_MODULE, str(model_path), str(inputs_path)],
+            capture_output=True, text=True, env=environment, check=False,
+        )  # fmt: skip
+    if result.returncode != 0:
+        raise MeasurementError(f"memory probe failed ({result.returncode}): {result.stderr.strip()[-500:]}")
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    baseline = figures["baseline_bytes"]
+    return MemoryMeasurement(figures["peak_bytes"] - baseline, figures["loaded_bytes"] - baseline)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (/proc/cpuinfo on Linux, the platform's answer elsewhere)."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                return line.partition(":")[2].strip()
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags() -> list[str]:
+    """The `_CPU_FLAGS` this CPU has."""
+    cpuinfo = Path("/proc/cpuinfo")
+    if not cpuinfo.is_file():
+        return []
+    flags = next((line.partition(":")[2].split() for line in cpuinfo.read_text().splitlines() if line.startswith("flags")), [])
+    return [flag for flag in _CPU_FLAGS if flag in flags]
+
+
+_CACHE_FOLDER = Path("/sys/devices/system/cpu/cpu0/cache")
+_CACHE_KEYS = {("1", "Data"): "l1_kb", ("2", "Unified"): "l2_kb", ("3", "Unified"): "l3_kb"}
+"""(level, type) of a cache in sysfs -> the profile key of its size."""
+
+
+def host_caches_kb() -> dict[str, float]:
+    """The L1 data, L2 and L3 cache sizes of this CPU's first core, in KiB, as Linux reports them
+    (sysfs); empty where it does not."""
+    sizes = {}
+    for index in sorted(_CACHE_FOLDER.glob("index*")) if _CACHE_FOLDER.is_dir() else []:
+        level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
+        size = (index / "size").read_text().strip()
+        key = _CACHE_KEYS.get((level, kind))
+        if key and size.endswith("K"):
+            sizes[key] = float(size[:-1])
+    return sizes
+
+
+def host_provenance(runtime: str) -> dict[str, object]:
+    """Where and how measurements are taken: CPU, runtime and versions, date, settings, machine load."""
+    return {
+        "cpu": cpu_model(),
+        "cpu_flags": cpu_flags(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.platform(),
+        "runtime": runtime,
+        "onnxruntime_version": onnxruntime.__version__,
+        "torch_version": str(torch.__version__),
+        "python_version": platform.python_version(),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "threads": 1,
+        "latency": "median per-thread CPU time (time.thread_time) of one session.run, one onnxruntime thread",
+        "peak_memory": "VmHWM after inference minus VmHWM before session creation, fresh process; "
+        "onnxruntime CPU memory arena and memory pattern on (defaults)",
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
+
+
+__all__ = [
+    "CALIBRATION_TIMING",
+    "VALIDATION_TIMING",
+    "MeasurementError",
+    "MemoryMeasurement",
+    "Timing",
+    "TimingPlan",
+    "cpu_model",
+    "host_caches_kb",
+    "host_provenance",
+    "measure_peak_memory",
+    "session_options",
+    "time_graph",
+]

@@ -1,0 +1,215 @@
+"""The kernels a runtime runs, each with the shape figures its cost is fitted on.
+
+A runtime (`hwcost.runtimes`) turns a model description into kernels: one per layer it runs on
+its own, none for a layer it fuses into the kernel before it, plus the work it adds (requantizing
+activations where an int8 region meets a float one, the fixed work of one inference). A kernel's
+cost key is `op/variant`: the op is the layer kind (with the operation of a parameter-free layer,
+e.g. `activation.prelu`), the variant how the runtime runs it (`fp32` on constant float weights,
+`fp32-decoded` on float weights decoded from codes on every run, `int8`, or a kernel class of the
+modelled packed-kernel runtime).
+
+Each op has a feature set: the figures of one kernel call that its time grows with. Two depend
+on the cache (`cache_features`): repeated inferences find a model's weights still in the
+per-core L2 cache when they all fit there, and fetch them from further out on every run when
+they do not ("cold_weights", bytes); a recurrent layer reads its gate matrices on every step,
+from beyond L2 when they do not fit ("spilled_steps", steps times bytes). A calibrated
+profile holds, per cost key, nanoseconds per unit of each feature (`hwcost.calibration` fits
+them), so a kernel's time is the dot product of its features with them. The matrix shapes of a
+convolution or linear layer follow from its description alone: with M output channels, N output
+positions and K products per output, MACs = M * N * K, weights = M * K and outputs = M * N, so
+"unfolded" = N * K (the im2col buffer a convolution with a kernel wider than one fills) is
+MACs / M.
+
+Works on plain data; never imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from spaces.description import LayerDescription
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "gemm": ("calls", "macs", "inputs", "outputs", "weights", "unfolded", "cold_weights"),
+    "depthwise": ("calls", "macs", "inputs", "outputs", "weights", "cold_weights"),
+    "recurrent": ("calls", "macs", "steps", "outputs", "weights", "cold_weights", "spilled_steps"),
+    "elementwise": ("calls", "inputs", "outputs"),
+    "requantize": ("calls", "elements"),
+    "inference": ("calls",),
+}
+"""Feature set name -> the figures a kernel of that set is priced on."""
+
+KIND_FEATURE_SETS: dict[str, str] = {
+    "conv1d": "gemm",
+    "conv2d": "gemm",
+    "conv_transpose1d": "gemm",
+    "linear": "gemm",
+    "lstm_input": "gemm",
+    "depthwise_conv": "depthwise",
+    "lstm": "recurrent",
+    "lstm_recurrent": "recurrent",
+    "batchnorm": "elementwise",
+    "groupnorm": "elementwise",
+    "layernorm": "elementwise",
+    "activation": "elementwise",
+    "pooling": "elementwise",
+    "elementwise": "elementwise",
+}
+"""Layer kind -> its feature set (every `spaces.description.LAYER_KINDS` entry has one)."""
+
+REQUANTIZE_OP = "requantize"
+"""Op of the kernel that converts activations between an int8 and a float region."""
+
+ELEMENTWISE_CLASS = "elementwise"
+"""Kernel class reported for parameter-free layers by the modelled packed-kernel runtime."""
+
+INFERENCE_OP = "inference"
+"""Op of the fixed work of one inference call (argument checks, graph input and output copies)."""
+
+_SPECIAL_OPS = {REQUANTIZE_OP: "requantize", INFERENCE_OP: "inference"}
+
+
+class CostModelError(ValueError):
+    """A layer the cost model cannot price: unknown kind or an impossible figure."""
+
+
+@dataclass(frozen=True)
+class Kernel:
+    """One kernel call of one inference.
+
+    Attributes:
+        op: Layer kind (".operation" appended when the layer records one), or a runtime-added op.
+        variant: How it runs: "fp32", "fp32-decoded", "int8", or a packed kernel class.
+        features: Figures of the call, the names of `FEATURE_SETS[feature_set(op)]`.
+        layer: The layer as the runtime runs it (its bits as executed), for the modelled roofline;
+            None for runtime-added kernels.
+    """
+
+    op: str
+    variant: str
+    features: Mapping[str, float] = field(default_factory=dict)
+    layer: LayerDescription | None = None
+
+    @property
+    def key(self) -> str:
+        """The cost key a calibrated profile prices it by."""
+        return f"{self.op}/{self.variant}"
+
+
+def layer_op(layer: LayerDescription) -> str:
+    """The op of a layer's kernel: its kind, plus its operation where it records one."""
+    return f"{layer.kind}.{layer.operation}" if layer.operation else layer.kind
+
+
+def feature_set(op: str) -> str:
+    """The feature set of an op (layer ops by their kind).
+
+    Raises:
+        KeyError: an op of no known kind.
+    """
+    if op in _SPECIAL_OPS:
+        return _SPECIAL_OPS[op]
+    return KIND_FEATURE_SETS[op.partition(".")[0]]
+
+
+def layer_features(layer: LayerDescription) -> dict[str, float]:
+    """The figures of one call of `layer`'s kernel, by its kind's feature set.
+
+    Raises:
+        CostModelError: the kind has no cost rule (never skipped silently).
+    """
+    if layer.kind not in KIND_FEATURE_SETS:
+        raise CostModelError(
+            f"layer {layer.name!r}: no cost rule for kind {layer.kind!r}; priced kinds: {sorted(KIND_FEATURE_SETS)}"
+        )
+    inputs, outputs = layer.input_elements_per_second, layer.output_elements_per_second
+    macs, weights = layer.macs_per_second, float(layer.params)
+    kind_set = KIND_FEATURE_SETS[layer.kind]
+    if kind_set == "gemm":
+        output_channels = outputs * weights / macs if macs > 0 else 0.0
+        unfolded = macs / output_channels if output_channels > 0 else 0.0
+        return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "unfolded": unfolded}
+    if kind_set == "depthwise":
+        return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights}
+    if kind_set == "recurrent":
+        steps = layer.sequential_steps_per_second
+        return {"calls": 1.0, "macs": macs, "steps": steps, "outputs": outputs, "weights": weights}
+    return {"calls": 1.0, "inputs": inputs, "outputs": outputs}
+
+
+SPILL_START = 0.5
+"""modelled: weights start to fall out of a cache once they fill half of it (activations, state and
+code hold the rest), and all of them miss once they fill it (cyclic reads under LRU replacement)."""
+
+
+def spill_fraction(weight_bytes: float, cache_bytes: float) -> float:
+    """The fraction of `weight_bytes` read from beyond a cache of `cache_bytes` on each pass."""
+    if cache_bytes <= 0:
+        return 1.0
+    return min(1.0, max(0.0, weight_bytes / (SPILL_START * cache_bytes) - 1.0) / (1.0 / SPILL_START - 1.0))
+
+
+def weight_bytes(kernel: Kernel) -> float:
+    """Bytes of the weights a kernel computes with, at the bits it runs at (0 for runtime-added kernels)."""
+    layer = kernel.layer
+    return 0.0 if layer is None else layer.params * layer.weight_bits / 8
+
+
+def cache_features(kernel: Kernel, model_weight_bytes: float, cache_bytes: float) -> dict[str, float]:
+    """`kernel.features` plus the cache-dependent ones of its feature set, for a model whose
+    weights take `model_weight_bytes` on a CPU with `cache_bytes` of L2 per core."""
+    names = FEATURE_SETS[feature_set(kernel.op)]
+    features = dict(kernel.features)
+    own_bytes = weight_bytes(kernel)
+    if "cold_weights" in names:
+        features["cold_weights"] = own_bytes * spill_fraction(model_weight_bytes, cache_bytes)
+    if "spilled_steps" in names:
+        features["spilled_steps"] = features.get("steps", 0.0) * own_bytes * spill_fraction(own_bytes, cache_bytes)
+    return features
+
+
+def requantize_kernel(elements: float) -> Kernel:
+    """The conversion of `elements` activations at an int8/float boundary."""
+    return Kernel(REQUANTIZE_OP, "int8", {"calls": 1.0, "elements": elements})
+
+
+def inference_kernel() -> Kernel:
+    """The fixed work of one inference call."""
+    return Kernel(INFERENCE_OP, "fp32", {"calls": 1.0})
+
+
+def check_coefficients(key: str, coefficients: Mapping[str, float]) -> str | None:
+    """Why `coefficients` cannot price kernels of cost key `key`, or None when they can."""
+    op, _, variant = key.partition("/")
+    if not variant:
+        return f"cost key {key!r} is not op/variant"
+    try:
+        names = FEATURE_SETS[feature_set(op)]
+    except KeyError:
+        return f"cost key {key!r}: unknown op {op!r}"
+    unknown = sorted(set(coefficients) - set(names))
+    if unknown:
+        return f"cost key {key!r}: unknown feature {unknown[0]!r}; expected some of {', '.join(names)}"
+    return None
+
+
+__all__ = [
+    "FEATURE_SETS",
+    "CostModelError",
+    "ELEMENTWISE_CLASS",
+    "INFERENCE_OP",
+    "KIND_FEATURE_SETS",
+    "REQUANTIZE_OP",
+    "SPILL_START",
+    "Kernel",
+    "cache_features",
+    "check_coefficients",
+    "feature_set",
+    "inference_kernel",
+    "layer_features",
+    "layer_op",
+    "requantize_kernel",
+    "spill_fraction",
+    "weight_bytes",
+]

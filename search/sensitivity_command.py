@@ -1,0 +1,87 @@
+"""`search sensitivity [CONFIG] [--estimator NAME]`: print and save a teacher's per-layer sensitivities.
+
+It prepares the run as `search run` would (features and teacher from the cache, trained when
+missing), then computes the damage of every (quantizer, bits) choice the config's space offers
+each layer with the chosen estimator (`evaluators.sensitivity_estimators`). The table is cached
+beside the teacher (`search.sensitivity_tables`), so a later run with the `ilp`, `nsga2` or
+`predictor-screened` sampler, any seed, finds it there; the command also writes it as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from evaluators.sensitivity_estimators import ESTIMATORS, SensitivityTable
+from search.config import ConfigError, load_config
+from search.overrides import settings_dict
+
+
+def add_parser(subcommands: Any) -> argparse.ArgumentParser:
+    """Register `search sensitivity` on the CLI's subcommands."""
+    command = subcommands.add_parser(
+        "sensitivity",
+        help="print and save a teacher's per-layer sensitivities for the config's space",
+        description="Estimate how much quantizing each layer alone at each (quantizer, bits) choice of the "
+        "config's space hurts the teacher, print it per layer and save it as JSON. The table is cached per "
+        "teacher and estimator, and the ilp, nsga2 and predictor-screened samplers reuse it.",
+    )
+    from search.cli import _config_arguments  # the CLI imports this module; its CONFIG and --set are shared
+
+    _config_arguments(command)
+    command.add_argument(
+        "--estimator",
+        choices=list(ESTIMATORS),
+        help="; ".join(f"{name}: {estimator.help}" for name, estimator in ESTIMATORS.items())
+        + " (default: hessian where the task has training data, else perturbation)",
+    )
+    command.add_argument("--out", help="JSON file to write (default: results/sensitivity/<name>-<estimator>.json)")
+    command.set_defaults(handler=_sensitivity)
+    return command
+
+
+def _sensitivity(args: argparse.Namespace, console: Console) -> int:
+    from search.progress import RichDisplay
+    from search.sensitivity_tables import SENSITIVITY_DATA, default_estimator, run_sensitivity
+    from search.tasks import get_task
+
+    config = load_config(args.config, settings_dict(args.set))
+    estimator = args.estimator or default_estimator(config.task)
+    if ESTIMATORS[estimator].data_request is not None and config.task not in SENSITIVITY_DATA:
+        raise ConfigError(f"--estimator {estimator}: task {config.task!r} offers no training batches; use perturbation")
+    task = get_task(config.task)
+    with RichDisplay() as display:
+        prepared = task.evaluator().prepare(task.setup(config), display.stage)
+        table = run_sensitivity(config, prepared, estimator, display.stage).table
+    for quantizer_table in sensitivity_tables(table):
+        console.print(quantizer_table)
+    out = Path(args.out or Path("results") / "sensitivity" / f"{config.name}-{estimator}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"config": config.name, "task": config.task, **table.to_entry()}, indent=1) + "\n")
+    console.print(f"sensitivities: {out}")
+    return 0
+
+
+def sensitivity_tables(table: SensitivityTable) -> list[Table]:
+    """One table per quantizer: each layer's parameters, curvature and damage at every width."""
+    tables = []
+    choices = table.choices()
+    for quantizer in dict.fromkeys(choice.quantizer for choice in choices):
+        widths = [choice for choice in choices if choice.quantizer == quantizer]
+        shown = Table(title=f"{table.estimator} sensitivity: damage with one layer {quantizer}-quantized")
+        for column in ("layer", "params", "curvature", *(f"{choice.bits} bits" for choice in widths)):
+            shown.add_column(column, justify="left" if column == "layer" else "right")
+        for name, layer in table.layers.items():
+            curvature = "-" if layer.curvature is None else f"{layer.curvature:.3g}"
+            cells = [f"{layer.damage[choice]:.3g}" if choice in layer.damage else "" for choice in widths]
+            shown.add_row(name, f"{layer.params:,}", curvature, *cells)
+        tables.append(shown)
+    return tables
+
+
+__all__ = ["add_parser", "sensitivity_tables"]

@@ -1,0 +1,166 @@
+"""Runtimes: which kernel each layer runs on, what each fuses, what is added, what weights occupy."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from hwcost import CostModel, get_runtime, profile_from_dict, register_runtime
+from hwcost.estimator import FUSED
+from hwcost.kernels import REQUANTIZE_OP
+from hwcost.runtimes import FLOAT, FLOAT_DECODED, INT8, RUNTIMES, GraphRuntime
+from spaces.description import LAYER_KINDS, OPERATIONS, LayerDescription, ModelDescription
+
+ORT_RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-weight-only")
+BASE = {
+    "name": "hand-cpu",
+    "clock_ghz": 2.0,
+    "cores_used": 1,
+    "simd_width_bits": 128,
+    "macs_per_cycle": {"fp32": 4, "int8": 8, "lowbit": 8, "lookup": 4, "binary": 64},
+    "l1_kb": 32,
+    "l2_kb": 1024,
+    "dram_bandwidth_gbps": 4.0,
+    "per_layer_overhead_us": 10.0,
+    "unpack_cycles_per_weight": 0.5,
+}
+
+
+def _profile(runtime: str):
+    return profile_from_dict({**BASE, "runtime": runtime}, source="hand-cpu")
+
+
+def _conv(name: str = "conv", kind: str = "conv1d", bits: int = 32, activation_bits: int = 32, decoding: str = "linear") -> LayerDescription:
+    quantized = bits < 32
+    return LayerDescription(
+        name, kind, params=64 * 64 * 3, extra_params=64, macs_per_second=64 * 64 * 3 * 100,
+        input_elements_per_second=6400, output_elements_per_second=6400, weight_bits=bits, activation_bits=activation_bits,
+        quantizer="uniform" if quantized else "none", weight_decoding=decoding if quantized else "",
+    )  # fmt: skip
+
+
+def _free(name: str, kind: str, operation: str = "", activation_bits: int = 32) -> LayerDescription:
+    return LayerDescription(
+        name, kind, input_elements_per_second=6400, output_elements_per_second=6400, operation=operation,
+        activation_bits=activation_bits,
+    )  # fmt: skip
+
+
+def _lower(runtime: str, *layers: LayerDescription):
+    return {lowered.layer.name: lowered for lowered in get_runtime(runtime).lower(ModelDescription("toy", layers)).layers}
+
+
+def test_float_runtime_folds_batch_norm_and_fuses_relu_into_the_convolution():
+    lowered = _lower("onnxruntime-fp32", _conv(), _free("bn", "batchnorm"), _free("relu", "activation", "relu"))
+    assert lowered["conv"].variant == FLOAT and len(lowered["conv"].kernels) == 1
+    assert lowered["bn"].fused_into == "conv" and lowered["relu"].fused_into == "conv"
+    costs = {cost.name: cost for cost in CostModel().estimate(ModelDescription("toy", tuple(l.layer for l in lowered.values())), _profile("onnxruntime-fp32")).layers}
+    assert costs["bn"].bound == FUSED and costs["bn"].latency_ms == 0
+    assert costs["conv"].latency_ms > 0
+
+
+def test_prelu_is_not_fused_and_batch_norm_after_an_activation_is_not_folded():
+    lowered = _lower(
+        "onnxruntime-fp32", _conv(), _free("prelu", "activation", "prelu"), _conv("conv2"), _free("relu", "activation", "relu"),
+        _free("bn", "batchnorm"),
+    )  # fmt: skip
+    assert not lowered["prelu"].fused_into and lowered["prelu"].kernels
+    assert lowered["relu"].fused_into == "conv2"
+    assert not lowered["bn"].fused_into  # conv, ReLU, then BN (a TDNN block): BN cannot fold
+
+
+def test_only_2d_convolutions_absorb_a_residual_add():
+    layers = (_free("bn", "batchnorm"), _free("add", "elementwise", "add"), _free("relu", "activation", "relu"))
+    in_2d = _lower("onnxruntime-fp32", _conv(kind="conv2d"), *layers)
+    in_1d = _lower("onnxruntime-fp32", _conv(), *layers)
+    assert [in_2d[name].fused_into for name in ("bn", "add", "relu")] == ["conv", "conv", "conv"]
+    assert [in_1d[name].fused_into for name in ("bn", "add", "relu")] == ["conv", "", ""]
+
+
+def test_weight_only_decodes_uniform_codes_every_run_and_folds_table_codes():
+    decoded = _lower("onnxruntime-weight-only", _conv(bits=8), _free("bn", "batchnorm"), _conv("conv2", bits=4), _free("relu", "activation", "relu"))
+    folded = _lower("onnxruntime-weight-only", _conv(bits=4, decoding="table"), _free("bn", "batchnorm"))
+    assert decoded["conv"].variant == FLOAT_DECODED
+    assert not decoded["bn"].fused_into  # no batch-norm folding into non-constant weights
+    assert decoded["relu"].fused_into == "conv2"  # activation fusion does not need constant weights
+    assert folded["conv"].variant == FLOAT and folded["bn"].fused_into == "conv"
+
+
+def test_weight_only_memory_holds_codes_for_decoded_layers_and_floats_for_folded_ones():
+    runtime = get_runtime("onnxruntime-weight-only")
+    params, extras = 64 * 64 * 3, 64
+    four_bit = _lower("onnxruntime-weight-only", _conv(bits=4))["conv"]
+    five_bit = _lower("onnxruntime-weight-only", _conv(bits=5))["conv"]
+    folded = _lower("onnxruntime-weight-only", _conv(bits=4, decoding="table"))["conv"]
+    assert runtime.resident_weight_bits(four_bit) == params * 4 + extras * 32  # UINT4 container
+    assert runtime.resident_weight_bits(five_bit) == params * 8 + extras * 32  # UINT8 container
+    assert runtime.resident_weight_bits(folded) == (params + extras) * 32
+    assert runtime.decoded_weight_bits(four_bit) == params * 32 and runtime.decoded_weight_bits(folded) == 0
+
+
+def test_int8_runs_integer_kernels_and_leaves_transposed_convolution_prelu_and_lstm_in_float():
+    lowered = _lower(
+        "onnxruntime-int8",
+        _conv(bits=8, activation_bits=8),
+        _free("prelu", "activation", "prelu", activation_bits=8),
+        _conv("conv2", bits=8, activation_bits=8),
+        _conv("decoder", kind="conv_transpose1d", bits=8, activation_bits=8),
+        dataclasses.replace(_conv("lstm.l0.ih", kind="lstm_input", bits=8, activation_bits=8)),
+        _free("add", "elementwise", "add", activation_bits=8),
+    )
+    variants = {name: layer.variant for name, layer in lowered.items()}
+    assert variants == {
+        "conv": INT8, "prelu": FLOAT, "conv2": INT8, "decoder": FLOAT_DECODED, "lstm.l0.ih": FLOAT, "add": INT8,
+    }  # fmt: skip
+    requantizes = {name for name, layer in lowered.items() if any(kernel.op == REQUANTIZE_OP for kernel in layer.kernels)}
+    # float input -> int8 conv, int8 -> float PReLU, float -> int8 conv, int8 -> float decoder, float -> int8 add
+    assert requantizes == {"conv", "prelu", "conv2", "decoder", "add"}
+
+
+def test_int8_needs_8_bit_weights_and_activations():
+    float_activations = _lower("onnxruntime-int8", _conv(bits=8), _free("add", "elementwise", "add"))
+    four_bit = _lower("onnxruntime-int8", _conv(bits=4, activation_bits=8))
+    assert float_activations["conv"].variant == FLOAT_DECODED and float_activations["add"].variant == FLOAT
+    assert four_bit["conv"].variant == FLOAT_DECODED
+
+
+def test_float_runtime_prices_quantized_layers_as_float():
+    assert _lower("onnxruntime-fp32", _conv(bits=4, activation_bits=8))["conv"].variant == FLOAT
+
+
+@pytest.mark.parametrize("runtime", sorted(RUNTIMES))
+def test_every_kind_and_operation_is_priced_under_every_runtime(runtime):
+    layers = [
+        _free(f"{kind}.{operation}", kind, operation)
+        for kind, operations in OPERATIONS.items()
+        for operation in operations
+    ]
+    for kind in LAYER_KINDS:
+        layer = _conv(f"{kind}-layer", kind=kind) if kind not in OPERATIONS and kind not in ("batchnorm", "groupnorm", "layernorm") else _free(f"{kind}-layer", kind)
+        layers.append(dataclasses.replace(layer, sequential_steps_per_second=100.0 if "lstm" in kind else 0.0))
+    separated = [layer for pair in zip(layers, [_free(f"sep{index}", "pooling", "average") for index in range(len(layers))]) for layer in pair]
+    estimate = CostModel().estimate(ModelDescription("toy", tuple(separated)), _profile(runtime))
+    assert [cost.name for cost in estimate.layers] == [layer.name for layer in separated]
+    assert all(cost.latency_ms >= 0 for cost in estimate.layers)
+    assert estimate.latency_ms > 0 and estimate.peak_memory_bytes > 0
+
+
+def test_a_runtime_registered_by_name_is_what_a_profile_prices():
+    runtime = GraphRuntime("test-no-fusion", "float kernels, no fusion", lambda layer, quantized: FLOAT, {})
+    register_runtime(runtime)
+    try:
+        with pytest.raises(ValueError, match="already registered"):
+            register_runtime(runtime)
+        layers = (_conv(), _free("bn", "batchnorm"))
+        unfused = CostModel().estimate(ModelDescription("toy", layers), _profile("test-no-fusion"))
+        fused = CostModel().estimate(ModelDescription("toy", layers), _profile("onnxruntime-fp32"))
+        assert unfused.runtime == "test-no-fusion"
+        assert unfused.layers[1].latency_ms > 0 and fused.layers[1].latency_ms == 0
+    finally:
+        del RUNTIMES["test-no-fusion"]
+
+
+def test_an_unknown_runtime_names_the_registered_ones():
+    with pytest.raises(KeyError, match="onnxruntime-fp32"):
+        get_runtime("tflite")
