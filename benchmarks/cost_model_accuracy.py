@@ -37,11 +37,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hwcost import load_target  # noqa: E402
+from hwcost.calibration.backends import get_backend  # noqa: E402
 from hwcost.calibration.calibrate import DEFAULT_BASE, calibrate, write_profile  # noqa: E402
 from hwcost.calibration.cases import GRIDS  # noqa: E402
 from hwcost.calibration.measure import host_provenance  # noqa: E402
 from hwcost.calibration.validation import VALIDATION_SETS, WITHIN, ValidationReport, measure_set, validate  # noqa: E402
 from render_docs import RESULTS, write_result  # noqa: E402
+from search.onnx_export import export_onnx  # noqa: E402
 
 RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-weight-only")
 PROFILES = ROOT / "results" / "hwcost"
@@ -63,15 +65,18 @@ def _progress(stage: str, done: int, total: int) -> None:
 def _summary(report: ValidationReport) -> dict[str, Any]:
     data = report.to_dict()
     keys = ("within_10pct", "within_25pct", "spearman", "memory_within_10pct", "memory_within_25pct", "memory_spearman")
-    return {"profile": report.target, "runtime": report.runtime, **{key: data[key] for key in keys}, "worst_kinds": data["worst_kinds"]}
+    figures = {key: data[key] for key in keys}
+    return {"profile": report.target, "runtime": report.runtime, **figures, "worst_kinds": data["worst_kinds"]}
 
 
 def measure_runtime(runtime: str, grid: str, model_set: str) -> dict[str, Any]:
     """Measure the validation set, calibrate, and compare the three profiles on the measurements."""
+    backend = get_backend(runtime, export_onnx)
+    cases = VALIDATION_SETS[model_set]
     print(f"{runtime}: validation set", flush=True)
-    measured = measure_set(runtime, VALIDATION_SETS[model_set], _progress)
+    measured = measure_set(backend, cases, _progress)
     print(f"{runtime}: calibration ({grid} grid)", flush=True)
-    calibration = calibrate(runtime, GRIDS[grid], grid, DEFAULT_BASE, progress=_progress)
+    calibration = calibrate(backend, GRIDS[grid], grid, DEFAULT_BASE, progress=_progress)
     profile_path = write_profile(calibration, PROFILES / f"host-{runtime}.yaml")
     base = load_target(DEFAULT_BASE)
     profiles = {
@@ -79,7 +84,7 @@ def measure_runtime(runtime: str, grid: str, model_set: str) -> dict[str, Any]:
         RUNTIME_AWARE: dataclasses.replace(base, runtime=runtime),
         CALIBRATED: load_target(profile_path),
     }
-    reports = {stage: validate(profile, VALIDATION_SETS[model_set], measured=measured) for stage, profile in profiles.items()}
+    reports = {stage: validate(profile, measured, cases) for stage, profile in profiles.items()}
     calibrated = reports[CALIBRATED]
     models = [
         {

@@ -6,9 +6,9 @@ candidates of each benchmarked space for `--trials` trials and each of `--seeds`
 ready config at some granularity (`SPACES`): on per-layer spaces nearly every trial is a new
 evaluation, random search is hopeless, and mixed precision pays. The samplers start from nothing:
 the engine enqueues the config's uniform baselines before any sampler, which would hand every
-sampler most of the hypervolume in its first trials (`--baselines` does as the engine does). A
-warm-started sampler's first candidates (nsga2 and predictor-screened: the ILP front) are
-enqueued as the engine's searcher enqueues them. Optuna runs in-process, without Ray, and each
+sampler most of the hypervolume in its first trials (`--baselines` does as the engine does); the
+warm-started samplers (nsga2 and predictor-screened) still start from the ILP front, as in the
+engine. Optuna runs in-process, without Ray, and each
 candidate's post-training-quantization metrics (`measure(evaluate(...))`, exactly the engine's)
 are cached by candidate in `<cache_dir>/search_efficiency-<key>.json`, so repeated and shared
 candidates cost nothing.
@@ -73,7 +73,6 @@ from search.samplers import (  # noqa: E402
     SAMPLER_NAMES,
     CandidateSequenceSampler,
     build_sampler,
-    enqueue_first_candidates,
     get_sampler_kind,
     layer_params,
 )
@@ -235,12 +234,9 @@ def run_sampler(name: str, seed: int, trials: int, space: BenchmarkedSpace, base
     with warnings.catch_warnings():  # flagged experimental; the screened sampler reads the names to pick its priors
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         study.set_metric_names([objective.metric for objective in config.objectives])
-    enqueued = []
     if baselines and not get_sampler_kind(name).replays_sequence:
-        enqueued = [prepared.space.uniform_candidate(bits) for bits in config.space.baselines]
-        for candidate in enqueued:
-            study.enqueue_trial(candidate)
-    enqueue_first_candidates(study, sampler, enqueued)
+        for bits in config.space.baselines:
+            study.enqueue_trial(prepared.space.uniform_candidate(bits))
     rows = []
     for _ in range(trials):
         if isinstance(sampler, CandidateSequenceSampler) and sampler.exhausted(study):

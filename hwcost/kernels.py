@@ -8,17 +8,21 @@ e.g. `activation.prelu`), the variant how the runtime runs it (`fp32` on constan
 `fp32-decoded` on float weights decoded from codes on every run, `int8`, or a kernel class of the
 modelled packed-kernel runtime).
 
-Each op has a feature set: the figures of one kernel call that its time grows with. Two depend
-on the cache (`cache_features`): repeated inferences find a model's weights still in the
-per-core L2 cache when they all fit there, and fetch them from further out on every run when
-they do not ("cold_weights", bytes); a recurrent layer reads its gate matrices on every step,
-from beyond L2 when they do not fit ("spilled_steps", steps times bytes). A calibrated
+Each op has a feature set: the figures of one kernel call that its time grows with. A calibrated
 profile holds, per cost key, nanoseconds per unit of each feature (`hwcost.calibration` fits
-them), so a kernel's time is the dot product of its features with them. The matrix shapes of a
-convolution or linear layer follow from its description alone: with M output channels, N output
-positions and K products per output, MACs = M * N * K, weights = M * K and outputs = M * N, so
-"unfolded" = N * K (the im2col buffer a convolution with a kernel wider than one fills) is
-MACs / M.
+them), so a kernel's time is the dot product of its features with them.
+
+- The matrix shapes of a convolution or linear layer follow from its description alone: with M
+  output channels, N output positions and K products per output, MACs = M * N * K, weights =
+  M * K and outputs = M * N, so "unfolded" = N * K (the im2col buffer a convolution with a
+  kernel wider than one fills) is MACs / M.
+- "nibble_weights" counts, for a runtime that decodes codes on every run, the weights whose codes
+  sit in 4-bit containers, which a DequantizeLinear unpacks first.
+- Two depend on the per-core L2 cache (`cache_features`). Repeated inferences find a model's
+  weights still in L2 when they all fit there and fetch them from further out on every run when
+  they do not ("cold_weights" of a matrix product, in bytes). A recurrent layer reads its gate
+  matrices on every step, from beyond L2 when they do not fit ("spilled_steps", steps times
+  bytes); an LSTM's input product runs in the same kernel as its loop, whose spill stands for both.
 
 Works on plain data; never imports torch.
 """
@@ -31,12 +35,13 @@ from dataclasses import dataclass, field
 from spaces.description import LayerDescription
 
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "gemm": ("calls", "macs", "inputs", "outputs", "weights", "unfolded", "cold_weights"),
-    "depthwise": ("calls", "macs", "inputs", "outputs", "weights", "cold_weights"),
-    "recurrent": ("calls", "macs", "steps", "outputs", "weights", "cold_weights", "spilled_steps"),
+    "gemm": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights", "unfolded", "cold_weights"),
+    "sequence_input": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights", "unfolded"),
+    "depthwise": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights"),
+    "recurrent": ("calls", "macs", "steps", "outputs", "weights", "nibble_weights", "spilled_steps"),
     "elementwise": ("calls", "inputs", "outputs"),
     "requantize": ("calls", "elements"),
-    "inference": ("calls",),
+    "inference": ("calls", "inputs", "outputs"),
 }
 """Feature set name -> the figures a kernel of that set is priced on."""
 
@@ -45,7 +50,7 @@ KIND_FEATURE_SETS: dict[str, str] = {
     "conv2d": "gemm",
     "conv_transpose1d": "gemm",
     "linear": "gemm",
-    "lstm_input": "gemm",
+    "lstm_input": "sequence_input",
     "depthwise_conv": "depthwise",
     "lstm": "recurrent",
     "lstm_recurrent": "recurrent",
@@ -65,7 +70,9 @@ ELEMENTWISE_CLASS = "elementwise"
 """Kernel class reported for parameter-free layers by the modelled packed-kernel runtime."""
 
 INFERENCE_OP = "inference"
-"""Op of the fixed work of one inference call (argument checks, graph input and output copies)."""
+"""Op of the work of one inference call outside its kernels: argument checks, and the graph's
+output, allocated and handed back as a new array on every run (graph input and output elements
+are taken as the first layer's input and the last layer's output)."""
 
 _SPECIAL_OPS = {REQUANTIZE_OP: "requantize", INFERENCE_OP: "inference"}
 
@@ -126,28 +133,35 @@ def layer_features(layer: LayerDescription) -> dict[str, float]:
     inputs, outputs = layer.input_elements_per_second, layer.output_elements_per_second
     macs, weights = layer.macs_per_second, float(layer.params)
     kind_set = KIND_FEATURE_SETS[layer.kind]
-    if kind_set == "gemm":
+    if kind_set in ("gemm", "sequence_input"):
         output_channels = outputs * weights / macs if macs > 0 else 0.0
         unfolded = macs / output_channels if output_channels > 0 else 0.0
-        return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "unfolded": unfolded}
+        return {
+            "calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "nibble_weights": 0.0,
+            "unfolded": unfolded,
+        }  # fmt: skip
     if kind_set == "depthwise":
-        return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights}
+        return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "nibble_weights": 0.0}
     if kind_set == "recurrent":
         steps = layer.sequential_steps_per_second
-        return {"calls": 1.0, "macs": macs, "steps": steps, "outputs": outputs, "weights": weights}
+        return {"calls": 1.0, "macs": macs, "steps": steps, "outputs": outputs, "weights": weights, "nibble_weights": 0.0}
     return {"calls": 1.0, "inputs": inputs, "outputs": outputs}
 
 
 SPILL_START = 0.5
 """modelled: weights start to fall out of a cache once they fill half of it (activations, state and
-code hold the rest), and all of them miss once they fill it (cyclic reads under LRU replacement)."""
+code hold the rest)."""
+SPILL_FULL = 2.0
+"""modelled: all of them miss once they are twice its size (cyclic reads under LRU replacement miss
+on everything beyond the cache; the ramp between the two stands for the replacement policy not
+being LRU)."""
 
 
 def spill_fraction(weight_bytes: float, cache_bytes: float) -> float:
     """The fraction of `weight_bytes` read from beyond a cache of `cache_bytes` on each pass."""
     if cache_bytes <= 0:
         return 1.0
-    return min(1.0, max(0.0, weight_bytes / (SPILL_START * cache_bytes) - 1.0) / (1.0 / SPILL_START - 1.0))
+    return min(1.0, max(0.0, (weight_bytes / cache_bytes - SPILL_START) / (SPILL_FULL - SPILL_START)))
 
 
 def weight_bytes(kernel: Kernel) -> float:
@@ -174,9 +188,9 @@ def requantize_kernel(elements: float) -> Kernel:
     return Kernel(REQUANTIZE_OP, "int8", {"calls": 1.0, "elements": elements})
 
 
-def inference_kernel() -> Kernel:
-    """The fixed work of one inference call."""
-    return Kernel(INFERENCE_OP, "fp32", {"calls": 1.0})
+def inference_kernel(inputs: float, outputs: float) -> Kernel:
+    """The work of one inference call outside its kernels, for graph inputs and outputs of these sizes."""
+    return Kernel(INFERENCE_OP, "fp32", {"calls": 1.0, "inputs": inputs, "outputs": outputs})
 
 
 def check_coefficients(key: str, coefficients: Mapping[str, float]) -> str | None:
@@ -201,6 +215,7 @@ __all__ = [
     "INFERENCE_OP",
     "KIND_FEATURE_SETS",
     "REQUANTIZE_OP",
+    "SPILL_FULL",
     "SPILL_START",
     "Kernel",
     "cache_features",

@@ -9,8 +9,9 @@ pattern are on, its defaults. So it counts
          + kernel_type_bytes * distinct kernels         code pages and static buffers each kernel
                                                         type touches on first use
          + sum over weight-owning layers of copies[key] * resident weight bytes
-         + activation_factor * largest activation set   one layer's input + output, and what the
-                                                        planner keeps beside it
+         + activation_factor * largest activation set   one layer's input + output
+         + output_factor * all layer outputs            what the planner keeps beside it (skip
+                                                        paths, tensors read again later)
          + decoded_factor * largest decoded weight      float weights decoded on a run
 
 A layer's resident weight bytes are what its runtime keeps (`Runtime.resident_weight_bits`):
@@ -31,7 +32,7 @@ from dataclasses import dataclass, field
 
 from hwcost.runtimes import Lowering, Runtime
 
-MEMORY_TERMS = ("fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "decoded_factor")
+MEMORY_TERMS = ("fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "output_factor", "decoded_factor")
 """Keys of a profile's `measured.memory` section."""
 
 
@@ -46,6 +47,7 @@ class MemoryCoefficients:
         weight_copies: Cost key -> copies of a layer's resident weights held at the peak; keys not
             named hold `default_copies`.
         activation_factor: Held activations as a multiple of the largest layer input + output.
+        output_factor: Held activations as a fraction of all layer outputs together.
         decoded_factor: Held decoded weights as a multiple of the largest per-run decoded weight.
         default_copies: Copies of weights whose key `weight_copies` does not name.
     """
@@ -54,6 +56,7 @@ class MemoryCoefficients:
     kernel_type_bytes: float = 0.0
     weight_copies: Mapping[str, float] = field(default_factory=dict)
     activation_factor: float = 1.0
+    output_factor: float = 0.0
     decoded_factor: float = 1.0
     default_copies: float = 1.0
 
@@ -80,12 +83,14 @@ class MemoryFeatures:
         kernel_types: Distinct kernels (cost keys) the inference runs.
         weights: Resident weight bytes per cost key (shared weights once, with their owner).
         activations: Bytes of the largest layer input + output.
+        outputs: Bytes of all layer outputs together.
         decoded: Bytes of the largest weight decoded on a run.
     """
 
     kernel_types: int
     weights: Mapping[str, float]
     activations: float
+    outputs: float
     decoded: float
 
 
@@ -93,6 +98,7 @@ def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
     """What one inference of a lowered description holds, in the terms of the peak-memory model."""
     weights: dict[str, float] = {}
     largest_activations = 0.0
+    all_outputs = 0.0
     largest_decoded = 0.0
     for lowered in lowering.layers:
         layer = lowered.layer
@@ -101,12 +107,14 @@ def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
             if executed is not None:
                 activations = (executed.input_elements_per_second + executed.output_elements_per_second)
                 largest_activations = max(largest_activations, math.ceil(activations * executed.activation_bits / 8))
+                all_outputs += executed.output_elements_per_second * executed.activation_bits / 8
         if not layer.shared_with and (layer.params or layer.extra_params):
             key = lowered.kernels[-1].key if lowered.kernels else f"{layer.kind}/{lowered.variant}"
             weights[key] = weights.get(key, 0.0) + runtime.resident_weight_bits(lowered) / 8
         largest_decoded = max(largest_decoded, runtime.decoded_weight_bits(lowered) / 8)
-    kernel_types = {kernel.key for lowered in lowering.layers for kernel in lowered.kernels} | {kernel.key for kernel in lowering.fixed}
-    return MemoryFeatures(len(kernel_types), weights, largest_activations, largest_decoded)
+    kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
+    kernel_types = {kernel.key for kernel in kernels}
+    return MemoryFeatures(len(kernel_types), weights, largest_activations, all_outputs, largest_decoded)
 
 
 def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoefficients) -> PeakMemory:
@@ -117,7 +125,7 @@ def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoeffi
     return PeakMemory(
         fixed_bytes=coefficients.fixed_bytes + coefficients.kernel_type_bytes * features.kernel_types,
         weight_bytes=weight_bytes,
-        activation_bytes=coefficients.activation_factor * features.activations,
+        activation_bytes=coefficients.activation_factor * features.activations + coefficients.output_factor * features.outputs,
         decoded_bytes=coefficients.decoded_factor * features.decoded,
     )
 

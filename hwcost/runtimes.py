@@ -220,6 +220,8 @@ class GraphRuntime(Runtime):
                     stage = next_stage
                     lowered.append(LoweredLayer(layer, owner.variant, (), fused_into=owner.layer.name))
                     continue
+            if variant == FLOAT_DECODED:
+                features["nibble_weights"] = float(layer.params) if _container_bits(layer) == min(_CONTAINER_BITS) else 0.0
             kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant))]
             if self.requantizes and (variant == INT8) != int8_region:
                 int8_region = variant == INT8
@@ -227,7 +229,9 @@ class GraphRuntime(Runtime):
             owner = LoweredLayer(layer, variant, tuple(kernels))
             stage = 0
             lowered.append(owner)
-        return Lowering(tuple(lowered), (inference_kernel(),))
+        layers = description.layers
+        ends = (layers[0].input_elements_per_second, layers[-1].output_elements_per_second) if layers else (0.0, 0.0)
+        return Lowering(tuple(lowered), (inference_kernel(*ends),))
 
     def resident_weight_bits(self, lowered: LoweredLayer) -> float:
         layer = lowered.layer
@@ -235,12 +239,16 @@ class GraphRuntime(Runtime):
         if lowered.variant == INT8:
             return layer.params * _INT8_WEIGHT_BITS + extras
         if lowered.variant == FLOAT_DECODED:
-            container = next(bits for bits in _CONTAINER_BITS if layer.weight_bits <= bits)
-            return layer.params * container + layer.overhead_bits + extras
+            return layer.params * _container_bits(layer) + layer.overhead_bits + extras
         return (layer.params + layer.extra_params) * FLOAT_BITS
 
     def decoded_weight_bits(self, lowered: LoweredLayer) -> float:
         return lowered.layer.params * FLOAT_BITS if lowered.variant == FLOAT_DECODED else 0.0
+
+
+def _container_bits(layer: LayerDescription) -> int:
+    """Bits per code of the integer container an exported graph stores the layer's codes in."""
+    return next(bits for bits in _CONTAINER_BITS if layer.weight_bits <= bits)
 
 
 def _as_executed(layer: LayerDescription, variant: str) -> LayerDescription:

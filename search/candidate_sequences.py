@@ -105,15 +105,21 @@ class FirstCandidates:
     def __init__(self, candidates: Sequence[Candidate]) -> None:
         self.candidates = [dict(candidate) for candidate in candidates]
         self._assigned: dict[int, Candidate] = {}
+        self._used_up = not self.candidates
+
+    def __len__(self) -> int:
+        return len(self.candidates)
 
     def for_trial(self, study: Any, number: int) -> Candidate | None:
         """The trial's first candidate, or None once every candidate is taken."""
         if number not in self._assigned:
+            if self._used_up:
+                return None
             taken = [trial.params for trial in study.get_trials(deepcopy=False) if trial.number != number]
             taken += list(self._assigned.values())
-            remaining = (candidate for candidate in self.candidates if candidate not in taken)
-            candidate = next(remaining, None)
+            candidate = next((candidate for candidate in self.candidates if candidate not in taken), None)
             if candidate is None:
+                self._used_up = True
                 return None
             self._assigned[number] = candidate
         return self._assigned[number]

@@ -285,6 +285,9 @@ def _tune(
                 search_alg=ConcurrencyLimiter(searcher, max_concurrent=config.search.workers),
                 scheduler=ParetoHalvingScheduler(halving),
                 num_samples=num_samples,
+                # One worker process per concurrent trial for the whole run, not one per trial: a
+                # new process per trial costs seconds of start-up and grows the driver's memory.
+                reuse_actors=True,
             ),
             run_config=tune.RunConfig(
                 name=f"tune-resumed-{time.strftime('%Y%m%d-%H%M%S')}" if resumed else "tune",

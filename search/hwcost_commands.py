@@ -8,7 +8,8 @@
 one thread, and writes a target profile with the fitted costs (`hwcost.calibration`). `validate`
 times a fixed set of whole models of every family with the target's runtime and sets the cost
 model's predictions beside the measurements. Both need torch and onnxruntime, so they are
-imported only when a command runs.
+imported only when a command runs; both export through `search.onnx_export`, handed to
+`hwcost.calibration` (which sits below the search package and may not import it).
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from hwcost import ProfileError, load_target
-from hwcost.runtimes import RUNTIMES
+from hwcost import RUNTIMES, ProfileError, load_target
 from search.config import ConfigError
 
 DEFAULT_PROFILE_FOLDER = Path("results") / "hwcost"
@@ -31,6 +31,7 @@ DEFAULT_PROFILE_FOLDER = Path("results") / "hwcost"
 def add_hwcost_commands(hwcost_commands: argparse._SubParsersAction) -> None:
     """Add `calibrate` and `validate` to the `search hwcost` subcommands."""
     runtimes = sorted(RUNTIMES)
+    runtime_help = "; ".join(f"{name}: {RUNTIMES[name].summary}" for name in runtimes)
     calibrate = hwcost_commands.add_parser(
         "calibrate",
         help="fit a runtime's kernel costs on this machine and write a target profile",
@@ -39,7 +40,7 @@ def add_hwcost_commands(hwcost_commands: argparse._SubParsersAction) -> None:
         "kernel costs and memory terms, and write a target profile with a measured: section. Use the profile "
         "file wherever a target is accepted.",
     )
-    calibrate.add_argument("--runtime", required=True, choices=runtimes, help="runtime to calibrate")
+    calibrate.add_argument("--runtime", required=True, choices=runtimes, help=f"runtime to calibrate ({runtime_help})")
     calibrate.add_argument(
         "--out", type=Path, help=f"profile YAML to write (default: {DEFAULT_PROFILE_FOLDER}/host-RUNTIME.yaml)"
     )
@@ -57,20 +58,24 @@ def add_hwcost_commands(hwcost_commands: argparse._SubParsersAction) -> None:
     validate.add_argument("--target", required=True, help="target name or profile YAML file")
     validate.add_argument("--runtime", choices=runtimes, help="runtime to validate the profile for (default: its own)")
     validate.add_argument("--set", dest="model_set", choices=("full", "tiny"), default="full", help="validation set (default: full)")
-    validate.add_argument("--json", action="store_true", help="print one JSON object (within_10pct, within_25pct, spearman, models, ...)")
+    validate.add_argument(
+        "--json", action="store_true", help="print one JSON object (within_10pct, within_25pct, spearman, models, ...)"
+    )
     validate.set_defaults(handler=_validate)
 
 
 def _calibrate(args: argparse.Namespace, console: Console) -> int:
-    from hwcost.calibration.backends import BackendError
+    from hwcost.calibration.backends import BackendError, get_backend
     from hwcost.calibration.calibrate import calibrate, write_profile
     from hwcost.calibration.cases import GRIDS
+    from search.onnx_export import export_onnx
     from search.progress import RichDisplay
 
     out = args.out or DEFAULT_PROFILE_FOLDER / f"host-{args.runtime}.yaml"
     try:
+        backend = get_backend(args.runtime, export_onnx)
         with RichDisplay() as display:
-            calibration = calibrate(args.runtime, GRIDS[args.grid], args.grid, args.base, args.name, progress=display.stage)
+            calibration = calibrate(backend, GRIDS[args.grid], args.grid, args.base, args.name, progress=display.stage)
     except (BackendError, ProfileError) as error:
         raise ConfigError(str(error)) from None
     path = write_profile(calibration, out)
@@ -89,16 +94,20 @@ def _calibrate(args: argparse.Namespace, console: Console) -> int:
 
 
 def _validate(args: argparse.Namespace, console: Console) -> int:
-    from hwcost.calibration.backends import BackendError
-    from hwcost.calibration.validation import VALIDATION_SETS, ValidationError, print_report, validate
+    from hwcost.calibration.backends import BackendError, get_backend
+    from hwcost.calibration.validation import VALIDATION_SETS, ValidationError, check_host, measure_set, print_report, validate
+    from search.onnx_export import export_onnx
     from search.progress import RichDisplay
 
+    cases = VALIDATION_SETS[args.model_set]
     try:
         profile = load_target(args.target)
         if args.runtime:
             profile = dataclasses.replace(profile, runtime=args.runtime)
+        check_host(profile)
+        backend = get_backend(profile.runtime, export_onnx)
         with RichDisplay() as display:
-            report = validate(profile, VALIDATION_SETS[args.model_set], progress=display.stage)
+            report = validate(profile, measure_set(backend, cases, progress=display.stage), cases)
     except (BackendError, ProfileError, ValidationError) as error:
         raise ConfigError(str(error)) from None
     if args.json:

@@ -90,7 +90,7 @@ class WarmStartedNSGAIISampler(PicklableNSGAIISampler):
 
 
 class SamplerError(ValueError):
-    """A sampler that cannot be built for this run (unknown name, no sensitivities for sensitivity-greedy).
+    """A sampler that cannot be built for this run (unknown name, no sensitivities or no allocation it needs).
 
     A `ValueError` rather than a `search.config.ConfigError`: the config takes its sampler names
     from this module, so this module cannot import the config. The CLI lists it among the errors a

@@ -10,8 +10,8 @@ drawn at random to keep exploring), predicts every objective of each with
 pick joins the front as if its prediction were measured, so the next pick improves on it (a
 "believer" batch). Objectives are compared in minimisation form, scaled to the measured range.
 
-Its first generation is the ILP's predicted front (`first_candidates`, enqueued by the searcher),
-so the predictor starts from candidates spread over the whole trade-off. A parameter the space
+Its first generation is the ILP's predicted front (`first_candidates`), so the predictor starts
+from candidates spread over the whole trade-off. A parameter the space
 did not produce (another objective's toy search space) is sampled at random, so the sampler
 never fails a trial.
 """
@@ -29,11 +29,13 @@ from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.allocation import AllocationProblem, Assignment
-from search.candidate_sequences import Candidate, candidate_of
+from search.candidate_sequences import Candidate, FirstCandidates, candidate_of
 from search.predictor import QualityPredictor, prior_for
 
 RANDOM_SHARE = 0.25
 """Share of each pool drawn uniformly at random rather than bred from the front."""
+CROSSOVER = 0.5
+"""Probability that a bred child mixes two front members (uniform crossover) before its mutation."""
 NEIGHBOUR_STEP = 0.7
 """Probability that a mutated bits knob moves to a neighbouring width rather than any width."""
 _REFERENCE = 1.1
@@ -48,7 +50,7 @@ class ScreenedSampler(BaseSampler):
         problem: The ILP problem: the knobs bred over and the predictor's prior.
         population_size: Candidates evaluated per generation.
         seed: Seeds breeding, the predictor and the random fallback.
-        first_candidates: The first generation (the ILP front), enqueued before the sampler proposes.
+        first_candidates: The first generation (the ILP front), proposed before anything is bred.
         pool_factor: Candidates bred per evaluated one.
     """
 
@@ -65,7 +67,7 @@ class ScreenedSampler(BaseSampler):
         self.problem = problem
         self.population_size = population_size
         self.pool_size = pool_factor * population_size
-        self.first_candidates = [dict(candidate) for candidate in first_candidates]
+        self.first_candidates = FirstCandidates(first_candidates)
         self.seed = seed
         self._rng = np.random.default_rng(seed)
         self._fallback = RandomSampler(seed=seed)
@@ -84,9 +86,7 @@ class ScreenedSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
     ) -> Any:
         if trial.number not in self._assigned:
-            if not self._queue:
-                self._queue = self.screen(study)
-            self._assigned[trial.number] = self._queue.pop(0) if self._queue else {}
+            self._assigned[trial.number] = self._next_candidate(study, trial.number)
         candidate = self._assigned[trial.number]
         if param_name in candidate:
             return candidate[param_name]
@@ -96,6 +96,15 @@ class ScreenedSampler(BaseSampler):
         self, study: Study, trial: FrozenTrial, state: TrialState, values: Sequence[float] | None
     ) -> None:
         self._assigned.pop(trial.number, None)
+
+    def _next_candidate(self, study: Study, number: int) -> Candidate:
+        """A first candidate while any is left, else the head of the screened queue (bred anew when empty)."""
+        first = self.first_candidates.for_trial(study, number)
+        if first is not None:
+            return first
+        if not self._queue:
+            self._queue = self.screen(study)
+        return self._queue.pop(0) if self._queue else {}
 
     def screen(self, study: Study) -> list[Candidate]:
         """The next generation: bred candidates ranked by predicted hypervolume improvement."""
@@ -126,8 +135,8 @@ class ScreenedSampler(BaseSampler):
         if assignments:
             front = moocore.is_nondominated(observed)
             return [assignment for assignment, keep in zip(assignments, front) if keep]
-        if self.first_candidates:
-            return [self.problem.assignment(candidate) for candidate in self.first_candidates]
+        if self.first_candidates.candidates:
+            return [self.problem.assignment(candidate) for candidate in self.first_candidates.candidates]
         return [self._random_assignment()]
 
     def _breed(self, parents: list[Assignment], seen: list[Mapping[str, Any]]) -> list[tuple[Assignment, Candidate]]:
@@ -141,7 +150,7 @@ class ScreenedSampler(BaseSampler):
                 child = self._random_assignment()
             else:
                 child = dict(parents[self._rng.integers(len(parents))])
-                if len(parents) > 1 and self._rng.random() < 0.5:
+                if len(parents) > 1 and self._rng.random() < CROSSOVER:
                     other = parents[self._rng.integers(len(parents))]
                     child = {knob: (value if self._rng.random() < 0.5 else other[knob]) for knob, value in child.items()}
                 child = self._mutate(child)

@@ -117,6 +117,9 @@ def ray_trainable(config: dict[str, Any], context: TrialContext) -> None:
     from ray import tune
 
     torch.set_num_threads(context.cpus_per_trial)
+    # Tune reuses a worker process for the next trial: restart torch's global generator from its
+    # initial seed, as in a fresh process, so a trial's result does not depend on the one before.
+    torch.manual_seed(torch.initial_seed())
     node = ray.get_runtime_context().get_node_id()
     if REUSED in config:  # measured before: report those results as they were
         for result in config[REUSED]["rungs"]:

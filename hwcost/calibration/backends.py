@@ -1,8 +1,9 @@
 """Per runtime: how a model becomes the graph that runtime runs, with the description it is priced by.
 
 A backend turns a `ModelCase` into an ONNX graph as a user of that runtime would get it, through
-the project's own compression and export (`spaces.compress`, `search.onnx_export`), and into the
-description the cost model prices, from the same weights:
+the project's own compression and export (`spaces.compress`, and the exporter the caller passes:
+`search.onnx_export.export_onnx`, which `hwcost` may not import, being below the search
+package), and into the description the cost model prices, from the same weights:
 
 - onnxruntime-fp32: the float model, exported as it is;
 - onnxruntime-weight-only: every quantizable layer quantized in the case's weight-only format and
@@ -22,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import tempfile
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,11 +34,17 @@ from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantTy
 from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
-from hwcost.calibration.cases import ModelCase
-from search.onnx_export import export_onnx
+from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, ModelCase
 from spaces.compress import CompressedModel, finalize_compressed, quantizable_layers
 from spaces.description import ModelDescription
 from spaces.quant import QuantizedWeight, get_quantizer
+
+Exporter = Callable[
+    [nn.Module, Mapping[str, QuantizedWeight], Mapping[str, torch.Tensor], Sequence[str], Mapping[str, Mapping[int, str]]],
+    onnx.ModelProto,
+]
+"""`search.onnx_export.export_onnx`: (model, quantized weights, example inputs by name, output
+names, dynamic axes) -> the graph with its quantized layers' codes decoded in it."""
 
 OUTPUT_NAME = "output"
 CALIBRATION_BATCHES = 4
@@ -63,11 +71,15 @@ class PreparedModel:
 
 
 class Backend(ABC):
-    """Lowers cases to the graphs one runtime runs."""
+    """Lowers cases to the graphs one runtime runs, exporting through `exporter`."""
 
     runtime: str
-    table_decoded_cases: bool = False
-    """Whether the runtime treats table-decoded codes apart (calibration then measures them too)."""
+    weight_formats: tuple[tuple[str, int], ...] = ()
+    """Weight-only formats beyond the default the runtime runs differently (calibration measures
+    its weighted micro-benchmarks in each too)."""
+
+    def __init__(self, exporter: Exporter) -> None:
+        self._exporter = exporter
 
     def prepare(self, case: ModelCase) -> PreparedModel:
         """The case's graph and description for this runtime."""
@@ -101,9 +113,10 @@ class Backend(ABC):
     def weight_format(self, case: ModelCase) -> str:
         """How the case's weights (and activations) are stored for this runtime, for reports."""
 
-
-def _export(model: nn.Module, quantized: dict[str, QuantizedWeight], examples: dict[str, torch.Tensor]) -> onnx.ModelProto:
-    return export_onnx(model, quantized, examples, [OUTPUT_NAME], {})
+    def _export(
+        self, model: nn.Module, quantized: dict[str, QuantizedWeight], examples: dict[str, torch.Tensor]
+    ) -> onnx.ModelProto:
+        return self._exporter(model, quantized, examples, [OUTPUT_NAME], {})
 
 
 def _quantize_all(model: nn.Module, quantizer: str, bits: int) -> dict[str, QuantizedWeight]:
@@ -120,7 +133,7 @@ class FloatBackend(Backend):
         return {}
 
     def _graph(self, compressed, quantized, examples, feeds) -> onnx.ModelProto:
-        return _export(compressed.model, quantized, examples)
+        return self._export(compressed.model, quantized, examples)
 
     def weight_format(self, case: ModelCase) -> str:
         return "fp32"
@@ -130,13 +143,13 @@ class WeightOnlyBackend(Backend):
     """Integer codes in the graph, decoded to float weights (the project's bundles)."""
 
     runtime = "onnxruntime-weight-only"
-    table_decoded_cases = True
+    weight_formats = (NIBBLE_CODES, TABLE_CODES)
 
     def _quantized(self, case: ModelCase, model: nn.Module) -> dict[str, QuantizedWeight]:
         return _quantize_all(model, *case.weight_only)
 
     def _graph(self, compressed, quantized, examples, feeds) -> onnx.ModelProto:
-        return _export(compressed.model, quantized, examples)
+        return self._export(compressed.model, quantized, examples)
 
     def weight_format(self, case: ModelCase) -> str:
         quantizer, bits = case.weight_only
@@ -169,7 +182,7 @@ class StaticInt8Backend(Backend):
     def _graph(self, compressed, quantized, examples, feeds) -> onnx.ModelProto:
         with tempfile.TemporaryDirectory(prefix="hwcost-int8-") as folder:
             float_path, prepared_path, quantized_path = (Path(folder) / name for name in ("float.onnx", "pre.onnx", "int8.onnx"))
-            onnx.save(_export(compressed.model, {}, examples), float_path)
+            onnx.save(self._export(compressed.model, {}, examples), float_path)
             quant_pre_process(float_path, prepared_path, skip_symbolic_shape=True)
             quantize_static(
                 prepared_path, quantized_path, _Batches(feeds), quant_format=QuantFormat.QDQ, per_channel=True,
@@ -186,16 +199,16 @@ class StaticInt8Backend(Backend):
         return dataclasses.replace(description, layers=layers)
 
 
-BACKENDS: dict[str, Backend] = {backend.runtime: backend for backend in (FloatBackend(), WeightOnlyBackend(), StaticInt8Backend())}
-"""Runtimes this host can run, by name."""
+BACKENDS: dict[str, type[Backend]] = {backend.runtime: backend for backend in (FloatBackend, WeightOnlyBackend, StaticInt8Backend)}
+"""Backends of the runtimes this host can run, by runtime name."""
 
 
 class BackendError(ValueError):
     """A runtime this host cannot run (modelled only), or an unknown one."""
 
 
-def get_backend(runtime: str) -> Backend:
-    """The backend of `runtime`.
+def get_backend(runtime: str, exporter: Exporter) -> Backend:
+    """The backend of `runtime`, exporting through `exporter`.
 
     Raises:
         BackendError: naming the runtimes that can be measured here.
@@ -205,7 +218,7 @@ def get_backend(runtime: str) -> Backend:
             f"runtime {runtime!r} cannot be measured on this host (it is modelled only); measurable runtimes: "
             f"{', '.join(sorted(BACKENDS))}"
         )
-    return BACKENDS[runtime]
+    return BACKENDS[runtime](exporter)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "PreparedModel", "get_backend"]
+__all__ = ["BACKENDS", "Backend", "BackendError", "Exporter", "PreparedModel", "get_backend"]

@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from hwcost.calibration.backends import get_backend
+from hwcost.calibration.backends import Backend
 from hwcost.calibration.cases import Grid, ModelCase, calibration_cases
 from hwcost.calibration.fit import FitReport, Observation, fit_latency, fit_memory
 from hwcost.calibration.measure import (
@@ -34,7 +34,7 @@ from hwcost.calibration.measure import (
     host_caches_kb,
     host_provenance,
     measure_peak_memory,
-    time_graph,
+    time_graphs,
 )
 from hwcost.memory import MemoryCoefficients
 from hwcost.profile import load_target
@@ -81,25 +81,31 @@ class Calibration:
 
 
 def measure_cases(
-    runtime: str, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = CALIBRATION_TIMING
+    backend: Backend, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = CALIBRATION_TIMING
 ) -> list[CaseMeasurement]:
     """Lower, time and (where the case asks) measure the peak memory of every case."""
-    backend = get_backend(runtime)
-    measured = []
+    prepared = []
     for index, case in enumerate(cases):
         if progress:
-            progress(f"measuring ({case.name})", index, len(cases))
-        prepared = backend.prepare(case)
-        measured_time = time_graph(prepared.graph, prepared.feeds, timing)
-        memory = measure_peak_memory(prepared.graph, prepared.feeds) if case.measure_memory else None
-        measured.append(CaseMeasurement(case.name, prepared.description, measured_time, memory))
+            progress(f"exporting ({case.name})", index, len(cases))
+        prepared.append(backend.prepare(case))
+    timings = time_graphs(
+        [(model.graph, model.feeds) for model in prepared], timing,
+        (lambda done, total: progress("timing", done, total)) if progress else None,
+    )  # fmt: skip
+    measured = []
+    for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
+        if progress:
+            progress(f"peak memory ({case.name})", index, len(cases))
+        memory = measure_peak_memory(model.graph, model.feeds) if case.measure_memory else None
+        measured.append(CaseMeasurement(case.name, model.description, measured_time, memory))
     if progress:
-        progress("measuring", len(cases), len(cases))
+        progress("peak memory", len(cases), len(cases))
     return measured
 
 
 def calibrate(
-    runtime: str,
+    backend: Backend,
     grid: Grid,
     grid_name: str,
     base: str = DEFAULT_BASE,
@@ -107,16 +113,15 @@ def calibrate(
     progress: Progress | None = None,
     timing: TimingPlan = CALIBRATION_TIMING,
 ) -> Calibration:
-    """Measure `grid` under `runtime` and fit a profile named `name` on the figures of `base`.
+    """Measure `grid` with `backend`'s runtime and fit a profile named `name` on the figures of `base`.
 
     Raises:
-        BackendError: the runtime cannot run here (modelled only).
         ProfileError: `base` names no valid profile.
     """
-    backend = get_backend(runtime)
+    runtime = backend.runtime
     base_profile = load_target(base)
     provenance = {**host_provenance(runtime), "grid": grid_name, "base_profile": base_profile.name}
-    measurements = measure_cases(runtime, calibration_cases(grid, backend.table_decoded_cases), progress, timing)
+    measurements = measure_cases(backend, calibration_cases(grid, backend.weight_formats), progress, timing)
     return fit_profile(runtime, measurements, base, name or f"host-{runtime}", provenance, host_caches_kb())
 
 
@@ -174,12 +179,17 @@ def _base_data(base: str) -> dict[str, Any]:
 
 def _noise(measurements: Sequence[CaseMeasurement]) -> dict[str, Any]:
     spreads = {item.name: item.timing.relative_iqr for item in measurements}
+    rounds = {item.name: item.timing.round_spread for item in measurements}
     worst = max(spreads, key=spreads.__getitem__)
+    worst_round = max(rounds, key=rounds.__getitem__)
     return {
-        "statistic": "interquartile range of the timed runs over their median",
+        "statistic": "relative interquartile range of the runs within a round; spread of the round medians",
         "median_relative_iqr": round(statistics.median(spreads.values()), 4),
         "worst_relative_iqr": round(spreads[worst], 4),
         "worst_case": worst,
+        "median_round_spread": round(statistics.median(rounds.values()), 4),
+        "worst_round_spread": round(rounds[worst_round], 4),
+        "worst_round_case": worst_round,
         "timed_runs": sum(item.timing.runs for item in measurements),
     }
 
@@ -190,6 +200,7 @@ def _memory_section(memory: MemoryCoefficients) -> dict[str, Any]:
         "kernel_type_bytes": _rounded(memory.kernel_type_bytes),
         "weight_copies": {key: _rounded(value) for key, value in sorted(memory.weight_copies.items())},
         "activation_factor": _rounded(memory.activation_factor),
+        "output_factor": _rounded(memory.output_factor),
         "decoded_factor": _rounded(memory.decoded_factor),
     }
 

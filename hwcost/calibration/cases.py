@@ -42,6 +42,8 @@ _INPUT_SEED = 0
 
 UNIFORM_CODES = ("uniform", 8)
 """Weight-only format decoded by a DequantizeLinear on every run: 8-bit uniform codes."""
+NIBBLE_CODES = ("uniform", 4)
+"""Weight-only format decoded by a DequantizeLinear on every run from 4-bit containers (UINT4)."""
 TABLE_CODES = ("kmeans", 4)
 """Weight-only format decoded by a Gather, folded to float at load: 4-bit k-means codebooks."""
 
@@ -166,8 +168,7 @@ def _temporal(channels: int, hidden: int, dilation: int, frames: int, depth: int
 
 
 def _depthwise(channels: int, dilation: int, frames: int, depth: int) -> _Stack:
-    layers = [module for _ in range(depth) for module in (DepthwiseConv1d(channels, 3, dilation), PReLU())]
-    return _Stack(layers, (1, channels, frames))
+    return _Stack([DepthwiseConv1d(channels, 3, dilation) for _ in range(depth)], (1, channels, frames))
 
 
 def _residual2d(channels_in: int, channels: int, bins: int, stride: int, frames: int, depth: int) -> _Stack:
@@ -227,10 +228,10 @@ def _cases(
     shapes: Sequence[tuple],
     depths: Sequence[int] = (),
     input_names: tuple[str, ...] = ("x",),
-    table_decoded: bool = False,
+    weight_formats: Sequence[tuple[str, int]] = (),
 ) -> list[ModelCase]:
     """One case per shape and depth (`factory(*shape, depth)`; `factory(*shape)` without depths),
-    named after both; with `table_decoded`, also each shape at its first depth in `TABLE_CODES`."""
+    named after both; also each shape at its first depth in each of `weight_formats`."""
     cases = []
     for shape in shapes:
         label = f"{prefix}-{'x'.join(map(str, shape))}"
@@ -239,8 +240,11 @@ def _cases(
             name = label if depth is None else f"{label}-d{depth}"
             build = functools.partial(factory, *arguments)
             cases.append(micro_case(name, build, input_names, measure_memory=index == 0))
-            if table_decoded and index == 0:
-                cases.append(micro_case(f"{name}-{TABLE_CODES[0]}", build, input_names, TABLE_CODES))
+            if index == 0:
+                cases += [
+                    micro_case(f"{name}-{quantizer}{bits}", build, input_names, (quantizer, bits))
+                    for quantizer, bits in weight_formats
+                ]
     return cases
 
 
@@ -276,19 +280,22 @@ FULL_GRID = Grid(
     ),
     # (channels, hidden, dilation, frames): the extractor's separator blocks
     temporal=((64, 128, 1, 500), (32, 64, 2, 1000), (128, 256, 1, 250), (64, 256, 4, 500), (48, 96, 1, 500), (16, 32, 1, 500)),
-    # (channels, dilation, frames): depthwise convolutions with their PReLU
+    # (channels, dilation, frames): depthwise convolutions (with their PReLU in the temporal blocks)
     depthwise=((128, 1, 500), (256, 2, 500), (64, 4, 1000), (512, 1, 250), (96, 8, 500), (48, 2, 500)),
     # (input channels, channels, bins, stride, frames): ResNet basic blocks
     residual2d=(
         (8, 8, 40, 1, 100), (8, 16, 40, 2, 100), (16, 32, 20, 2, 50), (32, 32, 10, 1, 25), (32, 64, 10, 2, 25),
-        (16, 16, 20, 1, 50), (64, 64, 5, 1, 13), (24, 24, 40, 1, 100),
+        (16, 16, 20, 1, 50), (64, 64, 5, 1, 13), (24, 24, 40, 1, 100), (96, 128, 5, 2, 13), (192, 192, 3, 1, 7),
     ),
     # (inputs, outputs, frames): embedding layers (one frame) and per-frame ones
-    dense=((3072, 192, 1), (1536, 512, 1), (512, 512, 1), (256, 128, 1), (64, 64, 100), (128, 256, 100), (32, 16, 1), (128, 64, 1)),
+    dense=(
+        (3072, 192, 1), (1536, 512, 1), (512, 512, 1), (256, 128, 1), (64, 64, 100), (128, 256, 100), (32, 16, 1), (128, 64, 1),
+        (1536, 1536, 1),
+    ),
     # (inputs, hidden, layers, frames): GE2E-style stacked LSTMs
     recurrent=(
         (40, 64, 1, 100), (40, 128, 2, 100), (40, 256, 1, 160), (64, 192, 2, 100), (40, 96, 3, 100), (40, 32, 1, 100),
-        (40, 384, 2, 100), (40, 512, 1, 100),
+        (40, 384, 2, 100), (40, 512, 1, 100), (40, 320, 1, 100), (64, 256, 2, 160),
     ),
     # (filters, window, frames): the extractor's overlap-add decoder
     decoder=((64, 16, 1000), (256, 32, 500), (128, 32, 500), (512, 64, 250)),
@@ -314,20 +321,20 @@ GRIDS = {"full": FULL_GRID, "small": SMALL_GRID}
 """Calibration grids by name."""
 
 
-def calibration_cases(grid: Grid, table_decoded: bool = False) -> list[ModelCase]:
-    """Every micro-benchmark of `grid`: each layer kind at each shape and depth; with
-    `table_decoded`, the layers with weights also in `TABLE_CODES` (what a weight-only runtime
-    folds at load, where it decodes `UNIFORM_CODES` on every run)."""
-    depths, table = grid.depths, table_decoded
+def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = ()) -> list[ModelCase]:
+    """Every micro-benchmark of `grid`: each layer kind at each shape and depth, the layers with
+    weights also at one depth in each of `weight_formats` (under a weight-only runtime, codes it
+    decodes differently from `UNIFORM_CODES`)."""
+    depths, formats = grid.depths, weight_formats
     cases = [
-        *_cases("tdnn", _tdnn, grid.tdnn, depths, table_decoded=table),
-        *_cases("pointwise", _pointwise, grid.pointwise, depths, table_decoded=table),
-        *_cases("temporal", _temporal, grid.temporal, depths, table_decoded=table),
-        *_cases("depthwise", _depthwise, grid.depthwise, depths, table_decoded=table),
-        *_cases("residual2d", _residual2d, grid.residual2d, depths, table_decoded=table),
-        *_cases("dense", _dense, grid.dense, depths, table_decoded=table),
-        *_cases("recurrent", _Recurrent, grid.recurrent, table_decoded=table),
-        *_cases("decoder", _decoder, grid.decoder, table_decoded=table),
+        *_cases("tdnn", _tdnn, grid.tdnn, depths, weight_formats=formats),
+        *_cases("pointwise", _pointwise, grid.pointwise, depths, weight_formats=formats),
+        *_cases("temporal", _temporal, grid.temporal, depths, weight_formats=formats),
+        *_cases("depthwise", _depthwise, grid.depthwise, depths, weight_formats=formats),
+        *_cases("residual2d", _residual2d, grid.residual2d, depths, weight_formats=formats),
+        *_cases("dense", _dense, grid.dense, depths, weight_formats=formats),
+        *_cases("recurrent", _Recurrent, grid.recurrent, weight_formats=formats),
+        *_cases("decoder", _decoder, grid.decoder, weight_formats=formats),
     ]
     for op in _ELEMENTWISE_MODULES:
         cases += _cases(op, functools.partial(_chain, op), grid.elementwise, depths)
@@ -356,6 +363,7 @@ __all__ = [
     "GRIDS",
     "SAMPLE_RATE",
     "SMALL_GRID",
+    "NIBBLE_CODES",
     "TABLE_CODES",
     "UNIFORM_CODES",
     "Grid",

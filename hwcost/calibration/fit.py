@@ -27,9 +27,16 @@ from hwcost.kernels import Kernel, cache_features
 from hwcost.memory import MemoryCoefficients, memory_features
 from hwcost.runtimes import Lowering, Runtime
 
+HUBER_SCALES = 2.5
+"""Robust standard deviations of error within which a case keeps its full weight (a common Huber bound)."""
+HUBER_ROUNDS = 3
+MAD_TO_STANDARD_DEVIATION = 1.4826
+"""Median absolute deviation to standard deviation, for normally distributed errors."""
+
 _FIXED = "fixed_bytes"
 _KERNEL_TYPES = "kernel_type_bytes"
 _ACTIVATIONS = "activation_factor"
+_OUTPUTS = "output_factor"
 _DECODED = "decoded_factor"
 
 
@@ -75,14 +82,25 @@ class FitReport:
 
 
 def _solve(rows: Sequence[Mapping[str, float]], measured: Sequence[float]) -> tuple[dict[str, float], list[float]]:
-    """Non-negative coefficients per column minimising the relative errors; with the fitted values."""
+    """Non-negative coefficients per column minimising the relative errors; with the fitted values.
+
+    Huber-weighted: after each fit, cases whose relative error exceeds `HUBER_SCALES` robust
+    standard deviations (from the median absolute error) get a weight inversely proportional to
+    it, and the fit is repeated `HUBER_ROUNDS` times, so a case timed during a burst of load on
+    the machine does not drag every coefficient.
+    """
     columns = sorted({column for row in rows for column in row})
     design = np.array([[row.get(column, 0.0) for column in columns] for row in rows], dtype=float)
     target = np.asarray(measured, dtype=float)
     scale = np.abs(design).max(axis=0)
     scale[scale == 0] = 1.0
-    weighted = design / scale / target[:, None]
-    regression = LinearRegression(positive=True, fit_intercept=False).fit(weighted, np.ones(len(target)))
+    relative = design / scale / target[:, None]
+    weights = np.ones(len(target))
+    for _ in range(HUBER_ROUNDS + 1):
+        regression = LinearRegression(positive=True, fit_intercept=False).fit(relative * weights[:, None], weights)
+        errors = np.abs(relative @ regression.coef_ - 1.0)
+        bound = HUBER_SCALES * MAD_TO_STANDARD_DEVIATION * max(float(np.median(errors)), np.finfo(float).eps)
+        weights = np.minimum(1.0, bound / np.maximum(errors, np.finfo(float).eps))
     coefficients = regression.coef_ / scale
     return dict(zip(columns, coefficients.tolist())), (design @ coefficients).tolist()
 
@@ -115,7 +133,10 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         features = memory_features(observation.lowering, runtime)
         copies = {f"copies:{key}": value for key, value in features.weights.items()}
         rows.append(
-            {_FIXED: 1.0, _KERNEL_TYPES: features.kernel_types, _ACTIVATIONS: features.activations, _DECODED: features.decoded, **copies}
+            {
+                _FIXED: 1.0, _KERNEL_TYPES: features.kernel_types, _ACTIVATIONS: features.activations,
+                _OUTPUTS: features.outputs, _DECODED: features.decoded, **copies,
+            }  # fmt: skip
         )
     if not rows:
         return MemoryCoefficients(), FitReport({})
@@ -125,6 +146,7 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         kernel_type_bytes=solution[_KERNEL_TYPES],
         weight_copies={column.removeprefix("copies:"): value for column, value in solution.items() if column.startswith("copies:")},
         activation_factor=solution[_ACTIVATIONS],
+        output_factor=solution[_OUTPUTS],
         decoded_factor=solution[_DECODED],
     )
     errors = {o.name: value / o.measured_peak_bytes - 1 for o, value in zip(measured_cases, fitted)}

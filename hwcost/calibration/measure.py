@@ -3,8 +3,12 @@
 Latency is the median per-thread CPU time (`time.thread_time`) of one `session.run` on one
 onnxruntime thread (intra- and inter-op, sequential execution), so it runs on the calling
 thread and the clock counts the inference only: unlike wall time it does not grow while other
-processes hold the cores, which keeps it repeatable on a shared machine (it still feels their
-cache pressure). Noise is the relative interquartile range of the timed runs.
+processes hold the cores, which keeps it repeatable on a shared machine. It still grows with
+their pressure on the shared caches and on a core's other hardware thread, so a set of graphs is
+timed in rounds, one session per graph and round, the rounds interleaved across the set: a
+graph's time is the smallest of its round medians (load only ever adds CPU time, so the least
+disturbed round is the closest to a quiet machine). Noise is the median relative interquartile
+range of the runs within a round, and the spread of the round medians.
 
 Peak memory is measured by `hwcost.calibration.memory_probe` in a fresh interpreter per graph.
 """
@@ -20,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,30 +41,34 @@ _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 
 @dataclass(frozen=True)
 class TimingPlan:
-    """How long to time a graph: warm-up runs, then at least `min_runs` and `min_cpu_seconds`."""
+    """How to time a graph: `rounds` times, each with warm-up runs, then at least `min_runs` and
+    `min_cpu_seconds` of timed runs."""
 
     warmup_runs: int
     min_runs: int
     min_cpu_seconds: float
+    rounds: int = 1
 
 
-CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.15)
-VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.5)
+CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.1, rounds=2)
+VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.3, rounds=3)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Median CPU time of one inference and the spread of the runs.
+    """CPU time of one inference and its noise.
 
     Attributes:
-        median_ms: Median per-thread CPU time of one run.
-        relative_iqr: Interquartile range of the runs over their median (the noise).
-        runs: Timed runs.
+        median_ms: Smallest round median of the per-thread CPU time of one run.
+        relative_iqr: Median over the rounds of the runs' interquartile range over their median.
+        runs: Timed runs, all rounds together.
+        round_spread: Largest round median over the smallest, minus one (0 for one round).
     """
 
     median_ms: float
     relative_iqr: float
     runs: int
+    round_spread: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,26 @@ def session_options() -> onnxruntime.SessionOptions:
     return options
 
 
-def time_graph(graph: onnx.ModelProto, feeds: dict[str, np.ndarray], plan: TimingPlan) -> Timing:
-    """Median per-thread CPU time of one inference of `graph` on `feeds`."""
+def time_graphs(
+    graphs: Sequence[tuple[onnx.ModelProto, dict[str, np.ndarray]]],
+    plan: TimingPlan,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[Timing]:
+    """The CPU time of one inference of each (graph, feeds), timed in `plan.rounds` interleaved rounds."""
+    rounds: list[list[tuple[float, float, int]]] = [[] for _ in graphs]
+    total = plan.rounds * len(graphs)
+    for round_index in range(plan.rounds):
+        for index, (graph, feeds) in enumerate(graphs):
+            if progress:
+                progress(round_index * len(graphs) + index, total)
+            rounds[index].append(_time_round(graph, feeds, plan))
+    if progress:
+        progress(total, total)
+    return [_timing(measured) for measured in rounds]
+
+
+def _time_round(graph: onnx.ModelProto, feeds: dict[str, np.ndarray], plan: TimingPlan) -> tuple[float, float, int]:
+    """One round on a fresh session: (median seconds, relative IQR, runs)."""
     session = onnxruntime.InferenceSession(graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
     for _ in range(plan.warmup_runs):
         session.run(None, feeds)
@@ -100,7 +127,18 @@ def time_graph(graph: onnx.ModelProto, feeds: dict[str, np.ndarray], plan: Timin
         timings.append(time.thread_time() - started)
     quartiles = statistics.quantiles(timings, n=4)
     median = statistics.median(timings)
-    return Timing(median * 1e3, (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0, len(timings))
+    return median, (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0, len(timings)
+
+
+def _timing(rounds: Sequence[tuple[float, float, int]]) -> Timing:
+    medians = [median for median, _, _ in rounds]
+    fastest = min(medians)
+    return Timing(
+        median_ms=fastest * 1e3,
+        relative_iqr=statistics.median(spread for _, spread, _ in rounds),
+        runs=sum(runs for _, _, runs in rounds),
+        round_spread=max(medians) / fastest - 1 if fastest > 0 else 0.0,
+    )
 
 
 def measure_peak_memory(graph: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> MemoryMeasurement:
@@ -194,5 +232,5 @@ __all__ = [
     "host_provenance",
     "measure_peak_memory",
     "session_options",
-    "time_graph",
+    "time_graphs",
 ]

@@ -30,19 +30,18 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import onnx
 import onnxruntime
 from scipy.stats import spearmanr
 
-from hwcost.calibration.backends import PreparedModel, get_backend
-from hwcost.calibration.cases import TABLE_CODES, UNIFORM_CODES, ModelCase
+from hwcost.calibration.backends import Backend, PreparedModel
+from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, UNIFORM_CODES, ModelCase
 from hwcost.calibration.measure import (
     VALIDATION_TIMING,
     TimingPlan,
     host_provenance,
     measure_peak_memory,
     session_options,
-    time_graph,
+    time_graphs,
 )
 from hwcost.estimator import CostEstimate, CostModel
 from hwcost.kernels import INFERENCE_OP, layer_op
@@ -62,56 +61,85 @@ UNATTRIBUTED = "unattributed"
 WITHIN = (0.10, 0.25)
 """Relative error bounds the summary counts models within."""
 
-_WEIGHT_ONLY_ROTATION = (UNIFORM_CODES, ("uniform", 4), TABLE_CODES, ("pow2", 4))
+_WEIGHT_ONLY_ROTATION = (UNIFORM_CODES, NIBBLE_CODES, TABLE_CODES, ("pow2", 4))
 """Weight-only formats given to the validation models in turn: decoded per run and folded at load."""
 
 _WORST_KINDS = 5
+_WORST_KINDS_SHARE = 0.01
+"""Ops below this share of the measured time are left out of the worst kinds (their ratio is noise)."""
 _RUN_SUFFIX = re.compile(r"_\d+$")
 """The exporter's suffix on the scope of a module's second and later runs."""
 
 
-def _filterbank(name: str, family: str, bins: int = 40, **kwargs: Any) -> tuple[str, ModelSpec, tuple[str, ...]]:
+Entry = tuple[str, ModelSpec, tuple[str, ...]]
+"""A validation model: name, spec, graph input names."""
+
+
+def _filterbank(name: str, family: str, bins: int, **kwargs: Any) -> Entry:
     return name, ModelSpec(family, {"num_mel_bins": bins, **kwargs}, bins, FRAMES_PER_SECOND, 16000), ("features",)
 
 
-def _audio(name: str, sample_rate: int, **kwargs: Any) -> tuple[str, ModelSpec, tuple[str, ...]]:
-    return name, ModelSpec("extractor", kwargs, 0, 0, sample_rate), ("mixture", "enrollment")
+def _resnet(name: str, width: int, blocks: tuple[int, ...], embedding: int, bins: int = 40) -> Entry:
+    return _filterbank(name, "resnet", bins, base_width=width, blocks=blocks, embedding_dim=embedding)
+
+
+def _ecapa(name: str, channels: int, scale: int, bottleneck: int, mfa: int, embedding: int, bins: int = 40, blocks: int = 3) -> Entry:
+    sizes = dict(se_channels=bottleneck, attention_channels=bottleneck, mfa_channels=mfa, embedding_dim=embedding, blocks=blocks)
+    return _filterbank(name, "ecapa_tdnn", bins, channels=channels, scale=scale, **sizes)
+
+
+def _xvector(name: str, channels: int, pooling: int, embedding: int, bins: int = 40, layers: int = 5) -> Entry:
+    sizes = dict(channels=channels, pooling_channels=pooling, embedding_dim=embedding, frame_layers=layers)
+    return _filterbank(name, "xvector", bins, **sizes)
+
+
+def _extractor(
+    name: str, rate: int, filters: int, window: int, channels: tuple[int, int, int], blocks: int, stacks: int, embedding: int
+) -> Entry:
+    """`channels`: bottleneck, hidden and skip channels."""
+    bottleneck, hidden, skip = channels
+    sizes = dict(bottleneck=bottleneck, hidden=hidden, skip_channels=skip, blocks=blocks, stacks=stacks, embedding_dim=embedding)
+    return name, ModelSpec("extractor", dict(filters=filters, window=window, **sizes), 0, 0, rate), ("mixture", "enrollment")
+
+
+def _ge2e(name: str, hidden: int, embedding: int, layers: int) -> Entry:
+    return _filterbank(name, "ge2e", 40, hidden_size=hidden, embedding_dim=embedding, num_layers=layers)
 
 
 _MODELS = (
-    _filterbank("resnet-w8-b1111", "resnet", base_width=8, blocks=(1, 1, 1, 1), embedding_dim=128),
-    _filterbank("resnet-w8-b1111-80bins", "resnet", 80, base_width=8, blocks=(1, 1, 1, 1), embedding_dim=128),
-    _filterbank("resnet-w16-b1111", "resnet", base_width=16, blocks=(1, 1, 1, 1), embedding_dim=128),
-    _filterbank("resnet-w8-b2222", "resnet", base_width=8, blocks=(2, 2, 2, 2), embedding_dim=128),
-    _filterbank("resnet-w12-b2332", "resnet", base_width=12, blocks=(2, 3, 3, 2), embedding_dim=192),
-    _filterbank("resnet-w16-b2222-80bins", "resnet", 80, base_width=16, blocks=(2, 2, 2, 2), embedding_dim=256),
-    _filterbank("resnet-w32-b1111", "resnet", base_width=32, blocks=(1, 1, 1, 1), embedding_dim=128),
-    _filterbank("resnet-w24-b3463", "resnet", base_width=24, blocks=(3, 4, 6, 3), embedding_dim=256),
-    _filterbank("ecapa-c32", "ecapa_tdnn", channels=32, scale=4, se_channels=8, attention_channels=8, mfa_channels=96, embedding_dim=64),
-    _filterbank("ecapa-c48", "ecapa_tdnn", channels=48, scale=4, se_channels=12, attention_channels=12, mfa_channels=144, embedding_dim=64),
-    _filterbank("ecapa-c64", "ecapa_tdnn", channels=64, scale=4, se_channels=16, attention_channels=16, mfa_channels=192, embedding_dim=128),
-    _filterbank("ecapa-c96", "ecapa_tdnn", channels=96, scale=4, se_channels=24, attention_channels=24, mfa_channels=288, embedding_dim=96),
-    _filterbank("ecapa-c128-2blocks", "ecapa_tdnn", channels=128, scale=4, se_channels=32, attention_channels=32, mfa_channels=256, embedding_dim=128, blocks=2),
-    _filterbank("ecapa-c256-80bins", "ecapa_tdnn", 80, channels=256, scale=8, se_channels=64, attention_channels=64, mfa_channels=768, embedding_dim=192),
-    _filterbank("ecapa-c512-80bins", "ecapa_tdnn", 80, channels=512, scale=8, se_channels=128, attention_channels=128, mfa_channels=1536, embedding_dim=192),
-    _filterbank("xvector-c32", "xvector", channels=32, pooling_channels=96, embedding_dim=32),
-    _filterbank("xvector-c64", "xvector", channels=64, pooling_channels=192, embedding_dim=64),
-    _filterbank("xvector-c128", "xvector", channels=128, pooling_channels=384, embedding_dim=128),
-    _filterbank("xvector-c192-4layers", "xvector", channels=192, pooling_channels=512, embedding_dim=128, frame_layers=4),
-    _filterbank("xvector-c256", "xvector", channels=256, pooling_channels=768, embedding_dim=256),
-    _filterbank("xvector-c512-80bins", "xvector", 80, channels=512, pooling_channels=1500, embedding_dim=512),
-    _audio("extractor-f32-x2r2", 8000, filters=32, window=16, bottleneck=32, hidden=48, skip_channels=32, blocks=2, stacks=2, embedding_dim=32),
-    _audio("extractor-f64-x3r2", 8000, filters=64, window=16, bottleneck=64, hidden=128, skip_channels=64, blocks=3, stacks=2, embedding_dim=64),
-    _audio("extractor-f64-x5r3", 8000, filters=64, window=32, bottleneck=32, hidden=64, skip_channels=32, blocks=5, stacks=3, embedding_dim=32),
-    _audio("extractor-f256-x4r3", 8000, filters=256, window=32, bottleneck=64, hidden=128, skip_channels=64, blocks=4, stacks=3, embedding_dim=64),
-    _audio("extractor-f128-x4r2-16k", 16000, filters=128, window=32, bottleneck=96, hidden=192, skip_channels=96, blocks=4, stacks=2, embedding_dim=64),
-    _audio("extractor-f256-x3r3-16k", 16000, filters=256, window=64, bottleneck=128, hidden=256, skip_channels=128, blocks=3, stacks=3, embedding_dim=64),
-    _filterbank("ge2e-h64-l2", "ge2e", hidden_size=64, embedding_dim=64, num_layers=2),
-    _filterbank("ge2e-h96-l3", "ge2e", hidden_size=96, embedding_dim=96, num_layers=3),
-    _filterbank("ge2e-h128-l3", "ge2e", hidden_size=128, embedding_dim=128, num_layers=3),
-    _filterbank("ge2e-h192-l1", "ge2e", hidden_size=192, embedding_dim=128, num_layers=1),
-    _filterbank("ge2e-h256-l3", "ge2e", hidden_size=256, embedding_dim=256, num_layers=3),
-    _filterbank("ge2e-h384-l2", "ge2e", hidden_size=384, embedding_dim=256, num_layers=2),
+    _resnet("resnet-w8-b1111", 8, (1, 1, 1, 1), 128),
+    _resnet("resnet-w8-b1111-80bins", 8, (1, 1, 1, 1), 128, bins=80),
+    _resnet("resnet-w16-b1111", 16, (1, 1, 1, 1), 128),
+    _resnet("resnet-w8-b2222", 8, (2, 2, 2, 2), 128),
+    _resnet("resnet-w12-b2332", 12, (2, 3, 3, 2), 192),
+    _resnet("resnet-w16-b2222-80bins", 16, (2, 2, 2, 2), 256, bins=80),
+    _resnet("resnet-w32-b1111", 32, (1, 1, 1, 1), 128),
+    _resnet("resnet-w24-b3463", 24, (3, 4, 6, 3), 256),
+    _ecapa("ecapa-c32", 32, 4, 8, 96, 64),
+    _ecapa("ecapa-c48", 48, 4, 12, 144, 64),
+    _ecapa("ecapa-c64", 64, 4, 16, 192, 128),
+    _ecapa("ecapa-c96", 96, 4, 24, 288, 96),
+    _ecapa("ecapa-c128-2blocks", 128, 4, 32, 256, 128, blocks=2),
+    _ecapa("ecapa-c256-80bins", 256, 8, 64, 768, 192, bins=80),
+    _ecapa("ecapa-c512-80bins", 512, 8, 128, 1536, 192, bins=80),
+    _xvector("xvector-c32", 32, 96, 32),
+    _xvector("xvector-c64", 64, 192, 64),
+    _xvector("xvector-c128", 128, 384, 128),
+    _xvector("xvector-c192-4layers", 192, 512, 128, layers=4),
+    _xvector("xvector-c256", 256, 768, 256),
+    _xvector("xvector-c512-80bins", 512, 1500, 512, bins=80),
+    _extractor("extractor-f32-x2r2", 8000, 32, 16, (32, 48, 32), 2, 2, 32),
+    _extractor("extractor-f64-x3r2", 8000, 64, 16, (64, 128, 64), 3, 2, 64),
+    _extractor("extractor-f64-x5r3", 8000, 64, 32, (32, 64, 32), 5, 3, 32),
+    _extractor("extractor-f256-x4r3", 8000, 256, 32, (64, 128, 64), 4, 3, 64),
+    _extractor("extractor-f128-x4r2-16k", 16000, 128, 32, (96, 192, 96), 4, 2, 64),
+    _extractor("extractor-f256-x3r3-16k", 16000, 256, 64, (128, 256, 128), 3, 3, 64),
+    _ge2e("ge2e-h64-l2", 64, 64, 2),
+    _ge2e("ge2e-h96-l3", 96, 96, 3),
+    _ge2e("ge2e-h128-l3", 128, 128, 3),
+    _ge2e("ge2e-h192-l1", 192, 128, 1),
+    _ge2e("ge2e-h256-l3", 256, 256, 3),
+    _ge2e("ge2e-h384-l2", 384, 256, 2),
 )
 
 VALIDATION_SET: tuple[ModelCase, ...] = tuple(
@@ -132,9 +160,9 @@ class ModelValidation:
 
     Attributes:
         name, family: The case and its model family.
-        weights: How its weights are stored for the runtime (e.g. "fp32", "uniform-8", "int8 + 8-bit activations").
+        weights: How its weights are stored for the runtime ("fp32", "8-bit uniform", "int8, 8-bit activations", ...).
         predicted_ms, measured_ms: Latency for one second of audio.
-        noise: Relative interquartile range of the timed runs.
+        noise: The larger of the runs' relative interquartile range and the spread of the round medians.
         predicted_peak_bytes, measured_peak_bytes: Peak memory.
         predicted_ms_by_op, measured_ms_by_op: Latency split by op (layer kind[.operation]).
     """
@@ -205,7 +233,7 @@ class ValidationReport:
 
     def worst_kinds(self, count: int = _WORST_KINDS) -> list[KindError]:
         """The ops whose measured time is furthest (by ratio) from the predicted, over the set,
-        among those with at least 1% of the measured time."""
+        among those with at least `_WORST_KINDS_SHARE` of the measured time."""
         measured: dict[str, float] = defaultdict(float)
         predicted: dict[str, float] = defaultdict(float)
         for model in self.models:
@@ -214,7 +242,8 @@ class ValidationReport:
             for op, value in model.predicted_ms_by_op.items():
                 predicted[op] += value
         total = sum(measured.values())
-        kinds = [KindError(op, measured[op], predicted[op]) for op in set(measured) | set(predicted) if measured[op] >= 0.01 * total]
+        ops = set(measured) | set(predicted)
+        kinds = [KindError(op, measured[op], predicted[op]) for op in ops if measured[op] >= _WORST_KINDS_SHARE * total]
         return sorted(kinds, key=lambda kind: -abs(math.log(kind.ratio)) if 0 < kind.ratio < math.inf else -math.inf)[:count]
 
     def to_dict(self) -> dict[str, Any]:
@@ -246,25 +275,20 @@ class ValidationError(ValueError):
 
 
 def validate(
-    profile: TargetProfile,
-    cases: Sequence[ModelCase] = VALIDATION_SET,
-    progress: Progress | None = None,
-    measured: Mapping[str, PreparedMeasurement] | None = None,
-    timing: TimingPlan = VALIDATION_TIMING,
+    profile: TargetProfile, measurements: Mapping[str, PreparedMeasurement], cases: Sequence[ModelCase] = VALIDATION_SET
 ) -> ValidationReport:
-    """Measure every case in `profile`'s runtime and set the prediction beside it.
-
-    `measured` reuses earlier measurements of the same cases and runtime (to compare profiles
-    without timing twice); `measure_set` makes them.
+    """Set `profile`'s prediction beside the measurement of every case (`measure_set` made them;
+    several profiles can be compared on one set of measurements).
 
     Raises:
         ValidationError: the profile is for another instruction set than this host's.
-        BackendError: its runtime cannot run here (modelled only).
     """
-    _check_host(profile)
-    measurements = measured if measured is not None else measure_set(profile.runtime, cases, progress, timing)
+    check_host(profile)
     cost_model = CostModel()
-    models = tuple(_compare(case, measurements[case.name], cost_model.estimate(measurements[case.name].prepared.description, profile)) for case in cases)
+    models = tuple(
+        _compare(case, measurements[case.name], cost_model.estimate(measurements[case.name].prepared.description, profile))
+        for case in cases
+    )
     provenance = next(iter(measurements.values())).provenance if measurements else {}
     return ValidationReport(profile.name, profile.runtime, models, provenance)
 
@@ -283,29 +307,42 @@ class PreparedMeasurement:
 
 
 def measure_set(
-    runtime: str, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = VALIDATION_TIMING
+    backend: Backend, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = VALIDATION_TIMING
 ) -> dict[str, PreparedMeasurement]:
-    """Lower and measure every case under `runtime` (what `validate` compares against)."""
-    backend = get_backend(runtime)
-    provenance = host_provenance(runtime)
-    results = {}
+    """Lower every case with `backend` and measure it (what `validate` compares against)."""
+    provenance = host_provenance(backend.runtime)
+    prepared = []
     for index, case in enumerate(cases):
         if progress:
-            progress(f"measuring ({case.name})", index, len(cases))
-        prepared = backend.prepare(case)
-        measured_time = time_graph(prepared.graph, prepared.feeds, timing)
-        memory = measure_peak_memory(prepared.graph, prepared.feeds)
-        layers = {layer.name for layer in prepared.description.layers}
+            progress(f"exporting ({case.name})", index, len(cases))
+        prepared.append(backend.prepare(case))
+    timings = time_graphs(
+        [(model.graph, model.feeds) for model in prepared], timing,
+        (lambda done, total: progress("timing", done, total)) if progress else None,
+    )  # fmt: skip
+    results = {}
+    for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
+        if progress:
+            progress(f"peak memory and profile ({case.name})", index, len(cases))
+        memory = measure_peak_memory(model.graph, model.feeds)
+        layers = {layer.name for layer in model.description.layers}
+        noise = max(measured_time.relative_iqr, measured_time.round_spread)
         results[case.name] = PreparedMeasurement(
-            prepared, backend.weight_format(case), measured_time.median_ms, measured_time.relative_iqr, memory.peak_bytes,
-            _layer_shares(prepared, layers), provenance,
+            model, backend.weight_format(case), measured_time.median_ms, noise, memory.peak_bytes,
+            _layer_shares(model, layers), provenance,
         )  # fmt: skip
     if progress:
-        progress("measuring", len(cases), len(cases))
+        progress("peak memory and profile", len(cases), len(cases))
     return results
 
 
-def _check_host(profile: TargetProfile) -> None:
+def check_host(profile: TargetProfile) -> None:
+    """Refuse a profile of another instruction set than this host's (its measurements here would
+    say nothing about it).
+
+    Raises:
+        ValidationError: naming both instruction sets.
+    """
     if profile.isa and profile.isa != _host_isa():
         raise ValidationError(
             f"target {profile.name!r} is a profile for {profile.isa} CPUs and this host is {_host_isa()}: it cannot "
@@ -417,7 +454,9 @@ def print_report(report: ValidationReport, write: Callable[[str], None] = print)
         f"peak memory: {report.within(WITHIN[0], memory=True):.0%} within +-10%, "
         f"{report.within(WITHIN[1], memory=True):.0%} within +-25%, Spearman {report.spearman(memory=True):.3f}"
     )
-    kinds = ", ".join(f"{kind.op} {kind.ratio:.2f}x ({kind.measured_ms:.2f} of {kind.predicted_ms:.2f} ms)" for kind in report.worst_kinds())
+    kinds = ", ".join(
+        f"{kind.op} {kind.ratio:.2f}x ({kind.measured_ms:.2f} of {kind.predicted_ms:.2f} ms)" for kind in report.worst_kinds()
+    )
     write(f"worst layer kinds (measured / predicted over the set): {kinds}")
 
 
@@ -430,6 +469,7 @@ __all__ = [
     "PreparedMeasurement",
     "ValidationError",
     "ValidationReport",
+    "check_host",
     "measure_set",
     "print_report",
     "validate",

@@ -31,7 +31,9 @@ def _profile(runtime: str):
     return profile_from_dict({**BASE, "runtime": runtime}, source="hand-cpu")
 
 
-def _conv(name: str = "conv", kind: str = "conv1d", bits: int = 32, activation_bits: int = 32, decoding: str = "linear") -> LayerDescription:
+def _conv(
+    name: str = "conv", kind: str = "conv1d", bits: int = 32, activation_bits: int = 32, decoding: str = "linear"
+) -> LayerDescription:
     quantized = bits < 32
     return LayerDescription(
         name, kind, params=64 * 64 * 3, extra_params=64, macs_per_second=64 * 64 * 3 * 100,
@@ -55,7 +57,8 @@ def test_float_runtime_folds_batch_norm_and_fuses_relu_into_the_convolution():
     lowered = _lower("onnxruntime-fp32", _conv(), _free("bn", "batchnorm"), _free("relu", "activation", "relu"))
     assert lowered["conv"].variant == FLOAT and len(lowered["conv"].kernels) == 1
     assert lowered["bn"].fused_into == "conv" and lowered["relu"].fused_into == "conv"
-    costs = {cost.name: cost for cost in CostModel().estimate(ModelDescription("toy", tuple(l.layer for l in lowered.values())), _profile("onnxruntime-fp32")).layers}
+    model = ModelDescription("toy", tuple(lowered_layer.layer for lowered_layer in lowered.values()))
+    costs = {cost.name: cost for cost in CostModel().estimate(model, _profile("onnxruntime-fp32")).layers}
     assert costs["bn"].bound == FUSED and costs["bn"].latency_ms == 0
     assert costs["conv"].latency_ms > 0
 
@@ -79,12 +82,27 @@ def test_only_2d_convolutions_absorb_a_residual_add():
 
 
 def test_weight_only_decodes_uniform_codes_every_run_and_folds_table_codes():
-    decoded = _lower("onnxruntime-weight-only", _conv(bits=8), _free("bn", "batchnorm"), _conv("conv2", bits=4), _free("relu", "activation", "relu"))
+    decoded = _lower(
+        "onnxruntime-weight-only", _conv(bits=8), _free("bn", "batchnorm"), _conv("conv2", bits=4), _free("relu", "activation", "relu")
+    )
     folded = _lower("onnxruntime-weight-only", _conv(bits=4, decoding="table"), _free("bn", "batchnorm"))
     assert decoded["conv"].variant == FLOAT_DECODED
     assert not decoded["bn"].fused_into  # no batch-norm folding into non-constant weights
     assert decoded["relu"].fused_into == "conv2"  # activation fusion does not need constant weights
     assert folded["conv"].variant == FLOAT and folded["bn"].fused_into == "conv"
+
+
+def test_only_codes_a_runtime_decodes_from_4_bit_containers_count_as_nibble_weights():
+    params = 64 * 64 * 3
+    nibbles = {
+        (runtime, bits): _lower(runtime, _conv(bits=bits))["conv"].kernels[-1].features["nibble_weights"]
+        for runtime in ("onnxruntime-weight-only", "onnxruntime-fp32")
+        for bits in (4, 5)
+    }
+    assert nibbles == {
+        ("onnxruntime-weight-only", 4): params, ("onnxruntime-weight-only", 5): 0,
+        ("onnxruntime-fp32", 4): 0, ("onnxruntime-fp32", 5): 0,
+    }  # fmt: skip
 
 
 def test_weight_only_memory_holds_codes_for_decoded_layers_and_floats_for_folded_ones():
@@ -137,9 +155,12 @@ def test_every_kind_and_operation_is_priced_under_every_runtime(runtime):
         for operation in operations
     ]
     for kind in LAYER_KINDS:
-        layer = _conv(f"{kind}-layer", kind=kind) if kind not in OPERATIONS and kind not in ("batchnorm", "groupnorm", "layernorm") else _free(f"{kind}-layer", kind)
+        parameter_free = kind in OPERATIONS or kind in ("batchnorm", "groupnorm", "layernorm")
+        layer = _free(f"{kind}-layer", kind) if parameter_free else _conv(f"{kind}-layer", kind=kind)
         layers.append(dataclasses.replace(layer, sequential_steps_per_second=100.0 if "lstm" in kind else 0.0))
-    separated = [layer for pair in zip(layers, [_free(f"sep{index}", "pooling", "average") for index in range(len(layers))]) for layer in pair]
+    # an average pooling after each layer, so that no layer is fused into the one before
+    separators = [_free(f"sep{index}", "pooling", "average") for index in range(len(layers))]
+    separated = [layer for pair in zip(layers, separators) for layer in pair]
     estimate = CostModel().estimate(ModelDescription("toy", tuple(separated)), _profile(runtime))
     assert [cost.name for cost in estimate.layers] == [layer.name for layer in separated]
     assert all(cost.latency_ms >= 0 for cost in estimate.layers)

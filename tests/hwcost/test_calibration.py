@@ -1,0 +1,121 @@
+"""Calibration and validation measured with onnxruntime on this machine (small shapes, short timing)."""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+from pathlib import Path
+
+import onnx
+import onnxruntime
+import pytest
+import torch
+from torch import nn
+
+from hwcost import CostModel, load_target
+from hwcost.calibration.backends import get_backend
+from hwcost.calibration.calibrate import calibrate, write_profile
+from hwcost.calibration.cases import TABLE_CODES, Grid, calibration_cases, micro_case
+from hwcost.calibration.measure import TimingPlan, measure_peak_memory, session_options
+from hwcost.estimator import FITTED
+from search.cli import main
+from search.onnx_export import export_onnx
+
+FAST = TimingPlan(warmup_runs=1, min_runs=3, min_cpu_seconds=0.0)
+TINY_GRID = Grid(
+    tdnn=((8, 8, 3, 1, 20), (16, 16, 1, 1, 20)), pointwise=(), temporal=(), depthwise=(), residual2d=(),
+    dense=((16, 8, 1),), recurrent=(), decoder=(), elementwise=(),
+)  # fmt: skip
+
+
+class _Chain(nn.Sequential):
+    """Layers over one `[1, channels, frames]` input, as a micro-benchmark case builds them."""
+
+    def __init__(self, *layers: nn.Module, shape: tuple[int, ...]) -> None:
+        super().__init__(*layers)
+        self.shape = shape
+
+    def example_inputs(self, sample_rate: int) -> tuple[torch.Tensor, ...]:
+        return (torch.zeros(self.shape),)
+
+
+def _conv_bn_relu() -> _Chain:
+    return _Chain(nn.Conv1d(8, 16, 3, padding=1), nn.BatchNorm1d(16), nn.ReLU(), shape=(1, 8, 20))
+
+
+def _linear(features: int) -> _Chain:
+    return _Chain(nn.Linear(features, features), shape=(1, features))
+
+
+@pytest.fixture(scope="module")
+def calibrated(tmp_path_factory) -> Path:
+    calibration = calibrate(get_backend("onnxruntime-fp32", export_onnx), TINY_GRID, "tiny", timing=FAST)
+    return write_profile(calibration, tmp_path_factory.mktemp("profile") / "host.yaml")
+
+
+def test_calibration_on_a_small_grid_writes_a_loadable_profile_with_provenance(calibrated):
+    profile = load_target(calibrated)
+    assert profile.runtime == "onnxruntime-fp32"
+    assert {"conv1d/fp32", "linear/fp32", "inference/fp32"} <= set(profile.kernel_costs)
+    assert profile.memory.fixed_bytes > 0
+    provenance = profile.calibration["provenance"]
+    assert provenance["onnxruntime_version"] == onnxruntime.__version__
+    assert {"cpu", "date", "threads", "cases"} <= set(provenance)
+    assert {"median_relative_iqr", "worst_relative_iqr"} <= set(profile.calibration["noise"])
+    description = get_backend("onnxruntime-fp32", export_onnx).prepare(calibration_cases(TINY_GRID)[0]).description
+    estimate = CostModel().estimate(description, profile)
+    assert estimate.layers[0].bound == FITTED and estimate.latency_ms > 0
+
+
+def test_validate_prints_json_with_the_summary_and_every_model(calibrated, capsys):
+    assert main(["hwcost", "validate", "--target", str(calibrated), "--set", "tiny", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert {"within_10pct", "within_25pct", "spearman", "models"} <= set(report)
+    assert [model["name"] for model in report["models"]] == ["xvector-c32", "ge2e-h64-l2"]
+    for model in report["models"]:
+        assert model["measured_ms"] > 0 and model["predicted_ms"] > 0 and model["measured_peak_bytes"] > 0
+        assert model["error"] == pytest.approx(model["predicted_ms"] / model["measured_ms"] - 1)
+    assert 0 <= report["within_10pct"] <= report["within_25pct"] <= 1
+    assert not math.isnan(report["spearman"])
+
+
+def test_runtimes_without_a_backend_or_profiles_of_another_isa_are_refused(capsys):
+    assert main(["hwcost", "calibrate", "--runtime", "packed-kernels", "--grid", "small"]) == 2
+    assert "modelled only" in capsys.readouterr().err
+    assert main(["hwcost", "validate", "--target", "cortex-a72", "--set", "tiny"]) == 2
+    assert "cannot be validated here" in capsys.readouterr().err
+
+
+def _optimized_ops(graph: onnx.ModelProto, folder: Path) -> collections.Counter:
+    options = session_options()
+    options.optimized_model_filepath = str(folder / "optimized.onnx")
+    onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+
+
+@pytest.mark.parametrize(
+    ("runtime", "weight_only", "present", "absent"),
+    [
+        ("onnxruntime-fp32", ("uniform", 8), {"FusedConv"}, {"DequantizeLinear", "BatchNormalization"}),
+        ("onnxruntime-int8", ("uniform", 8), {"QLinearConv"}, {"Conv", "FusedConv"}),
+        ("onnxruntime-weight-only", ("uniform", 8), {"DequantizeLinear", "BatchNormalization"}, set()),
+        ("onnxruntime-weight-only", TABLE_CODES, {"FusedConv"}, {"Gather", "DequantizeLinear", "BatchNormalization"}),
+    ],
+)
+def test_each_backend_gives_onnxruntime_the_graph_its_runtime_prices(runtime, weight_only, present, absent, tmp_path):
+    """A Conv1d -> BatchNorm -> ReLU chain: float folds and fuses, int8 fuses to QLinearConv,
+    uniform codes keep a per-run DequantizeLinear (and their batch norm), table codes fold at load."""
+    case = micro_case("conv-bn-relu", _conv_bn_relu, weight_only=weight_only)
+    ops = _optimized_ops(get_backend(runtime, export_onnx).prepare(case).graph, tmp_path)
+    assert present <= set(ops), ops
+    assert not absent & set(ops), ops
+
+
+def test_peak_memory_grows_with_the_weights_a_session_holds():
+    backend = get_backend("onnxruntime-fp32", export_onnx)
+    small = backend.prepare(micro_case("small", lambda: _linear(64)))
+    large = backend.prepare(micro_case("large", lambda: _linear(2048)))
+    added_weight_bytes = (2048 * 2048 - 64 * 64) * 4
+    growth = measure_peak_memory(large.graph, large.feeds).peak_bytes - measure_peak_memory(small.graph, small.feeds).peak_bytes
+    assert growth >= 0.9 * added_weight_bytes

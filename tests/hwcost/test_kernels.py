@@ -1,0 +1,111 @@
+"""Kernel features, fitted pricing and the cache-dependent features."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwcost import CostModel, ProfileError, profile_from_dict
+from hwcost.estimator import FITTED
+from hwcost.kernels import (
+    Kernel,
+    cache_features,
+    check_coefficients,
+    layer_features,
+    spill_fraction,
+)
+from spaces.description import LayerDescription, ModelDescription
+
+BASE = {
+    "name": "hand-cpu",
+    "clock_ghz": 2.0,
+    "cores_used": 1,
+    "simd_width_bits": 128,
+    "macs_per_cycle": {"fp32": 4, "int8": 8, "lowbit": 8, "lookup": 4, "binary": 64},
+    "l1_kb": 32,
+    "l2_kb": 1024,
+    "dram_bandwidth_gbps": 4.0,
+    "per_layer_overhead_us": 10.0,
+    "unpack_cycles_per_weight": 0.5,
+    "runtime": "onnxruntime-fp32",
+}
+
+# A Conv1d of 16 -> 32 channels, kernel 3, over 100 frames: a GEMM of M=32, K=48, N=100.
+CONV = LayerDescription(
+    "conv", "conv1d", params=32 * 16 * 3, macs_per_second=32 * 100 * 48, input_elements_per_second=1600,
+    output_elements_per_second=3200,
+)  # fmt: skip
+
+
+def test_convolution_features_recover_its_matrix_shapes():
+    features = layer_features(CONV)
+    assert features["calls"] == 1
+    assert features["macs"] == 32 * 48 * 100
+    assert features["unfolded"] == pytest.approx(48 * 100)  # N * K, the im2col buffer
+    assert features["weights"] == 32 * 48 and features["outputs"] == 32 * 100
+
+
+def test_a_linear_layer_unfolds_nothing_beyond_its_input():
+    linear = LayerDescription(
+        "fc", "linear", params=64 * 128, macs_per_second=64 * 128 * 10, input_elements_per_second=1280, output_elements_per_second=640
+    )
+    assert layer_features(linear)["unfolded"] == pytest.approx(1280)
+
+
+def test_a_calibrated_key_is_priced_by_its_coefficients_and_others_by_the_roofline():
+    kernels = {"conv1d/fp32": {"calls": 1000.0, "macs": 0.5}, "inference/fp32": {"calls": 3000.0}}
+    profile = profile_from_dict({**BASE, "measured": {"kernels": kernels}})
+    bn = LayerDescription("prelu", "activation", input_elements_per_second=3200, output_elements_per_second=3200, operation="prelu")
+    estimate = CostModel().estimate(ModelDescription("toy", (CONV, bn)), profile)
+    conv, prelu = estimate.layers
+    assert conv.bound == FITTED
+    assert conv.latency_ms == pytest.approx((1000.0 + 0.5 * CONV.macs_per_second) / 1e6)
+    assert prelu.bound in ("compute", "memory")  # not calibrated: the roofline
+    assert estimate.fixed_ms == pytest.approx(3000.0 / 1e6)
+    assert estimate.latency_ms == pytest.approx(conv.latency_ms + prelu.latency_ms + estimate.fixed_ms)
+
+
+@pytest.mark.parametrize(
+    ("weights", "expected"), [(0, 0.0), (512 * 1024, 0.0), (1280 * 1024, 0.5), (2048 * 1024, 1.0), (8192 * 1024, 1.0)]
+)
+def test_weights_spill_from_half_the_cache_on_and_all_of_them_at_twice_its_size(weights, expected):
+    assert spill_fraction(weights, 1024 * 1024) == pytest.approx(expected)
+
+
+def test_weights_are_cold_only_when_the_whole_model_outgrows_the_cache():
+    kernel = Kernel("conv1d", "fp32", layer_features(CONV), CONV)
+    own_bytes = CONV.params * 4
+    assert cache_features(kernel, model_weight_bytes=own_bytes, cache_bytes=1024 * 1024)["cold_weights"] == 0
+    assert cache_features(kernel, model_weight_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
+
+
+def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
+    hidden = 512
+    matrix = LayerDescription(
+        "lstm.l0.hh", "lstm_recurrent", params=4 * hidden * hidden, macs_per_second=4 * hidden * hidden * 100,
+        input_elements_per_second=hidden * 100, output_elements_per_second=4 * hidden * 100, sequential_steps_per_second=100,
+    )  # fmt: skip
+    kernel = Kernel("lstm_recurrent", "fp32", layer_features(matrix), matrix)
+    small_cache = cache_features(kernel, 0, cache_bytes=1024 * 1024)
+    large_cache = cache_features(kernel, 0, cache_bytes=64 * 1024 * 1024)
+    assert small_cache["spilled_steps"] == pytest.approx(100 * 4 * hidden * hidden * 4)
+    assert large_cache["spilled_steps"] == 0
+
+
+@pytest.mark.parametrize(
+    ("key", "coefficients", "message"),
+    [
+        ("conv1d", {"calls": 1.0}, "not op/variant"),
+        ("attention/fp32", {"calls": 1.0}, "unknown op"),
+        ("conv1d/fp32", {"steps": 1.0}, "unknown feature 'steps'"),
+        ("activation.prelu/fp32", {"macs": 1.0}, "unknown feature 'macs'"),
+    ],
+)
+def test_coefficients_must_name_a_known_op_and_its_features(key, coefficients, message):
+    assert message in check_coefficients(key, coefficients)
+    with pytest.raises(ProfileError, match=message):
+        profile_from_dict({**BASE, "measured": {"kernels": {key: coefficients}}})
+
+
+def test_negative_coefficients_are_rejected():
+    with pytest.raises(ProfileError, match=r"measured.kernels.conv1d/fp32.calls must be >= 0"):
+        profile_from_dict({**BASE, "measured": {"kernels": {"conv1d/fp32": {"calls": -1.0}}}})

@@ -1,0 +1,90 @@
+"""Peak memory: the runtime's fixed cost, its weight copies and the activations it holds."""
+
+from __future__ import annotations
+
+import pytest
+
+from hwcost import CostModel, ProfileError, get_runtime, profile_from_dict
+from hwcost.memory import MemoryCoefficients, memory_features, peak_memory
+from spaces.description import LayerDescription, ModelDescription
+
+BASE = {
+    "name": "hand-cpu",
+    "clock_ghz": 2.0,
+    "cores_used": 1,
+    "simd_width_bits": 128,
+    "macs_per_cycle": {"fp32": 4, "int8": 8, "lowbit": 8, "lookup": 4, "binary": 64},
+    "l1_kb": 32,
+    "l2_kb": 1024,
+    "dram_bandwidth_gbps": 4.0,
+    "per_layer_overhead_us": 10.0,
+    "unpack_cycles_per_weight": 0.5,
+}
+MEMORY = {
+    "fixed_bytes": 10e6,
+    "kernel_type_bytes": 1e5,
+    "weight_copies": {"conv1d/fp32": 2.0},
+    "activation_factor": 1.5,
+    "output_factor": 0.0,
+    "decoded_factor": 1.0,
+}
+
+
+def _conv(name: str, params: int = 1000, elements: int = 5000, **fields) -> LayerDescription:
+    return LayerDescription(
+        name, "conv1d", params=params, extra_params=10, macs_per_second=params * 100, input_elements_per_second=elements,
+        output_elements_per_second=elements, **fields,
+    )  # fmt: skip
+
+
+def _relu(name: str, elements: int = 5000) -> LayerDescription:
+    return LayerDescription(
+        name, "activation", input_elements_per_second=elements, output_elements_per_second=elements, operation="relu"
+    )
+
+
+def _model(*layers: LayerDescription) -> ModelDescription:
+    return ModelDescription("toy", layers)
+
+
+def test_uncalibrated_peak_is_one_copy_of_the_weights_the_runtime_keeps_plus_the_largest_activation_set():
+    model = _model(_conv("a"), _relu("relu"), _conv("b", params=2000, elements=8000))
+    estimate = CostModel().estimate(model, profile_from_dict({**BASE, "runtime": "onnxruntime-fp32"}))
+    assert estimate.peak_memory_bytes == (1010 + 2010) * 4 + 16000 * 4
+
+
+def test_calibrated_peak_adds_fixed_and_per_kernel_type_costs_and_scales_copies_and_activations():
+    model = _model(_conv("a"), _relu("relu"), _conv("b", params=2000, elements=8000))
+    profile = profile_from_dict({**BASE, "runtime": "onnxruntime-fp32", "measured": {"memory": MEMORY}})
+    # kernel types: conv1d/fp32 (the ReLU fuses into it) and the inference's fixed work
+    expected = 10e6 + 2 * 1e5 + 2.0 * (1010 + 2010) * 4 + 1.5 * 16000 * 4
+    assert CostModel().estimate(model, profile).peak_memory_bytes == pytest.approx(expected, abs=1)
+
+
+def test_shared_weights_are_held_once():
+    runtime = get_runtime("onnxruntime-fp32")
+    alone = memory_features(runtime.lower(_model(_conv("a"))), runtime)
+    twice = memory_features(runtime.lower(_model(_conv("a"), _conv("a2", shared_with="a"))), runtime)
+    assert twice.weights == alone.weights
+
+
+def test_weights_decoded_on_every_run_count_once_at_their_float_size():
+    runtime = get_runtime("onnxruntime-weight-only")
+    quantized = {"weight_bits": 8, "quantizer": "uniform", "weight_decoding": "linear"}
+    lowering = runtime.lower(_model(_conv("a", **quantized), _conv("b", params=3000, **quantized)))
+    features = memory_features(lowering, runtime)
+    assert features.decoded == 3000 * 4
+    assert features.weights == {"conv1d/fp32-decoded": (1000 + 3000) * 1 + 2 * 10 * 4}
+    assert peak_memory(lowering, runtime, MemoryCoefficients()).decoded_bytes == 3000 * 4
+
+
+def test_a_memory_section_needs_every_term():
+    partial = {key: value for key, value in MEMORY.items() if key != "decoded_factor"}
+    with pytest.raises(ProfileError, match="missing required key measured.memory.decoded_factor"):
+        profile_from_dict({**BASE, "measured": {"memory": partial}})
+
+
+def test_weight_copies_must_name_cost_keys():
+    bad = {**MEMORY, "weight_copies": {"attention/fp32": 1.0}}
+    with pytest.raises(ProfileError, match="unknown op 'attention'"):
+        profile_from_dict({**BASE, "measured": {"memory": bad}})
