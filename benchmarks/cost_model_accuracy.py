@@ -18,7 +18,7 @@ onnxruntime FP32 and int8; peak memory within +-25% for >= 90%. Writes
 `results/benchmarks/cost_model_accuracy.json` (docs tables: `benchmarks/render_docs.py`) and the
 calibrated profiles under `results/hwcost/`. The full run takes tens of minutes; `--quick`
 calibrates on the small grid and validates the tiny set, to check the script (its JSON goes to
-`results/benchmarks/cost_model_accuracy_quick.json` unless --out is given).
+`benchmarks/out/cost_model_accuracy_quick.json` unless --out is given).
 
     .venv/bin/python benchmarks/cost_model_accuracy.py [--runtimes R ...] [--quick] [--out PATH]
 """
@@ -30,6 +30,7 @@ import dataclasses
 import os
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -38,21 +39,43 @@ sys.path.insert(0, str(ROOT))
 
 from hwcost import load_target  # noqa: E402
 from hwcost.calibration.backends import get_backend  # noqa: E402
-from hwcost.calibration.calibrate import DEFAULT_BASE, calibrate, write_profile  # noqa: E402
-from hwcost.calibration.cases import GRIDS  # noqa: E402
-from hwcost.calibration.measure import host_provenance  # noqa: E402
-from hwcost.calibration.validation import VALIDATION_SETS, WITHIN, ValidationReport, measure_set, validate  # noqa: E402
+from hwcost.calibration.calibrate import DEFAULT_BASE, CaseMeasurement, fit_profile, measure_cases, write_profile  # noqa: E402
+from hwcost.calibration.cases import GRIDS, calibration_cases  # noqa: E402
+from hwcost.calibration.measure import host_caches_kb, host_provenance  # noqa: E402
+from hwcost.calibration.validation import (  # noqa: E402
+    VALIDATION_SETS,
+    WITHIN,
+    PreparedMeasurement,
+    ValidationReport,
+    measure_set,
+    print_report,
+    validate,
+)
 from render_docs import RESULTS, write_result  # noqa: E402
 from search.onnx_export import export_onnx  # noqa: E402
 
 RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-weight-only")
+QUICK_OUT = ROOT / "benchmarks" / "out" / "cost_model_accuracy_quick.json"
+"""Where `--quick` writes (ignored by git: its figures are not the benchmark's)."""
 PROFILES = ROOT / "results" / "hwcost"
 """Where the calibrated profiles are written."""
 
-LATENCY_TARGET_RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8")
-"""Runtimes issue #23 sets latency targets for; the peak-memory target holds for every runtime."""
-TARGETS = {"latency_within_10pct": 0.90, "spearman": 0.95, "memory_within_25pct": 0.90}
-"""Issue #23's targets after calibration (minimum values)."""
+@dataclass(frozen=True)
+class Target:
+    """One of issue #23's targets after calibration: a summary figure's minimum."""
+
+    key: str
+    label: str
+    minimum: float
+    runtimes: tuple[str, ...]
+
+
+TARGETS = (
+    Target("within_10pct", "latency within ±10%", 0.90, ("onnxruntime-fp32", "onnxruntime-int8")),
+    Target("spearman", "latency Spearman", 0.95, ("onnxruntime-fp32", "onnxruntime-int8")),
+    Target("memory_within_25pct", "peak memory within ±25%", 0.90, RUNTIMES),
+)
+"""Issue #23's targets: latency for onnxruntime FP32 and int8, peak memory for every runtime."""
 
 PACKED, RUNTIME_AWARE, CALIBRATED = "packed kernels (modelled)", "runtime-aware (modelled)", "calibrated"
 
@@ -69,14 +92,31 @@ def _summary(report: ValidationReport) -> dict[str, Any]:
     return {"profile": report.target, "runtime": report.runtime, **figures, "worst_kinds": data["worst_kinds"]}
 
 
-def measure_runtime(runtime: str, grid: str, model_set: str) -> dict[str, Any]:
-    """Measure the validation set, calibrate, and compare the three profiles on the measurements."""
+@dataclass(frozen=True)
+class RuntimeMeasurements:
+    """What one runtime's comparison needs from this machine: the validation set and the calibration grid measured."""
+
+    runtime: str
+    validation: dict[str, PreparedMeasurement]
+    calibration: list[CaseMeasurement]
+    provenance: dict[str, Any]
+
+
+def measure_runtime(runtime: str, grid: str, model_set: str) -> RuntimeMeasurements:
+    """Measure the validation set and the calibration grid with the runtime."""
     backend = get_backend(runtime, export_onnx)
-    cases = VALIDATION_SETS[model_set]
     print(f"{runtime}: validation set", flush=True)
-    measured = measure_set(backend, cases, _progress)
+    validation = measure_set(backend, VALIDATION_SETS[model_set], _progress)
     print(f"{runtime}: calibration ({grid} grid)", flush=True)
-    calibration = calibrate(backend, GRIDS[grid], grid, DEFAULT_BASE, progress=_progress)
+    provenance = {**host_provenance(runtime), "grid": grid, "base_profile": DEFAULT_BASE}
+    calibration = measure_cases(backend, calibration_cases(GRIDS[grid], backend.weight_formats), _progress)
+    return RuntimeMeasurements(runtime, validation, calibration, provenance)
+
+
+def compare_profiles(measured: RuntimeMeasurements, model_set: str) -> dict[str, Any]:
+    """Fit the calibrated profile, then set the three profiles beside the same measurements."""
+    runtime, cases = measured.runtime, VALIDATION_SETS[model_set]
+    calibration = fit_profile(runtime, measured.calibration, DEFAULT_BASE, f"host-{runtime}", measured.provenance, host_caches_kb())
     profile_path = write_profile(calibration, PROFILES / f"host-{runtime}.yaml")
     base = load_target(DEFAULT_BASE)
     profiles = {
@@ -84,8 +124,10 @@ def measure_runtime(runtime: str, grid: str, model_set: str) -> dict[str, Any]:
         RUNTIME_AWARE: dataclasses.replace(base, runtime=runtime),
         CALIBRATED: load_target(profile_path),
     }
-    reports = {stage: validate(profile, measured, cases) for stage, profile in profiles.items()}
-    calibrated = reports[CALIBRATED]
+    reports = {stage: validate(profile, measured.validation, cases) for stage, profile in profiles.items()}
+    for stage, report in reports.items():
+        print(f"{runtime}, {stage}:")
+        print_report(report, lambda line: print(f"  {line}"))
     models = [
         {
             "name": model.name,
@@ -97,7 +139,7 @@ def measure_runtime(runtime: str, grid: str, model_set: str) -> dict[str, Any]:
             "predicted_ms": {stage: report.models[index].predicted_ms for stage, report in reports.items()},
             "predicted_peak_bytes": {stage: report.models[index].predicted_peak_bytes for stage, report in reports.items()},
         }
-        for index, model in enumerate(calibrated.models)
+        for index, model in enumerate(reports[CALIBRATED].models)
     ]
     return {
         "runtime": runtime,
@@ -117,10 +159,26 @@ def targets(results: dict[str, Any]) -> dict[str, Any]:
     checks = {}
     for runtime, result in results.items():
         figures = result["stages"][CALIBRATED]
-        keys = [key for key in TARGETS if runtime in LATENCY_TARGET_RUNTIMES or key.startswith("memory")]
-        for key in keys:
-            checks[f"{runtime} {key} >= {TARGETS[key]:g}"] = {"value": figures[key], "met": figures[key] >= TARGETS[key]}
+        for target in TARGETS:
+            if runtime in target.runtimes:
+                value = figures[target.key]
+                checks[f"{runtime}: {target.label} >= {target.minimum:g}"] = {"value": value, "met": value >= target.minimum}
     return checks
+
+
+def result_payload(results: dict[str, Any], grid: str, model_set: str, load_before: float, seconds: float) -> dict[str, Any]:
+    """The benchmark's JSON: the machine and its load, the settings, per runtime the comparison, the targets."""
+    return {
+        "machine": host_provenance(",".join(results)),
+        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
+        "grid": grid,
+        "validation_set": model_set,
+        "validation_models": len(VALIDATION_SETS[model_set]),
+        "within_bounds": list(WITHIN),
+        "wall_seconds": seconds,
+        "runtimes": results,
+        "targets": targets(results),
+    }
 
 
 def main() -> None:
@@ -130,22 +188,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     grid, model_set = ("small", "tiny") if args.quick else ("full", "full")
-    out = args.out or RESULTS / ("cost_model_accuracy_quick.json" if args.quick else "cost_model_accuracy.json")
+    out = args.out or (QUICK_OUT if args.quick else RESULTS / "cost_model_accuracy.json")
     started = time.monotonic()
     load_before = os.getloadavg()[0]
-    results = {runtime: measure_runtime(runtime, grid, model_set) for runtime in args.runtimes}
-    payload = {
-        "machine": host_provenance(",".join(args.runtimes)),
-        "load_average_1min": {"start": round(load_before, 2), "end": round(os.getloadavg()[0], 2)},
-        "grid": grid,
-        "validation_set": model_set,
-        "validation_models": len(VALIDATION_SETS[model_set]),
-        "within_bounds": list(WITHIN),
-        "wall_seconds": time.monotonic() - started,
-        "runtimes": results,
-        "targets": targets(results),
-    }
-    write_result(out, payload)
+    results = {}
+    for runtime in args.runtimes:  # the JSON is rewritten after each runtime: a late failure keeps the earlier ones
+        results[runtime] = compare_profiles(measure_runtime(runtime, grid, model_set), model_set)
+        payload = result_payload(results, grid, model_set, load_before, time.monotonic() - started)
+        write_result(out, payload)
     for name, check in payload["targets"].items():
         print(f"{name}: {check['value']:.3f} ({'met' if check['met'] else 'missed'})")
 

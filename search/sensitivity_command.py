@@ -47,12 +47,12 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
 
 def _sensitivity(args: argparse.Namespace, console: Console) -> int:
     from search.progress import RichDisplay
-    from search.sensitivity_tables import SENSITIVITY_DATA, default_estimator, run_sensitivity
+    from search.sensitivity_tables import default_estimator, offers_batches, run_sensitivity
     from search.tasks import get_task
 
     config = load_config(args.config, settings_dict(args.set))
     estimator = args.estimator or default_estimator(config.task)
-    if ESTIMATORS[estimator].data_request is not None and config.task not in SENSITIVITY_DATA:
+    if ESTIMATORS[estimator].data_request is not None and not offers_batches(config.task):
         raise ConfigError(f"--estimator {estimator}: task {config.task!r} offers no training batches; use perturbation")
     task = get_task(config.task)
     with RichDisplay() as display:

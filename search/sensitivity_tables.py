@@ -9,7 +9,7 @@ its layers, never by the run's seed:
 - `sensitivity-<key>.pt`: an estimator's damage table, keyed also by the estimator's settings and
   by what its batches are drawn from (the training source, front-end and loss settings).
 
-A task offers batches through `SENSITIVITY_DATA` (speaker verification does; a task that does not
+A task offers batches through its `Task.sensitivity_data` (speaker verification does; a task that does not
 gets the data-free estimator by default, and a data-driven one is refused with a clear error).
 `search sensitivity CONFIG` computes the table up front; a run with the `ilp`, `nsga2` or
 `predictor-screened` sampler finds it there (`AllocationSource`).
@@ -26,7 +26,7 @@ import torch
 from evaluators.data.cache import cached_tensors, content_hash
 from evaluators.evaluation import Prepared
 from evaluators.layer_quantization import LayerStats, QuantChoice, layer_choice_stats
-from evaluators.sensitivity_data import VerificationSensitivityData, state_digest
+from evaluators.sensitivity_data import state_digest
 from evaluators.sensitivity_estimators import (
     DATA_FREE_ESTIMATOR,
     DEFAULT_ESTIMATOR,
@@ -59,10 +59,9 @@ class SensitivityDataSource(Protocol):
         """The batches and the loss."""
 
 
-SENSITIVITY_DATA: dict[str, Callable[[RunConfig], SensitivityDataSource]] = {
-    "verification": lambda config: VerificationSensitivityData(get_task(config.task).setup(config)),
-}
-"""Task name -> its source of sensitivity batches; tasks without one get data-free estimators only."""
+def offers_batches(task: str) -> bool:
+    """Whether the task can feed data-driven sensitivity estimators."""
+    return get_task(task).sensitivity_data is not None
 
 
 @dataclass(frozen=True)
@@ -75,7 +74,7 @@ class RunSensitivity:
 
 def default_estimator(task: str) -> str:
     """The Hessian estimator where the task offers batches, the data-free proxy otherwise."""
-    return DEFAULT_ESTIMATOR if task in SENSITIVITY_DATA else DATA_FREE_ESTIMATOR
+    return DEFAULT_ESTIMATOR if offers_batches(task) else DATA_FREE_ESTIMATOR
 
 
 def run_sensitivity(
@@ -95,12 +94,12 @@ def run_sensitivity(
     request = chosen.data_request
     source = None
     if request is not None:
-        if config.task not in SENSITIVITY_DATA:
+        if not offers_batches(config.task):
             raise ValueError(
                 f"sensitivity estimator {chosen.name!r} needs batches, which task {config.task!r} does not offer; "
                 f"use --estimator {DATA_FREE_ESTIMATOR}"
             )
-        source = SENSITIVITY_DATA[config.task](config)
+        source = get_task(config.task).sensitivity_data(config)
 
     def build() -> dict[str, Any]:
         progress(f"{chosen.name} sensitivities", 0, 1)
@@ -168,7 +167,7 @@ class AllocationSource:
 
 
 __all__ = [
-    "SENSITIVITY_DATA",
+    "offers_batches",
     "AllocationSource",
     "RunSensitivity",
     "SensitivityDataSource",

@@ -76,6 +76,9 @@ class Task(ABC):
         fidelity_config: The dataclass of the `fidelity:` block (the shared ladder, extended).
         sections: Extra top-level blocks only this task reads, name -> dataclass.
         embeds: Whether the model outputs speaker embeddings (TensorBoard's projector shows them).
+        sensitivity_data: Builds the run's source of sensitivity batches and loss from its config
+            (`search.sensitivity_tables.SensitivityDataSource`); None when the task offers none,
+            so only data-free sensitivity estimators apply.
         bundle_files: Files copied into every bundle, file name in the bundle -> source file
             (verification's runner).
     """
@@ -93,6 +96,7 @@ class Task(ABC):
     sections: ClassVar[Mapping[str, type]] = {}
     embeds: ClassVar[bool] = False
     bundle_files: ClassVar[Mapping[str, Path]] = {}
+    sensitivity_data: ClassVar[Callable[[RunConfig], Any] | None] = None
 
     def metric_names(self, targets: Sequence[str], eval_sets: Sequence[str] = ()) -> list[str]:
         """Every metric a trial reports for these targets and evaluation sets (what objectives may name)."""

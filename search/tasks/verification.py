@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from evaluators.sensitivity_data import VerificationSensitivityData
 from evaluators.training import TeacherConfig
 from evaluators.verification import VerificationEvaluator
 from evaluators.verification_fidelity import VerificationFidelity
@@ -43,6 +44,7 @@ class VerificationTask(Task):
     fidelity_defaults = staticmethod(pretrained_fidelity_defaults)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator
+    sensitivity_data = staticmethod(lambda config: VerificationSensitivityData(verification_setup(config)))
     bundle_signature = staticmethod(verification_io)
     quality_interval = staticmethod(eer_interval)
     decision = staticmethod(decision_thresholds)

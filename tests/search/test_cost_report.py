@@ -32,7 +32,7 @@ def test_show_rejects_bad_candidate_and_target(capsys):
     assert main(["hwcost", "show", "--candidate", "{not json"]) == 2
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["hwcost", "show", "--target", "pentium"]) == 2
-    assert "--target 'pentium': unknown" in capsys.readouterr().err
+    assert "--target: unknown target 'pentium'" in capsys.readouterr().err
 
 
 def test_show_fits_100_columns_and_wraps_long_layer_names_after_their_dots():
