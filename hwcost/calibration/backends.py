@@ -35,6 +35,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, ModelCase
+from hwcost.calibration.measure import Timing, TimingPlan, time_graphs
 from spaces.compress import CompressedModel, finalize_compressed, quantizable_layers
 from spaces.description import ModelDescription
 from spaces.quant import QuantizedWeight, get_quantizer
@@ -222,3 +223,23 @@ def get_backend(runtime: str, exporter: Exporter) -> Backend:
 
 
 __all__ = ["BACKENDS", "Backend", "BackendError", "Exporter", "PreparedModel", "get_backend"]
+
+
+def lower_and_time(
+    backend: Backend,
+    cases: Sequence[ModelCase],
+    timing: TimingPlan,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> tuple[list[PreparedModel], list[Timing]]:
+    """Lower every case for `backend`'s runtime, then time all graphs together (calibration and
+    validation measure the same way, so their figures compare)."""
+    prepared = []
+    for index, case in enumerate(cases):
+        if progress:
+            progress(f"exporting ({case.name})", index, len(cases))
+        prepared.append(backend.prepare(case))
+    timings = time_graphs(
+        [(model.graph, model.feeds) for model in prepared], timing,
+        (lambda done, total: progress("timing", done, total)) if progress else None,
+    )  # fmt: skip
+    return prepared, timings

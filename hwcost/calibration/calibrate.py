@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from hwcost.calibration.backends import Backend
+from hwcost.calibration.backends import Backend, lower_and_time
 from hwcost.calibration.cases import Grid, ModelCase, calibration_cases
 from hwcost.calibration.fit import FitReport, Observation, fit_latency, fit_memory
 from hwcost.calibration.measure import (
@@ -34,7 +34,6 @@ from hwcost.calibration.measure import (
     host_caches_kb,
     host_provenance,
     measure_peak_memory,
-    time_graphs,
 )
 from hwcost.memory import MemoryCoefficients
 from hwcost.profile import load_target
@@ -84,15 +83,7 @@ def measure_cases(
     backend: Backend, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = CALIBRATION_TIMING
 ) -> list[CaseMeasurement]:
     """Lower, time and (where the case asks) measure the peak memory of every case."""
-    prepared = []
-    for index, case in enumerate(cases):
-        if progress:
-            progress(f"exporting ({case.name})", index, len(cases))
-        prepared.append(backend.prepare(case))
-    timings = time_graphs(
-        [(model.graph, model.feeds) for model in prepared], timing,
-        (lambda done, total: progress("timing", done, total)) if progress else None,
-    )  # fmt: skip
+    prepared, timings = lower_and_time(backend, cases, timing, progress)
     measured = []
     for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
         if progress:

@@ -33,7 +33,7 @@ from typing import Any
 import onnxruntime
 from scipy.stats import spearmanr
 
-from hwcost.calibration.backends import Backend, PreparedModel
+from hwcost.calibration.backends import Backend, PreparedModel, lower_and_time
 from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, UNIFORM_CODES, ModelCase
 from hwcost.calibration.measure import (
     VALIDATION_TIMING,
@@ -41,7 +41,6 @@ from hwcost.calibration.measure import (
     host_provenance,
     measure_peak_memory,
     session_options,
-    time_graphs,
 )
 from hwcost.estimator import CostEstimate, CostModel
 from hwcost.kernels import INFERENCE_OP, layer_op
@@ -311,15 +310,7 @@ def measure_set(
 ) -> dict[str, PreparedMeasurement]:
     """Lower every case with `backend` and measure it (what `validate` compares against)."""
     provenance = host_provenance(backend.runtime)
-    prepared = []
-    for index, case in enumerate(cases):
-        if progress:
-            progress(f"exporting ({case.name})", index, len(cases))
-        prepared.append(backend.prepare(case))
-    timings = time_graphs(
-        [(model.graph, model.feeds) for model in prepared], timing,
-        (lambda done, total: progress("timing", done, total)) if progress else None,
-    )  # fmt: skip
+    prepared, timings = lower_and_time(backend, cases, timing, progress)
     results = {}
     for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
         if progress:

@@ -14,20 +14,9 @@ from hwcost.kernels import (
     spill_fraction,
 )
 from spaces.description import LayerDescription, ModelDescription
+from hand_profile import HAND_CPU
 
-BASE = {
-    "name": "hand-cpu",
-    "clock_ghz": 2.0,
-    "cores_used": 1,
-    "simd_width_bits": 128,
-    "macs_per_cycle": {"fp32": 4, "int8": 8, "lowbit": 8, "lookup": 4, "binary": 64},
-    "l1_kb": 32,
-    "l2_kb": 1024,
-    "dram_bandwidth_gbps": 4.0,
-    "per_layer_overhead_us": 10.0,
-    "unpack_cycles_per_weight": 0.5,
-    "runtime": "onnxruntime-fp32",
-}
+BASE = {**HAND_CPU, "runtime": "onnxruntime-fp32"}
 
 # A Conv1d of 16 -> 32 channels, kernel 3, over 100 frames: a GEMM of M=32, K=48, N=100.
 CONV = LayerDescription(

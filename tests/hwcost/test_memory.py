@@ -7,19 +7,9 @@ import pytest
 from hwcost import CostModel, ProfileError, get_runtime, profile_from_dict
 from hwcost.memory import MemoryCoefficients, memory_features, peak_memory
 from spaces.description import LayerDescription, ModelDescription
+from hand_profile import HAND_CPU
 
-BASE = {
-    "name": "hand-cpu",
-    "clock_ghz": 2.0,
-    "cores_used": 1,
-    "simd_width_bits": 128,
-    "macs_per_cycle": {"fp32": 4, "int8": 8, "lowbit": 8, "lookup": 4, "binary": 64},
-    "l1_kb": 32,
-    "l2_kb": 1024,
-    "dram_bandwidth_gbps": 4.0,
-    "per_layer_overhead_us": 10.0,
-    "unpack_cycles_per_weight": 0.5,
-}
+BASE = HAND_CPU
 MEMORY = {
     "fixed_bytes": 10e6,
     "kernel_type_bytes": 1e5,
