@@ -222,9 +222,6 @@ def get_backend(runtime: str, exporter: Exporter) -> Backend:
     return BACKENDS[runtime](exporter)
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "Exporter", "PreparedModel", "get_backend"]
-
-
 def lower_and_time(
     backend: Backend,
     cases: Sequence[ModelCase],
@@ -243,3 +240,6 @@ def lower_and_time(
         (lambda done, total: progress("timing", done, total)) if progress else None,
     )  # fmt: skip
     return prepared, timings
+
+
+__all__ = ["BACKENDS", "Backend", "BackendError", "Exporter", "PreparedModel", "get_backend", "lower_and_time"]

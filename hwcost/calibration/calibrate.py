@@ -34,6 +34,7 @@ from hwcost.calibration.measure import (
     host_caches_kb,
     host_provenance,
     measure_peak_memory,
+    reference_ms,
 )
 from hwcost.memory import MemoryCoefficients
 from hwcost.profile import load_target
@@ -125,11 +126,13 @@ def fit_profile(
     caches_kb: dict[str, float],
 ) -> Calibration:
     """The calibrated profile of `measurements` (the fitting half of `calibrate`), with the cache
-    sizes `caches_kb` (profile keys l1_kb, l2_kb, l3_kb; the base profile's where absent)."""
+    sizes `caches_kb` (profile keys l1_kb, l2_kb, l3_kb; the base profile's where absent). Times
+    are taken at the least loaded reference speed seen (`measure`), which the profile records."""
     lowering = get_runtime(runtime)
+    reference = reference_ms([item.timing for item in measurements])
     observations = [
         Observation(
-            item.name, lowering.lower(item.description), item.timing.median_ms, item.timing.relative_iqr,
+            item.name, lowering.lower(item.description), item.timing.at_reference(reference), item.timing.relative_iqr,
             None if item.memory is None else item.memory.peak_bytes,
         )
         for item in measurements
@@ -139,7 +142,7 @@ def fit_profile(
     memory, memory_fit = fit_memory(observations, lowering)
     data.update(name=name, device=cpu_model(), isa=os.uname().machine, runtime=runtime)
     data["measured"] = {
-        "provenance": {**provenance, "cases": len(measurements)},
+        "provenance": {**provenance, "cases": len(measurements), "reference_ms": _rounded(reference)},
         "noise": _noise(measurements),
         "fit": {**latency_fit.summary("latency"), **memory_fit.summary("memory")},
         "kernels": {key: {feature: _rounded(value) for feature, value in features.items()} for key, features in kernels.items()},

@@ -33,6 +33,9 @@ HUBER_ROUNDS = 3
 MAD_TO_STANDARD_DEVIATION = 1.4826
 """Median absolute deviation to standard deviation, for normally distributed errors."""
 
+MIN_FITTED_WEIGHT_BYTES = 1 << 20
+"""Smallest weight bytes of a cost key, in some case, for its copies to be fitted (see `fit_memory`)."""
+
 _FIXED = "fixed_bytes"
 _KERNEL_TYPES = "kernel_type_bytes"
 _ACTIVATIONS = "activation_factor"
@@ -81,8 +84,11 @@ class FitReport:
         }
 
 
-def _solve(rows: Sequence[Mapping[str, float]], measured: Sequence[float]) -> tuple[dict[str, float], list[float]]:
-    """Non-negative coefficients per column minimising the relative errors; with the fitted values.
+def _solve(
+    rows: Sequence[Mapping[str, float]], measured: Sequence[float], offsets: Sequence[float] | None = None
+) -> tuple[dict[str, float], list[float]]:
+    """Non-negative coefficients per column minimising the relative errors of the rows' values
+    plus their known `offsets`; with the fitted values (offsets included).
 
     Huber-weighted: after each fit, cases whose relative error exceeds `HUBER_SCALES` robust
     standard deviations (from the median absolute error) get a weight inversely proportional to
@@ -94,15 +100,17 @@ def _solve(rows: Sequence[Mapping[str, float]], measured: Sequence[float]) -> tu
     target = np.asarray(measured, dtype=float)
     scale = np.abs(design).max(axis=0)
     scale[scale == 0] = 1.0
+    known = np.zeros(len(target)) if offsets is None else np.asarray(offsets, dtype=float)
     relative = design / scale / target[:, None]
+    remainder = 1.0 - known / target
     weights = np.ones(len(target))
     for _ in range(HUBER_ROUNDS + 1):
-        regression = LinearRegression(positive=True, fit_intercept=False).fit(relative * weights[:, None], weights)
-        errors = np.abs(relative @ regression.coef_ - 1.0)
+        regression = LinearRegression(positive=True, fit_intercept=False).fit(relative * weights[:, None], remainder * weights)
+        errors = np.abs(relative @ regression.coef_ - remainder)
         bound = HUBER_SCALES * MAD_TO_STANDARD_DEVIATION * max(float(np.median(errors)), np.finfo(float).eps)
         weights = np.minimum(1.0, bound / np.maximum(errors, np.finfo(float).eps))
     coefficients = regression.coef_ / scale
-    return dict(zip(columns, coefficients.tolist())), (design @ coefficients).tolist()
+    return dict(zip(columns, coefficients.tolist())), (design @ coefficients + known).tolist()
 
 
 def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tuple[dict[str, dict[str, float]], FitReport]:
@@ -126,21 +134,33 @@ def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tupl
 
 
 def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[MemoryCoefficients, FitReport]:
-    """The peak-memory terms; and the fit's errors on the cases with a measured peak."""
+    """The peak-memory terms; and the fit's errors on the cases with a measured peak.
+
+    Copies are fitted only for cost keys whose weights reach `MIN_FITTED_WEIGHT_BYTES` in some
+    case: below it a key's weights are lost in the measurement's page granularity and noise, and
+    a fitted copy count would stand for something else (code, activations) and extrapolate
+    wildly; such weights are held once (`MemoryCoefficients.default_copies`).
+    """
     measured_cases = [observation for observation in observations if observation.measured_peak_bytes is not None]
-    rows = []
-    for observation in measured_cases:
-        features = memory_features(observation.lowering, runtime)
-        copies = {f"copies:{key}": value for key, value in features.weights.items()}
+    features = [memory_features(observation.lowering, runtime) for observation in measured_cases]
+    largest: dict[str, float] = {}
+    for case in features:
+        for key, value in case.weights.items():
+            largest[key] = max(largest.get(key, 0.0), value)
+    fitted_keys = {key for key, value in largest.items() if value >= MIN_FITTED_WEIGHT_BYTES}
+    rows, offsets = [], []
+    for case in features:
+        copies = {f"copies:{key}": value for key, value in case.weights.items() if key in fitted_keys}
         rows.append(
             {
-                _FIXED: 1.0, _KERNEL_TYPES: features.kernel_types, _ACTIVATIONS: features.activations,
-                _OUTPUTS: features.outputs, _DECODED: features.decoded, **copies,
+                _FIXED: 1.0, _KERNEL_TYPES: case.kernel_types, _ACTIVATIONS: case.activations,
+                _OUTPUTS: case.outputs, _DECODED: case.decoded, **copies,
             }  # fmt: skip
         )
+        offsets.append(sum(value for key, value in case.weights.items() if key not in fitted_keys))
     if not rows:
         return MemoryCoefficients(), FitReport({})
-    solution, fitted = _solve(rows, [float(observation.measured_peak_bytes) for observation in measured_cases])
+    solution, fitted = _solve(rows, [float(observation.measured_peak_bytes) for observation in measured_cases], offsets)
     coefficients = MemoryCoefficients(
         fixed_bytes=solution[_FIXED],
         kernel_type_bytes=solution[_KERNEL_TYPES],

@@ -4,11 +4,15 @@ Latency is the median per-thread CPU time (`time.thread_time`) of one `session.r
 onnxruntime thread (intra- and inter-op, sequential execution), so it runs on the calling
 thread and the clock counts the inference only: unlike wall time it does not grow while other
 processes hold the cores, which keeps it repeatable on a shared machine. It still grows with
-their pressure on the shared caches and on a core's other hardware thread, so a set of graphs is
-timed in rounds, one session per graph and round, the rounds interleaved across the set: a
-graph's time is the smallest of its round medians (load only ever adds CPU time, so the least
-disturbed round is the closest to a quiet machine). Noise is the median relative interquartile
-range of the runs within a round, and the spread of the round medians.
+their pressure on the shared caches and on a core's other hardware thread (by half on the
+loaded 2-core development host), and that load drifts over minutes, so a calibration measured
+in one period and a validation in another would disagree by it. So every round of timed runs is
+bracketed by runs of a fixed load-reference graph (`reference_graph`: matrix products of fixed
+shapes), and a graph's time is kept as its ratio to the reference's, the median over rounds
+interleaved across the set: `Timing.at_reference(reference_ms)` turns it back into
+milliseconds at one reference speed, the same for every measurement compared (a calibrated
+profile records its own, `measured.provenance.reference_ms`). Noise is the median relative
+interquartile range of the runs within a round, and the spread of the round ratios.
 
 Peak memory is measured by `hwcost.calibration.memory_probe` in a fresh interpreter per graph.
 """
@@ -54,21 +58,34 @@ CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.1,
 VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.3, rounds=3)
 
 
+REFERENCE_RUNS = 20
+"""Runs of the load-reference graph before and after each round (its median is the round's reference)."""
+_REFERENCE_SHAPE = (64, 256)
+_REFERENCE_LAYERS = 2
+_REFERENCE_SEED = 0
+
+
 @dataclass(frozen=True)
 class Timing:
-    """CPU time of one inference and its noise.
+    """CPU time of one inference relative to the load reference's, and its noise.
 
     Attributes:
-        median_ms: Smallest round median of the per-thread CPU time of one run.
+        ratio: Median over the rounds of (median CPU time of one run) / (the reference's).
+        reference_ms: Smallest reference median seen while timing it (its least loaded round).
         relative_iqr: Median over the rounds of the runs' interquartile range over their median.
         runs: Timed runs, all rounds together.
-        round_spread: Largest round median over the smallest, minus one (0 for one round).
+        round_spread: Largest round ratio over the smallest, minus one (0 for one round).
     """
 
-    median_ms: float
+    ratio: float
+    reference_ms: float
     relative_iqr: float
     runs: int
     round_spread: float = 0.0
+
+    def at_reference(self, reference_ms: float) -> float:
+        """The CPU time of one inference, in ms, at the speed where the reference takes `reference_ms`."""
+        return self.ratio * reference_ms
 
 
 @dataclass(frozen=True)
@@ -97,48 +114,108 @@ def session_options() -> onnxruntime.SessionOptions:
     return options
 
 
+@dataclass(frozen=True)
+class _Round:
+    """One round of one graph: medians of its runs and of the bracketing reference runs, in seconds."""
+
+    median: float
+    reference: float
+    relative_iqr: float
+    runs: int
+
+
+def reference_graph() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    """The load reference: `_REFERENCE_LAYERS` float matrix products with ReLU, fixed shapes and
+    values, so that its CPU time tracks how much other processes slow this one down."""
+    rng = np.random.default_rng(_REFERENCE_SEED)
+    rows, width = _REFERENCE_SHAPE
+    nodes, weights, tensor = [], [], "x"
+    for index in range(_REFERENCE_LAYERS):
+        weight = (rng.standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+        weights.append(onnx.numpy_helper.from_array(weight, f"w{index}"))
+        nodes += [
+            onnx.helper.make_node("MatMul", [tensor, f"w{index}"], [f"product{index}"]),
+            onnx.helper.make_node("Relu", [f"product{index}"], [f"y{index}"]),
+        ]
+        tensor = f"y{index}"
+    graph = onnx.helper.make_graph(
+        nodes, "load_reference", [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [rows, width])],
+        [onnx.helper.make_tensor_value_info(tensor, onnx.TensorProto.FLOAT, [rows, width])], weights,
+    )  # fmt: skip
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    return model, {"x": rng.standard_normal((rows, width)).astype(np.float32)}
+
+
 def time_graphs(
     graphs: Sequence[tuple[onnx.ModelProto, dict[str, np.ndarray]]],
     plan: TimingPlan,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[Timing]:
-    """The CPU time of one inference of each (graph, feeds), timed in `plan.rounds` interleaved rounds."""
-    rounds: list[list[tuple[float, float, int]]] = [[] for _ in graphs]
+    """The CPU time of one inference of each (graph, feeds) relative to the load reference's,
+    timed in `plan.rounds` rounds interleaved across the graphs."""
+    reference_model, reference_feeds = reference_graph()
+    reference = _session(reference_model), reference_feeds
+    _runs(*reference, plan.warmup_runs)
+    rounds: list[list[_Round]] = [[] for _ in graphs]
     total = plan.rounds * len(graphs)
     for round_index in range(plan.rounds):
         for index, (graph, feeds) in enumerate(graphs):
             if progress:
                 progress(round_index * len(graphs) + index, total)
-            rounds[index].append(_time_round(graph, feeds, plan))
+            rounds[index].append(_time_round(_session(graph), feeds, reference, plan))
     if progress:
         progress(total, total)
     return [_timing(measured) for measured in rounds]
 
 
-def _time_round(graph: onnx.ModelProto, feeds: dict[str, np.ndarray], plan: TimingPlan) -> tuple[float, float, int]:
-    """One round on a fresh session: (median seconds, relative IQR, runs)."""
-    session = onnxruntime.InferenceSession(graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
-    for _ in range(plan.warmup_runs):
-        session.run(None, feeds)
-    timings: list[float] = []
-    while len(timings) < plan.min_runs or sum(timings) < plan.min_cpu_seconds:
+def _session(graph: onnx.ModelProto) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(graph.SerializeToString(), session_options(), providers=["CPUExecutionProvider"])
+
+
+def _runs(session: onnxruntime.InferenceSession, feeds: dict[str, np.ndarray], count: int) -> list[float]:
+    """CPU seconds of `count` runs."""
+    timings = []
+    for _ in range(count):
         started = time.thread_time()
         session.run(None, feeds)
         timings.append(time.thread_time() - started)
+    return timings
+
+
+def _time_round(
+    session: onnxruntime.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    reference: tuple[onnxruntime.InferenceSession, dict[str, np.ndarray]],
+    plan: TimingPlan,
+) -> _Round:
+    """One round: warm-up, reference runs, the timed runs, reference runs again."""
+    _runs(session, feeds, plan.warmup_runs)
+    reference_timings = _runs(*reference, REFERENCE_RUNS)
+    timings: list[float] = []
+    while len(timings) < plan.min_runs or sum(timings) < plan.min_cpu_seconds:
+        timings += _runs(session, feeds, 1)
+    reference_timings += _runs(*reference, REFERENCE_RUNS)
     quartiles = statistics.quantiles(timings, n=4)
     median = statistics.median(timings)
-    return median, (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0, len(timings)
+    spread = (quartiles[2] - quartiles[0]) / median if median > 0 else 0.0
+    return _Round(median, statistics.median(reference_timings), spread, len(timings))
 
 
-def _timing(rounds: Sequence[tuple[float, float, int]]) -> Timing:
-    medians = [median for median, _, _ in rounds]
-    fastest = min(medians)
+def _timing(rounds: Sequence[_Round]) -> Timing:
+    ratios = [measured.median / measured.reference for measured in rounds]
     return Timing(
-        median_ms=fastest * 1e3,
-        relative_iqr=statistics.median(spread for _, spread, _ in rounds),
-        runs=sum(runs for _, _, runs in rounds),
-        round_spread=max(medians) / fastest - 1 if fastest > 0 else 0.0,
+        ratio=statistics.median(ratios),
+        reference_ms=min(measured.reference for measured in rounds) * 1e3,
+        relative_iqr=statistics.median(measured.relative_iqr for measured in rounds),
+        runs=sum(measured.runs for measured in rounds),
+        round_spread=max(ratios) / min(ratios) - 1,
     )
+
+
+def reference_ms(timings: Sequence[Timing]) -> float:
+    """The least loaded reference time seen over `timings`: the speed a set of measurements is
+    expressed at when nothing else fixes it."""
+    return min(timing.reference_ms for timing in timings)
 
 
 def measure_peak_memory(graph: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> MemoryMeasurement:
@@ -227,10 +304,13 @@ __all__ = [
     "MemoryMeasurement",
     "Timing",
     "TimingPlan",
+    "REFERENCE_RUNS",
     "cpu_model",
     "host_caches_kb",
     "host_provenance",
     "measure_peak_memory",
+    "reference_graph",
+    "reference_ms",
     "session_options",
     "time_graphs",
 ]

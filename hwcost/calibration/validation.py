@@ -37,9 +37,11 @@ from hwcost.calibration.backends import Backend, PreparedModel, lower_and_time
 from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, UNIFORM_CODES, ModelCase
 from hwcost.calibration.measure import (
     VALIDATION_TIMING,
+    Timing,
     TimingPlan,
     host_provenance,
     measure_peak_memory,
+    reference_ms,
     session_options,
 )
 from hwcost.estimator import CostEstimate, CostModel
@@ -279,17 +281,24 @@ def validate(
     """Set `profile`'s prediction beside the measurement of every case (`measure_set` made them;
     several profiles can be compared on one set of measurements).
 
+    Measured times are taken at the load reference's speed the profile was calibrated at, or, for
+    a profile not calibrated, at the least loaded one seen while measuring the set (`measure`).
+
     Raises:
         ValidationError: the profile is for another instruction set than this host's.
     """
     check_host(profile)
     cost_model = CostModel()
+    calibrated = profile.calibration.get("provenance", {}).get("reference_ms")
+    reference = calibrated or reference_ms([measurement.timing for measurement in measurements.values()])
     models = tuple(
-        _compare(case, measurements[case.name], cost_model.estimate(measurements[case.name].prepared.description, profile))
+        _compare(
+            case, measurements[case.name], cost_model.estimate(measurements[case.name].prepared.description, profile), reference
+        )
         for case in cases
     )
     provenance = next(iter(measurements.values())).provenance if measurements else {}
-    return ValidationReport(profile.name, profile.runtime, models, provenance)
+    return ValidationReport(profile.name, profile.runtime, models, {**provenance, "reference_ms": reference})
 
 
 @dataclass(frozen=True)
@@ -298,8 +307,7 @@ class PreparedMeasurement:
 
     prepared: PreparedModel
     weights: str
-    measured_ms: float
-    noise: float
+    timing: Timing
     measured_peak_bytes: int
     measured_shares: Mapping[tuple[str, ...], float]
     provenance: Mapping[str, Any]
@@ -317,9 +325,8 @@ def measure_set(
             progress(f"peak memory and profile ({case.name})", index, len(cases))
         memory = measure_peak_memory(model.graph, model.feeds)
         layers = {layer.name for layer in model.description.layers}
-        noise = max(measured_time.relative_iqr, measured_time.round_spread)
         results[case.name] = PreparedMeasurement(
-            model, backend.weight_format(case), measured_time.median_ms, noise, memory.peak_bytes,
+            model, backend.weight_format(case), measured_time, memory.peak_bytes,
             _layer_shares(model, layers), provenance,
         )  # fmt: skip
     if progress:
@@ -345,7 +352,9 @@ def _host_isa() -> str:
     return os.uname().machine
 
 
-def _compare(case: ModelCase, measurement: PreparedMeasurement, estimate: CostEstimate) -> ModelValidation:
+def _compare(case: ModelCase, measurement: PreparedMeasurement, estimate: CostEstimate, reference: float) -> ModelValidation:
+    """The case's prediction beside its measurement, taken at the load reference's time `reference` (ms)."""
+    measured_ms = measurement.timing.at_reference(reference)
     lowering = get_runtime(estimate.runtime).lower(measurement.prepared.description)
     owner = {lowered.layer.name: lowered.fused_into or lowered.layer.name for lowered in lowering.layers}
     ops = {layer.name: layer_op(layer) for layer in measurement.prepared.description.layers}
@@ -357,19 +366,19 @@ def _compare(case: ModelCase, measurement: PreparedMeasurement, estimate: CostEs
     measured: dict[str, float] = defaultdict(float)
     for group, share in measurement.measured_shares.items():
         if not group:
-            measured[UNATTRIBUTED] += share * measurement.measured_ms
+            measured[UNATTRIBUTED] += share * measured_ms
             continue
         owners = [owner[layer] for layer in group]
         weights = [latency[layer] for layer in owners] if sum(latency[layer] for layer in owners) > 0 else [1.0] * len(owners)
         for layer, weight in zip(owners, weights):
-            measured[ops[layer]] += share * measurement.measured_ms * weight / sum(weights)
+            measured[ops[layer]] += share * measured_ms * weight / sum(weights)
     return ModelValidation(
         name=case.name,
         family=case.spec.family,
         weights=measurement.weights,
         predicted_ms=estimate.latency_ms,
-        measured_ms=measurement.measured_ms,
-        noise=measurement.noise,
+        measured_ms=measured_ms,
+        noise=max(measurement.timing.relative_iqr, measurement.timing.round_spread),
         predicted_peak_bytes=estimate.peak_memory_bytes,
         measured_peak_bytes=measurement.measured_peak_bytes,
         predicted_ms_by_op=dict(predicted),

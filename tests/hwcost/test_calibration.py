@@ -17,7 +17,7 @@ from hwcost import CostModel, load_target
 from hwcost.calibration.backends import get_backend
 from hwcost.calibration.calibrate import calibrate, write_profile
 from hwcost.calibration.cases import TABLE_CODES, Grid, calibration_cases, micro_case
-from hwcost.calibration.measure import TimingPlan, measure_peak_memory, session_options
+from hwcost.calibration.measure import TimingPlan, measure_peak_memory, reference_graph, session_options, time_graphs
 from hwcost.estimator import FITTED
 from search.cli import main
 from search.onnx_export import export_onnx
@@ -119,3 +119,12 @@ def test_peak_memory_grows_with_the_weights_a_session_holds():
     added_weight_bytes = (2048 * 2048 - 64 * 64) * 4
     growth = measure_peak_memory(large.graph, large.feeds).peak_bytes - measure_peak_memory(small.graph, small.feeds).peak_bytes
     assert growth >= 0.9 * added_weight_bytes
+
+
+def test_times_are_kept_relative_to_the_load_reference():
+    """Timing the load reference against itself gives a ratio near one, whatever the load; a
+    ratio turns back into milliseconds at any reference speed."""
+    timing = time_graphs([reference_graph()], TimingPlan(warmup_runs=2, min_runs=20, min_cpu_seconds=0.0, rounds=2))[0]
+    assert 0.7 < timing.ratio < 1.4
+    assert timing.reference_ms > 0 and timing.runs >= 40
+    assert timing.at_reference(2.0) == pytest.approx(2.0 * timing.ratio)
