@@ -171,16 +171,15 @@ def weight_bytes(kernel: Kernel) -> float:
 
 
 def cache_features(kernel: Kernel, model_weight_bytes: float, cache_bytes: float) -> dict[str, float]:
-    """`kernel.features` plus the cache-dependent ones of its feature set, for a model whose
-    weights take `model_weight_bytes` on a CPU with `cache_bytes` of L2 per core."""
-    names = FEATURE_SETS[feature_set(kernel.op)]
-    features = dict(kernel.features)
+    """The figures a kernel is priced on: its feature set's, the cache-dependent ones for a model
+    whose weights take `model_weight_bytes` on a CPU with `cache_bytes` of L2 per core."""
     own_bytes = weight_bytes(kernel)
-    if "cold_weights" in names:
-        features["cold_weights"] = own_bytes * spill_fraction(model_weight_bytes, cache_bytes)
-    if "spilled_steps" in names:
-        features["spilled_steps"] = features.get("steps", 0.0) * own_bytes * spill_fraction(own_bytes, cache_bytes)
-    return features
+    steps = kernel.features.get("steps", 0.0)
+    cached = {
+        "cold_weights": own_bytes * spill_fraction(model_weight_bytes, cache_bytes),
+        "spilled_steps": steps * own_bytes * spill_fraction(own_bytes, cache_bytes),
+    }
+    return {name: cached[name] if name in cached else kernel.features.get(name, 0.0) for name in FEATURE_SETS[feature_set(kernel.op)]}
 
 
 def requantize_kernel(elements: float) -> Kernel:

@@ -11,7 +11,10 @@ pattern are on, its defaults. So it counts
          + sum over weight-owning layers of copies[key] * resident weight bytes
          + activation_factor * largest activation set   one layer's input + output
          + output_factor * all layer outputs            what the planner keeps beside it (skip
-                                                        paths, tensors read again later)
+         + held_output_factor * largest outputs         paths, tensors read again later): all
+                                                        outputs of a short model, a few of the
+                                                        largest of a long one whose buffers the
+                                                        planner reuses
          + decoded_factor * largest decoded weight      float weights decoded on a run
 
 A layer's resident weight bytes are what its runtime keeps (`Runtime.resident_weight_bits`):
@@ -32,7 +35,14 @@ from dataclasses import dataclass, field
 
 from hwcost.runtimes import Lowering, Runtime
 
-MEMORY_TERMS = ("fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "output_factor", "decoded_factor")
+HELD_OUTPUTS = 8
+"""modelled: the planner's live set at the peak is at most this many of the largest layer outputs
+(a block's input, its skip sum, the tensors between); a long model reuses the buffers of the rest."""
+
+MEMORY_TERMS = (
+    "fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "output_factor", "held_output_factor",
+    "decoded_factor",
+)  # fmt: skip
 """Keys of a profile's `measured.memory` section."""
 
 
@@ -48,6 +58,7 @@ class MemoryCoefficients:
             named hold `default_copies`.
         activation_factor: Held activations as a multiple of the largest layer input + output.
         output_factor: Held activations as a fraction of all layer outputs together.
+        held_output_factor: Held activations as a multiple of the `HELD_OUTPUTS` largest outputs.
         decoded_factor: Held decoded weights as a multiple of the largest per-run decoded weight.
         default_copies: Copies of weights whose key `weight_copies` does not name.
     """
@@ -57,6 +68,7 @@ class MemoryCoefficients:
     weight_copies: Mapping[str, float] = field(default_factory=dict)
     activation_factor: float = 1.0
     output_factor: float = 0.0
+    held_output_factor: float = 0.0
     decoded_factor: float = 1.0
     default_copies: float = 1.0
 
@@ -84,6 +96,7 @@ class MemoryFeatures:
         weights: Resident weight bytes per cost key (shared weights once, with their owner).
         activations: Bytes of the largest layer input + output.
         outputs: Bytes of all layer outputs together.
+        held_outputs: Bytes of the `HELD_OUTPUTS` largest layer outputs.
         decoded: Bytes of the largest weight decoded on a run.
     """
 
@@ -91,6 +104,7 @@ class MemoryFeatures:
     weights: Mapping[str, float]
     activations: float
     outputs: float
+    held_outputs: float
     decoded: float
 
 
@@ -98,7 +112,7 @@ def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
     """What one inference of a lowered description holds, in the terms of the peak-memory model."""
     weights: dict[str, float] = {}
     largest_activations = 0.0
-    all_outputs = 0.0
+    outputs: list[float] = []
     largest_decoded = 0.0
     for lowered in lowering.layers:
         layer = lowered.layer
@@ -107,14 +121,15 @@ def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
             if executed is not None:
                 activations = (executed.input_elements_per_second + executed.output_elements_per_second)
                 largest_activations = max(largest_activations, math.ceil(activations * executed.activation_bits / 8))
-                all_outputs += executed.output_elements_per_second * executed.activation_bits / 8
+                outputs.append(executed.output_elements_per_second * executed.activation_bits / 8)
         if not layer.shared_with and (layer.params or layer.extra_params):
             key = lowered.kernels[-1].key if lowered.kernels else f"{layer.kind}/{lowered.variant}"
             weights[key] = weights.get(key, 0.0) + runtime.resident_weight_bits(lowered) / 8
         largest_decoded = max(largest_decoded, runtime.decoded_weight_bits(lowered) / 8)
     kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
     kernel_types = {kernel.key for kernel in kernels}
-    return MemoryFeatures(len(kernel_types), weights, largest_activations, all_outputs, largest_decoded)
+    held = sum(sorted(outputs, reverse=True)[:HELD_OUTPUTS])
+    return MemoryFeatures(len(kernel_types), weights, largest_activations, sum(outputs), held, largest_decoded)
 
 
 def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoefficients) -> PeakMemory:
@@ -125,7 +140,9 @@ def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoeffi
     return PeakMemory(
         fixed_bytes=coefficients.fixed_bytes + coefficients.kernel_type_bytes * features.kernel_types,
         weight_bytes=weight_bytes,
-        activation_bytes=coefficients.activation_factor * features.activations + coefficients.output_factor * features.outputs,
+        activation_bytes=coefficients.activation_factor * features.activations
+        + coefficients.output_factor * features.outputs
+        + coefficients.held_output_factor * features.held_outputs,
         decoded_bytes=coefficients.decoded_factor * features.decoded,
     )
 

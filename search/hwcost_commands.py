@@ -82,7 +82,8 @@ def _calibrate(args: argparse.Namespace, console: Console) -> int:
     noise, fit = calibration.noise, calibration.profile["measured"]["fit"]
     console.print(
         f"{len(calibration.measurements)} micro-benchmarks; noise (relative IQR of the runs): median "
-        f"{noise['median_relative_iqr']:.1%}, worst {noise['worst_relative_iqr']:.1%} ({noise['worst_case']})"
+        f"{noise['median_relative_iqr']:.1%}, worst {noise['worst_relative_iqr']:.1%} ({noise['worst_case']}); "
+        f"spread of the round medians: median {noise['median_round_spread']:.1%}"
     )
     console.print(
         f"fit on its own cases: latency median error {fit['latency_median_abs_error']:.1%}, worst "

@@ -1,8 +1,9 @@
 """`search hwcost calibrate`: measure a runtime's kernels on this machine and write a profile.
 
 Every micro-benchmark of a grid (`hwcost.calibration.cases`) is lowered for the runtime
-(`hwcost.calibration.backends`), timed (`hwcost.calibration.measure`) and, at one depth per
-shape, its peak memory measured in a fresh process; the kernel costs and memory terms are then
+(`hwcost.calibration.backends`), timed (`hwcost.calibration.measure`) and its peak memory
+measured in a fresh process (both depths of a stack, so that the memory fit sees long stacks
+reuse their buffers); the kernel costs and memory terms are then
 fitted (`hwcost.calibration.fit`). The profile written is the base profile (its hardware figures
 price, by the roofline, any kernel the calibration did not measure) with the runtime named and a
 `measured:` section: the fitted `kernels:` and `memory:`, the `provenance:` of the measurements
@@ -57,7 +58,7 @@ class CaseMeasurement:
     name: str
     description: ModelDescription
     timing: Timing
-    memory: MemoryMeasurement | None
+    memory: MemoryMeasurement
 
 
 @dataclass(frozen=True)
@@ -83,13 +84,13 @@ class Calibration:
 def measure_cases(
     backend: Backend, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = CALIBRATION_TIMING
 ) -> list[CaseMeasurement]:
-    """Lower, time and (where the case asks) measure the peak memory of every case."""
+    """Lower, time and measure the peak memory of every case."""
     prepared, timings = lower_and_time(backend, cases, timing, progress)
     measured = []
     for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
         if progress:
             progress(f"peak memory ({case.name})", index, len(cases))
-        memory = measure_peak_memory(model.graph, model.feeds) if case.measure_memory else None
+        memory = measure_peak_memory(model.graph, model.feeds)
         measured.append(CaseMeasurement(case.name, model.description, measured_time, memory))
     if progress:
         progress("peak memory", len(cases), len(cases))
@@ -133,7 +134,7 @@ def fit_profile(
     observations = [
         Observation(
             item.name, lowering.lower(item.description), item.timing.at_reference(reference), item.timing.relative_iqr,
-            None if item.memory is None else item.memory.peak_bytes,
+            item.memory.peak_bytes,
         )
         for item in measurements
     ]  # fmt: skip
@@ -195,6 +196,7 @@ def _memory_section(memory: MemoryCoefficients) -> dict[str, Any]:
         "weight_copies": {key: _rounded(value) for key, value in sorted(memory.weight_copies.items())},
         "activation_factor": _rounded(memory.activation_factor),
         "output_factor": _rounded(memory.output_factor),
+        "held_output_factor": _rounded(memory.held_output_factor),
         "decoded_factor": _rounded(memory.decoded_factor),
     }
 

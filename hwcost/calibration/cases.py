@@ -58,8 +58,6 @@ class ModelCase:
         input_names: Graph input names, in the model's argument order.
         weight_only: (quantizer, bits) its quantizable layers take under a weight-only runtime.
         build: Builds the model; None builds `spec` (a registered family).
-        measure_memory: Whether calibration measures its peak memory too (a fresh process each,
-            so only for one depth of each shape).
     """
 
     name: str
@@ -67,7 +65,6 @@ class ModelCase:
     input_names: tuple[str, ...]
     weight_only: tuple[str, int] = UNIFORM_CODES
     build: Callable[[], nn.Module] | None = None
-    measure_memory: bool = True
 
     def model(self) -> nn.Module:
         torch.manual_seed(_INPUT_SEED)
@@ -145,11 +142,10 @@ def micro_case(
     build: Callable[[], _Stack],
     input_names: tuple[str, ...] = ("x",),
     weight_only: tuple[str, int] = UNIFORM_CODES,
-    measure_memory: bool = True,
 ) -> ModelCase:
     """A micro-benchmark case: `build` makes the stack, whose `example_inputs` give its inputs."""
     spec = ModelSpec(_MICRO_FAMILY, {"case": name}, 0, 0, SAMPLE_RATE)
-    return ModelCase(name, spec, input_names, weight_only, build, measure_memory)
+    return ModelCase(name, spec, input_names, weight_only, build)
 
 
 def _tdnn(channels_in: int, channels: int, kernel: int, dilation: int, frames: int, depth: int) -> _Stack:
@@ -239,7 +235,7 @@ def _cases(
             arguments = (*shape, depth) if depth is not None else shape
             name = label if depth is None else f"{label}-d{depth}"
             build = functools.partial(factory, *arguments)
-            cases.append(micro_case(name, build, input_names, measure_memory=index == 0))
+            cases.append(micro_case(name, build, input_names))
             if index == 0:
                 cases += [
                     micro_case(f"{name}-{quantizer}{bits}", build, input_names, (quantizer, bits))

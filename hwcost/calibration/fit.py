@@ -40,6 +40,7 @@ _FIXED = "fixed_bytes"
 _KERNEL_TYPES = "kernel_type_bytes"
 _ACTIVATIONS = "activation_factor"
 _OUTPUTS = "output_factor"
+_HELD_OUTPUTS = "held_output_factor"
 _DECODED = "decoded_factor"
 
 
@@ -154,7 +155,7 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         rows.append(
             {
                 _FIXED: 1.0, _KERNEL_TYPES: case.kernel_types, _ACTIVATIONS: case.activations,
-                _OUTPUTS: case.outputs, _DECODED: case.decoded, **copies,
+                _OUTPUTS: case.outputs, _HELD_OUTPUTS: case.held_outputs, _DECODED: case.decoded, **copies,
             }  # fmt: skip
         )
         offsets.append(sum(value for key, value in case.weights.items() if key not in fitted_keys))
@@ -167,6 +168,7 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         weight_copies={column.removeprefix("copies:"): value for column, value in solution.items() if column.startswith("copies:")},
         activation_factor=solution[_ACTIVATIONS],
         output_factor=solution[_OUTPUTS],
+        held_output_factor=solution[_HELD_OUTPUTS],
         decoded_factor=solution[_DECODED],
     )
     errors = {o.name: value / o.measured_peak_bytes - 1 for o, value in zip(measured_cases, fitted)}

@@ -39,6 +39,8 @@ import torch
 
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 _PROBE_MODULE = "hwcost.calibration.memory_probe"
+PROBE_ATTEMPTS = 3
+"""Runs of a memory probe that other processes' signals kill before one is given up (a shared machine)."""
 _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 """CPU features that decide which onnxruntime (MLAS) kernels run, recorded in a profile's provenance."""
 
@@ -229,10 +231,13 @@ def measure_peak_memory(graph: onnx.ModelProto, feeds: dict[str, np.ndarray]) ->
         onnx.save(graph, model_path)
         np.savez(inputs_path, **feeds)
         environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")]))}
-        result = subprocess.run(
-            [sys.executable, "-m", _PROBE_MODULE, str(model_path), str(inputs_path)],
-            capture_output=True, text=True, env=environment, check=False,
-        )  # fmt: skip
+        for _ in range(PROBE_ATTEMPTS):
+            result = subprocess.run(
+                [sys.executable, "-m", _PROBE_MODULE, str(model_path), str(inputs_path)],
+                capture_output=True, text=True, env=environment, check=False,
+            )  # fmt: skip
+            if result.returncode >= 0:  # a probe killed by a signal from outside is run again
+                break
     if result.returncode != 0:
         raise MeasurementError(f"memory probe failed ({result.returncode}): {result.stderr.strip()[-500:]}")
     figures = json.loads(result.stdout.strip().splitlines()[-1])

@@ -243,7 +243,7 @@ class ValidationReport:
             for op, value in model.predicted_ms_by_op.items():
                 predicted[op] += value
         total = sum(measured.values())
-        ops = set(measured) | set(predicted)
+        ops = (set(measured) | set(predicted)) - {UNATTRIBUTED}  # time no layer names has no prediction to compare
         kinds = [KindError(op, measured[op], predicted[op]) for op in ops if measured[op] >= _WORST_KINDS_SHARE * total]
         return sorted(kinds, key=lambda kind: -abs(math.log(kind.ratio)) if 0 < kind.ratio < math.inf else -math.inf)[:count]
 
@@ -260,6 +260,7 @@ class ValidationReport:
             "memory_spearman": self.spearman(memory=True),
             "worst_kinds": [{**asdict(kind), "ratio": kind.ratio} for kind in self.worst_kinds()],
             "median_noise": statistics.median(model.noise for model in self.models),
+            "unattributed_ms": sum(model.measured_ms_by_op.get(UNATTRIBUTED, 0.0) for model in self.models),
             "provenance": dict(self.provenance),
             "models": [{**asdict(model), "error": model.error, "memory_error": model.memory_error} for model in self.models],
         }

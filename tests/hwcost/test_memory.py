@@ -16,6 +16,7 @@ MEMORY = {
     "weight_copies": {"conv1d/fp32": 2.0},
     "activation_factor": 1.5,
     "output_factor": 0.0,
+    "held_output_factor": 0.0,
     "decoded_factor": 1.0,
 }
 

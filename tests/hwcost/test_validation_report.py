@@ -39,10 +39,10 @@ def test_fractions_within_bounds_and_rank_correlation():
 def test_worst_kinds_rank_ops_by_how_far_measured_is_from_predicted():
     models = (
         _model("a", 3.0, 3.0, predicted_by_op={"conv1d": 2.0, "activation.prelu": 0.5, "batchnorm": 0.5},
-               measured_by_op={"conv1d": 2.1, "activation.prelu": 2.0, "batchnorm": 0.4, "unattributed": 0.001}),
+               measured_by_op={"conv1d": 2.1, "activation.prelu": 2.0, "batchnorm": 0.4, "unattributed": 1.0}),
     )  # fmt: skip
     kinds = ValidationReport("t", "r", models, {}).worst_kinds()
-    assert [kind.op for kind in kinds] == ["activation.prelu", "batchnorm", "conv1d"]  # unattributed is below 1%
+    assert [kind.op for kind in kinds] == ["activation.prelu", "batchnorm", "conv1d"]  # time no layer names is not a kind
     assert kinds[0].ratio == pytest.approx(4.0)
     assert math.isinf(ValidationReport("t", "r", (_model("b", 1, 1, measured_by_op={"x": 1.0}),), {}).worst_kinds()[0].ratio)
 
