@@ -61,8 +61,10 @@ def measure_bundle(path: Path) -> dict:
         "layers": {name: f"{layer.bits}-bit {layer.quantizer}" for name, layer in bundle.config.layers.items()},
         "checks": {check.name: {"passed": check.passed, "detail": check.detail} for check in report.checks},
         "onnxruntime_ms": report.latency.measured_ms,
-        "onnxruntime_fastest_ms": report.latency.fastest_ms,
+        "onnxruntime_noise": report.latency.noise,
         "onnxruntime_runs": report.latency.runs,
+        "runtime": report.latency.runtime,
+        "runtime_predicted_ms": report.latency.predicted_ms,
         "pytorch_ms": torch_median,
         "pytorch_fastest_ms": torch_fastest,
         "predicted_ms": {
@@ -79,7 +81,8 @@ def main() -> None:
     rows = [measure_bundle(path) for path in args.bundles]
     result = {
         "machine": {"platform": platform.platform(), "processor": platform.processor() or platform.machine()},
-        "unit": "milliseconds per second of audio, batch 1, one thread (median and fastest of the timed runs)",
+        "unit": "milliseconds per second of audio, batch 1, one thread (onnxruntime: median CPU time, `search verify`; "
+        "PyTorch: median and fastest wall time)",
         "load_average": os.getloadavg()[0],
         "bundles": rows,
     }
@@ -87,7 +90,7 @@ def main() -> None:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     for row in rows:
         print(
-            f"{row['bundle']}: onnxruntime {row['onnxruntime_ms']:.3f} ms (fastest {row['onnxruntime_fastest_ms']:.3f}), "
+            f"{row['bundle']}: onnxruntime {row['onnxruntime_ms']:.3f} ms (noise {row['onnxruntime_noise']:.0%}), "
             f"PyTorch {row['pytorch_ms']:.3f} ms (fastest {row['pytorch_fastest_ms']:.3f}), "
             f"predicted x86-avx2 {row['predicted_ms']['x86-avx2']:.3f} ms; checks passed: "
             f"{all(check['passed'] for check in row['checks'].values())}"

@@ -32,7 +32,12 @@ sys.path.insert(0, str(ROOT))
 
 from evaluators.data.audio import load_audio  # noqa: E402
 from evaluators.frontends import get_frontend  # noqa: E402
-from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate  # noqa: E402
+from evaluators.metrics import (  # noqa: E402
+    all_pair_trials,
+    bootstrap_eer_interval,
+    equal_error_rate,
+    paired_eer_difference_interval,
+)
 from spaces.checkpoints import load_checkpoint, resolve_checkpoint_path, save_native_checkpoint  # noqa: E402
 from spaces.compress import ModelSpec  # noqa: E402
 from spaces.models import build_model  # noqa: E402
@@ -66,19 +71,6 @@ def resemblyzer_embeddings(utterances: list[tuple[str, Path]]) -> np.ndarray:
 
         encoder = VoiceEncoder("cpu", verbose=False)
         return np.stack([encoder.embed_utterance(preprocess_wav(path)) for _, path in utterances])
-
-
-def paired_difference_interval(first: np.ndarray, second: np.ndarray, labels: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap interval of EER(first) - EER(second), both on the same resampled trials."""
-    generator = np.random.default_rng(seed)
-    targets, others = np.flatnonzero(labels == 1), np.flatnonzero(labels == 0)
-    differences = []
-    for _ in range(REPLICATES):
-        chosen = np.concatenate([generator.choice(targets, targets.size), generator.choice(others, others.size)])
-        differences.append(equal_error_rate(first[chosen], labels[chosen]) - equal_error_rate(second[chosen], labels[chosen]))
-    tail = 100 * (1 - CONFIDENCE) / 2
-    low, high = np.percentile(differences, [tail, 100 - tail])
-    return float(low), float(high)
 
 
 def scored(embeddings: np.ndarray, labels: np.ndarray, trials: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,7 +130,7 @@ def main() -> None:
     for name, scores, seconds in (("engine", ours_scores, ours_seconds), ("resemblyzer", theirs_scores, theirs_seconds)):
         low, high = bootstrap_eer_interval(scores, trial_labels, REPLICATES, CONFIDENCE, 0)
         pipelines[name] = {"eer": equal_error_rate(scores, trial_labels), "eer_low": low, "eer_high": high, "seconds": seconds}
-    difference = paired_difference_interval(ours_scores, theirs_scores, trial_labels)
+    difference = paired_eer_difference_interval(ours_scores, theirs_scores, trial_labels, REPLICATES, CONFIDENCE, 0)
     result = {
         "speakers": len(speakers),
         "utterances": len(utterances),

@@ -44,11 +44,16 @@ sys.path.insert(0, str(ROOT))
 
 from evaluators.evaluation import size_metrics  # noqa: E402
 from evaluators.finetune import FineTuner  # noqa: E402
-from evaluators.metrics import all_pair_trials, bootstrap_eer_interval, equal_error_rate  # noqa: E402
+from evaluators.metrics import (  # noqa: E402
+    all_pair_trials,
+    bootstrap_eer_interval,
+    equal_error_rate,
+    paired_eer_difference_interval,
+)
 from evaluators.finetune_loss import speaker_centroids  # noqa: E402
 from evaluators.training import embed_utterances  # noqa: E402
 from evaluators.verification import PreparedVerification, VerificationEvaluator  # noqa: E402
-from ge2e_pretrained import CONFIDENCE, paired_difference_interval  # noqa: E402
+from ge2e_pretrained import CONFIDENCE, REPLICATES  # noqa: E402
 from render_docs import write_result  # noqa: E402
 from search.config import load_config  # noqa: E402
 from search.engine import run_search  # noqa: E402
@@ -81,7 +86,9 @@ class Scorer:
         eer = equal_error_rate(scores, labels)
         low, high = bootstrap_eer_interval(scores, labels, 500, CONFIDENCE, self.seed)
         reference = equal_error_rate(self.reference_scores, labels)
-        difference = paired_difference_interval(scores, self.reference_scores, labels, self.seed)
+        difference = paired_eer_difference_interval(
+            scores, self.reference_scores, labels, REPLICATES, CONFIDENCE, self.seed
+        )
         row = {
             "label": label,
             "method": method,

@@ -10,26 +10,31 @@ quantized one stage at a time over the first rung (`evaluators.msft`).
 
 Loss: AAM-softmax over a head initialised from the teacher's per-speaker mean embeddings, plus
 `distillation_weight` x cosine distance to the teacher's embedding of the same crop
-(`evaluators.finetune_loss`). docs/quantization.md records the measurements that chose the
-defaults.
+(`evaluators.finetune_loss`), plus `tap_weight` x the relative squared error of the
+`distillation_taps` (intermediate outputs, e.g. every frame of GE2E's last LSTM layer) to the
+teacher's. docs/quantization.md records the measurements that chose the defaults.
 
 Everything is seeded: the same candidate, data and seed give the same model on the same machine.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import torch
+from torch import nn
 
+from evaluators.distillation import relative_squared_error
 from evaluators.finetune_data import FineTuneData, sample_crops
 from evaluators.finetune_loss import FineTuneLoss
 from evaluators.msft import msft_stages, stage_start_steps
 from evaluators.training import TrainingError
 from evaluators.verification_fidelity import VerificationFidelity
 from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
+from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
-from spaces.quant import get_quantizer
+from spaces.quant import INTEGER_ACTIVATION_BITS, get_quantizer
+from spaces.quant.integer_activations import quantize_activations
 from spaces.quant.qat import after_step, attach_fake_quantizers, export_quantized, without_fake_quantizers
 
 
@@ -44,6 +49,11 @@ class FineTuner:
         config: The fidelity block (loss, optimiser and MSFT settings, and the ladder).
         seed: Seed of the crop sampling.
         sensitivities: Layer sensitivities, needed when `config.msft_order` is "sensitivity".
+        activation_bits: The candidate's activation bits: at `INTEGER_ACTIVATION_BITS` the student
+            trains with activation quantizers where integer kernels need them
+            (`spaces.quant.integer_activations`), calibrated on `calibration_batches` behind the
+            first stage's fake-quantizers, their steps learned; other widths train float activations.
+        calibration_batches: Input batches that set the activation quantizers' ranges.
     """
 
     def __init__(
@@ -55,13 +65,15 @@ class FineTuner:
         config: VerificationFidelity,
         seed: int,
         sensitivities: Mapping[str, float] | None = None,
+        activation_bits: int = FLOAT_BITS,
+        calibration_batches: Sequence[torch.Tensor] = (),
     ) -> None:
         self.spec, self.layers, self.data, self.config = spec, dict(layers), data, config
         self.student = spec.build()
         self.student.load_state_dict(teacher_state)
         self.student.train()
         self.teacher = None
-        if config.distillation_weight:
+        if config.distillation_weight or config.distillation_taps:
             self.teacher = spec.build()
             self.teacher.load_state_dict(teacher_state)
             self.teacher.eval().requires_grad_(False)
@@ -78,6 +90,12 @@ class FineTuner:
         self._generator = torch.Generator().manual_seed(seed)
         self._labels = torch.tensor(data.labels)
         self.steps_done = 0
+        if activation_bits == INTEGER_ACTIVATION_BITS:
+            self._attach_due_stages()  # calibrate the activations on the weights as they train
+            activations = quantize_activations(
+                self.student, self.layers, spec.example_inputs(self.student), [(batch,) for batch in calibration_batches]
+            )
+            self.optimizer.add_param_group({"params": [step for quantizer in activations.values() for step in quantizer.parameters()]})
 
     @property
     def quantized_layers(self) -> list[str]:
@@ -118,9 +136,14 @@ class FineTuner:
         crops, labels = sample_crops(
             self.data.features, self._labels, config.batch_size, config.crop_frames, self._generator
         )
+        taps = config.distillation_taps
         with torch.no_grad():
-            targets = self.teacher(crops) if self.teacher is not None else None
-        loss = self.loss(self.student(crops), labels, targets)
+            targets, teacher_taps = _outputs(self.teacher, crops, taps) if self.teacher is not None else (None, {})
+        embeddings, student_taps = _outputs(self.student, crops, taps)
+        loss = self.loss(embeddings, labels, targets)
+        if taps and config.tap_weight:
+            tap_losses = [relative_squared_error(student_taps[tap], teacher_taps[tap]) for tap in taps]
+            loss = loss + config.tap_weight * torch.stack(tap_losses).mean()
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"fine-tuning: non-finite loss {loss.item()} at step {self.steps_done}; lower fidelity.learning_rate"
@@ -130,6 +153,11 @@ class FineTuner:
         self.optimizer.step()
         self.steps_done += 1
         after_step(self.student, self.steps_done, self.steps_done / max(1, config.steps[-1]))
+
+
+def _outputs(model: nn.Module, crops: torch.Tensor, taps: tuple[str, ...]) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The embeddings, and the taps when any are distilled (a plain forward pass otherwise)."""
+    return model.forward_with_taps(crops) if taps else (model(crops), {})
 
 
 __all__ = ["FineTuneData", "FineTuner"]

@@ -21,6 +21,7 @@ import torch
 
 from spaces.compress import ModelSpec
 from spaces.description import FLOAT_BITS
+from spaces.plan import stored_quantizer
 from spaces.quant import QuantizedWeight, get_quantizer, pack_weights
 
 _EMPTY_FILE_BYTES = len(pack_weights({}))
@@ -104,12 +105,17 @@ class LayerStats:
 
 
 def layer_choice_stats(
-    spec: ModelSpec, teacher_state: Mapping[str, torch.Tensor], choices: Mapping[str, Sequence[QuantChoice]]
+    spec: ModelSpec,
+    teacher_state: Mapping[str, torch.Tensor],
+    choices: Mapping[str, Sequence[QuantChoice]],
+    activation_bits: int = FLOAT_BITS,
 ) -> dict[str, LayerStats]:
     """Quantize every layer at each of its choices once: error, stored bytes and side data.
 
     Args:
         choices: Layer name -> the choices to measure (FP32 entries are skipped: nothing to quantize).
+        activation_bits: The candidates' activation bits: each choice is measured with the
+            quantizer a trial stores at them (`spaces.plan.stored_quantizer`).
     """
     model = spec.build()
     model.load_state_dict(teacher_state)
@@ -127,7 +133,7 @@ def layer_choice_stats(
         for choice in sorted(set(layer_choices)):
             if choice.bits == FLOAT_BITS:
                 continue
-            family = get_quantizer(choice.quantizer)
+            family = get_quantizer(stored_quantizer(choice.quantizer, choice.bits, activation_bits))
             quantized = family.quantize(weight, choice.bits)
             if half:
                 quantized = quantized.with_half_side(f"layer {layer!r}")

@@ -4,7 +4,8 @@ A sensitivity table says, for each quantizable layer and each choice a space off
 quantizing that layer alone at that choice hurts the model (its "damage"). The ILP bit allocation
 (`search.allocation`) minimises the summed damage under size and latency budgets, and the
 quality predictor (`search.predictor`) uses the sum as its prior, so every estimator answers the
-same question and they can be swapped by name (`ESTIMATORS`, `search sensitivity --estimator`):
+same question and they can be swapped by name (`ESTIMATORS`; a run's `search.sensitivity` block, or
+`search sensitivity --estimator`):
 
 - `hessian` (HAWQ-V2/V3): damage = Tr(H_l) / n_l * ||Q_b(W_l) - W_l||^2, the second-order term
   of the loss around the trained weights, with the trace from Hutchinson's estimator
@@ -184,9 +185,40 @@ class SensitivityEstimator(ABC):
             raise ValueError(f"sensitivity estimator {self.name!r} needs data batches and a loss")
         return SensitivityTable(self.name, self.settings(), self.estimate(problem))
 
+    def to_config(self) -> dict[str, Any]:
+        """The `search.sensitivity:` block that selects this estimator with these settings."""
+        return {"estimator": self.name, **self.settings()}
+
     @abstractmethod
     def estimate(self, problem: SensitivityProblem) -> dict[str, LayerSensitivity]:
         """Layer name -> its damage per choice, for every layer of `problem.layers`."""
+
+
+class BatchedEstimator(SensitivityEstimator):
+    """An estimator measured on batches; its `batches`, `batch_size` and `seed` settings say which.
+
+    The data-driven estimators share these three settings and what they mean, so the request and
+    its checks are written once; each subclass declares the fields with its own defaults.
+    """
+
+    batches: int
+    batch_size: int
+    seed: int
+
+    def __post_init__(self) -> None:
+        _at_least_one(self, "batches", "batch_size")
+
+    @property
+    def data_request(self) -> DataRequest:
+        return DataRequest(self.batches, self.batch_size, self.seed)
+
+
+def _at_least_one(estimator: SensitivityEstimator, *settings: str) -> None:
+    """Raise ValueError naming the first of `settings` below 1 (a config error names its block)."""
+    for setting in settings:
+        value = getattr(estimator, setting)
+        if value < 1:
+            raise ValueError(f"{setting}={value}: must be >= 1 (sensitivity estimator {estimator.name!r})")
 
 
 def _weighted(stats: LayerStats, curvature: float) -> LayerSensitivity:
@@ -217,7 +249,7 @@ class PerturbationEstimator(SensitivityEstimator):
 
 
 @dataclass(frozen=True)
-class HessianTraceEstimator(SensitivityEstimator):
+class HessianTraceEstimator(BatchedEstimator):
     """HAWQ-V2/V3: average Hessian trace per weight (Hutchinson) times the quantization error."""
 
     name: ClassVar[str] = "hessian"
@@ -227,9 +259,9 @@ class HessianTraceEstimator(SensitivityEstimator):
     batch_size: int = 32
     seed: int = 0
 
-    @property
-    def data_request(self) -> DataRequest:
-        return DataRequest(self.batches, self.batch_size, self.seed)
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _at_least_one(self, "probes")
 
     def estimate(self, problem: SensitivityProblem) -> dict[str, LayerSensitivity]:
         assert problem.data is not None
@@ -249,7 +281,7 @@ class HessianTraceEstimator(SensitivityEstimator):
 
 
 @dataclass(frozen=True)
-class LossIncreaseEstimator(SensitivityEstimator):
+class LossIncreaseEstimator(BatchedEstimator):
     """The fine-tuning loss increase with the layer alone quantized at each choice (measured, not modelled)."""
 
     name: ClassVar[str] = "loss-increase"
@@ -257,10 +289,6 @@ class LossIncreaseEstimator(SensitivityEstimator):
     batches: int = 1
     batch_size: int = 256
     seed: int = 0
-
-    @property
-    def data_request(self) -> DataRequest:
-        return DataRequest(self.batches, self.batch_size, self.seed)
 
     def estimate(self, problem: SensitivityProblem) -> dict[str, LayerSensitivity]:
         assert problem.data is not None
@@ -309,6 +337,7 @@ __all__ = [
     "DATA_FREE_ESTIMATOR",
     "DEFAULT_ESTIMATOR",
     "ESTIMATORS",
+    "BatchedEstimator",
     "DataRequest",
     "HessianTraceEstimator",
     "LayerSensitivity",

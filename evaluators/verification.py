@@ -3,6 +3,13 @@
 `prepare` does the expensive, shared work (corpus, features, teacher training), cached on disk
 by content hash; the result travels to Ray workers through the object store. `evaluate` is a
 pure function of (candidate, prepared): quantize, embed every evaluation set, score its trials.
+
+A candidate with `INTEGER_ACTIVATION_BITS` (8-bit) activations is measured as it will run on
+integer kernels: its model gets activation quantizers where onnxruntime fuses them
+(`spaces.quant.integer_activations`), calibrated on `CALIBRATION_BATCHES` training batches and
+frozen; post-training quantization measures it so, fine-tuning trains with them (their steps
+learned, LSQ), and the packed weights keep their steps, so export rebuilds the same model. Other
+activation widths, and candidates that train a student, are measured with float activations.
 """
 
 from __future__ import annotations
@@ -21,15 +28,22 @@ from evaluators.data.synthetic import CORPUS_VERSION
 from evaluators.evaluation import Evaluation, Evaluator, ProgressCallback, size_metrics
 from evaluators.features import FbankConfig, FeatureSet
 from evaluators.finetune import FineTuner
-from evaluators.finetune_data import FineTuneData, prepare_fine_tuning
+from evaluators.finetune_data import FineTuneData, prepare_fine_tuning, sample_crops
 from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
 from evaluators.training import TeacherConfig, embed_utterances, train_speaker_model
 from evaluators.utterance_features import single_windows, windowed_features
 from evaluators.verification_fidelity import VerificationFidelity
 from spaces.checkpoints import load_checkpoint, resolve_checkpoint_path
-from spaces.compress import CompressedModel, ModelSpec, compress
+from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed, stored_quantized
+from spaces.knobs import domain_member
 from spaces.plan import CompressionPlan
+from spaces.quant import INTEGER_ACTIVATION_BITS, unpack_weights
+from spaces.quant.integer_activations import quantize_activations
 from spaces.space import SearchSpace, SpaceConfig
+
+CALIBRATION_BATCHES = 4
+"""Training batches (of `fidelity.batch_size` crops) that set 8-bit activation quantizers' ranges before they freeze."""
+_ACTIVATION_BITS_KNOB = "activation_bits"
 
 
 @dataclass(frozen=True)
@@ -78,6 +92,8 @@ class PreparedVerification:
     """Training data for fine-tuning; None when the fidelity ladder is post-training only."""
     distillation: DistillationConfig = field(default_factory=DistillationConfig)
     """How candidates with a student, distillation or sharing train (`evaluators.student_training`)."""
+    calibration_batches: list[torch.Tensor] = field(default_factory=list)
+    """Training crops that calibrate 8-bit activation quantizers; empty when the space has no such candidate."""
 
     @property
     def test_features(self) -> list[torch.Tensor]:
@@ -129,10 +145,11 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             spec, teacher, key, examples, setup.fidelity, setup.cache_dir, setup.seed, progress
         )
         model = spec.build()
+        space = SearchSpace.for_model(setup.space, spec, model)
         return PreparedVerification(
             spec=spec,
             teacher_state=teacher,
-            space=SearchSpace.for_model(setup.space, spec, model),
+            space=space,
             eval_sets=eval_sets,
             max_trials=setup.max_trials,
             seed=setup.seed,
@@ -140,6 +157,7 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             sensitivities=sensitivities,
             fine_tune_data=fine_tune_data,
             distillation=setup.distillation,
+            calibration_batches=_calibration_batches(space, examples, setup.fidelity, setup.seed),
         )
 
     def evaluate_ladder(
@@ -172,6 +190,8 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
                     prepared.fidelity,
                     prepared.seed,
                     prepared.sensitivities,
+                    plan.activation_bits,
+                    prepared.calibration_batches,
                 )
             tuner.train_to(steps)
             yield steps, self.evaluate_compressed(tuner.compressed(), prepared)
@@ -198,6 +218,8 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
 
     def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
         compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
+        if plan.activation_bits == INTEGER_ACTIVATION_BITS:
+            compressed = _with_integer_activations(compressed, plan, prepared)
         return self.evaluate_compressed(compressed, prepared)
 
     def evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
@@ -224,6 +246,28 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             setup.seed,
             on_step=lambda step, loss: progress(f"teacher (loss {loss:.2f})", step + 1, steps),
         )
+
+
+def _calibration_batches(space: SearchSpace, examples: FeatureSet, fidelity: VerificationFidelity, seed: int) -> list[torch.Tensor]:
+    """Seeded training crops for the activation quantizers of 8-bit-activation candidates; none
+    when the space has no such candidate (they travel to every worker with the prepared data)."""
+    domain = space.knobs.get(_ACTIVATION_BITS_KNOB)
+    if domain is None or not domain_member(domain, INTEGER_ACTIVATION_BITS)[0]:
+        return []
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.tensor(examples.labels)
+    return [
+        sample_crops(examples.features, labels, fidelity.batch_size, fidelity.crop_frames, generator)[0]
+        for _ in range(CALIBRATION_BATCHES)
+    ]
+
+
+def _with_integer_activations(compressed: CompressedModel, plan: CompressionPlan, prepared: PreparedVerification) -> CompressedModel:
+    """The post-training model with activation quantizers for integer kernels, calibrated on the
+    quantized model and packed again with their steps."""
+    model = compressed.model
+    quantize_activations(model, plan.layers, prepared.spec.example_inputs(model), [(batch,) for batch in prepared.calibration_batches])
+    return finalize_compressed(prepared.spec, model, stored_quantized(unpack_weights(compressed.packed)))
 
 
 def _quality_metrics(model: torch.nn.Module, prepared: PreparedVerification) -> dict[str, float]:

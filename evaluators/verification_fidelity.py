@@ -24,6 +24,12 @@ class VerificationFidelity(FidelityConfig):
         margin, scale: AAM-softmax margin (radians) and logit scale.
         classification_weight: Weight of the AAM-softmax term; 0 fine-tunes on the distance to
             the teacher's embeddings alone (no speaker labels needed: a pretrained model's path).
+        distillation_taps: Intermediate outputs of the model (`forward_with_taps` names, e.g.
+            GE2E's "lstm": every frame of its last LSTM layer) the student also matches to the
+            FP32 teacher's, by relative squared error. The embedding alone is one vector per crop;
+            a frame-level tap gives a signal per frame, which a low-bit recurrent model needs
+            (docs/pretrained.md has the measurements).
+        tap_weight: Weight of the tap term (the mean over `distillation_taps`).
         msft: Quantize layer groups progressively over the first positive rung (MSFT).
         msft_order: "sensitivity" (least sensitive group first), "forward" or "backward".
         sensitivity_quantizer, sensitivity_bits: How each layer is quantized to measure its sensitivity.
@@ -34,6 +40,8 @@ class VerificationFidelity(FidelityConfig):
     margin: float = 0.2
     scale: float = 30.0
     classification_weight: float = 1.0
+    distillation_taps: tuple[str, ...] = ()
+    tap_weight: float = 1.0
     msft: bool = False
     msft_order: str = "sensitivity"
     sensitivity_quantizer: str = "uniform"
@@ -53,6 +61,13 @@ class VerificationFidelity(FidelityConfig):
             raise ValueError(
                 "fidelity.classification_weight and fidelity.distillation_weight are both 0: fine-tuning has no loss"
             )
+        if isinstance(self.distillation_taps, str) or not all(isinstance(tap, str) for tap in self.distillation_taps):
+            raise ValueError(f"fidelity.distillation_taps={self.distillation_taps!r}: expected a list of tap names")
+        object.__setattr__(self, "distillation_taps", tuple(self.distillation_taps))
+        if len(set(self.distillation_taps)) != len(self.distillation_taps):
+            raise ValueError(f"fidelity.distillation_taps={list(self.distillation_taps)}: a tap is named twice")
+        if self.tap_weight < 0:
+            raise ValueError(f"fidelity.tap_weight={self.tap_weight}: must be >= 0")
         if self.margin < 0:
             raise ValueError(f"fidelity.margin={self.margin}: must be >= 0")
         if self.msft_order not in MSFT_ORDERS:

@@ -71,12 +71,13 @@ class TrialArtifact:
         return cls(trial, rung, steps, dict(candidate), spec, plan.share, plan.activation_bits, packed)
 
     def rebuild(self) -> CompressedModel:
-        """The trial's compressed model, from its packed weights alone (they must pack back to the same bytes).
+        """The trial's compressed model, from its packed weights alone (they must pack back to the same
+        bytes), with the activation quantizers whose steps they store.
 
         Raises:
             PackedModelError: The weights do not fit the spec (the model code changed since the run).
         """
-        return rebuild_compressed(self.spec, self.packed, self.share_repeated_blocks)
+        return rebuild_compressed(self.spec, self.packed, self.share_repeated_blocks, self.activation_bits)
 
 
 def built_spec(spec: ModelSpec, plan: CompressionPlan) -> ModelSpec:

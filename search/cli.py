@@ -184,7 +184,7 @@ def _verify(args: argparse.Namespace, console: Console) -> int:
     if (problem := target_error(args.target)) is not None:
         raise ConfigError(f"--target: {problem}")
     with RichDisplay() as display:
-        report = verify_bundle(args.bundle, data=args.data, target=args.target, progress=display.stage)
+        report = verify_bundle(args.bundle, data=args.data, target=args.target, progress=display.stage, accuracy=args.accuracy)
     print_verification(report, console)
     if not report.passed:
         names = "; ".join(check.name for check in report.failures)
@@ -276,11 +276,17 @@ def _parser() -> argparse.ArgumentParser:
         "(speaker verification: embedding cosine per utterance and EER within 0.1 points; speaker extraction: "
         "SI-SDRi on the test mixtures within 0.1 dB, with the largest sample difference of the estimates), "
         "check that quantized layers are integer weights in the graph, and measure onnxruntime's latency for "
-        "one second of audio beside the cost model's prediction.",
+        "one second of audio beside the cost model's prediction for the runtime the bundle runs on (a gap beyond "
+        "the cost model's stated accuracy is a warning).",
     )
     verify.add_argument("bundle", metavar="BUNDLE", help="bundle folder written by `search export`")
     verify.add_argument("--data", metavar="CONFIG", help="run config or run directory with the evaluation set or test mixtures (default: the bundle's run)")
-    verify.add_argument("--target", default="x86-avx2", help="cost-model target set beside the measured latency (default: x86-avx2)")
+    verify.add_argument("--target", default="x86-avx2", help="cost-model profile (name or file) priced with the bundle's runtime beside the measured latency (default: x86-avx2)")
+    verify.add_argument(
+        "--accuracy", metavar="VALIDATION_JSON",
+        help="`search hwcost validate --target TARGET --runtime RUNTIME --json` output: its largest error on the bundle's "
+        "family is the gap allowed before a warning (default: the widest bound validation counts models within)",
+    )  # fmt: skip
     verify.set_defaults(handler=_verify)
     hwcost = commands.add_parser("hwcost", help="inspect the hardware cost model", description="Inspect the cost model.")
     hwcost_commands = hwcost.add_subparsers(dest="hwcost_command", required=True)

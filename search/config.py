@@ -20,6 +20,7 @@ import yaml
 from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, EvalSetConfig, Source
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.fidelity import FidelityConfig
+from evaluators.sensitivity_estimators import ESTIMATORS, SensitivityEstimator
 from evaluators.student_training import DistillationConfig
 from hwcost import target_error
 from search.config_paths import default_cache_dir, resolve_paths
@@ -30,12 +31,15 @@ from search.pareto import Objective
 from search.ready_configs import config_source, ready_config
 from search.run_config import (
     SAMPLERS,
+    TARGET_ENTRY_FIELDS,
     ConfigError,
     EvaluationConfig,
     FeatureConfig,
+    MeasuredTarget,
     RunConfig,
     SearchConfig,
 )
+from search.sensitivity_tables import check_estimator, default_estimator
 from search.tasks import TASKS, Task, get_task
 from spaces.checkpoints import CheckpointError, load_checkpoint, resolve_checkpoint_path
 from spaces.models import MODEL_FAMILIES
@@ -107,15 +111,9 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         data_block = {"sample_rate": task.default_sample_rate, **(data_block or {})}
     data = _data(data_block)
     model = _model(raw.get("model"), task)
-    targets = tuple(_string_list("targets", raw.get("targets", ["cortex-a72"])))
-    if not targets:
-        raise ValueError("targets: need at least one target CPU")
-    for target in targets:  # a bundled target name or a profile file
-        problem = target_error(target)
-        if problem is not None:
-            raise ValueError(f"targets: {problem}")
+    targets, measured_targets = _targets(raw.get("targets", ["cortex-a72"]))
     objectives = _objectives(raw.get("objectives", task.default_objectives))
-    known = task.metric_names(targets, task.eval_set_names(data))
+    known = task.metric_names(targets, task.eval_set_names(data), [target.name for target in measured_targets])
     for objective in objectives:
         if objective.metric not in known:
             raise ValueError(f"objectives: unknown metric {objective.metric!r}; known: {known}")
@@ -140,8 +138,9 @@ def _parse(raw: dict[str, Any]) -> RunConfig:
         space=parse_space_config(raw.get("space")),
         objectives=objectives,
         targets=targets,
+        measured_targets=measured_targets,
         evaluation=_section(EvaluationConfig, "evaluation", raw.get("evaluation")),
-        search=_section(SearchConfig, "search", raw.get("search")),
+        search=_search(raw.get("search"), task),
         constraints=parse_constraints(raw.get("constraints") or (), known),
         fidelity=_fidelity(task, raw.get("fidelity"), task.fidelity_defaults(teacher)),
         distillation=_section(DistillationConfig, "distillation", raw.get("distillation")),
@@ -211,10 +210,53 @@ def _check_model_builds(config: RunConfig) -> None:
             raise ValueError(f"teacher.{error}") from None
 
 
-def _string_list(key: str, value: Any) -> list[str]:
-    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
-        raise ValueError(f"{key}={shorten(value)!r}: expected a list of names, e.g. [cortex-a72]")
-    return value
+def _targets(value: Any) -> tuple[tuple[str, ...], tuple[MeasuredTarget, ...]]:
+    """The `targets:` list: every target's name, and the settings of those timed on a Ray node.
+
+    An entry is a target name (a bundled profile or a profile file), or a mapping with its `name`
+    and, to time it in the loop, `measure: true` with the `MeasuredTarget` settings.
+    """
+    if not isinstance(value, list) or not all(isinstance(item, (str, dict)) for item in value):
+        raise ValueError(
+            f"targets={shorten(value)!r}: expected a list of names, e.g. [cortex-a72], or of mappings, "
+            "e.g. [{name: cortex-a72, measure: true, resources: {rpi4: 1}}]"
+        )
+    if not value:
+        raise ValueError("targets: need at least one target CPU")
+    names, measured = [], []
+    for index, entry in enumerate(value):
+        target = _target_entry(f"targets[{index}]", entry) if isinstance(entry, dict) else entry
+        name = target.name if isinstance(target, MeasuredTarget) else target
+        problem = target_error(name)  # a bundled target name or a profile file
+        if problem is not None:
+            raise ValueError(f"targets: {problem}")
+        if name in names:
+            raise ValueError(f"targets: {shorten(name)!r} is named more than once; each target's metrics are reported once")
+        names.append(name)
+        if isinstance(target, MeasuredTarget):
+            measured.append(target)
+    return tuple(names), tuple(measured)
+
+
+def _target_entry(where: str, entry: dict[str, Any]) -> str | MeasuredTarget:
+    """One mapping of `targets:`: its name alone, or the target to time with `measure: true`."""
+    _check_keys(where, entry, {"measure", *(f.name for f in dataclasses.fields(MeasuredTarget))})
+    if "name" not in entry:
+        raise ValueError(f"{where}: needs a name (a target such as cortex-a72, or a profile file)")
+    _check_type(f"{where}.name", entry["name"], str)
+    measure = entry.get("measure", False)
+    _check_type(f"{where}.measure", measure, bool)
+    settings = {key: value for key, value in entry.items() if key != "measure"}
+    if not measure:
+        unread = sorted(set(settings) - {"name"})
+        if unread:
+            raise ValueError(f"{where}.{unread[0]}: read only with measure: true (the target is priced, not timed)")
+        return entry["name"]
+    try:
+        return _section(MeasuredTarget, where, settings)
+    except ValueError as error:  # a setting out of range names itself; the entry is added here
+        message = str(error)
+        raise ValueError(message if message.startswith(where) else f"{where}.{message}") from None
 
 
 def _objectives(items: Any) -> tuple[Objective, ...]:
@@ -228,13 +270,48 @@ def _objectives(items: Any) -> tuple[Objective, ...]:
     return objectives
 
 
+def _search(block: Any, task: Task) -> SearchConfig:
+    """The `search:` block; its `sensitivity:` sub-block is resolved to the estimator it selects."""
+    nested = block.get("sensitivity") if isinstance(block, dict) else None
+    rest = {key: value for key, value in block.items() if key != "sensitivity"} if isinstance(block, dict) else block
+    return dataclasses.replace(_section(SearchConfig, "search", rest), sensitivity=_sensitivity(nested, task))
+
+
+def _sensitivity(block: Any, task: Task) -> SensitivityEstimator:
+    """The `search.sensitivity:` block: `estimator` (the task's default when absent) and that estimator's settings.
+
+    Resolved to the estimator with every setting, so the saved config says which table the run read.
+    """
+    key = "search.sensitivity"
+    if block is None:
+        block = {}
+    if not isinstance(block, dict):
+        raise ValueError(f"{key}: must be a mapping such as {{estimator: hessian, probes: 8}}, got {shorten(block)!r}")
+    name = block.get("estimator", default_estimator(task.name))
+    _check_type(f"{key}.estimator", name, str)
+    if name not in ESTIMATORS:
+        raise ValueError(f"{key}.estimator={shorten(name)!r}: expected one of {list(ESTIMATORS)}")
+    estimator_class = type(ESTIMATORS[name])
+    _check_keys(key, block, {"estimator", *(field.name for field in dataclasses.fields(estimator_class))})
+    try:
+        estimator = _section(estimator_class, key, {k: v for k, v in block.items() if k != "estimator"})
+    except ValueError as error:  # a setting out of range names itself; the block is added here
+        message = str(error)
+        raise ValueError(message if message.startswith(key) else f"{key}.{message}") from None
+    try:
+        check_estimator(task.name, estimator)
+    except ValueError as error:
+        raise ValueError(f"{key}.estimator={name!r}: {error}") from None
+    return estimator
+
+
 def _check_top_level_keys(raw: dict[str, Any], task: Task) -> None:
     """The run config's own blocks and the task's extra ones; another task's block names that task."""
     for other in TASKS.values():
         for key in set(other.sections) - set(task.sections):
             if key in raw:
                 raise ValueError(f"{key}: only {other.name} runs (task: {other.name}) read this block")
-    _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)})
+    _check_keys("top level", raw, {f.name for f in dataclasses.fields(RunConfig)} - set(TARGET_ENTRY_FIELDS))
 
 
 def _fidelity(task: Task, block: Any, defaults: Mapping[str, Any]) -> FidelityConfig:

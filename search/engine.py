@@ -133,7 +133,9 @@ def run_search(
     listener.stage("FP32 reference", 0, 1)
     reference_evaluation = evaluator.evaluate_reference(prepared)
     reference_size = reference_evaluation.metrics["size_bytes"]
-    reference_metrics = measure(reference_evaluation, config.targets, reference_size)
+    reference_metrics = measure(
+        reference_evaluation, config.targets, reference_size, measured_targets=config.measured_target_names
+    )
     reference = {"trial": "fp32", "status": "reference", **reference_metrics}
     run_dir.write_reference(reference)
     listener.stage("FP32 reference", 1, 1)
@@ -191,7 +193,10 @@ def _search(
         replaced = len(retried_trials(study))
         write_front_files(run_dir, config.objectives, reference, stopped_in_front)
     remaining = config.search.trials - (len(run_dir.read_trials()) - replaced)
-    context = TrialContext(prepared, config.targets, reference["size_bytes"], config.search.cpus_per_trial, evaluator)
+    context = TrialContext(
+        prepared, config.targets, reference["size_bytes"], config.search.cpus_per_trial, evaluator,
+        measured_targets=config.measured_targets,
+    )  # fmt: skip
     recorder = _Recorder(
         run_dir, schema, config.objectives, reference, stopped_in_front, config.search.keep_artifacts, listener
     )
@@ -249,7 +254,7 @@ def _tune(
         space=space,
         sensitivities=getattr(context.prepared, "sensitivities", None),
         layer_params=layer_params(space, context.prepared.teacher_state),
-        allocation=AllocationSource(config, context.prepared, progress=recorder.listener.stage),
+        allocation=AllocationSource(config, context.prepared, progress=recorder.listener.stage, run_dir=run_dir),
     )
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
     with_baselines = not resumed and not get_sampler_kind(config.search.sampler).replays_sequence

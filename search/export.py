@@ -53,7 +53,8 @@ from spaces.bundle import (
 from spaces.compress import CompressedModel, PackedModelError
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
-from spaces.quant import QuantizedWeight, unpack_weights
+from spaces.quant import INTEGER_ACTIVATION_BITS, QuantizedWeight, unpack_weights
+from spaces.quant.integer_activations import activation_quantizers
 
 BUNDLES_DIR = "bundles"
 """Default home of a run's bundles: `RUN/bundles/trial-NNNN/`."""
@@ -215,11 +216,6 @@ def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, A
             f"trial {number}: its kept model is of rung {artifact.rung} ({artifact.steps} fine-tuning steps) but "
             f"trials.jsonl records {row[STEPS]} steps"
         )
-    if artifact.activation_bits != FLOAT_BITS:  # the evaluator applies them outside the model's modules
-        raise ExportError(
-            f"trial {number}: {artifact.activation_bits}-bit activations cannot be rebuilt from a bundle yet; "
-            "export a trial with FP32 activations"
-        )
     if len(artifact.packed) != int(row["size_bytes"]):
         raise ExportError(
             f"trial {number}: its kept model packs to {len(artifact.packed)} bytes but trials.jsonl records "
@@ -229,14 +225,27 @@ def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, A
 
 
 def _rebuild(artifact: TrialArtifact) -> CompressedModel:
-    """The trial's compressed model from its kept weights alone."""
+    """The trial's compressed model from its kept weights alone, its activation quantizers included.
+
+    Quantized activations rebuild only from the steps the weights store: those an evaluator put
+    into the model's modules (speaker verification's 8-bit activations, for integer kernels).
+    Extraction quantizes its layers' inputs through hooks outside them, and verification measures
+    other widths with float activations; such a trial is refused.
+    """
     try:
-        return artifact.rebuild()
+        compressed = artifact.rebuild()
     except PackedModelError as error:
         raise ExportError(
             f"trial {artifact.trial}: its kept weights no longer rebuild its model ({error}); "
             "the model code changed since the run"
         ) from None
+    if artifact.activation_bits != FLOAT_BITS and not activation_quantizers(compressed.model):
+        raise ExportError(
+            f"trial {artifact.trial}: its kept weights store no steps of its {artifact.activation_bits}-bit activations "
+            f"(only speaker verification's {INTEGER_ACTIVATION_BITS}-bit activations are quantized inside the model), "
+            "so a bundle cannot rebuild them; export a trial with FP32 activations"
+        )
+    return compressed
 
 
 def _quality_interval(task: Task, evaluation: Evaluation, prepared: Any) -> dict[str, float]:

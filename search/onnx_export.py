@@ -28,6 +28,12 @@ is stored as signed levels `code - zero_point` in the smallest signed container 
 Frozen `ActivationQuantizer` modules become `QuantizeLinear`/`DequantizeLinear` pairs (int8 when
 signed, uint8 otherwise; a `Clip` to the grid first below 8 bits); ones still calibrating are
 the identity, as in PyTorch.
+
+When every activation quantizer is frozen at 8 bits, the graph is written for onnxruntime's
+integer kernels instead (`search.qdq_export`): layers whose codes are exactly int8 levels within
+the kernels' safe range get one int8 DequantizeLinear (sub-8-bit codes widened to 8-bit
+containers), the batch norms after them are folded in, and signed activation pairs become uint8;
+every other layer keeps the decode above, and the graph's metadata says why.
 """
 
 from __future__ import annotations
@@ -48,7 +54,10 @@ from onnx import TensorProto, helper, numpy_helper
 from torch import nn
 from torch.onnx import symbolic_helper
 
+from search.qdq_export import finish_integer_graph, int8_decode, integer_layers
 from spaces.quant import (
+    INTEGER_ACTIVATION_BITS,
+    INTEGER_KERNEL_LEVEL,
     ActivationQuantizer,
     CodebookLookup,
     Decoding,
@@ -133,6 +142,7 @@ def export_onnx(
     example_inputs: Mapping[str, torch.Tensor],
     output_names: Sequence[str],
     dynamic_axes: Mapping[str, Mapping[int, str]],
+    largest_weight_level: int = INTEGER_KERNEL_LEVEL,
 ) -> onnx.ModelProto:
     """Trace `model` to ONNX and replace its quantized layers' weights by their integer codes.
 
@@ -143,6 +153,8 @@ def export_onnx(
         example_inputs: Input name -> example tensor, in the model's argument order.
         output_names: Names of the model's outputs.
         dynamic_axes: Tensor name -> {axis: symbolic name} for axes that vary (batch, time).
+        largest_weight_level: With 8-bit activations, the largest int8 weight level written for
+            integer kernels (`search.qdq_export`); the default is safe on every x86 CPU.
 
     Raises:
         OnnxExportError: A quantized layer whose weight is not in the traced graph though the
@@ -152,7 +164,7 @@ def export_onnx(
     initializers = {tensor.name: tensor for tensor in traced.graph.initializer}
     missing = [layer for layer in quantized if f"{layer}.weight" not in initializers]
     unused = unused_layers(model, example_inputs, missing) if missing else set()
-    decode_nodes: list[onnx.NodeProto] = []
+    written_layers: list[str] = []
     written: set[int] = set()
     for layer, weight in quantized.items():
         name = f"{layer}.weight"
@@ -162,17 +174,35 @@ def export_onnx(
             continue  # the tracer prunes weights the outputs do not depend on
         if name not in initializers:
             raise OnnxExportError(f"layer {layer!r}: no initializer {name!r} in the traced graph")
-        nodes, tensors = _decode(name, weight)
+        written_layers.append(layer)
+        written.add(id(weight))
+    integer = integer_layers(traced, quantized, set(written_layers), largest_weight_level) if _integer_activations(model) else None
+    decode_nodes: list[onnx.NodeProto] = []
+    for layer in written_layers:
+        name = f"{layer}.weight"
+        if integer is not None and layer in integer.weights:
+            nodes, tensors = int8_decode(name, integer.weights[layer])
+        else:
+            nodes, tensors = _decode(name, quantized[layer])
         traced.graph.initializer.remove(initializers.pop(name))
         traced.graph.initializer.extend(tensors)
         decode_nodes.extend(nodes)
-        written.add(id(weight))
     traced_nodes = list(traced.graph.node)
     del traced.graph.node[:]
     traced.graph.node.extend(decode_nodes + traced_nodes)  # decoders read initializers only: they go first
+    if integer is not None:
+        finish_integer_graph(traced, integer)
     converted = onnx.version_converter.convert_version(traced, OPSET)
     onnx.checker.check_model(converted, full_check=True)
     return converted
+
+
+def _integer_activations(model: nn.Module) -> bool:
+    """The model quantizes activations, all of them frozen at the integer kernels' bits (`search.qdq_export`)."""
+    quantizers = [module for module in model.modules() if isinstance(module, ActivationQuantizer)]
+    return bool(quantizers) and all(
+        quantizer.mode == "quantize" and quantizer.bits == INTEGER_ACTIVATION_BITS for quantizer in quantizers
+    )
 
 
 def unused_layers(model: nn.Module, example_inputs: Mapping[str, torch.Tensor], layers: Sequence[str]) -> set[str]:

@@ -16,9 +16,10 @@ from typing import Any, NamedTuple
 from rich.console import Console
 from rich.table import Table
 
+from evaluators.sensitivity_estimators import SensitivityTable
 from search.front_reasons import front_reasons
 from search.pareto import Objective
-from search.run_dir import PARETO, RunDirectory, RunDirectoryError
+from search.run_dir import PARETO, SENSITIVITY, RunDirectory, RunDirectoryError
 
 FRONT_COLUMNS = ("trial", "size", "ratio", "EER %", "minDCF", "latency ms", "peak MB", "bits")
 RUN_COLUMN = "run"
@@ -257,6 +258,31 @@ TEXT_FORMATS: dict[str, Callable[[Sequence[RunDirectory]], str]] = {
 """`search report --format` choices printed as plain text (the default `table` is rich)."""
 
 
+def read_sensitivity(run_dir: RunDirectory) -> SensitivityTable | None:
+    """The sensitivity table the run's sampler read (recorded, never recomputed); None when it read none."""
+    entry = run_dir.read_sensitivity()
+    if entry is None:
+        return None
+    try:
+        return SensitivityTable.from_entry(entry)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        raise RunDirectoryError(f"{run_dir.path / SENSITIVITY}: corrupt ({type(error).__name__}: {error})") from None
+
+
+def sensitivity_line(table: SensitivityTable | None) -> str:
+    """Which estimator, with which settings, priced the run's layers, or that no sampler of the run read a table."""
+    if table is None:
+        return (
+            "Per-layer sensitivities: none recorded; this run's sampler read no sensitivity table "
+            "(ilp, nsga2 and predictor-screened read one when the ILP can price the space)."
+        )
+    settings = ", ".join(f"{key}={value}" for key, value in table.settings.items())
+    return (
+        f"Per-layer sensitivities: {table.estimator}{f' ({settings})' if settings else ''}, "
+        f"{len(table.layers)} layers x {len(table.choices())} choices, as the run's sampler read them."
+    )
+
+
 def summarise_trials(trials: Sequence[Mapping[str, Any]]) -> TrialSummary:
     """How many trials ran, how many failed and how long they took (failed trials may have no time)."""
     seconds = [float(row["seconds"]) for row in trials if isinstance(row.get("seconds"), (int, float))]
@@ -269,8 +295,8 @@ def summarise_trials(trials: Sequence[Mapping[str, Any]]) -> TrialSummary:
 
 
 def print_report(run_dirs: RunDirectory | Sequence[RunDirectory], console: Console | None = None) -> None:
-    """The fronts table, why each member is on its front, then one line per run with its trial
-    count and final hypervolume."""
+    """The fronts table, why each member is on its front, then per run a line with its trial
+    count and final hypervolume and one naming its per-layer sensitivities (drawn in report.html)."""
     run_dirs = [run_dirs] if isinstance(run_dirs, RunDirectory) else list(run_dirs)
     console = console or Console()
     console.print(front_table(run_dirs))
@@ -283,6 +309,7 @@ def print_report(run_dirs: RunDirectory | Sequence[RunDirectory], console: Conso
         final = f"{hypervolume[-1]:.4f}" if hypervolume else "n/a"
         counts = f"{summary.trials} trials ({summary.failed} failed)"
         console.print(f"{counts}, hypervolume {final}; files in {run_dir.path}")
+        console.print(sensitivity_line(read_sensitivity(run_dir)), markup=False, highlight=False)
 
 
 def tensorboard_argv(run_dirs: Sequence[RunDirectory], port: int) -> list[str]:

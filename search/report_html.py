@@ -18,8 +18,18 @@ from plotly.offline import get_plotlyjs
 
 from search.front_rank import recorded_front_ranks
 from search.front_reasons import front_reasons
-from search.report import LEFT_ALIGNED, Front, bits_caption, front_grid, front_title, read_front, summarise_trials
-from search.report_plots import PLOT_CONFIG, bits_heatmap, hypervolume_plot, overlay_plot, pareto_plots
+from search.report import (
+    LEFT_ALIGNED,
+    Front,
+    bits_caption,
+    front_grid,
+    front_title,
+    read_front,
+    read_sensitivity,
+    sensitivity_line,
+    summarise_trials,
+)
+from search.report_plots import PLOT_CONFIG, bits_heatmap, hypervolume_plot, overlay_plot, pareto_plots, sensitivity_heatmap
 from search.report_trials_table import TABLE_SCRIPT, TABLE_STYLE, trials_table
 from search.run_dir import RunDirectory, RunDirectoryError
 from search.trial_columns import knob_keys, metric_keys, metric_labels, shown_labels
@@ -53,7 +63,7 @@ def write_comparison_html(run_dirs: Sequence[RunDirectory], path: str | os.PathL
 
 def run_html(run_dir: RunDirectory) -> str:
     """One run's page: timing, the front table with its FP32 reference, the Pareto scatters, the
-    hypervolume curve, the front's bit widths, every trial, the config (collapsed)."""
+    hypervolume curve, the front's bit widths, the per-layer sensitivities, every trial, the config (collapsed)."""
     front = read_front(run_dir)
     trials = run_dir.read_trials()
     reference, members = front.pareto["reference"], front.pareto["members"]
@@ -79,6 +89,7 @@ def run_html(run_dir: RunDirectory) -> str:
         *(_plot(figure) for figure in pareto_plots(trials, front.objectives, reference, members, labels, knobs).values()),
         _plot(hypervolume_plot(run_dir.read_hypervolume())),
         *([_plot(heatmap)] if heatmap is not None else []),
+        *_sensitivity_section(run_dir),
         "<h2>Trials</h2>",
         trials_table(trials, columns, knobs, ranks),
         "<h2>Config</h2>",
@@ -128,6 +139,15 @@ def _reasons(front: Front) -> str:
         for member, reason in zip(members, front_reasons(members, front.objectives))
     )
     return f"<p>Why each member is on the front:</p><ul>{items}</ul>" if items else ""
+
+
+def _sensitivity_section(run_dir: RunDirectory) -> list[str]:
+    """The table of per-layer damage the run's sampler read, as a heatmap; one line when it read none."""
+    table = read_sensitivity(run_dir)
+    section = ['<h2 id="sensitivity">Per-layer sensitivity</h2>', f"<p>{_text(sensitivity_line(table))}</p>"]
+    if table is not None:
+        section.append(_plot(sensitivity_heatmap(table)))
+    return section
 
 
 def _plot(figure: go.Figure) -> str:

@@ -1,4 +1,5 @@
-"""The HTML report's interactive Plotly figures: Pareto scatters, hypervolume curve, front bit widths.
+"""The HTML report's interactive Plotly figures: Pareto scatters, hypervolume curve, front bit widths,
+per-layer sensitivities.
 
 Values are shown in the units of `search.trial_columns` (EER in %, sizes in kB or MB, latency in
 ms on its named target), and hovering a point lists every metric and knob of its trial, so close
@@ -16,6 +17,7 @@ from typing import Any
 import plotly.colors
 import plotly.graph_objects as go
 
+from evaluators.sensitivity_estimators import SensitivityTable
 from search.pareto import Objective
 from search.trial_columns import BITS_PREFIX, MetricLabel, shown_labels
 
@@ -140,6 +142,34 @@ def bits_heatmap(members: Sequence[Mapping[str, Any]]) -> go.Figure | None:
     figure.update_yaxes(autorange="reversed", type="category")
     figure.update_xaxes(type="category")
     return figure
+
+
+def sensitivity_heatmap(table: SensitivityTable) -> go.Figure:
+    """Damage of each layer (rows, forward order) at each (quantizer, bits) choice (columns), log-coloured.
+
+    Damage spans orders of magnitude between the first convolution and the wide middle layers, so the
+    colour is its log10 and the hover the value itself; a zero damage (clamped) or a choice the layer
+    does not offer is left blank.
+    """
+    choices = table.choices()
+    layers = list(table.layers)
+    damage = [[table.layers[layer].damage.get(choice) for choice in choices] for layer in layers]
+    heatmap = go.Heatmap(
+        z=[[math.log10(value) if value else None for value in row] for row in damage],
+        x=[f"{choice.quantizer} {choice.bits} bits" for choice in choices], y=layers,
+        customdata=[[_damage_text(value) for value in row] for row in damage],
+        colorscale="Viridis", colorbar={"title": {"text": "log10 damage"}},
+        hovertemplate="%{y}, %{x}: damage %{customdata}<extra></extra>",
+    )
+    title = f"Per-layer sensitivity ({table.estimator}): damage with one layer quantized alone"
+    figure = go.Figure(heatmap, layout={**_LAYOUT, "title": title, "height": 160 + 22 * len(layers)})
+    figure.update_yaxes(autorange="reversed", type="category")
+    figure.update_xaxes(type="category")
+    return figure
+
+
+def _damage_text(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3g}"
 
 
 def _scatter(

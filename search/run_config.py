@@ -8,6 +8,7 @@ the parser that asks the tasks for their sections.
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -16,6 +17,7 @@ from evaluators.data.sources import SYNTHETIC, CorpusConfig, DataConfig, Source
 from evaluators.extraction_training import ExtractorTrainingConfig
 from evaluators.features import KALDI
 from evaluators.fidelity import FidelityConfig
+from evaluators.sensitivity_estimators import SensitivityEstimator
 from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.student_training import DistillationConfig
 from evaluators.training import TeacherConfig
@@ -92,6 +94,9 @@ class SearchConfig:
     """On resume, run each trial the stopped driver left unfinished once more, before new proposals."""
     keep_artifacts: str = "front"
     """Which completed trials keep their packed weights in the run directory: `front`, `all` or `none`."""
+    sensitivity: SensitivityEstimator | None = None
+    """The `search.sensitivity:` block: the estimator (with its settings) of the per-layer damage table the
+    `ilp`, `nsga2` and `predictor-screened` samplers read; None: the task's default (`search.sensitivity_tables`)."""
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
@@ -105,6 +110,61 @@ class SearchConfig:
             raise ValueError(f"search.reduction_factor={self.reduction_factor}: must be >= 2")
         if self.keep_artifacts not in KEEP_ARTIFACTS:
             raise ValueError(f"search.keep_artifacts={self.keep_artifacts!r}: expected one of {list(KEEP_ARTIFACTS)}")
+
+
+RAY_BUILTIN_RESOURCES = ("CPU", "GPU")
+"""Resources a Ray task asks for by their own arguments (`num_cpus`, `num_gpus`), not among its `resources`."""
+
+
+@dataclass(frozen=True)
+class MeasuredTarget:
+    """A `targets:` entry with `measure: true`: every trial's model is also timed on a Ray node of
+    that kind (`search.measured_latency`).
+
+    The profile `name` still prices the model; its `latency_ms@name` becomes the measured time and
+    the prediction moves to `predicted_latency_ms@name`, so the two can be compared trial by trial.
+    """
+
+    name: str
+    """The target profile (a bundled name or a profile file) whose prediction is kept beside the timing."""
+    resources: dict[str, float] = field(default_factory=dict)
+    """Ray resources the timing node must advertise (`ray start --resources '{"rpi4": 1}'`), held while
+    it times; empty: any node with `cpus` free CPUs."""
+    cpus: int = 1
+    """CPUs of that node the timing holds: onnxruntime runs on one thread, but holding every CPU of the
+    node keeps other Ray work off it while it times."""
+    repeats: int = 30
+    """Least timed runs in each of the timing's rounds (`hwcost.calibration.measure.TimingPlan.min_runs`)."""
+    timeout_s: float = 600.0
+    """How long a trial waits for its timing, queued behind others' included, before it fails: with no
+    node offering `resources` (or none with `cpus` free) a trial fails instead of waiting forever."""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.resources, dict):
+            raise ValueError(f"resources={shorten(self.resources)!r}: expected a mapping of Ray resource to amount, e.g. {{rpi4: 1}}")
+        for label, amount in self.resources.items():
+            if not isinstance(label, str) or not label:
+                raise ValueError(f"resources: resource name {shorten(label)!r}: expected a non-empty string")
+            if label in RAY_BUILTIN_RESOURCES:
+                raise ValueError(f"resources.{label}: Ray's own resource; give the CPUs to hold with cpus")
+            number = isinstance(amount, (int, float)) and not isinstance(amount, bool)
+            if not number or not math.isfinite(amount) or amount <= 0:
+                raise ValueError(f"resources.{label}={shorten(amount)!r}: must be a positive number")
+        if self.cpus < 0:
+            raise ValueError(f"cpus={self.cpus}: must be >= 0")
+        if self.repeats < 1:
+            raise ValueError(f"repeats={self.repeats}: must be >= 1")
+        if not self.timeout_s > 0:
+            raise ValueError(f"timeout_s={self.timeout_s}: must be > 0")
+
+    def to_config(self) -> dict[str, Any]:
+        """The `targets:` entry that parses back to this target."""
+        settings = dataclasses.asdict(self)
+        return {"name": settings.pop("name"), "measure": True, **settings}
+
+
+TARGET_ENTRY_FIELDS = ("measured_targets",)
+"""`RunConfig` fields a config writes inside its `targets:` entries, not as top-level keys."""
 
 
 @dataclass(frozen=True)
@@ -128,6 +188,9 @@ class RunConfig:
         Objective("latency_ms", "min"),
     )
     targets: tuple[str, ...] = ("cortex-a72",)
+    """Every target's name (profile name or file), in the config's order: each prices every model."""
+    measured_targets: tuple[MeasuredTarget, ...] = ()
+    """The targets among `targets` whose latency each trial also times (their `measure: true` entries)."""
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     search: SearchConfig = field(default_factory=SearchConfig)
     constraints: tuple[Constraint, ...] = ()
@@ -138,6 +201,10 @@ class RunConfig:
     mixtures: MixtureConfig | None = None
     """Extraction runs only: how the two-speaker mixtures are made (None for tasks without mixtures)."""
 
+    @property
+    def measured_target_names(self) -> tuple[str, ...]:
+        return tuple(target.name for target in self.measured_targets)
+
     def to_dict(self) -> dict[str, Any]:
         """Plain YAML-ready dict of the resolved config."""
         resolved = dataclasses.asdict(self)
@@ -145,6 +212,11 @@ class RunConfig:
         resolved["objectives"] = [o.to_config() for o in self.objectives]
         resolved["space"] = self.space.to_dict()
         resolved["constraints"] = [str(constraint) for constraint in self.constraints]
+        measured = {target.name: target.to_config() for target in self.measured_targets}
+        resolved["targets"] = [measured.get(name, name) for name in self.targets]
+        del resolved["measured_targets"]
+        sensitivity = self.search.sensitivity
+        resolved["search"]["sensitivity"] = None if sensitivity is None else sensitivity.to_config()
         if self.mixtures is None:
             del resolved["mixtures"]
         return _plain(resolved)

@@ -9,6 +9,8 @@ Layout::
     pareto.json       objectives, reference row and the non-dominated members
     hypervolume.csv   hypervolume after each finished trial
     study.journal     the Optuna study (JournalStorage), readable without Ray
+    sensitivity.json  the per-layer sensitivity table the run's sampler read (estimator, settings,
+                      cache entry, damage per layer and choice); absent when no sampler read one
     ray/              Ray Tune's experiment folder
     tensorboard/      TensorBoard event files, rewritten from the files above
     artifacts/        the models of the trials the run keeps (`search.keep_artifacts`), so that
@@ -42,6 +44,7 @@ TRIALS_CSV = "trials.csv"
 PARETO = "pareto.json"
 HYPERVOLUME = "hypervolume.csv"
 STUDY_JOURNAL = "study.journal"
+SENSITIVITY = "sensitivity.json"
 RAY_DIR = "ray"
 TENSORBOARD_DIR = "tensorboard"
 REPORT_HTML = "report.html"
@@ -214,6 +217,16 @@ class RunDirectory:
 
     def read_pareto(self) -> dict[str, Any]:
         return self._read(PARETO, json.loads)
+
+    def write_sensitivity(self, table: Mapping[str, Any]) -> None:
+        """Record the sensitivity table the run's sampler read (`search.sensitivity_tables`), for the report."""
+        _write_json(self.path / SENSITIVITY, table)
+
+    def read_sensitivity(self) -> dict[str, Any] | None:
+        """The recorded sensitivity table, or None when no sampler of the run read one."""
+        if not (self.path / SENSITIVITY).exists():
+            return None
+        return self._read(SENSITIVITY, json.loads)
 
     def write_hypervolume(self, history: Sequence[float]) -> None:
         with open(self.path / HYPERVOLUME, "w", newline="") as stream:

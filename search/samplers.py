@@ -31,6 +31,7 @@ from optuna.study import Study
 from optuna.trial import FrozenTrial
 
 from search.allocation import AllocationProblem, spread
+from search.candidate_sampler import CandidateSampler
 from search.candidate_sequences import (
     Candidate,
     FirstCandidates,
@@ -98,7 +99,7 @@ class SamplerError(ValueError):
     """
 
 
-class CandidateSequenceSampler(BaseSampler):
+class CandidateSequenceSampler(CandidateSampler):
     """Proposes a fixed list of candidates in order: the trial numbered n gets `candidates[n]`.
 
     Indexing by trial number keeps the order across a resumed study. A knob the candidate does
@@ -117,22 +118,14 @@ class CandidateSequenceSampler(BaseSampler):
         """Whether every candidate has been handed to a trial of `study`."""
         return len(study.get_trials(deepcopy=False)) >= len(self.candidates)
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
-    ) -> Any:
+    def candidate_for(self, study: Study, trial: FrozenTrial) -> Candidate:
         if trial.number >= len(self.candidates):
             raise SamplerError(f"trial {trial.number}: the sequence of {len(self.candidates)} candidates is used up")
-        candidate = self.candidates[trial.number]
-        if param_name in candidate:
-            return candidate[param_name]
+        return self.candidates[trial.number]
+
+    def unnamed_parameter(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         if isinstance(param_distribution, CategoricalDistribution):
             return param_distribution.choices[0]
         return param_distribution.low  # type: ignore[attr-defined]

@@ -24,11 +24,12 @@ from typing import Any
 import moocore
 import numpy as np
 from optuna.distributions import BaseDistribution
-from optuna.samplers import BaseSampler, RandomSampler
+from optuna.samplers import RandomSampler
 from optuna.study import Study, StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from search.allocation import AllocationProblem, Assignment
+from search.candidate_sampler import CandidateSampler
 from search.candidate_sequences import Candidate, FirstCandidates, candidate_of
 from search.predictor import QualityPredictor, prior_for
 
@@ -42,7 +43,7 @@ _REFERENCE = 1.1
 """Hypervolume reference point in the scaled objective space (the measured range is [0, 1])."""
 
 
-class ScreenedSampler(BaseSampler):
+class ScreenedSampler(CandidateSampler):
     """Proposes, per generation, the bred candidates with the best predicted hypervolume improvement.
 
     Args:
@@ -74,22 +75,14 @@ class ScreenedSampler(BaseSampler):
         self._queue: list[Candidate] = []
         self._assigned: dict[int, Candidate] = {}
 
-    def infer_relative_search_space(self, study: Study, trial: FrozenTrial) -> dict[str, BaseDistribution]:
-        return {}
-
-    def sample_relative(
-        self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
-    ) -> dict[str, Any]:
-        return {}
-
-    def sample_independent(
-        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
-    ) -> Any:
+    def candidate_for(self, study: Study, trial: FrozenTrial) -> Candidate:
         if trial.number not in self._assigned:
             self._assigned[trial.number] = self._next_candidate(study, trial.number)
-        candidate = self._assigned[trial.number]
-        if param_name in candidate:
-            return candidate[param_name]
+        return self._assigned[trial.number]
+
+    def unnamed_parameter(
+        self, study: Study, trial: FrozenTrial, param_name: str, param_distribution: BaseDistribution
+    ) -> Any:
         return self._fallback.sample_independent(study, trial, param_name, param_distribution)
 
     def after_trial(

@@ -2,7 +2,9 @@
 
 It prepares the run as `search run` would (features and teacher from the cache, trained when
 missing), then computes the damage of every (quantizer, bits) choice the config's space offers
-each layer with the chosen estimator (`evaluators.sensitivity_estimators`). The table is cached
+each layer with the chosen estimator (`evaluators.sensitivity_estimators`): the config's
+`search.sensitivity` block, or `--estimator NAME`, which overrides it (with the config's settings
+when the block names the same estimator, else with the estimator's defaults). The table is cached
 beside the teacher (`search.sensitivity_tables`), so a later run with the `ilp`, `nsga2` or
 `predictor-screened` sampler, any seed, finds it there; the command also writes it as JSON.
 """
@@ -17,9 +19,10 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from evaluators.sensitivity_estimators import ESTIMATORS, SensitivityTable
-from search.config import ConfigError, load_config
+from evaluators.sensitivity_estimators import ESTIMATORS, SensitivityEstimator, SensitivityTable, get_estimator
+from search.config import ConfigError, RunConfig, load_config
 from search.overrides import settings_dict
+from search.sensitivity_tables import check_estimator, run_estimator, run_sensitivity
 
 
 def add_parser(subcommands: Any) -> argparse.ArgumentParser:
@@ -38,7 +41,7 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
         "--estimator",
         choices=list(ESTIMATORS),
         help="; ".join(f"{name}: {estimator.help}" for name, estimator in ESTIMATORS.items())
-        + " (default: hessian where the task has training data, else perturbation)",
+        + " (default: the config's search.sensitivity, else hessian where the task has training data, else perturbation)",
     )
     command.add_argument("--out", help="JSON file to write (default: results/sensitivity/<name>-<estimator>.json)")
     command.set_defaults(handler=_sensitivity)
@@ -47,24 +50,38 @@ def add_parser(subcommands: Any) -> argparse.ArgumentParser:
 
 def _sensitivity(args: argparse.Namespace, console: Console) -> int:
     from search.progress import RichDisplay
-    from search.sensitivity_tables import default_estimator, offers_batches, run_sensitivity
     from search.tasks import get_task
 
     config = load_config(args.config, settings_dict(args.set))
-    estimator = args.estimator or default_estimator(config.task)
-    if ESTIMATORS[estimator].data_request is not None and not offers_batches(config.task):
-        raise ConfigError(f"--estimator {estimator}: task {config.task!r} offers no training batches; use perturbation")
+    estimator = chosen_estimator(config, args.estimator)
     task = get_task(config.task)
     with RichDisplay() as display:
         prepared = task.evaluator().prepare(task.setup(config), display.stage)
         table = run_sensitivity(config, prepared, estimator, display.stage).table
     for quantizer_table in sensitivity_tables(table):
         console.print(quantizer_table)
-    out = Path(args.out or Path("results") / "sensitivity" / f"{config.name}-{estimator}.json")
+    out = Path(args.out or Path("results") / "sensitivity" / f"{config.name}-{estimator.name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"config": config.name, "task": config.task, **table.to_entry()}, indent=1) + "\n")
     console.print(f"sensitivities: {out}")
     return 0
+
+
+def chosen_estimator(config: RunConfig, flag: str | None) -> SensitivityEstimator:
+    """The config's estimator, or the one `--estimator` names (the config's settings kept when it names the same).
+
+    Raises:
+        ConfigError: The flag names a data-driven estimator for a task without batches.
+    """
+    configured = run_estimator(config)
+    if flag is None or flag == configured.name:
+        return configured
+    estimator = get_estimator(flag)
+    try:
+        check_estimator(config.task, estimator)
+    except ValueError as error:
+        raise ConfigError(f"--estimator {flag}: {error}") from None
+    return estimator
 
 
 def sensitivity_tables(table: SensitivityTable) -> list[Table]:
@@ -84,4 +101,4 @@ def sensitivity_tables(table: SensitivityTable) -> list[Table]:
     return tables
 
 
-__all__ = ["add_parser", "sensitivity_tables"]
+__all__ = ["add_parser", "chosen_estimator", "sensitivity_tables"]

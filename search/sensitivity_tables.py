@@ -11,8 +11,10 @@ its layers, never by the run's seed:
 
 A task offers batches through its `Task.sensitivity_data` (speaker verification does; a task that does not
 gets the data-free estimator by default, and a data-driven one is refused with a clear error).
+The run config's `search.sensitivity` block selects the estimator and its settings.
 `search sensitivity CONFIG` computes the table up front; a run with the `ilp`, `nsga2` or
-`predictor-screened` sampler finds it there (`AllocationSource`).
+`predictor-screened` sampler finds it there (`AllocationSource`) and records the table it read in
+its run directory (`sensitivity.json`), which the report draws without computing anything.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from evaluators.sensitivity_estimators import (
     DEFAULT_ESTIMATOR,
     DataRequest,
     SensitivityData,
+    SensitivityEstimator,
     SensitivityProblem,
     SensitivityTable,
     get_estimator,
@@ -39,10 +42,12 @@ from evaluators.sensitivity_estimators import (
 from search.allocation import AllocationProblem
 from search.choice_costs import allocation_problem, check_priceable, layer_choices
 from search.run_config import RunConfig
+from search.run_dir import RunDirectory
 from search.tasks import get_task
 
 CACHE_VERSION = 1
 """Bumped when an entry's meaning changes, so older entries are rebuilt rather than misread."""
+_TABLE_KIND = "sensitivity"
 
 Progress = Callable[[str, int, int], None]
 
@@ -66,10 +71,15 @@ def offers_batches(task: str) -> bool:
 
 @dataclass(frozen=True)
 class RunSensitivity:
-    """A teacher's damage table and the per-choice measurements it was built from."""
+    """A teacher's damage table, the per-choice measurements it was built from, and its cache entry.
+
+    Attributes:
+        entry: The cache file the table was read from (or written to), named in the run's record.
+    """
 
     table: SensitivityTable
     stats: dict[str, LayerStats]
+    entry: str
 
 
 def default_estimator(task: str) -> str:
@@ -77,29 +87,44 @@ def default_estimator(task: str) -> str:
     return DEFAULT_ESTIMATOR if offers_batches(task) else DATA_FREE_ESTIMATOR
 
 
+def check_estimator(task: str, estimator: SensitivityEstimator) -> None:
+    """Raise ValueError when `estimator` needs batches that `task` does not offer (the config and the command name the key)."""
+    if estimator.data_request is not None and not offers_batches(task):
+        raise ValueError(
+            f"sensitivity estimator {estimator.name!r} needs training batches, which task {task!r} does not offer; "
+            f"use {DATA_FREE_ESTIMATOR}"
+        )
+
+
+def run_estimator(config: RunConfig) -> SensitivityEstimator:
+    """The estimator the config's `search.sensitivity` selects, or the task's default with its default settings."""
+    configured = config.search.sensitivity
+    return configured if configured is not None else get_estimator(default_estimator(config.task))
+
+
 def run_sensitivity(
-    config: RunConfig, prepared: Prepared, estimator: str | None = None, progress: Progress | None = None
+    config: RunConfig,
+    prepared: Prepared,
+    estimator: SensitivityEstimator | None = None,
+    progress: Progress | None = None,
 ) -> RunSensitivity:
     """The run's damage table for every choice its space offers, from the cache when present.
 
+    Args:
+        estimator: Overrides the config's (`run_estimator`); `search sensitivity --estimator` passes it.
+
     Raises:
-        ValueError: Unknown estimator, or a data-driven one for a task without batches.
+        ValueError: A data-driven estimator for a task without batches.
     """
     progress = progress or (lambda stage, done, total: None)
-    chosen = get_estimator(estimator or default_estimator(config.task))
+    chosen = estimator or run_estimator(config)
+    check_estimator(config.task, chosen)
     choices = layer_choices(prepared.space)
     teacher = state_digest(prepared.teacher_state)
     keys = {layer: [choice.key for choice in layer_choices] for layer, layer_choices in choices.items()}
     stats = _choice_stats(config.cache_dir, prepared, choices, teacher, keys, progress)
     request = chosen.data_request
-    source = None
-    if request is not None:
-        if not offers_batches(config.task):
-            raise ValueError(
-                f"sensitivity estimator {chosen.name!r} needs batches, which task {config.task!r} does not offer; "
-                f"use --estimator {DATA_FREE_ESTIMATOR}"
-            )
-        source = get_task(config.task).sensitivity_data(config)
+    source = get_task(config.task).sensitivity_data(config) if request is not None else None
 
     def build() -> dict[str, Any]:
         progress(f"{chosen.name} sensitivities", 0, 1)
@@ -111,7 +136,8 @@ def run_sensitivity(
 
     identity = source.identity(request) if source is not None else None
     key = content_hash(CACHE_VERSION, teacher, chosen.name, chosen.settings(), identity, keys)
-    return RunSensitivity(SensitivityTable.from_entry(cached_tensors(config.cache_dir, "sensitivity", key, build)), stats)
+    table = SensitivityTable.from_entry(cached_tensors(config.cache_dir, _TABLE_KIND, key, build))
+    return RunSensitivity(table, stats, f"{_TABLE_KIND}-{key}.pt")
 
 
 def _choice_stats(
@@ -124,11 +150,12 @@ def _choice_stats(
 ) -> dict[str, LayerStats]:
     def build() -> dict[str, Any]:
         progress("quantization errors", 0, 1)
-        measured = layer_choice_stats(prepared.spec, prepared.teacher_state, choices)
+        measured = layer_choice_stats(prepared.spec, prepared.teacher_state, choices, activation_bits)
         progress("quantization errors", 1, 1)
         return {layer: stats.to_entry() for layer, stats in measured.items()}
 
-    key = content_hash(CACHE_VERSION, teacher, prepared.spec.side_bits, keys)
+    activation_bits = prepared.space.plan(prepared.space.default_candidate()).activation_bits
+    key = content_hash(CACHE_VERSION, teacher, prepared.spec.side_bits, keys, activation_bits)
     entry = cached_tensors(cache_dir, "layer-choices", key, build)
     return {layer: LayerStats.from_entry(stats) for layer, stats in entry.items()}
 
@@ -137,24 +164,30 @@ class AllocationSource:
     """The run's ILP problem, built on the first call and kept: sampler factories call it only when they use it.
 
     Args:
-        config, prepared: The run and its prepared teacher and space.
-        estimator: The sensitivity estimator (default: `default_estimator` of the task).
+        config, prepared: The run (its `search.sensitivity` selects the estimator) and its prepared teacher and space.
         progress: Called with (stage, done, total) while tables are computed.
+        run_dir: Where the table the problem was built from is recorded, for the run's report.
     """
 
     def __init__(
-        self, config: RunConfig, prepared: Prepared, estimator: str | None = None, progress: Progress | None = None
+        self,
+        config: RunConfig,
+        prepared: Prepared,
+        progress: Progress | None = None,
+        run_dir: RunDirectory | None = None,
     ) -> None:
         self.config = config
         self.prepared = prepared
-        self.estimator = estimator
         self.progress = progress
+        self.run_dir = run_dir
         self._problem: AllocationProblem | None = None
 
     def __call__(self) -> AllocationProblem:
         if self._problem is None:
             check_priceable(self.prepared.space)  # before the sensitivities, which it would waste
-            measured = run_sensitivity(self.config, self.prepared, self.estimator, self.progress)
+            measured = run_sensitivity(self.config, self.prepared, progress=self.progress)
+            if self.run_dir is not None:
+                self.run_dir.write_sensitivity({"cache_entry": measured.entry, **measured.table.to_entry()})
             self._problem = allocation_problem(
                 self.prepared.space,
                 self.prepared.spec,
@@ -171,6 +204,8 @@ __all__ = [
     "AllocationSource",
     "RunSensitivity",
     "SensitivityDataSource",
+    "check_estimator",
     "default_estimator",
+    "run_estimator",
     "run_sensitivity",
 ]

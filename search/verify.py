@@ -5,6 +5,9 @@ Checks, each passed or failed with its figures:
 - the ONNX graph is valid and every quantized layer reaches its operator as integer codes (an
   integer initializer decoded in the graph), not as float weights (an LSTM's gate matrices
   through the nodes that reorder them into ONNX's gate order: `weight_storage`);
+- onnxruntime runs on an integer kernel every layer the bundle's runtime prices as one
+  (`search.kernel_census`: the nodes of onnxruntime's optimised graph that read each layer's
+  weights; a weight-only bundle expects none and the check reports the counts);
 - then the task's agreement checks (`Task.agreement_checks`), onnxruntime against the PyTorch
   model `load_bundle` rebuilds from config.json + weights.bin:
   - speaker verification, on the evaluation set: every utterance's ONNX embedding has cosine
@@ -15,7 +18,9 @@ Checks, each passed or failed with its figures:
     estimates is reported beside it.
 
 Beside the checks, onnxruntime's latency for one second of audio on one thread of this machine
-is measured next to the cost model's prediction for a target profile (by default `x86-avx2`).
+is measured next to the cost model's prediction for a target profile (by default `x86-avx2`)
+priced with the runtime the bundle runs on, and a gap beyond the cost model's stated accuracy is
+flagged as a warning (`search.latency_comparison`).
 The test data is what the bundle was measured on, read from the run the bundle came from or from
 another run config (`--data`) of the same task; its feature settings and sample rate must be the
 bundle's.
@@ -23,9 +28,8 @@ bundle's.
 
 from __future__ import annotations
 
+import functools
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,9 +40,12 @@ from google.protobuf.message import DecodeError
 from rich.console import Console
 from rich.table import Table
 
-from hwcost import CostModel
+from hwcost import get_runtime, load_target
 from search.checks import Check
 from search.config import ConfigError, RunConfig, load_config
+from search.bundle_runtime import bundle_runtime, executed_description
+from search.kernel_census import LayerKernels, integer_kernel_check, kernel_census
+from search.latency_comparison import LatencyComparison, compare_latency, stated_accuracy
 from search.onnx_export import WEIGHT_INPUTS, unused_layers, weight_storage
 from search.run_dir import CONFIG as RUN_CONFIG_FILE
 from search.tasks import UnknownTaskError, get_task
@@ -46,30 +53,10 @@ from search.tasks.extraction_bundle import MAX_SI_SDRI_DIFFERENCE
 from search.tasks.verification_bundle import MAX_EER_DIFFERENCE, MIN_COSINE, feature_settings
 from search.tasks.verification_setup import fbank_config
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, Bundle, BundleError, example_inputs, load_bundle
+from spaces.description import ModelDescription
 
 HOST_TARGET = "x86-avx2"
 """Cost-model profile compared with the measured latency by default (the x86 machines tests run on)."""
-_LATENCY_MIN_RUNS = 20
-_WARMUP_RUNS = 3
-
-
-@dataclass(frozen=True)
-class LatencyComparison:
-    """onnxruntime's measured latency beside the cost model's prediction, per second of audio.
-
-    Attributes:
-        measured_ms: Median wall time of one inference on one second of audio, one thread.
-        fastest_ms: The fastest of those inferences (the least disturbed by other processes).
-        runs: Timed inferences.
-        target: Cost-model profile of the prediction.
-        predicted_ms: The cost model's latency for the bundle's description on `target`.
-    """
-
-    measured_ms: float
-    fastest_ms: float
-    runs: int
-    target: str
-    predicted_ms: float
 
 
 @dataclass(frozen=True)
@@ -98,18 +85,23 @@ def verify_bundle(
     target: str = HOST_TARGET,
     progress: Callable[[str, int, int], None] | None = None,
     timing_seconds: float = 1.0,
+    accuracy: str | os.PathLike | None = None,
 ) -> VerificationReport:
     """Run every check of the bundle in `path` and time its ONNX model.
 
     Args:
         data: A run config (YAML) or run directory whose matching evaluation set to use; default
             the run the bundle was exported from.
-        target: Cost-model profile to set beside the measured latency.
+        target: Cost-model profile (name or file) to set beside the measured latency.
         progress: Called with (stage, done, total) while features are built.
-        timing_seconds: Least time spent timing inferences (at least 20 are timed).
+        timing_seconds: Least CPU time spent on timed inferences (`compare_latency`).
+        accuracy: A `search hwcost validate --json` report of `target` for the bundle's runtime,
+            the cost model's stated accuracy (`stated_accuracy`); default the widest bound.
 
     Raises:
-        BundleError, ConfigError: The bundle or the data cannot be read (not a failed check).
+        BundleError, ConfigError: The bundle, the data or the accuracy report cannot be read
+            (not a failed check).
+        ProfileError: `target` names no usable profile.
     """
     bundle = load_bundle(path)
     onnx_path = bundle.path / ONNX_FILE
@@ -125,15 +117,22 @@ def verify_bundle(
         raise BundleError(f"{bundle.path / CONFIG_FILE}: {error}") from None
     config = _run_config(bundle, data)
     source = f"--data {data}" if data is not None else f"the bundle's run {bundle.config.source.get('run')}"
+    profile = load_target(target)
+    runtime = bundle_runtime(bundle.compressed.description, bundle.config.activation_bits)
+    description = executed_description(bundle.compressed.description, bundle.config.activation_bits)
+    tolerance = stated_accuracy(profile, runtime, bundle.config.family, accuracy)
     unused = unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized))
     checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused)]
     try:
-        session = _session(graph, threads=None)
+        session = _session(graph)
     except Exception as error:  # onnxruntime raises a different pybind type per failure
         checks.append(Check("onnxruntime loads the graph", False, _one_line(error)))
         return VerificationReport(bundle.path, tuple(checks), None, source)
+    checks.append(_integer_kernels(graph, bundle, runtime, description, unused))
     checks += task.agreement_checks(bundle, session, config, progress)
-    return VerificationReport(bundle.path, tuple(checks), _latency(bundle, graph, target, timing_seconds), source)
+    feeds = {name: tensor.numpy() for name, tensor in example_inputs(bundle.config).items()}
+    latency = compare_latency(graph, feeds, description, profile, runtime, tolerance, timing_seconds)
+    return VerificationReport(bundle.path, tuple(checks), latency, source)
 
 
 def print_verification(report: VerificationReport, console: Console) -> None:
@@ -149,10 +148,21 @@ def print_verification(report: VerificationReport, console: Console) -> None:
     if latency is None:
         return
     console.print(
-        f"onnxruntime on this machine (1 thread, median of {latency.runs}, fastest {latency.fastest_ms:.3f}): "
-        f"{latency.measured_ms:.3f} ms per second of audio; cost model on {latency.target}: {latency.predicted_ms:.3f} ms "
-        f"(measured / predicted = {latency.measured_ms / latency.predicted_ms:.2f})"
+        f"onnxruntime on this machine (1 thread, median CPU time of {latency.runs} runs at load-reference speed "
+        f"{latency.reference_ms:.3f} ms, noise {latency.noise:.0%}): {latency.measured_ms:.3f} ms per second of audio; "
+        f"cost model on {latency.target} with {latency.runtime}: {latency.predicted_ms:.3f} ms "
+        f"(measured / predicted = {latency.ratio:.2f})"
     )
+    tolerance = latency.tolerance
+    if tolerance.bound is None:
+        console.print(f"the gap is not judged: {tolerance.source}")
+        return
+    gap = f"the prediction's error (predicted / measured - 1) is {latency.error:+.0%}"
+    accuracy = f"the cost model's stated accuracy +-{tolerance.bound:.0%} ({tolerance.source})"
+    if latency.beyond_tolerance:
+        console.print(f"[yellow]warning:[/] {gap}, beyond {accuracy}")
+    else:
+        console.print(f"{gap}, within {accuracy}")
 
 
 def _valid_graph(graph: onnx.ModelProto) -> Check:
@@ -171,11 +181,9 @@ def _integer_weights(graph: onnx.ModelProto, bundle: Bundle, unused: set[str]) -
     """
     storage = weight_storage(graph)
     problems, containers = [], set()
-    groups: dict[int, list[str]] = {}
-    for layer, weight in bundle.quantized.items():
-        groups.setdefault(id(weight), []).append(layer)
-    pruned = [layers for layers in groups.values() if set(layers) <= unused and not any(layer in storage for layer in layers)]
-    for layers in groups.values():
+    groups = _weight_groups(bundle)
+    pruned = [layers for layers in groups if set(layers) <= unused and not any(layer in storage for layer in layers)]
+    for layers in groups:
         weight = bundle.quantized[layers[0]]
         found = [storage[layer] for layer in layers if layer in storage]
         if layers in pruned:
@@ -193,6 +201,29 @@ def _integer_weights(graph: onnx.ModelProto, bundle: Bundle, unused: set[str]) -
         return Check(name, False, f"{len(problems)} of {len(groups)} layer(s): " + "; ".join(problems[:3]))
     unread = f", {len(pruned)} unused by the outputs (not in the graph)" if pruned else ""
     return Check(name, True, f"{len(groups) - len(pruned)} layer(s), containers {', '.join(sorted(containers)) or 'none'}{unread}")
+
+
+def _integer_kernels(
+    graph: onnx.ModelProto, bundle: Bundle, runtime: str, description: ModelDescription, unused: set[str]
+) -> Check:
+    """The layers `runtime` prices as integer kernels (lowering `description`) run as integer
+    kernels in onnxruntime (`integer_kernel_check`), counted once per set of layers sharing
+    weights; layers the outputs do not depend on are not in the graph and not counted."""
+    census = kernel_census(graph, list(bundle.quantized))
+    variants = {item.layer.name: item.variant for item in get_runtime(runtime).lower(description).layers}
+    groups = [layers for layers in _weight_groups(bundle) if not set(layers) <= unused]
+    expected = {layers[0]: variants[layers[0]] for layers in groups}
+    found = {layers[0]: [census[layer] for layer in layers if layer in census] for layers in groups}
+    merged = {owner: functools.reduce(LayerKernels.merged, kernels) for owner, kernels in found.items() if kernels}
+    return integer_kernel_check(runtime, expected, merged)
+
+
+def _weight_groups(bundle: Bundle) -> list[list[str]]:
+    """The quantized layers grouped by the weights they share (a layer owning its own: a group of one)."""
+    groups: dict[int, list[str]] = {}
+    for layer, weight in bundle.quantized.items():
+        groups.setdefault(id(weight), []).append(layer)
+    return list(groups.values())
 
 
 def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
@@ -226,28 +257,8 @@ def _run_config(bundle: Bundle, data: str | os.PathLike | None) -> RunConfig:
     return config
 
 
-def _latency(bundle: Bundle, graph: onnx.ModelProto, target: str, seconds: float) -> LatencyComparison:
-    """Median onnxruntime time for one second of audio on one thread, beside the cost model's."""
-    session = _session(graph, threads=1)
-    inputs = {name: tensor.numpy() for name, tensor in example_inputs(bundle.config).items()}
-    for _ in range(_WARMUP_RUNS):
-        session.run(None, inputs)
-    timings = []
-    started = time.perf_counter()
-    while len(timings) < _LATENCY_MIN_RUNS or time.perf_counter() - started < seconds:
-        begin = time.perf_counter()
-        session.run(None, inputs)
-        timings.append(1000.0 * (time.perf_counter() - begin))
-    predicted = CostModel().estimate(bundle.compressed.description, target).latency_ms
-    return LatencyComparison(statistics.median(timings), min(timings), len(timings), target, predicted)
-
-
-def _session(graph: onnx.ModelProto, threads: int | None) -> onnxruntime.InferenceSession:
-    options = onnxruntime.SessionOptions()
-    if threads is not None:
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = threads
-    return onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+def _session(graph: onnx.ModelProto) -> onnxruntime.InferenceSession:
+    return onnxruntime.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
 def _one_line(error: Exception) -> str:

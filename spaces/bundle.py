@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from spaces.compress import CompressedModel, ModelSpec, PackedModelError, rebuild_compressed
+from spaces.compress import CompressedModel, ModelSpec, PackedModelError, rebuild_compressed, stored_quantized
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
 from spaces.quant import PackedFileError, QuantizedWeight, unpack_weights
@@ -336,6 +336,9 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
 
     weights.bin must match the config (length, checksum, quantized layers) and the rebuilt model
     must pack back to the same bytes, so the model returned is exactly the one that was exported.
+    A bundle with quantized activations (`activation_bits`) gets back the frozen activation
+    quantizers whose steps weights.bin stores, where their names say, so PyTorch computes what
+    the integer graph in model.onnx computes.
 
     Raises:
         BundleError: A missing, corrupt or inconsistent file, named with the key or layer at fault.
@@ -355,11 +358,11 @@ def load_bundle(path: str | os.PathLike) -> Bundle:
         entries = unpack_weights(packed)
     except PackedFileError as error:
         raise BundleError(f"{weights_path}: {error}") from None
-    quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
+    quantized = stored_quantized(entries)
     _check_finite(entries, weights_path)
     _check_layers(quantized, config, weights_path)
     try:
-        compressed = rebuild_compressed(config.model_spec(), packed, config.share_repeated_blocks)
+        compressed = rebuild_compressed(config.model_spec(), packed, config.share_repeated_blocks, config.activation_bits)
     except PackedModelError as error:
         raise BundleError(f"{weights_path}: {error}") from None
     except ValueError as error:  # model arguments the family rejects

@@ -18,8 +18,18 @@ from spaces.describe import describe_model
 from spaces.description import FLOAT_BITS, ModelDescription
 from spaces.models import build_model
 from spaces.models.layers import QUANTIZABLE_TYPES
-from spaces.quant import PackedFileError, QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
+from spaces.quant import ActivationQuantizer, PackedFileError, QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.base import SIDE_BITS, round_to_half
+from spaces.quant.integer_activations import (
+    ActivationPlacementError,
+    ActivationPoint,
+    activation_quantizers,
+    activation_quantizers_detached,
+    attach_stored_activation_quantizers,
+    calibration_state_keys,
+    stored_activation_points,
+    stored_state_keys,
+)
 from spaces.quant.packing import PackedEntry
 from spaces.sharing import share_repeated_blocks, shared_layers, shared_state_keys, tie_quantized
 
@@ -115,8 +125,15 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
     measured on the model that ships. Weights shared between layers are packed and counted once.
     With `spec.side_bits` 16 and any layer quantized, the side data is rounded to float16 values
     first (in `model` too) and stored in half the bytes.
+
+    Activation quantizers attached to `model` (`spaces.quant.integer_activations`) must be frozen:
+    their steps and signs are packed (as float32, a few scalars: what the exported graph's
+    QuantizeLinear takes), and every layer is described with activations at their bits, as the
+    runtime that fuses them into integer kernels runs it (`search.bundle_runtime`).
     """
     quantized = tie_quantized(model, quantized)
+    activations = activation_quantizers(model)
+    activation_bits = _activation_bits(activations)
     half_keys = _half_side_keys(model, quantized) if spec.side_bits == 16 and quantized else set()
     if half_keys:
         quantized = {name: weight.with_half_side(f"layer {name!r}") for name, weight in quantized.items()}
@@ -127,34 +144,55 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
         for key in half_keys:
             state[key].copy_(round_to_half(state[key], key))
     model.eval()
-    packed = pack_weights(_packed_entries(model, quantized, half_keys))
-    description = describe_model(
-        model,
-        spec.family,
-        spec.example_inputs(model),
-        spec.sample_rate,
-        weight_bits={name: q.bits for name, q in quantized.items()},
-        quantizer={name: q.quantizer for name, q in quantized.items()},
-        overhead_bits={name: q.overhead_bits for name, q in quantized.items()},
-        shared_with=shared_layers(model),
-        side_bits=16 if half_keys else FLOAT_BITS,
-    )
-    return CompressedModel(model, replace(description, size_bytes=len(packed)), packed)
+    packed = pack_weights(_packed_entries(model, quantized, half_keys, calibration_state_keys(model)))
+    with activation_quantizers_detached(model):  # not layers of the model: described through the layers' bits
+        description = describe_model(
+            model,
+            spec.family,
+            spec.example_inputs(model),
+            spec.sample_rate,
+            weight_bits={name: q.bits for name, q in quantized.items()},
+            quantizer={name: q.quantizer for name, q in quantized.items()},
+            overhead_bits={name: q.overhead_bits for name, q in quantized.items()},
+            shared_with=shared_layers(model),
+            side_bits=16 if half_keys else FLOAT_BITS,
+        )
+    layers = tuple(replace(layer, activation_bits=activation_bits) for layer in description.layers)
+    return CompressedModel(model, replace(description, layers=layers, size_bytes=len(packed)), packed)
+
+
+def _activation_bits(activations: Mapping[ActivationPoint, ActivationQuantizer]) -> int:
+    """The bits of a model's activation quantizers (FP32 without any), all frozen at one width.
+
+    Raises:
+        QuantizationError: A quantizer still calibrating (its step is not final), or several widths.
+    """
+    calibrating = [str(point) for point, quantizer in activations.items() if quantizer.mode != "quantize"]
+    if calibrating:
+        raise QuantizationError(f"activation quantizers at {calibrating[:3]} are still calibrating: freeze them before packing")
+    widths = sorted({quantizer.bits for quantizer in activations.values()})
+    if len(widths) > 1:
+        raise QuantizationError(f"activation quantizers of several widths {widths}: a model quantizes its activations at one")
+    return widths[0] if widths else FLOAT_BITS
 
 
 class PackedModelError(ValueError):
     """Packed weights that do not rebuild a model of the given spec; the message says what differs."""
 
 
-def rebuild_compressed(spec: ModelSpec, packed: bytes, share: bool = False) -> CompressedModel:
+def rebuild_compressed(
+    spec: ModelSpec, packed: bytes, share: bool = False, activation_bits: int = FLOAT_BITS
+) -> CompressedModel:
     """The compressed model whose packed file is `packed`, rebuilt without the model it came from.
 
     `spec`'s model gets the unpacked weights and must pack back to the very same bytes, so what is
     returned is exactly the model that was packed: its quality can be measured again, or it can
-    be exported, without training it again.
+    be exported, without training it again. Activation quantizers the file stores the steps of go
+    back where their names say (`spaces.quant.integer_activations.stored_activation_points`), frozen.
 
     Args:
         share: Repeated blocks share one set of weights (`spaces.sharing`), as when it was packed.
+        activation_bits: Bits of the stored activation quantizers (32: the file must store none).
 
     Raises:
         PackedModelError: A corrupt file, or weights of another model (names, shapes, sharing).
@@ -167,22 +205,34 @@ def rebuild_compressed(spec: ModelSpec, packed: bytes, share: bool = False) -> C
     model = spec.build()
     if share:
         share_repeated_blocks(model)
+    misfit = f"does not fit the {spec.family} model"
+    points = stored_activation_points(entries)
+    if points and activation_bits == FLOAT_BITS:
+        raise PackedModelError(f"stores activation quantizers (at {points[0]}, ...) but the activations are float (activation_bits 32)")
+    try:
+        attach_stored_activation_quantizers(model, points, activation_bits)
+    except ActivationPlacementError as error:
+        raise PackedModelError(f"{misfit}: {error}") from None
     state = {key: get_quantizer(entry.quantizer).dequantize(entry) if isinstance(entry, QuantizedWeight) else entry
              for key, entry in entries.items()}
-    misfit = f"does not fit the {spec.family} model"
     try:
         missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as error:  # tensors of other shapes
         mismatches = [line.strip() for line in str(error).splitlines() if "size mismatch" in line]
         raise PackedModelError(f"{misfit}: {len(mismatches)} tensor(s) of other shapes, e.g. {mismatches[:1]}") from None
-    missing = [key for key in missing if not key.endswith(_IGNORED_STATE)]
+    calibration = calibration_state_keys(model)
+    missing = [key for key in missing if not key.endswith(_IGNORED_STATE) and key not in calibration]
     if missing or unexpected:
         raise PackedModelError(f"{misfit}: missing tensors {missing[:5]}, unexpected tensors {unexpected[:5]}")
-    quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
-    compressed = finalize_compressed(spec, model, quantized)
+    compressed = finalize_compressed(spec, model, stored_quantized(entries))
     if compressed.packed != packed:
         raise PackedModelError("the rebuilt model does not pack back to the same bytes (shapes or sharing differ)")
     return compressed
+
+
+def stored_quantized(entries: Mapping[str, PackedEntry]) -> dict[str, QuantizedWeight]:
+    """Layer name -> its quantized weight, from a packed file's entries (`unpack_weights`)."""
+    return {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
 
 
 def load_packed_model(spec: ModelSpec, packed: bytes) -> nn.Module:
@@ -197,25 +247,30 @@ def load_packed_model(spec: ModelSpec, packed: bytes) -> nn.Module:
 
 
 def _half_side_keys(model: nn.Module, quantized: Mapping[str, QuantizedWeight]) -> set[str]:
-    """State keys of the side data stored as float16: all but the codes and the FP32 layers' tensors."""
+    """State keys of the side data stored as float16: all but the codes, the FP32 layers' tensors
+    and the activation quantizers' state."""
     float_layers = {name for name, module in model.named_modules() if isinstance(module, _WEIGHT_LAYER_TYPES)}
     float_layers -= set(quantized)
+    activation_keys = stored_state_keys(model) | calibration_state_keys(model)
     keys = set()
     for key in model.state_dict():
         layer, _, field = key.rpartition(".")
-        if field != "num_batches_tracked" and layer not in float_layers and not (field == "weight" and layer in quantized):
+        if key in activation_keys or field == "num_batches_tracked" or layer in float_layers:
+            continue
+        if not (field == "weight" and layer in quantized):
             keys.add(key)
     return keys
 
 
 def _packed_entries(
-    model: nn.Module, quantized: Mapping[str, QuantizedWeight], half_keys: set[str]
+    model: nn.Module, quantized: Mapping[str, QuantizedWeight], half_keys: set[str], skipped: set[str]
 ) -> dict[str, PackedEntry]:
-    """Every tensor inference needs: quantized weights as codes, the rest as float32 (float16 for `half_keys`)."""
+    """Every tensor inference needs: quantized weights as codes, the rest as float32 (float16 for
+    `half_keys`); `skipped` keys are training bookkeeping, like batch norms' counters."""
     entries: dict[str, PackedEntry] = {}
     for key, tensor in model.state_dict().items():
         layer, _, field = key.rpartition(".")
-        if field == "num_batches_tracked":
+        if field == "num_batches_tracked" or key in skipped:
             continue
         if field == "weight" and layer in quantized:
             entries[key] = quantized[layer]

@@ -7,9 +7,10 @@ the space language can change without touching them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from spaces.description import FLOAT_BITS
+from spaces.quant import INTEGER_ACTIVATION_BITS, get_quantizer
 
 
 @dataclass(frozen=True)
@@ -50,9 +51,26 @@ class DistillationPlan:
     mode: str = "sum"
 
 
+def stored_quantizer(quantizer: str, bits: int, activation_bits: int) -> str:
+    """The quantizer a `bits`-bit layer of `quantizer` is trained and stored with under `activation_bits`.
+
+    Itself, except with `INTEGER_ACTIVATION_BITS` activations: then its `integer_kernel_variant`.
+    The plan and the ILP's byte accounting (`evaluators.layer_quantization`) both ask here, so
+    the bytes the ILP predicts are those of the layers the trial builds.
+    """
+    if activation_bits != INTEGER_ACTIVATION_BITS:
+        return quantizer
+    return get_quantizer(quantizer).integer_kernel_variant(bits)
+
+
 @dataclass(frozen=True)
 class CompressionPlan:
     """Everything a trial builds, as a pure function of its candidate.
+
+    With `INTEGER_ACTIVATION_BITS` activations the candidate's layers will run on integer kernels,
+    so each layer takes its quantizer's `integer_kernel_variant`: an 8-bit symmetric uniform layer
+    trains on the kernels' range (`uniform` -> `uniform-reduced`, levels within ±64), and the
+    exported model computes what the run measured (`spaces.quant.integer_kernels` says why).
 
     Attributes:
         layers: Quantization per quantizable layer name; layers not named stay FP32.
@@ -67,6 +85,13 @@ class CompressionPlan:
     student: StudentPlan | None = None
     distillation: DistillationPlan | None = None
     share: bool = False
+
+    def __post_init__(self) -> None:
+        layers = {
+            name: replace(layer, quantizer=stored_quantizer(layer.quantizer, layer.bits, self.activation_bits))
+            for name, layer in self.layers.items()
+        }
+        object.__setattr__(self, "layers", layers)  # frozen: the weight range is part of what the plan says
 
     @property
     def layer_bits(self) -> dict[str, int]:

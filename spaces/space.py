@@ -214,6 +214,10 @@ class SearchSpace:
 
         return self._walk(ask).candidate
 
+    def default_candidate(self) -> Candidate:
+        """Every knob at its default: what the ILP holds the knobs it does not choose at."""
+        return self._walk(lambda knob, name, domain: domain_member(domain, knob.default)[1]).candidate
+
     def candidate_from_row(self, row: Mapping[str, Any]) -> Candidate:
         """The candidate of a trials row (its parameters; metrics and bookkeeping dropped)."""
         parameters = self.knobs

@@ -21,7 +21,7 @@ from evaluators.data.sources import EvalSetConfig, Source
 from evaluators.data.synthetic import SyntheticCorpusConfig
 from evaluators.data.trial_lists import TrialIndices, generate_trials, read_trial_list, resolve_trials
 from evaluators.features import FbankConfig, FeatureSet
-from evaluators.metrics import VerificationMetrics, equal_error_rate, minimum_dcf, verification_metrics
+from evaluators.metrics import VerificationMetrics, all_pair_trials, equal_error_rate, minimum_dcf
 
 Progress = Callable[[int, int], None]
 
@@ -57,11 +57,15 @@ class EvalSet:
     labels: list[int]
     trials: TrialIndices | None = None
 
+    def scored_trials(self, embeddings: np.ndarray, max_trials: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(scores, labels) of the trials `metrics` scores, for per-trial statistics such as paired bootstraps."""
+        if self.trials is None:
+            return all_pair_trials(embeddings, np.asarray(self.labels), max_trials, seed)
+        return self.trials.scores(embeddings), np.asarray(self.trials.labels)
+
     def metrics(self, embeddings: np.ndarray, max_trials: int, seed: int) -> VerificationMetrics:
         """EER and minDCF of `embeddings` (one row per utterance of this set)."""
-        if self.trials is None:
-            return verification_metrics(embeddings, np.asarray(self.labels), max_trials, seed)
-        scores, labels = self.trials.scores(embeddings), self.trials.labels
+        scores, labels = self.scored_trials(embeddings, max_trials, seed)
         return VerificationMetrics(
             eer=equal_error_rate(scores, labels),
             min_dcf=minimum_dcf(scores, labels),

@@ -22,7 +22,7 @@ from evaluators.data.sources import DataConfig
 from evaluators.evaluation import Evaluation, Evaluator
 from evaluators.fidelity import FidelityConfig
 from search.checks import Check
-from search.metrics import COST_METRICS, SIZE_METRICS
+from search.metrics import COST_METRICS, PREDICTED_LATENCY, SIZE_METRICS
 from search.model_card import TaskCard
 from search.pareto import Objective
 from search.run_config import RunConfig
@@ -98,11 +98,18 @@ class Task(ABC):
     bundle_files: ClassVar[Mapping[str, Path]] = {}
     sensitivity_data: ClassVar[Callable[[RunConfig], Any] | None] = None
 
-    def metric_names(self, targets: Sequence[str], eval_sets: Sequence[str] = ()) -> list[str]:
-        """Every metric a trial reports for these targets and evaluation sets (what objectives may name)."""
+    def metric_names(
+        self, targets: Sequence[str], eval_sets: Sequence[str] = (), measured_targets: Sequence[str] = ()
+    ) -> list[str]:
+        """Every metric a trial reports for these targets and evaluation sets (what objectives may name).
+
+        A measured target (among `targets`) also reports the cost model's latency beside the timing.
+        """
         per_set = (f"{key}@{name}" for name in eval_sets for key in self.per_eval_set_metrics)
         per_target = (f"{key}@{target}" for target in targets for key in COST_METRICS)
-        return [*self.quality_metrics, *SIZE_METRICS, *per_set, *COST_METRICS, *per_target]
+        predicted = [f"{PREDICTED_LATENCY}@{target}" for target in targets if target in measured_targets]
+        first_predicted = [PREDICTED_LATENCY] if targets and targets[0] in measured_targets else []
+        return [*self.quality_metrics, *SIZE_METRICS, *per_set, *COST_METRICS, *first_predicted, *per_target, *predicted]
 
     def eval_set_names(self, data: DataConfig) -> tuple[str, ...]:
         """The evaluation sets whose metrics are reported per set (none unless the task has per-set metrics)."""
@@ -110,7 +117,7 @@ class Task(ABC):
 
     def run_metric_names(self, config: RunConfig) -> list[str]:
         """Every metric a trial of this run reports."""
-        return self.metric_names(config.targets, self.eval_set_names(config.data))
+        return self.metric_names(config.targets, self.eval_set_names(config.data), config.measured_target_names)
 
     def check_family(self, family: str) -> None:
         """Raise ValueError when the task cannot compress models of `family`."""

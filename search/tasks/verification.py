@@ -18,7 +18,7 @@ from search.tasks.verification_bundle import (
     verification_summary,
 )
 from search.tasks.verification_card import VERIFICATION_CARD
-from search.tasks.verification_setup import check_frontend, model_spec, pretrained_fidelity_defaults, verification_setup
+from search.tasks.verification_setup import check_verification, model_spec, pretrained_fidelity_defaults, verification_setup
 from search.tasks.verification_threshold import decision_thresholds
 from spaces import bundle_runner
 from spaces.bundle import RUNNER_FILE
@@ -40,7 +40,7 @@ class VerificationTask(Task):
     bundle_files = {RUNNER_FILE: Path(bundle_runner.__file__)}
 
     model_spec = staticmethod(model_spec)
-    validate = staticmethod(check_frontend)
+    validate = staticmethod(check_verification)
     fidelity_defaults = staticmethod(pretrained_fidelity_defaults)
     setup = staticmethod(verification_setup)
     evaluator = VerificationEvaluator

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from evaluators.features import KALDI, FbankConfig
 from evaluators.frontends import get_frontend
 from evaluators.training import TeacherConfig
@@ -87,6 +89,32 @@ def check_frontend(config: RunConfig) -> None:
         )
 
 
+def check_distillation_taps(config: RunConfig) -> None:
+    """`fidelity.distillation_taps` name outputs the model has (one forward pass on example input).
+
+    Raises:
+        ValueError: Naming the unknown tap and the model's taps.
+    """
+    taps = config.fidelity.distillation_taps
+    if not taps:
+        return
+    spec = model_spec(config)
+    model = spec.build().eval()
+    with torch.no_grad():
+        available = list(model.forward_with_taps(*spec.example_inputs(model))[1])
+    unknown = [tap for tap in taps if tap not in available]
+    if unknown:
+        raise ValueError(
+            f"fidelity.distillation_taps: {config.model['family']} has no tap {unknown[0]!r}; its taps: {available}"
+        )
+
+
+def check_verification(config: RunConfig) -> None:
+    """Everything about a verification config that needs its model or front-end to check."""
+    check_frontend(config)
+    check_distillation_taps(config)
+
+
 def verification_setup(config: RunConfig) -> VerificationSetup:
     """The sections `VerificationEvaluator.prepare` reads."""
     return VerificationSetup(
@@ -103,4 +131,13 @@ def verification_setup(config: RunConfig) -> VerificationSetup:
     )
 
 
-__all__ = ["PRETRAINED_FIDELITY", "check_frontend", "fbank_config", "model_spec", "pretrained_fidelity_defaults", "verification_setup"]
+__all__ = [
+    "PRETRAINED_FIDELITY",
+    "check_distillation_taps",
+    "check_frontend",
+    "check_verification",
+    "fbank_config",
+    "model_spec",
+    "pretrained_fidelity_defaults",
+    "verification_setup",
+]

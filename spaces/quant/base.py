@@ -7,8 +7,9 @@ tensors, so `dequantize(quantize(w))` is what the deployed model computes with.
 A family also owns how it is trained, exported and priced, so that adding one means writing its
 module and registering it in `spaces.quant`: `Quantizer.fake_quantizer` gives the `FakeQuantizer`
 that quantization-aware training attaches to a layer, `Quantizer.decoding` says how an ONNX graph
-decodes its codes, `Quantizer.kernel_class` which kernel the cost model prices its layers on.
-The two interfaces live together because each refers to the other.
+decodes its codes, `Quantizer.kernel_class` which kernel the cost model prices its layers on,
+`Quantizer.integer_weight` whether its codes run on onnxruntime's integer kernels exactly
+(`spaces.quant.integer_kernels`). The two interfaces live together because each refers to the other.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from torch import nn
 
 from spaces.description import weight_kernel_class
 from spaces.quant.decoding import Decoding
+from spaces.quant.integer_kernels import INTEGER_KERNEL_LEVEL, IntegerWeight
 
 SUPPORTED_WEIGHT_BITS = (1, 2, 3, 4, 5, 6, 7, 8, 32)
 """Bit widths a layer may take: 1..8 are quantized codes, 32 keeps the layer in FP32."""
@@ -116,6 +118,33 @@ class Quantizer(ABC):
     def kernel_class(self, bits: int) -> str:
         """The cost model's kernel family for a layer of `bits`-bit codes (`spaces.description.KERNEL_CLASSES`)."""
         return weight_kernel_class(bits, table_lookup=self.table_lookup)
+
+    def largest_integer_level(self, bits: int) -> int | None:
+        """The largest magnitude of the int8 levels `integer_weight` gives at `bits`; None when the
+        family has no exact int8 form at that width (a codebook, an offset, levels beyond int8)."""
+        return None
+
+    def integer_weight(self, quantized: QuantizedWeight) -> IntegerWeight:
+        """The weight exactly as int8 levels times a per-channel scale (`levels * scale` equals
+        `dequantize(quantized)` bit for bit).
+
+        Raises:
+            QuantizationError: The family has no int8 form at the weight's bits (`largest_integer_level` is None).
+        """
+        raise QuantizationError(f"quantizer {self.name!r}: {quantized.bits}-bit codes have no exact int8 form")
+
+    def runs_on_integer_kernels(self, bits: int) -> bool:
+        """Its `bits`-bit layers become integer kernels exactly: int8 levels within `INTEGER_KERNEL_LEVEL`."""
+        largest = self.largest_integer_level(bits)
+        return largest is not None and largest <= INTEGER_KERNEL_LEVEL
+
+    def integer_kernel_variant(self, bits: int) -> str:
+        """The registered quantizer a `bits`-bit layer trains with when it will run on integer kernels.
+
+        Itself by default; a family whose grid has an int8 form beyond `INTEGER_KERNEL_LEVEL` names
+        its variant on the kernels' range, so that the in-run model is the one the kernels compute.
+        """
+        return self.name
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,9 @@ at `beta_c = mean(w_c)` and runs 2-means (Lloyd) on the channel: the levels beco
 weights above and below the threshold `beta_c`, which is then their midpoint. That is the
 least-squares pair for its own threshold and a fixed point, so re-quantizing changes nothing
 (`alpha_c = mean|w_c - beta_c|` at the mean alone moves the levels of an unbalanced channel).
+
+Static binarization is the int8 levels `±1` times `alpha` (`integer_weight`); adaptive
+binarization's offset `beta` is no multiple of a step, so it has no integer form.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 
 from spaces.quant.base import FakeQuantizer, QatOptions, QuantizedWeight, Quantizer, check_bits
 from spaces.quant.decoding import ScaledTable
+from spaces.quant.integer_kernels import IntegerWeight
 
 _BINARY_BITS = (1,)
 _LLOYD_ITERATIONS = 30
@@ -41,6 +45,13 @@ class BinaryQuantizer(Quantizer):
         alpha = quantized.side["alpha"]
         signs = 2.0 * quantized.codes.reshape(alpha.shape[0], -1).float() - 1.0
         return (alpha[:, None] * signs).reshape(quantized.codes.shape)
+
+    def largest_integer_level(self, bits: int) -> int | None:
+        return 1
+
+    def integer_weight(self, quantized: QuantizedWeight) -> IntegerWeight:
+        """Levels `2 * code - 1` (the sign), scale `alpha`."""
+        return IntegerWeight(2 * quantized.codes.to(torch.int8) - 1, quantized.side["alpha"])
 
 
 class AdaptiveBinaryQuantizer(Quantizer):

@@ -22,7 +22,7 @@ from torch import nn
 
 from spaces.quant.base import FakeQuantizer, QuantizedWeight
 from spaces.quant.straight_through import round_straight_through, scale_gradient
-from spaces.quant.uniform import UniformQuantizer
+from spaces.quant.uniform import UniformQuantizer, centre
 
 _SMALLEST_STEP = 1e-8
 
@@ -42,7 +42,8 @@ class LearnedStepQuantizer(FakeQuantizer):
         self.symmetric = quantizer.symmetric
         self.scale = nn.Parameter(initial.side["scale"].clone())
         if self.symmetric:
-            self.low, self.high = -(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1
+            self.high = quantizer.largest_level(bits)  # 64 at 8 bits on the integer kernels' range
+            self.low = -self.high
         else:
             self.low, self.high = 0, 2**bits - 1
             self.zero_point = nn.Parameter(initial.side["zero_point"].clone())
@@ -54,7 +55,7 @@ class LearnedStepQuantizer(FakeQuantizer):
     def export(self, latent: torch.Tensor) -> QuantizedWeight:
         with torch.no_grad():
             levels, scale, offset = self._levels(latent, trainable=False)
-            codes = levels if not self.symmetric else levels - self.low
+            codes = levels if not self.symmetric else levels + centre(self.bits)
             side = {"scale": scale.reshape(-1).clone()}
             if not self.symmetric:
                 side["zero_point"] = offset.reshape(-1).clone()

@@ -13,7 +13,16 @@ Three independent choices, each a constructor argument and part of the registere
   ratio in `[0.3, 1.0]` (100 candidates) that minimises the squared weight error of each row;
   outliers then stop stretching the grid that every other weight must use.
 
+A symmetric grid may also be on the range of onnxruntime's integer kernels (`-reduced`): its
+levels stop at `±INTEGER_KERNEL_LEVEL` (`±64`, onnxruntime's `reduce_range`) where `2**(bits-1) - 1`
+is larger, i.e. at 8 bits; codes keep the centre `2**(bits-1) - 1`, so the packed format and
+`dequantize` are the plain grid's. A candidate with 8-bit activations trains its 8-bit symmetric
+layers on it (`integer_kernel_variant`, `spaces.quant.integer_kernels` says why).
+
 `dequantize` reads only the codes, the bit width and the side tensors (`scale`, `zero_point`).
+A symmetric grid is integer levels times a per-row scale, so `integer_weight` writes it as int8
+levels at every width. An asymmetric grid has no such bound: its zero point may lie far outside
+the codes (a row of positive weights), so its levels `code - zero_point` may exceed int8.
 """
 
 from __future__ import annotations
@@ -22,6 +31,7 @@ import torch
 
 from spaces.quant.base import FakeQuantizer, QatOptions, QuantizationError, QuantizedWeight, Quantizer, check_bits
 from spaces.quant.decoding import DequantizeLinear
+from spaces.quant.integer_kernels import INTEGER_KERNEL_LEVEL, IntegerWeight
 
 _UNIFORM_BITS = (2, 3, 4, 5, 6, 7, 8)
 _CLIPPINGS = ("minmax", "mse")
@@ -36,19 +46,30 @@ class UniformQuantizer(Quantizer):
         symmetric: Zero-centred grid (True) or scale plus zero point over `[min, max]` (False).
         per_channel: One grid per output channel (True) or one for the whole tensor (False).
         clipping: "minmax" uses the full range; "mse" searches the clipping ratio minimising weight MSE.
+        reduced_range: A symmetric grid's levels stop at `±INTEGER_KERNEL_LEVEL` (integer kernels' range).
     """
 
     allowed_bits = _UNIFORM_BITS
     decoding = DequantizeLinear()
 
-    def __init__(self, symmetric: bool = True, per_channel: bool = True, clipping: str = "minmax") -> None:
+    def __init__(
+        self, symmetric: bool = True, per_channel: bool = True, clipping: str = "minmax", reduced_range: bool = False
+    ) -> None:
         if clipping not in _CLIPPINGS:
             raise QuantizationError(f"uniform quantizer: clipping={clipping!r}; expected one of {list(_CLIPPINGS)}")
+        if reduced_range and not symmetric:
+            raise QuantizationError("uniform quantizer: reduced_range needs a symmetric grid")
         self.symmetric = symmetric
         self.per_channel = per_channel
         self.clipping = clipping
+        self.reduced_range = reduced_range
         suffixes = ("" if symmetric else "-asym") + ("" if per_channel else "-tensor")
-        self.name = "uniform" + suffixes + ("-mse" if clipping == "mse" else "")
+        self.name = "uniform" + suffixes + ("-mse" if clipping == "mse" else "") + ("-reduced" if reduced_range else "")
+
+    def largest_level(self, bits: int) -> int:
+        """The symmetric grid's top level at `bits`: `2**(bits-1) - 1`, at most `INTEGER_KERNEL_LEVEL` when reduced."""
+        top = centre(bits)
+        return min(top, INTEGER_KERNEL_LEVEL) if self.reduced_range else top
 
     def quantize(self, weight: torch.Tensor, bits: int) -> QuantizedWeight:
         check_bits(self.name, bits, self.allowed_bits)
@@ -75,16 +96,33 @@ class UniformQuantizer(Quantizer):
 
         return LearnedStepQuantizer(self, bits, latent)
 
+    def largest_integer_level(self, bits: int) -> int | None:
+        """Symmetric: the top level (at most 127). Asymmetric: None (its levels have no bound)."""
+        return self.largest_level(bits) if self.symmetric else None
+
+    def integer_weight(self, quantized: QuantizedWeight) -> IntegerWeight:
+        """`code - centre` as int8 levels, with the scale as it is."""
+        if self.largest_integer_level(quantized.bits) is None:
+            return super().integer_weight(quantized)
+        levels = quantized.codes.to(torch.int16) - centre(quantized.bits)
+        return IntegerWeight(levels.to(torch.int8), quantized.side["scale"])
+
+    def integer_kernel_variant(self, bits: int) -> str:
+        """The same grid on the integer kernels' range where its own reaches beyond it (8 bits)."""
+        if not self.symmetric or self.largest_level(bits) <= INTEGER_KERNEL_LEVEL:
+            return self.name
+        return UniformQuantizer(self.symmetric, self.per_channel, self.clipping, reduced_range=True).name
+
     def _encode(
         self, rows: torch.Tensor, low: torch.Tensor, high: torch.Tensor, bits: int
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Float-valued codes of `rows` on the grid spanning `[low, high]` per row, and the side tensors."""
         if self.symmetric:
-            q_max = 2 ** (bits - 1) - 1
+            q_max = self.largest_level(bits)
             scale = high / q_max
             scale = torch.where(scale > 0, scale, torch.ones_like(scale))
             levels = torch.div(rows, scale[:, None]).round_().clamp_(-q_max, q_max)
-            return levels.add_(q_max), {"scale": scale}
+            return levels.add_(centre(bits)), {"scale": scale}
         top_code = 2**bits - 1
         span = high - low
         # A constant row keeps its value exactly: the grid then runs from 0 to it.
@@ -107,7 +145,12 @@ class UniformQuantizer(Quantizer):
         return best_ratio
 
 
+def centre(bits: int) -> int:
+    """The code of level 0 on a symmetric grid of `bits` bits (its zero point): `2**(bits-1) - 1`."""
+    return 2 ** (bits - 1) - 1
+
+
 def _decode(codes: torch.Tensor, side: dict[str, torch.Tensor], bits: int) -> torch.Tensor:
-    """Float weights of `[rows, n]` codes: `(code - zero_point) * scale`, zero point `q` when symmetric."""
-    offset = side["zero_point"][:, None] if "zero_point" in side else 2 ** (bits - 1) - 1
+    """Float weights of `[rows, n]` codes: `(code - zero_point) * scale`, zero point the centre when symmetric."""
+    offset = side["zero_point"][:, None] if "zero_point" in side else centre(bits)
     return torch.sub(codes, offset).mul_(side["scale"][:, None])

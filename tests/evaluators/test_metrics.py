@@ -8,6 +8,7 @@ from evaluators.metrics import (
     cosine_score_matrix,
     equal_error_rate,
     minimum_dcf,
+    paired_eer_difference_interval,
     verification_metrics,
 )
 
@@ -187,6 +188,44 @@ def test_bootstrap_interval_brackets_the_eer_and_is_reproducible():
 
 def test_bootstrap_interval_is_zero_for_perfect_separation():
     assert bootstrap_eer_interval([0.9, 0.8, 0.1], [1, 1, 0], n_boot=20) == (0.0, 0.0)
+
+
+def _two_systems(separation_first: float, separation_second: float, seed: int = 0):
+    """Scores of two systems on the same 100 target and 400 non-target trials, sharing each trial's difficulty."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat([1, 0], [100, 400])
+    difficulty = rng.normal(size=500)
+    own = rng.normal(scale=0.3, size=(2, 500))
+    return difficulty + own[0] + separation_first * labels, difficulty + own[1] + separation_second * labels, labels
+
+
+def test_paired_interval_of_a_system_against_itself_is_exactly_zero():
+    scores, _, labels = _two_systems(1.5, 1.5)
+    assert paired_eer_difference_interval(scores, scores, labels, n_boot=50) == (0.0, 0.0)
+
+
+def test_paired_interval_excludes_zero_for_a_clearly_better_system_and_flips_with_the_order():
+    better, worse, labels = _two_systems(3.0, 1.0)
+    low, high = paired_eer_difference_interval(better, worse, labels, n_boot=100, seed=2)
+    assert low <= equal_error_rate(better, labels) - equal_error_rate(worse, labels) <= high
+    assert high < 0.0
+    flipped = paired_eer_difference_interval(worse, better, labels, n_boot=100, seed=2)
+    assert flipped == pytest.approx((-high, -low))
+
+
+def test_paired_interval_of_equal_systems_contains_zero_and_is_narrower_than_unpaired_intervals():
+    first, second, labels = _two_systems(1.5, 1.5, seed=4)
+    low, high = paired_eer_difference_interval(first, second, labels, n_boot=100, seed=1)
+    assert low < 0.0 < high
+    first_low, first_high = bootstrap_eer_interval(first, labels, n_boot=100, seed=1)
+    assert high - low < first_high - first_low  # the shared difficulty cancels in the difference
+
+
+def test_paired_interval_rejects_systems_scored_on_different_trials():
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_eer_difference_interval(HAND_SCORES, HAND_SCORES[:-1], HAND_LABELS)
+    with pytest.raises(ValueError, match="n_boot"):
+        paired_eer_difference_interval(HAND_SCORES, HAND_SCORES, HAND_LABELS, n_boot=0)
 
 
 def test_bootstrap_interval_rejects_bad_parameters():

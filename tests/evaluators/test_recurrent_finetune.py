@@ -1,5 +1,7 @@
 """Fine-tuning, sensitivities and MSFT on an LSTM encoder's gate matrices (GE2E), with and without labels."""
 
+import dataclasses
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -132,3 +134,35 @@ def test_multi_level_distillation_trains_a_quantized_copy_of_a_family_without_sc
     before = frame_error(trainer.compressed().model)
     trainer.train_to(40)
     assert frame_error(trainer.compressed().model) < 0.7 * before
+
+
+def _frame_error(model: torch.nn.Module, reference: torch.nn.Module, windows: torch.Tensor) -> float:
+    """Relative squared error of the last LSTM layer's outputs over every frame."""
+    model.eval()
+    with torch.no_grad():
+        frames, expected = model.forward_with_taps(windows)[1]["lstm"], reference.forward_with_taps(windows)[1]["lstm"]
+    return ((frames - expected).square().sum() / expected.square().sum()).item()
+
+
+def test_distilling_the_frame_tap_brings_every_frame_closer_than_the_embedding_alone(teacher, tmp_path):
+    """The embedding is one vector per crop; the 'lstm' tap adds a target per frame."""
+    train = single_windows(_utterances(12, 1))
+    data, _ = prepare_fine_tuning(SPEC, teacher, "key", train, LABEL_FREE, tmp_path, seed=0)
+    layers = {name: LayerQuantization(3) for name in quantizable_layers(SPEC.build())}
+    reference = SPEC.build()
+    reference.load_state_dict(teacher)
+    held_out = torch.stack(single_windows(_utterances(6, 2)).features)
+    errors = {}
+    for taps in ((), ("lstm",)):
+        fidelity = dataclasses.replace(LABEL_FREE, distillation_taps=taps, tap_weight=5.0)
+        tuner = FineTuner(SPEC, teacher, layers, data, fidelity, seed=0)
+        tuner.train_to(40)
+        errors[taps] = _frame_error(tuner.compressed().model, reference, held_out)
+    assert errors[("lstm",)] < 0.8 * errors[()]
+
+
+def test_distillation_taps_are_validated():
+    with pytest.raises(ValueError, match="a tap is named twice"):
+        VerificationFidelity(distillation_taps=("lstm", "lstm"))
+    with pytest.raises(ValueError, match="tap_weight=-1"):
+        VerificationFidelity(tap_weight=-1.0)

@@ -107,3 +107,62 @@ def test_bad_fidelity_block_names_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as raised:
         load_config(path)
     assert str(path) in str(raised.value) and message in str(raised.value)
+
+
+MEASURED = "targets: [cortex-a72, {name: x86-avx2, measure: true, resources: {rpi4: 1}, cpus: 4}]\n"
+
+
+def test_a_measured_target_parses_round_trips_and_its_prediction_may_be_an_objective(tmp_path):
+    objectives = "objectives: [[eer, min], [latency_ms@x86-avx2, min], [predicted_latency_ms@x86-avx2, min]]\n"
+    config = load_config(write(tmp_path, MEASURED + objectives))
+    assert config.targets == ("cortex-a72", "x86-avx2")
+    (target,) = config.measured_targets
+    assert (target.name, target.resources, target.cpus) == ("x86-avx2", {"rpi4": 1}, 4)
+    assert config.to_dict()["targets"][0] == "cortex-a72" and "measured_targets" not in config.to_dict()
+    assert load_config(write(tmp_path, yaml.safe_dump(config.to_dict()))) == config
+
+
+def test_a_target_mapping_without_measure_is_a_priced_target(tmp_path):
+    config = load_config(write(tmp_path, "targets: [{name: cortex-a53}, cortex-a72]\n"))
+    assert config.targets == ("cortex-a53", "cortex-a72") and config.measured_targets == ()
+
+
+@pytest.mark.parametrize(
+    "entry, message",
+    [
+        ("{name: x86-avx2, measure: true, resources: {rpi4: 0}}", "targets[0].resources.rpi4=0: must be a positive number"),
+        ("{name: x86-avx2, measure: true, resources: {rpi4: many}}", "targets[0].resources.rpi4='many': must be a positive number"),
+        ("{name: x86-avx2, measure: true, resources: [rpi4]}", "targets[0].resources=('rpi4',): expected a mapping"),
+        ("{name: x86-avx2, measure: true, resource: {rpi4: 1}}", "targets[0]: unknown key 'resource'"),
+        ("{name: x86-avx2, measure: true, resources: {CPU: 4}}", "targets[0].resources.CPU: Ray's own resource"),
+        ("{measure: true, resources: {rpi4: 1}}", "targets[0]: needs a name"),
+        ("{name: x86-avx2, measure: yes please}", "targets[0].measure='yes please': expected bool"),
+        ("{name: x86-avx2, resources: {rpi4: 1}}", "targets[0].resources: read only with measure: true"),
+        ("{name: x86-avx2, measure: true, cpus: -1}", "targets[0].cpus=-1: must be >= 0"),
+        ("{name: x86-avx2, measure: true, repeats: 0}", "targets[0].repeats=0: must be >= 1"),
+        ("{name: x86-avx2, measure: true, timeout_s: 0}", "targets[0].timeout_s=0: must be > 0"),
+        ("{name: pentium, measure: true}", "unknown target 'pentium'"),
+        ("cortex-a72, cortex-a72", "'cortex-a72' is named more than once"),
+    ],
+)
+def test_a_bad_target_entry_names_its_index_key_and_value(tmp_path, entry, message):
+    with pytest.raises(ConfigError) as raised:
+        load_config(write(tmp_path, f"targets: [{entry}]\n"))
+    assert message in str(raised.value)
+
+
+def test_only_a_measured_target_has_a_predicted_latency_metric(tmp_path):
+    text = MEASURED + "objectives: [[eer, min], [predicted_latency_ms@cortex-a72, min]]\n"
+    with pytest.raises(ConfigError, match="unknown metric 'predicted_latency_ms@cortex-a72'"):
+        load_config(write(tmp_path, text))
+
+
+def test_measured_targets_is_no_top_level_key(tmp_path):
+    with pytest.raises(ConfigError, match="unknown key 'measured_targets'"):
+        load_config(write(tmp_path, "measured_targets: []\n"))
+
+
+def test_distillation_taps_must_be_outputs_of_the_model():
+    assert load_config(DEFAULT_CONFIG, {"fidelity.distillation_taps": ["layer4"]}).fidelity.distillation_taps == ("layer4",)
+    with pytest.raises(ConfigError, match=r"fidelity.distillation_taps: resnet has no tap 'lstm'; its taps: \['stem'"):
+        load_config(DEFAULT_CONFIG, {"fidelity.distillation_taps": ["lstm"]})

@@ -29,6 +29,10 @@ BAD_CONFIGS = {
     "text seed": ("seed: abc\n", "seed='abc': expected int"),
     "duplicate key": ("seed: 1\nseed: 2\n", "duplicate key 'seed' \\(line 2\\)"),
     "targets as a string": ("targets: cortex-a72\n", "targets='cortex-a72': expected a list of names"),
+    "measured target with a negative resource amount": (
+        "targets: [{name: cortex-a72, measure: true, resources: {rpi4: -1}}]\n",
+        r"targets\[0\].resources.rpi4=-1: must be a positive number",
+    ),
     "huge sampler name": ("search: {sampler: " + "x" * 100_000 + "}\n", "search.sampler='x{60}\\.\\.\\. \\(100000 characters\\)'"),
 }
 BAD_BYTES = {

@@ -109,11 +109,14 @@ def test_verify_passes_with_si_sdri_figures_and_latency(bundle, capsys):
     assert [check.name for check in report.checks] == [
         "ONNX graph is valid",
         "quantized layers are integer weights in the graph",
+        "integer kernels where the runtime prices them",
         f"SI-SDRi within {MAX_SI_SDRI_DIFFERENCE} dB",
         "SI-SDRi reproduces the recorded one",
     ]
-    assert "3 test mixtures" in report.checks[2].detail and "estimates differ by at most" in report.checks[2].detail
+    assert "3 test mixtures" in report.checks[3].detail and "estimates differ by at most" in report.checks[3].detail
     assert "containers UINT4, UINT8, 1 unused by the outputs" in report.checks[1].detail
+    assert report.checks[2].detail.startswith("onnxruntime-weight-only: 0 of ")  # the unused layer is not counted
+    assert "not located" not in report.checks[2].detail
     assert report.latency.runs >= 20 and report.latency.measured_ms > 0 and report.latency.predicted_ms > 0
 
 

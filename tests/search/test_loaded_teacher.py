@@ -132,6 +132,10 @@ def test_a_ge2e_bundle_verifies_with_integer_lstm_weights_and_pooled_embeddings(
     assert report.passed, report.failures
     checks = {check.name: check.detail for check in report.checks}
     assert checks["quantized layers are integer weights in the graph"] == "5 layer(s), containers UINT4"
+    assert checks["integer kernels where the runtime prices them"] == (  # LSTM gate matrices sliced from decoded codes
+        "onnxruntime-weight-only: 0 of 5 layer(s) expected as integer kernels; onnxruntime runs 0 integer, "
+        "5 float on weights decoded per run, 0 float on constant weights"
+    )
     assert "12 utterances of 'synthetic' (pooled from" in checks[f"embedding cosine >= {MIN_COSINE} on every utterance"]
 
 

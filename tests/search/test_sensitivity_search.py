@@ -2,9 +2,11 @@
 
 import json
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 
+from evaluators.sensitivity_estimators import get_estimator
 from search.candidate_sequences import ilp_candidates
 from search.cli import main
 from search.config import load_config
@@ -47,12 +49,21 @@ def test_the_command_saves_every_layers_damage_per_choice(tiny, capsys):
 def test_a_table_is_cached_per_teacher_and_reused_by_other_seeds(tiny, monkeypatch):
     _, config, prepared, saved = tiny
     monkeypatch.setattr("evaluators.sensitivity_estimators.hutchinson_traces", lambda *a, **k: pytest.fail("recomputed"))
-    table = run_sensitivity(replace(config, seed=config.seed + 1), prepared, "hessian").table
+    table = run_sensitivity(replace(config, seed=config.seed + 1), prepared, get_estimator("hessian")).table
     assert table.to_entry()["layers"] == saved["layers"]
 
 
+def test_the_config_selects_the_estimator_the_samplers_table_comes_from(tiny, tmp_path):
+    path, _, prepared, _ = tiny
+    config = load_config(path, {"search.sensitivity": {"estimator": "loss-increase", "batch_size": 16}})
+    AllocationSource(config, prepared, run_dir=RunDirectory(tmp_path))()
+    recorded = RunDirectory(tmp_path).read_sensitivity()
+    assert recorded["estimator"] == "loss-increase" and recorded["settings"]["batch_size"] == 16
+    assert recorded["cache_entry"] in {entry.name for entry in Path(config.cache_dir).glob("sensitivity-*.pt")}
+
+
 def test_the_ilp_sampler_evaluates_the_predicted_front_in_order(tiny, tmp_path, ray_session):
-    path, config, prepared, _ = tiny
+    path, config, prepared, saved = tiny
     front = ilp_candidates(prepared.space, AllocationSource(config, prepared)())
     assert len(front) >= 3
     run = searched(path, "ilp", 3)
@@ -60,6 +71,10 @@ def test_the_ilp_sampler_evaluates_the_predicted_front_in_order(tiny, tmp_path, 
     rows = sorted(outcome.trials, key=lambda row: row["trial"])
     assert [row["status"] for row in rows] == ["complete"] * 3
     assert [prepared.space.candidate_from_row(row) for row in rows] == front[:3]
+    recorded = outcome.run_dir.read_sensitivity()  # the table the sampler read, which the report draws
+    assert recorded["estimator"] == "hessian" and recorded["layers"] == saved["layers"]
+    page = outcome.run_dir.report_html.read_text(encoding="utf-8")
+    assert all(f'"{layer}"' in page for layer in saved["layers"])
 
 
 def test_the_screened_sampler_starts_from_the_front_then_proposes_new_candidates(tiny, tmp_path, ray_session):

@@ -1,15 +1,21 @@
+import dataclasses
+import io
 import json
 import shutil
 
 import numpy as np
 import onnx
 import pytest
+import yaml
 from onnx import numpy_helper
+from rich.console import Console
 
-from hwcost import CostModel
+from hwcost import CostModel, load_target
+from hwcost.profile import TARGETS_DIR
+from search.latency_comparison import DEFAULT_TOLERANCE
 from search.cli import main
 from search.tasks.verification_bundle import MIN_COSINE
-from search.verify import verify_bundle
+from search.verify import print_verification, verify_bundle
 from spaces import load_bundle
 from spaces.bundle import CONFIG_FILE, ONNX_FILE, WEIGHTS_FILE
 
@@ -36,21 +42,52 @@ def test_an_exported_bundle_passes_every_check(bundle):
     assert names == [
         "ONNX graph is valid",
         "quantized layers are integer weights in the graph",
+        "integer kernels where the runtime prices them",
         f"embedding cosine >= {MIN_COSINE} on every utterance",
         "EER within 0.1 percentage points",
         "EER reproduces the recorded one",
     ]
-    assert "16 utterances" in report.checks[2].detail and "containers UINT4, UINT8" in report.checks[1].detail
+    assert "16 utterances" in report.checks[3].detail and "containers UINT4, UINT8" in report.checks[1].detail
+    assert report.checks[2].detail == (  # uniform codes: a DequantizeLinear decodes every layer on every run
+        "onnxruntime-weight-only: 0 of 13 layer(s) expected as integer kernels; onnxruntime runs 0 integer, "
+        "13 float on weights decoded per run, 0 float on constant weights"
+    )
     latency = report.latency
     assert latency.runs >= 20 and latency.measured_ms > 0 and latency.target == "x86-avx2"
-    assert latency.predicted_ms == CostModel().estimate(load_bundle(bundle).compressed.description, "x86-avx2").latency_ms
+    assert latency.runtime == "onnxruntime-weight-only" and latency.tolerance.bound == DEFAULT_TOLERANCE
+    description = load_bundle(bundle).compressed.description
+    weight_only = dataclasses.replace(load_target("x86-avx2"), runtime="onnxruntime-weight-only")
+    assert latency.predicted_ms == CostModel().estimate(description, weight_only).latency_ms
+    assert latency.predicted_ms != CostModel().estimate(description, "x86-avx2").latency_ms  # packed kernels, not run here
 
 
 def test_verify_command_prints_checks_and_latency(bundle, capsys):
     assert main(["verify", str(bundle), "--target", "cortex-a53"]) == 0
     out = " ".join(capsys.readouterr().out.split())
-    assert out.count(" pass ") == 5 and "ms per second of audio; cost model on cortex-a53" in out
+    assert out.count(" pass ") == 6 and "ms per second of audio; cost model on cortex-a53 with onnxruntime-weight-only" in out
+    assert "the gap is not judged: target 'cortex-a53' is a profile for aarch64 CPUs" in out
     assert f"test data: the bundle's run {json.loads((bundle / CONFIG_FILE).read_text())['source']['run']}" in out
+
+
+def test_a_calibrated_profile_sets_the_reference_speed_and_a_validation_report_the_tolerance(bundle, tmp_path, capsys):
+    profile = tmp_path / "calibrated.yaml"
+    data = yaml.safe_load((TARGETS_DIR / "x86-avx2.yaml").read_text())
+    profile.write_text(yaml.safe_dump({**data, "name": "calibrated", "measured": {"provenance": {"reference_ms": 0.5}}}))
+    validation = tmp_path / "validation.json"
+    models = [{"family": "resnet", "error": 1e-9}, {"family": "xvector", "error": 5.0}]
+    validation.write_text(json.dumps({"target": "calibrated", "runtime": "onnxruntime-weight-only", "models": models}))
+    report = verify_bundle(bundle, target=str(profile), timing_seconds=0.05, accuracy=validation)
+    assert report.passed and report.latency.reference_ms == 0.5 and report.latency.beyond_tolerance  # a warning only
+    printed = io.StringIO()
+    print_verification(report, Console(file=printed, width=400))
+    out = " ".join(printed.getvalue().split())
+    assert "median CPU time of" in out and "at load-reference speed 0.500 ms" in out
+    assert "warning: the prediction's error (predicted / measured - 1) is" in out
+    assert f"beyond the cost model's stated accuracy +-0% (the largest error of {validation} over its 1 resnet model(s))" in out
+    validation.write_text(json.dumps({"target": "calibrated", "runtime": "onnxruntime-int8", "models": models}))
+    assert main(["verify", str(bundle), "--target", str(profile), "--accuracy", str(validation)]) == 2
+    err = capsys.readouterr().err
+    assert f"{validation}: runtime='onnxruntime-int8', but the bundle is priced on runtime 'onnxruntime-weight-only'" in err
 
 
 def test_tampered_weights_exit_2(copy, capsys):

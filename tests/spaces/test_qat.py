@@ -64,6 +64,8 @@ def test_each_family_gets_its_learned_fake_quantizer():
     assert kinds == {
         "uniform": "LearnedStepQuantizer", "uniform-asym": "LearnedStepQuantizer",
         "uniform-mse": "LearnedStepQuantizer", "uniform-tensor": "LearnedStepQuantizer",
+        "uniform-reduced": "LearnedStepQuantizer", "uniform-mse-reduced": "LearnedStepQuantizer",
+        "uniform-tensor-reduced": "LearnedStepQuantizer",
         "kmeans": "CentroidQuantizer", "kmeans-group4": "CentroidQuantizer",
         "binary-adaptive": "LearnedBinaryQuantizer",
         "pow2": "StraightThroughQuantizer", "binary": "StraightThroughQuantizer",

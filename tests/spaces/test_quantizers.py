@@ -48,6 +48,7 @@ def test_every_quantizer_is_registered_under_its_own_name():
     assert set(QUANTIZERS) == {
         "uniform", "uniform-asym", "uniform-mse", "uniform-tensor", "pow2",
         "kmeans", "kmeans-group4", "binary", "binary-adaptive",
+        "uniform-reduced", "uniform-mse-reduced", "uniform-tensor-reduced",
     }
     for name, quantizer in QUANTIZERS.items():
         assert quantizer.name == name
