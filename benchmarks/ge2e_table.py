@@ -10,6 +10,9 @@ matrices (the six LSTM gate matrices and the linear projection) per output row:
 - QAT + distillation (`evaluators.finetune.FineTuner`): uniform (LSQ) and power-of-two levels
   (per-row scale, straight-through) at 4 and 3 bits, trained on the cosine distance to the FP32
   encoder's window embedding (no labels: the default path);
+- QAT + distillation + frame tap: 3-bit per-row uniform with MSE clipping, also matching every
+  frame of the last LSTM layer's output to the FP32 encoder's (`fidelity.distillation_taps`:
+  the embedding is one vector per window, the frames give a target per frame);
 - the same plus AN4's training labels (AAM-softmax, `fidelity.classification_weight: 1`), and the
   FP32 encoder fine-tuned the same way: labels adapt the encoder to AN4, which the FP32 row
   fine-tuned with them measures apart from quantization;
@@ -23,18 +26,21 @@ relative of FP32 or inside FP32's interval; the best model of at most 4 mean bit
 relative; the best of at most 3 mean bits within +25%.
 
     .venv/bin/python benchmarks/ge2e_table.py [--steps 600] [--trials 24] [--out results/benchmarks/ge2e_table.json]
+        [--only METHOD ...]   # recompute these methods' rows ("search" for the search's), keep the rest
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import json
 import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,6 +70,9 @@ from spaces.plan import LayerQuantization  # noqa: E402
 
 CONFIG = ROOT / "configs" / "sv_ge2e.yaml"
 TARGETS = {"8_bit": (8, 0.02), "4_bit": (4, 0.10), "3_bit": (3, 0.25)}
+FRAME_TAP = {"distillation_taps": ("lstm",), "tap_weight": 4.0}
+"""The frame-level target of the frame-tap rows: every frame of the last LSTM layer's output."""
+FRAME_TAP_METHOD = "QAT + distillation + frame tap"
 """Target name -> (most mean weight bits, largest relative EER increase over FP32)."""
 
 
@@ -120,10 +129,18 @@ def post_training(prepared: PreparedVerification, bits: int, quantizer: str) -> 
 
 
 def fine_tuned(
-    prepared: PreparedVerification, bits: int, steps: int, quantizer: str = "uniform", labels: bool = False
+    prepared: PreparedVerification,
+    bits: int,
+    steps: int,
+    quantizer: str = "uniform",
+    labels: bool = False,
+    **fidelity_settings: Any,
 ) -> CompressedModel:
-    """`steps` of QAT + distillation of every matrix at `bits` (none at 32), with or without AN4's labels."""
-    fidelity = dataclasses.replace(prepared.fidelity, steps=(0, steps), classification_weight=float(labels))
+    """`steps` of QAT + distillation of every matrix at `bits` (none at 32), with or without AN4's
+    labels, with any other `fidelity:` settings given."""
+    fidelity = dataclasses.replace(
+        prepared.fidelity, steps=(0, steps), classification_weight=float(labels), **fidelity_settings
+    )
     layers = all_layers(prepared, bits, quantizer) if bits < 32 else {}
     data = prepared.fine_tune_data
     if labels:
@@ -135,10 +152,35 @@ def fine_tuned(
     return tuner.compressed()
 
 
-def timed(build, *args) -> tuple[CompressedModel, float]:
+def timed(build) -> tuple[CompressedModel, float]:
     start = time.perf_counter()
-    compressed = build(*args)
+    compressed = build()
     return compressed, time.perf_counter() - start
+
+
+def row_recipes(prepared: PreparedVerification, steps: int) -> list[tuple[str, str, Any]]:
+    """Every row after FP32 but the search's: (label, method, a function that builds its model)."""
+    recipes = [
+        (f"{bits}-bit {quantizer}", "PTQ", functools.partial(post_training, prepared, bits, quantizer))
+        for bits, quantizer in ((8, "uniform"), (4, "uniform"), (4, "kmeans"))
+    ]
+    recipes += [
+        (f"{bits}-bit {quantizer}", "QAT + distillation", functools.partial(fine_tuned, prepared, bits, steps, quantizer))
+        for bits in (4, 3)
+        for quantizer in ("uniform", "pow2")
+    ]
+    recipes.append(
+        ("3-bit uniform-mse", FRAME_TAP_METHOD, functools.partial(fine_tuned, prepared, 3, steps, "uniform-mse", **FRAME_TAP))
+    )
+    recipes += [
+        (
+            "FP32" if bits == 32 else f"{bits}-bit uniform",
+            "fine-tuned + AN4 labels" if bits == 32 else "QAT + distillation + AN4 labels",
+            functools.partial(fine_tuned, prepared, bits, steps, "uniform", True),
+        )
+        for bits in (32, 4, 3)
+    ]
+    return recipes
 
 
 def search_front(prepared: PreparedVerification, scorer: Scorer, trials: int, folder: Path) -> tuple[list[dict], dict]:
@@ -192,6 +234,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=600, help="QAT steps of the fine-tuned rows")
     parser.add_argument("--trials", type=int, default=24, help="trials of the configs/sv_ge2e.yaml search")
     parser.add_argument("--out", default=str(ROOT / "results" / "benchmarks" / "ge2e_table.json"))
+    parser.add_argument(
+        "--only", nargs="+", metavar="METHOD", default=None,
+        help="recompute only the rows of these methods (e.g. 'QAT + distillation + frame tap', or 'search'), "
+        "keeping the other rows of --out as they were measured",
+    )
     args = parser.parse_args(argv)
     if not (ROOT.parent / "shared" / "data" / "an4").is_dir():
         print("AN4 not found at ../shared/data/an4: nothing to measure", file=sys.stderr)
@@ -202,20 +249,22 @@ def main(argv: list[str] | None = None) -> int:
     prepared = VerificationEvaluator().prepare(verification_setup(config))
     teacher = compress(prepared.spec, prepared.teacher_state, {})
     scorer = Scorer(prepared, teacher)
+    out = Path(args.out)
+    kept = json.loads(out.read_text()) if args.only else None
+    if kept is not None and kept.get("steps") != args.steps:
+        parser.error(f"--only: {out} was measured with --steps {kept.get('steps')}, not {args.steps}")
     rows = [scorer.row("FP32", "FP32", teacher)]
-    for bits, quantizer in ((8, "uniform"), (4, "uniform"), (4, "kmeans")):
-        rows.append(scorer.row(f"{bits}-bit {quantizer}", "PTQ", post_training(prepared, bits, quantizer)))
-    for bits in (4, 3):
-        for quantizer in ("uniform", "pow2"):
-            compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, quantizer)
-            rows.append(scorer.row(f"{bits}-bit {quantizer}", "QAT + distillation", compressed, seconds))
-    for bits in (32, 4, 3):
-        compressed, seconds = timed(fine_tuned, prepared, bits, args.steps, "uniform", True)
-        label = "FP32" if bits == 32 else f"{bits}-bit uniform"
-        rows.append(scorer.row(label, "fine-tuned + AN4 labels" if bits == 32 else "QAT + distillation + AN4 labels",
-                               compressed, seconds))
-    with tempfile.TemporaryDirectory() as folder:
-        front, search = search_front(prepared, scorer, args.trials, Path(folder))
+    for label, method, build in row_recipes(prepared, args.steps):
+        if kept is None or method in args.only:
+            compressed, seconds = timed(build)
+            rows.append(scorer.row(label, method, compressed, seconds))
+        else:
+            rows += [row for row in kept["rows"] if (row["label"], row["method"]) == (label, method)]
+    if kept is None or "search" in args.only:
+        with tempfile.TemporaryDirectory() as folder:
+            front, search = search_front(prepared, scorer, args.trials, Path(folder))
+    else:
+        front, search = [row for row in kept["rows"] if row["label"].startswith("search trial")], kept["search"]
     rows += front
     payload = {
         "benchmark": "ge2e_table",
@@ -228,6 +277,7 @@ def main(argv: list[str] | None = None) -> int:
         "target_trials": int(scorer.labels.sum()),
         "confidence": CONFIDENCE,
         "steps": args.steps,
+        "recomputed": args.only or "all rows",
         "fidelity": dataclasses.asdict(prepared.fidelity),
         "rows": rows,
         "search": search,

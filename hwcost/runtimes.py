@@ -20,7 +20,9 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   QLinear kernels, a Relu after a QLinearConv into its output range; ConvTranspose, PRelu, LSTM,
   InstanceNormalization (GroupNorm), an unfolded BatchNormalization, Tanh and the statistics
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
-  QuantizeLinear: each change between the two regions is a requantize kernel.
+  QuantizeLinear: each change between the two regions is a requantize kernel. The integer
+  kernels run 8-bit weights, and also narrower codes that the project's integer export writes as
+  exact int8 levels (`LayerDescription.integer_weights`: symmetric uniform, few-level pow2, binary).
 
 The modelled `packed-kernels` runtime is the one the bundled target profiles have always priced:
 integer kernels for every kernel class (int8, unpacked low-bit, lookup, xnor-popcount), no
@@ -180,7 +182,8 @@ def _weight_only_placement(layer: LayerDescription, quantized_activations: bool)
 def _static_int8_placement(layer: LayerDescription, quantized_activations: bool) -> str:
     if layer.params == 0:
         return INT8 if quantized_activations and layer_op(layer) in _INT8_PARAMETER_FREE_OPS else FLOAT
-    if layer.kind in _INT8_MAC_KINDS and layer.weight_bits == _INT8_WEIGHT_BITS and layer.activation_bits <= 8:
+    integer = layer.weight_bits == _INT8_WEIGHT_BITS or layer.integer_weights
+    if layer.kind in _INT8_MAC_KINDS and integer and layer.activation_bits <= 8:
         return INT8
     if layer.kind in _STATIC_FLOAT_KINDS and quantized_activations:
         return FLOAT

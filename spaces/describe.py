@@ -108,6 +108,7 @@ def describe_model(
                 kernel_class=get_quantizer(family).kernel_class(bits) if bits < FLOAT_BITS else "fp32",
                 operation=work.operation,
                 weight_decoding=_WEIGHT_DECODINGS.get(type(get_quantizer(family).decoding), "") if bits < FLOAT_BITS else "",
+                integer_weights=bits < FLOAT_BITS and get_quantizer(family).runs_on_integer_kernels(bits),
             )
         )
         traced.add(name)

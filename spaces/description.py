@@ -105,6 +105,9 @@ class LayerDescription:
         weight_decoding: How an exported graph decodes the layer's codes, one of
             `WEIGHT_DECODINGS`; empty for FP32 layers and in descriptions written before it was
             recorded.
+        integer_weights: Whether an integer (QDQ) export writes the codes as int8 levels that
+            onnxruntime's integer kernels run exactly (`Quantizer.runs_on_integer_kernels`): then a
+            sub-8-bit layer runs on int8 kernels too. False for FP32 layers.
     """
 
     name: str
@@ -124,6 +127,7 @@ class LayerDescription:
     kernel_class: str = ""
     operation: str = ""
     weight_decoding: str = ""
+    integer_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.kind not in LAYER_KINDS:

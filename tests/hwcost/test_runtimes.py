@@ -133,6 +133,14 @@ def test_int8_needs_8_bit_weights_and_activations():
     assert four_bit["conv"].variant == FLOAT_DECODED
 
 
+def test_int8_runs_narrower_codes_that_export_as_exact_int8_levels():
+    """The integer export writes 4-bit symmetric codes as int8 levels: they run on the int8 kernel."""
+    exact = dataclasses.replace(_conv(bits=4, activation_bits=8), integer_weights=True)
+    lowered = _lower("onnxruntime-int8", exact)
+    assert lowered["conv"].variant == INT8
+    assert get_runtime("onnxruntime-int8").resident_weight_bits(lowered["conv"]) == exact.params * 8 + exact.extra_params * 32
+
+
 def test_float_runtime_prices_quantized_layers_as_float():
     assert _lower("onnxruntime-fp32", _conv(bits=4, activation_bits=8))["conv"].variant == FLOAT
 
