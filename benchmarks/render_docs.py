@@ -252,42 +252,6 @@ def extraction_targets_markdown(payload: Mapping[str, Any]) -> str:
 # Samplers (benchmarks/search_efficiency.py)
 
 
-def search_efficiency_markdown(payload: Mapping[str, Any]) -> str:
-    """Trials to 95% of the reference hypervolume per sampler (the content of search_efficiency.md)."""
-    trials, reference = payload["trials"], payload["reference_hypervolume"]
-    rows = []
-    for name, data in payload["samplers"].items():
-        per_seed = ", ".join("never" if value is None else str(value) for value in data["trials_to_95"].values())
-        median = data["median_trials_to_95"]
-        final = statistics.mean(data["final_hypervolume"].values()) / reference
-        rows.append((name, per_seed, f"> {trials}" if median > trials else f"{median:g}", f"{final:.3f}"))
-    header = ("sampler", "trials to 95% of reference HV (per seed)", "median", "final HV / reference (mean)")
-    return _table(header, rows)
-
-
-def search_efficiency_targets_markdown(payload: Mapping[str, Any]) -> str:
-    """The two sampler targets: efficiency against random, and mixed precision against the uniform grid."""
-    efficiency = payload["target_efficiency"]
-    mixed = payload["target_mixed_beats_uniform"]
-    points = mixed["per_sampler"]["nsga2"]
-    beaten = [str(point["bits"]) for point in points if point["dominated_by_mixed"]]
-    unbeaten = [str(point["bits"]) for point in points if not point["dominated_by_mixed"] and not point["smallest_in_space"]]
-    rows = [
-        (
-            "nsga2 or tpe reaches 95% of the reference HV in a third of random's trials (medians)",
-            _met(efficiency["met"]),
-            f"best of nsga2/tpe {efficiency['best_of_nsga2_tpe_median_trials']:g}, random {efficiency['random_median_trials']:g}",
-        ),
-        (
-            "a mixed assignment of the nsga2 runs dominates every uniform point",
-            _met(mixed["met"]),
-            f"dominated at {', '.join(beaten) or 'no'} bits; not at {', '.join(unbeaten) or 'no'} bits "
-            "(the smallest uniform point is left out: nothing can undercut it)",
-        ),
-    ]
-    return _table(("target", "met", "figures"), rows)
-
-
 def search_efficiency_spaces_markdown(payload: Mapping[str, Any]) -> str:
     """Per space and sampler: trials to 95% of the space's reference hypervolume (censored at trials + 1),
     the final hypervolume and the predictor's held-out Spearman correlation (the JSON with `spaces`)."""
@@ -631,8 +595,8 @@ TABLES: dict[str, Table] = {
     "extraction_teacher": Table(("extraction_teacher",), extraction_teacher_markdown),
     "extraction_table": Table(("extraction_table",), extraction_table_markdown),
     "extraction_targets": Table(("extraction_table",), extraction_targets_markdown),
-    "search_efficiency": Table(("search_efficiency",), search_efficiency_markdown),
-    "search_efficiency_targets": Table(("search_efficiency",), search_efficiency_targets_markdown),
+    "search_efficiency": Table(("search_efficiency",), search_efficiency_spaces_markdown),
+    "search_efficiency_targets": Table(("search_efficiency",), search_efficiency_spaces_targets_markdown),
     "an4_eer": Table(("an4_eer",), an4_eer_markdown),
     "an4_sets": Table(("an4_eer",), an4_sets_markdown),
     "bundle_latency": Table(("bundle_latency",), bundle_latency_markdown),
