@@ -154,7 +154,7 @@ def _choice_stats(
         progress("quantization errors", 1, 1)
         return {layer: stats.to_entry() for layer, stats in measured.items()}
 
-    activation_bits = prepared.space.plan(prepared.space.default_candidate()).activation_bits
+    activation_bits = prepared.space.default_activation_bits()
     key = content_hash(CACHE_VERSION, teacher, prepared.spec.side_bits, keys, activation_bits)
     entry = cached_tensors(cache_dir, "layer-choices", key, build)
     return {layer: LayerStats.from_entry(stats) for layer, stats in entry.items()}

@@ -214,9 +214,11 @@ class SearchSpace:
 
         return self._walk(ask).candidate
 
-    def default_candidate(self) -> Candidate:
-        """Every knob at its default: what the ILP holds the knobs it does not choose at."""
-        return self._walk(lambda knob, name, domain: domain_member(domain, knob.default)[1]).candidate
+    def default_activation_bits(self) -> int:
+        """The activation bits of a candidate with every knob at its default: those the ILP,
+        which chooses weights only, prices every candidate at."""
+        walk = self._walk(lambda knob, name, domain: domain_member(domain, knob.default)[1])
+        return walk.values.get("activation_bits", FLOAT_BITS)
 
     def candidate_from_row(self, row: Mapping[str, Any]) -> Candidate:
         """The candidate of a trials row (its parameters; metrics and bookkeeping dropped)."""

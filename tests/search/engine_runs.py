@@ -2,7 +2,8 @@
 
 Run as a script, it is the `search` command line with a `HangingEvaluator`: while the file named
 by `ENGINE_TEST_HANG_FILE` exists, every candidate hangs in its worker, which first touches
-`<hang file>.<pid>`. `python engine_runs.py cluster ARGS` runs `search ARGS --address` against a
+`<hang file>.<pid>`; every candidate takes at least `ENGINE_TEST_TRIAL_SECONDS` (0 when unset).
+`python engine_runs.py cluster ARGS` runs `search ARGS --address` against a
 local two-node Ray cluster (head + one worker node, one CPU each) and writes the node ids to
 `ENGINE_TEST_NODES_FILE`.
 """
@@ -77,22 +78,28 @@ def _session_members(session: int) -> list[int]:
 
 
 class HangingEvaluator(VerificationEvaluator):
-    """The verification evaluator, with one PTQ rung that hangs while the hang file exists."""
+    """The verification evaluator, with one PTQ rung that hangs while the hang file exists, and
+    lasts at least `trial_seconds`: a tiny model's trial takes milliseconds, and Tune, reusing
+    its actors, may run them all on the first actor it started before a second node's is up."""
 
-    def __init__(self, hang_file: str | None = None) -> None:
+    def __init__(self, hang_file: str | None = None, trial_seconds: float = 0.0) -> None:
         self.hang_file = hang_file
+        self.trial_seconds = trial_seconds
 
     def evaluate_ladder(self, candidate, prepared):
         if self.hang_file and os.path.exists(self.hang_file):
             Path(f"{self.hang_file}.{os.getpid()}").touch()
             time.sleep(600)
+        time.sleep(self.trial_seconds)
         yield from super().evaluate_ladder(candidate, prepared)
 
 
 def _main(argv: list[str]) -> int:
     from search.cli import main
 
-    evaluator = HangingEvaluator(os.environ.get("ENGINE_TEST_HANG_FILE"))
+    evaluator = HangingEvaluator(
+        os.environ.get("ENGINE_TEST_HANG_FILE"), float(os.environ.get("ENGINE_TEST_TRIAL_SECONDS", "0"))
+    )
     if argv[:1] != ["cluster"]:
         return main(argv, evaluator)
     from ray.cluster_utils import Cluster

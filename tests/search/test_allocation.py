@@ -133,7 +133,7 @@ def priced():
     )
     space = SearchSpace.for_model(config, spec, model)
     state = model.state_dict()
-    activation_bits = space.plan(space.default_candidate()).activation_bits
+    activation_bits = space.default_activation_bits()
     stats = layer_choice_stats(spec, state, layer_choices(space), activation_bits)
     table = PerturbationEstimator().table(SensitivityProblem(spec, state, stats))
     return spec, state, space, allocation_problem(space, spec, state, table, stats, "cortex-a72")

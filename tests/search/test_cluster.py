@@ -14,7 +14,7 @@ def test_trials_run_on_both_nodes_of_a_two_node_cluster_and_send_their_models_to
     nodes_file = tmp_path / "nodes.txt"
     # Ray's socket paths must stay short, and its "current cluster" file must not be the machine's.
     ray_tmp = tempfile.mkdtemp(prefix="rc", dir="/tmp")
-    env = {"RAY_TMPDIR": ray_tmp, "ENGINE_TEST_NODES_FILE": str(nodes_file)}
+    env = {"RAY_TMPDIR": ray_tmp, "ENGINE_TEST_NODES_FILE": str(nodes_file), "ENGINE_TEST_TRIAL_SECONDS": "3"}
     args = ["cluster", "run", str(config), "--out", str(tmp_path / "results")]
     driver = start_driver(args, tmp_path / "cluster.log", env)
     try:
