@@ -1,4 +1,4 @@
-"""The runtime a bundle runs on, and its description as that runtime runs it.
+"""The runtime a bundle runs on.
 
 The cost model prices a target, a profile plus a runtime (`hwcost.runtimes`); which onnxruntime
 runtime a bundle's graph is follows from what the bundle quantizes. Its activations (config.json
@@ -6,14 +6,12 @@ runtime a bundle's graph is follows from what the bundle quantizes. Its activati
 kernels (`onnxruntime-int8`); quantized weights alone are decoded in the graph into float kernels
 (`onnxruntime-weight-only`); a bundle quantizing nothing is a float graph (`onnxruntime-fp32`).
 
-The description `load_bundle` rebuilds is the weights' only (activations are quantized outside
-the model's modules), so the activation bits are set on every layer, as the int8 runtime was
-calibrated and validated (`hwcost.calibration.backends.StaticInt8Backend`).
+The description `load_bundle` rebuilds already carries the activation bits on every layer
+(`spaces.compress.finalize_compressed` describes a model with frozen activation quantizers so),
+as the int8 runtime was calibrated and validated.
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 from spaces.description import FLOAT_BITS, ModelDescription
 
@@ -32,12 +30,4 @@ def bundle_runtime(description: ModelDescription, activation_bits: int) -> str:
     return FLOAT_RUNTIME
 
 
-def executed_description(description: ModelDescription, activation_bits: int) -> ModelDescription:
-    """`description` with every layer's activations at the bundle's `activation_bits`."""
-    if activation_bits == FLOAT_BITS:
-        return description
-    layers = tuple(dataclasses.replace(layer, activation_bits=activation_bits) for layer in description.layers)
-    return dataclasses.replace(description, layers=layers)
-
-
-__all__ = ["FLOAT_RUNTIME", "INTEGER_RUNTIME", "WEIGHT_ONLY_RUNTIME", "bundle_runtime", "executed_description"]
+__all__ = ["FLOAT_RUNTIME", "INTEGER_RUNTIME", "WEIGHT_ONLY_RUNTIME", "bundle_runtime"]

@@ -43,6 +43,7 @@ import onnxruntime
 from hwcost.calibration.measure import session_options
 from hwcost.runtimes import FLOAT, FLOAT_DECODED, INT8
 from search.checks import Check
+from search.onnx_export import input_dependent
 
 INTEGER_KERNELS = frozenset(
     {
@@ -133,7 +134,7 @@ def kernel_census(graph: onnx.ModelProto, layers: Collection[str]) -> dict[str, 
     before = _carried_layers(graph.graph, layers, {})
     optimized = optimized_graph(graph).graph
     carried = _carried_layers(optimized, layers, before)
-    activations = _activations(optimized)
+    activations = input_dependent(optimized)
     constants = {tensor.name for tensor in optimized.initializer}
     found: dict[str, LayerKernels] = {}
     for node in optimized.node:
@@ -192,7 +193,7 @@ def _carried_layers(
 ) -> dict[str, frozenset[str]]:
     """Layer names each constant tensor of `graph` carries (see the module docstring): those its
     name contains and its computing nodes read, or else those the same name carried `before`."""
-    activations = _activations(graph)
+    activations = input_dependent(graph)
     carried: dict[str, frozenset[str]] = {}
 
     def carry(name: str, upstream: frozenset[str]) -> None:
@@ -220,16 +221,6 @@ def _named_layers(tensor: str, layers: Collection[str]) -> frozenset[str]:
         if start >= 0:
             named.add(layer)
     return frozenset(layer for layer in named if not any(other != layer and other.endswith(layer) for other in named))
-
-
-def _activations(graph: onnx.GraphProto) -> set[str]:
-    """Tensors computed from the graph's inputs, as opposed to from initializers alone."""
-    initializers = {tensor.name for tensor in graph.initializer}
-    dependent = {value.name for value in graph.input if value.name not in initializers}
-    for node in graph.node:
-        if any(name in dependent for name in node.input):
-            dependent.update(node.output)
-    return dependent
 
 
 __all__ = [

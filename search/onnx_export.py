@@ -237,7 +237,7 @@ def weight_storage(graph_model: onnx.ModelProto) -> dict[str, WeightStorage]:
     graph = graph_model.graph
     initializers = {tensor.name: tensor for tensor in graph.initializer}
     producers = {output: node for node in graph.node for output in node.output}
-    computed = _input_dependent(graph)
+    computed = input_dependent(graph)
     storage = {}
     for node in graph.node:
         for index in WEIGHT_INPUTS.get(node.op_type, ()):
@@ -250,7 +250,7 @@ def weight_storage(graph_model: onnx.ModelProto) -> dict[str, WeightStorage]:
     return storage
 
 
-def _input_dependent(graph: onnx.GraphProto) -> set[str]:
+def input_dependent(graph: onnx.GraphProto) -> set[str]:
     """Tensors computed from the graph's inputs (activations), as opposed to from initializers alone."""
     initializers = {tensor.name for tensor in graph.initializer}
     dependent = {value.name for value in graph.input if value.name not in initializers}
@@ -524,4 +524,4 @@ def _upstream(tensor: str, producers: Mapping[str, onnx.NodeProto], wanted: Call
     return found
 
 
-__all__ = ["OPSET", "WEIGHT_INPUTS", "OnnxExportError", "WeightStorage", "export_onnx", "unused_layers", "weight_storage"]
+__all__ = ["OPSET", "WEIGHT_INPUTS", "OnnxExportError", "WeightStorage", "export_onnx", "input_dependent", "unused_layers", "weight_storage"]

@@ -43,7 +43,7 @@ from rich.table import Table
 from hwcost import get_runtime, load_target
 from search.checks import Check
 from search.config import ConfigError, RunConfig, load_config
-from search.bundle_runtime import bundle_runtime, executed_description
+from search.bundle_runtime import bundle_runtime
 from search.kernel_census import LayerKernels, integer_kernel_check, kernel_census
 from search.latency_comparison import LatencyComparison, compare_latency, stated_accuracy
 from search.onnx_export import WEIGHT_INPUTS, unused_layers, weight_storage
@@ -119,7 +119,7 @@ def verify_bundle(
     source = f"--data {data}" if data is not None else f"the bundle's run {bundle.config.source.get('run')}"
     profile = load_target(target)
     runtime = bundle_runtime(bundle.compressed.description, bundle.config.activation_bits)
-    description = executed_description(bundle.compressed.description, bundle.config.activation_bits)
+    description = bundle.compressed.description
     tolerance = stated_accuracy(profile, runtime, bundle.config.family, accuracy)
     unused = unused_layers(bundle.model, example_inputs(bundle.config), list(bundle.quantized))
     checks = [_valid_graph(graph), _integer_weights(graph, bundle, unused)]
