@@ -34,8 +34,8 @@ import onnx
 from hwcost.calibration.measure import VALIDATION_TIMING, TimingPlan, time_graphs
 from search.onnx_export import export_onnx
 from search.run_config import MeasuredTarget
-from spaces.compress import CompressedModel, ModelSpec
-from spaces.quant import QuantizedWeight, unpack_weights
+from spaces.compress import CompressedModel, ModelSpec, stored_quantized
+from spaces.quant import unpack_weights
 
 OUTPUT_NAME = "output"
 """Name of the timed graph's output (the model's one output; timing reads no name)."""
@@ -70,12 +70,7 @@ def timing_graph(compressed: CompressedModel, spec: ModelSpec) -> tuple[bytes, d
     """
     model = compressed.model
     examples = {f"input{index}": tensor for index, tensor in enumerate(spec.example_inputs(model))}
-    quantized = {
-        key.removesuffix(".weight"): entry
-        for key, entry in unpack_weights(compressed.packed).items()
-        if isinstance(entry, QuantizedWeight)
-    }
-    graph = export_onnx(model, quantized, examples, [OUTPUT_NAME], {})
+    graph = export_onnx(model, stored_quantized(unpack_weights(compressed.packed)), examples, [OUTPUT_NAME], {})
     rng = np.random.default_rng(_FEED_SEED)
     feeds = {name: rng.standard_normal(tuple(tensor.shape)).astype(np.float32) for name, tensor in examples.items()}
     return graph.SerializeToString(), feeds

@@ -7,7 +7,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from search.onnx_export import OPSET, OnnxExportError, WeightStorage, export_onnx, weight_storage
-from spaces.compress import ModelSpec, compress, finalize_compressed, quantizable_layers
+from spaces.compress import ModelSpec, compress, finalize_compressed, quantizable_layers, stored_quantized
 from spaces.quant import QUANTIZERS, ActivationQuantizer, Decoding, QuantizedWeight, UniformQuantizer, get_quantizer, unpack_weights
 from spaces.sharing import share_repeated_blocks
 
@@ -18,7 +18,7 @@ AXES = {"features": {0: "batch", 1: "frames"}, "embedding": {0: "batch"}}
 
 
 def _quantized(packed: bytes) -> dict[str, QuantizedWeight]:
-    return {key.removesuffix(".weight"): entry for key, entry in unpack_weights(packed).items() if isinstance(entry, QuantizedWeight)}
+    return stored_quantized(unpack_weights(packed))
 
 
 def _export(model: nn.Module, quantized: dict[str, QuantizedWeight], bins: int = 24) -> onnx.ModelProto:

@@ -12,7 +12,7 @@ from hwcost.runtimes import FLOAT_DECODED, INT8
 from search.kernel_census import kernel_census
 from search.onnx_export import export_onnx, weight_storage
 from search.qdq_export import IntegerRecord
-from spaces.compress import ModelSpec, compress, quantizable_layers
+from spaces.compress import ModelSpec, compress, quantizable_layers, stored_quantized
 from spaces.plan import CompressionPlan, LayerQuantization
 from spaces.quant import QuantizedWeight, get_quantizer, unpack_weights
 from spaces.quant.integer_activations import activation_points, attach_activation_quantizers, integer_layers
@@ -64,7 +64,7 @@ def _in_run(spec: ModelSpec, plan: CompressionPlan, activation_bits: int = 8) ->
             model(torch.randn(4, 120, BINS, generator=generator))
     for quantizer in quantizers.values():
         quantizer.freeze()
-    quantized = {key.removesuffix(".weight"): entry for key, entry in unpack_weights(compressed.packed).items() if isinstance(entry, QuantizedWeight)}
+    quantized = stored_quantized(unpack_weights(compressed.packed))
     return model, quantized, compressed.packed
 
 

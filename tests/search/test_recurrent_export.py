@@ -13,8 +13,8 @@ from torch import nn
 
 from search.onnx_export import export_onnx, weight_storage
 from spaces.bundle import BundleConfig, BundleError, FeatureSettings, PartialWindows, verification_signature
-from spaces.compress import ModelSpec, compress, quantizable_layers
-from spaces.quant import QuantizedWeight, unpack_weights
+from spaces.compress import ModelSpec, compress, quantizable_layers, stored_quantized
+from spaces.quant import unpack_weights
 
 pytestmark = pytest.mark.usefixtures("single_thread")
 
@@ -33,7 +33,7 @@ def teacher_state():
 def _exported(teacher_state, bits: dict[str, int], quantizer: str) -> tuple[nn.Module, onnx.ModelProto]:
     compressed = compress(SPEC, teacher_state, bits, quantizer)
     entries = unpack_weights(compressed.packed)
-    quantized = {key.removesuffix(".weight"): entry for key, entry in entries.items() if isinstance(entry, QuantizedWeight)}
+    quantized = stored_quantized(entries)
     return compressed.model, export_onnx(compressed.model, quantized, {"features": TRACED}, ["embedding"], AXES)
 
 
