@@ -253,8 +253,13 @@ def main(argv: list[str] | None = None) -> int:
     kept = json.loads(out.read_text()) if args.only else None
     if kept is not None and kept.get("steps") != args.steps:
         parser.error(f"--only: {out} was measured with --steps {kept.get('steps')}, not {args.steps}")
+    recipes = row_recipes(prepared, args.steps)
+    methods = {method for _, method, _ in recipes} | {"search"}
+    unknown = sorted(set(args.only or ()) - methods)
+    if unknown:
+        parser.error(f"--only {unknown[0]!r}: no such method; methods: {sorted(methods)}")
     rows = [scorer.row("FP32", "FP32", teacher)]
-    for label, method, build in row_recipes(prepared, args.steps):
+    for label, method, build in recipes:
         if kept is None or method in args.only:
             compressed, seconds = timed(build)
             rows.append(scorer.row(label, method, compressed, seconds))
