@@ -3,8 +3,11 @@
 From the FP32 teacher (or a student sliced from it, `spaces.students`): the separator's stacks
 are tied when the plan shares them (`spaces.sharing`), every quantized layer gets its family's
 fake-quantizer (`spaces.quant.qat`: LSQ, k-means centroids, straight-through...), and with
-sub-32-bit activations the input of every quantized layer gets an `ActivationQuantizer`,
-calibrated on a few training batches. Fine-tuning then minimises the extraction loss plus
+sub-32-bit activations the model gets activation quantizers (at 8 bits where onnxruntime's
+integer kernels need them, narrower grids at the input of every quantized layer:
+`spaces.quant.integer_activations.quantization_points`), calibrated on a few training batches
+behind the fake-quantized weights; their steps train with the model and are packed with its
+weights, so export rebuilds the model measured. Fine-tuning then minimises the extraction loss plus
 lambda x negative SI-SDR to the FP32 teacher's estimate (output distillation). With 0 steps this
 is post-training quantization. `train_to` continues where it stopped, so a fidelity ladder
 never repeats work.
@@ -14,11 +17,9 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from dataclasses import replace
 
 import numpy as np
 import torch
-from torch import nn
 
 from evaluators.data.mixture_corpora import MixtureSource
 from evaluators.data.mixtures import MixtureBatch, MixtureConfig, training_batch
@@ -28,7 +29,7 @@ from evaluators.training import TrainingError
 from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
 from spaces.description import FLOAT_BITS
 from spaces.plan import CompressionPlan
-from spaces.quant import ActivationQuantizer
+from spaces.quant.integer_activations import quantize_activations
 from spaces.quant.qat import after_step, attach_fake_quantizers, export_quantized, without_fake_quantizers
 from spaces.sharing import share_repeated_blocks
 from spaces.students import build_student, student_layers
@@ -83,13 +84,11 @@ class ExtractorFineTuner:
         if self.distill_weight:
             self.terms.teacher = teacher
         attach_fake_quantizers(self.student, layers, fidelity.qat_options)  # their parameters join the student's
-        self.activation_bits = plan.activation_bits
-        self.activations = _activation_quantizers(layers, plan.activation_bits)
-        self._hooks = _quantize_inputs(self.student, self.activations)
-        if self.activations:
-            self._calibrate()
-        steps = [step for quantizer in self.activations.values() for step in quantizer.parameters()]
-        self.optimizer = torch.optim.Adam([*self.student.parameters(), *steps], lr=fidelity.learning_rate)
+        if plan.activation_bits < FLOAT_BITS:
+            batches = [(batch.mixture, batch.enrollment) for batch in (self._batch() for _ in range(CALIBRATION_BATCHES))]
+            example = self.spec.example_inputs(self.student)
+            quantize_activations(self.student, layers, example, batches, plan.activation_bits)  # their steps join the student's
+        self.optimizer = torch.optim.Adam(self.student.parameters(), lr=fidelity.learning_rate)
         self.steps_done = 0
 
     def train_to(self, steps: int) -> None:
@@ -108,33 +107,8 @@ class ExtractorFineTuner:
         self.student.eval()
 
     def compressed(self) -> CompressedModel:
-        """The model as it would ship now: exported codes, packed and described, activations quantized."""
-        quantized = export_quantized(self.student)
-        for hook in self._hooks:
-            hook.remove()
-        try:
-            plain = without_fake_quantizers(self.student)
-        finally:
-            self._hooks = _quantize_inputs(self.student, self.activations)
-        compressed = finalize_compressed(self.spec, plain, quantized)
-        if not self.activations:
-            return compressed
-        _quantize_inputs(compressed.model, self.activations)
-        layers = tuple(
-            replace(layer, activation_bits=self.activation_bits) if layer.name in self.activations else layer
-            for layer in compressed.description.layers
-        )
-        return replace(compressed, description=replace(compressed.description, layers=layers))
-
-    def _calibrate(self) -> None:
-        """Observe activation ranges on a few training batches (fake-quantized weights), then freeze."""
-        self.student.eval()
-        with torch.no_grad():
-            for _ in range(CALIBRATION_BATCHES):
-                batch = self._batch()
-                self.student(batch.mixture, batch.enrollment)
-        for quantizer in self.activations.values():
-            quantizer.freeze()
+        """The model as it would ship now: exported codes and activation steps, packed and described."""
+        return finalize_compressed(self.spec, without_fake_quantizers(self.student), export_quantized(self.student))
 
     def _batch(self) -> MixtureBatch:
         mixtures = self.mixtures
@@ -150,17 +124,3 @@ def _distillation_weight(plan: CompressionPlan, fidelity: FidelityConfig) -> flo
         raise ValueError(f"distill.taps={taps}: an extractor distils its output only; use {list(EXTRACTION_TAPS)}")
     return plan.distillation.weight
 
-
-def _activation_quantizers(layers: Mapping[str, object], bits: int) -> dict[str, ActivationQuantizer]:
-    """One activation quantizer per quantized layer's input (none for FP32 activations)."""
-    return {} if bits >= FLOAT_BITS else {name: ActivationQuantizer(bits) for name in layers}
-
-
-def _quantize_inputs(model: nn.Module, quantizers: Mapping[str, ActivationQuantizer]) -> list:
-    """Route each named layer's first input through its activation quantizer; returns the hook handles."""
-    return [
-        model.get_submodule(name).register_forward_pre_hook(
-            lambda module, args, quantizer=quantizer: (quantizer(args[0]), *args[1:])
-        )
-        for name, quantizer in quantizers.items()
-    ]

@@ -33,7 +33,7 @@ from evaluators.verification_fidelity import VerificationFidelity
 from spaces.compress import CompressedModel, ModelSpec, finalize_compressed
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
-from spaces.quant import INTEGER_ACTIVATION_BITS, get_quantizer
+from spaces.quant import get_quantizer
 from spaces.quant.integer_activations import quantize_activations
 from spaces.quant.qat import after_step, attach_fake_quantizers, export_quantized, without_fake_quantizers
 
@@ -49,10 +49,10 @@ class FineTuner:
         config: The fidelity block (loss, optimiser and MSFT settings, and the ladder).
         seed: Seed of the crop sampling.
         sensitivities: Layer sensitivities, needed when `config.msft_order` is "sensitivity".
-        activation_bits: The candidate's activation bits: at `INTEGER_ACTIVATION_BITS` the student
-            trains with activation quantizers where integer kernels need them
-            (`spaces.quant.integer_activations`), calibrated on `calibration_batches` behind the
-            first stage's fake-quantizers, their steps learned; other widths train float activations.
+        activation_bits: The candidate's activation bits: below `FLOAT_BITS` the student trains
+            with activation quantizers (`spaces.quant.integer_activations.quantization_points`: at
+            8 bits where integer kernels need them), calibrated on `calibration_batches` behind the
+            first stage's fake-quantizers, their steps learned.
         calibration_batches: Input batches that set the activation quantizers' ranges.
     """
 
@@ -90,10 +90,14 @@ class FineTuner:
         self._generator = torch.Generator().manual_seed(seed)
         self._labels = torch.tensor(data.labels)
         self.steps_done = 0
-        if activation_bits == INTEGER_ACTIVATION_BITS:
+        if activation_bits < FLOAT_BITS:
             self._attach_due_stages()  # calibrate the activations on the weights as they train
             activations = quantize_activations(
-                self.student, self.layers, spec.example_inputs(self.student), [(batch,) for batch in calibration_batches]
+                self.student,
+                self.layers,
+                spec.example_inputs(self.student),
+                [(batch,) for batch in calibration_batches],
+                activation_bits,
             )
             self.optimizer.add_param_group({"params": [step for quantizer in activations.values() for step in quantizer.parameters()]})
 

@@ -14,8 +14,12 @@ What a `CompressionPlan` with a student, a distillation or sharing means:
    budget (all of it when the student is the teacher's architecture and starts from its
    weights), the plan's quantized layers train behind their fake-quantizers
    (`spaces.quant.qat`) with the same loss, so the FP32 teacher's outputs stay a target while
-   the low-bit weights are learned. Tied layers share their owner's fake-quantizer.
-4. `compressed()` at any rung: fake-quantized layers exported, the others quantized post-training.
+   the low-bit weights are learned. Tied layers share their owner's fake-quantizer. A plan with
+   quantized activations gets its activation quantizers at the same moment, calibrated on the
+   fake-quantized student (`spaces.quant.integer_activations.quantize_activations`), their steps
+   learned from then on.
+4. `compressed()` at any rung: fake-quantized layers exported, the others quantized post-training
+   (with activation quantizers calibrated on that model when the plan quantizes activations).
 
 The budget is the run's fidelity ladder (`fidelity.steps`, cumulative): `train_to` continues from
 where it stopped, so the multi-fidelity search spends long training only on promising students.
@@ -24,7 +28,7 @@ The learning rate is constant for the same reason (a rung's result does not depe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -36,8 +40,10 @@ from evaluators.verification_fidelity import VerificationFidelity
 from evaluators.finetune_data import FineTuneData, sample_crops
 from evaluators.finetune_loss import FineTuneLoss
 from evaluators.training import TrainingError
-from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed
+from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed, with_quantized_activations
+from spaces.description import FLOAT_BITS
 from spaces.plan import CompressionPlan, LayerQuantization, StudentPlan
+from spaces.quant.integer_activations import activation_quantizers, attach_stored_activation_quantizers, quantize_activations
 from spaces.quant.qat import QatOptions, after_step, attach_fake_quantizers, export_quantized, fake_quantized_layers
 from spaces.sharing import shared_layers
 from spaces.students import build_student, student_layers
@@ -95,6 +101,8 @@ class StudentTrainer:
             QAT settings.
         config: The `distillation:` block.
         seed: Seed of the student's random initialisation and of the crop sampling.
+        calibration_batches: Input batches that set the activation quantizers' ranges (needed
+            when the plan quantizes activations).
     """
 
     def __init__(
@@ -106,6 +114,7 @@ class StudentTrainer:
         fidelity: VerificationFidelity,
         config: DistillationConfig = DistillationConfig(),
         seed: int = 0,
+        calibration_batches: Sequence[torch.Tensor] = (),
     ) -> None:
         student = plan.student or StudentPlan(teacher_spec.family)
         slice_teacher = config.init == "slice" and student.family == teacher_spec.family
@@ -118,6 +127,8 @@ class StudentTrainer:
         self.teacher.eval().requires_grad_(False)
         self.layers = student_layers(plan.layers, self.teacher, self.student)
         self.data, self.fidelity, self.config = data, fidelity, config
+        self.activation_bits = plan.activation_bits
+        self._calibration = [(batch,) for batch in calibration_batches]
         self.weight = plan.distillation.weight if plan.distillation is not None else 0.0
         if not self.weight and not config.task_weight:
             raise TrainingError("student training without a loss: distill.weight and distillation.task_weight are 0")
@@ -163,7 +174,10 @@ class StudentTrainer:
             return finalize_compressed(self.spec, plain, export_quantized(self.student))
         layer_bits = {name: layer.bits for name, layer in self.layers.items()}
         quantizers = {name: layer.quantizer for name, layer in self.layers.items()}
-        return compress(self.spec, plain.state_dict(), layer_bits, quantizers)
+        compressed = compress(self.spec, plain.state_dict(), layer_bits, quantizers)
+        if self.activation_bits < FLOAT_BITS:
+            compressed = with_quantized_activations(self.spec, compressed, self.layers, self._calibration, self.activation_bits)
+        return compressed
 
     def _distillation_loss(self, plan: CompressionPlan) -> DistillationLoss:
         generator = torch.Generator().manual_seed(0)
@@ -182,6 +196,10 @@ class StudentTrainer:
         if self.layers and not self.quantizing and self.steps_done >= self.quantize_at:
             added = _attach_shared_fake_quantizers(self.student, self.layers, self.fidelity.qat_options)
             self.optimizer.add_param_group({"params": added})
+            if self.activation_bits < FLOAT_BITS:
+                example = self.spec.example_inputs(self.student)
+                activations = quantize_activations(self.student, self.layers, example, self._calibration, self.activation_bits)
+                self.optimizer.add_param_group({"params": [step for quantizer in activations.values() for step in quantizer.parameters()]})
 
     def _step(self) -> None:
         crops, labels = sample_crops(
@@ -206,13 +224,15 @@ class StudentTrainer:
             after_step(self.student, self.steps_done, self.steps_done / max(1, self.fidelity.steps[-1]))
 
     def _plain_student(self) -> nn.Module:
-        """A fresh (tied) student holding the latent float weights, without fake-quantizers."""
+        """A fresh (tied) student holding the latent float weights and the activation quantizers,
+        without fake-quantizers."""
         state = {}
         for key, value in self.student.state_dict().items():
             key = key.replace(".parametrizations.weight.original", ".weight")
             if ".parametrizations." not in key:  # the fake-quantizers' own steps and centroids
                 state[key] = value
         plain = self.spec.build()
+        attach_stored_activation_quantizers(plain, list(activation_quantizers(self.student)), self.activation_bits)
         plain.load_state_dict(state)
         return plain.eval()
 

@@ -4,12 +4,12 @@
 by content hash; the result travels to Ray workers through the object store. `evaluate` is a
 pure function of (candidate, prepared): quantize, embed every evaluation set, score its trials.
 
-A candidate with `INTEGER_ACTIVATION_BITS` (8-bit) activations is measured as it will run on
-integer kernels: its model gets activation quantizers where onnxruntime fuses them
-(`spaces.quant.integer_activations`), calibrated on `CALIBRATION_BATCHES` training batches and
-frozen; post-training quantization measures it so, fine-tuning trains with them (their steps
-learned, LSQ), and the packed weights keep their steps, so export rebuilds the same model. Other
-activation widths, and candidates that train a student, are measured with float activations.
+A candidate with quantized activations is measured with them: its model gets activation
+quantizers (`spaces.quant.integer_activations.quantization_points`: at 8 bits where onnxruntime
+fuses integer kernels, so it is measured as it will run), calibrated on `CALIBRATION_BATCHES`
+training batches and frozen; post-training quantization measures it so, fine-tuning and student
+training train with them (their steps learned, LSQ), and the packed weights keep their steps, so
+export rebuilds the same model.
 """
 
 from __future__ import annotations
@@ -34,11 +34,11 @@ from evaluators.training import TeacherConfig, embed_utterances, train_speaker_m
 from evaluators.utterance_features import single_windows, windowed_features
 from evaluators.verification_fidelity import VerificationFidelity
 from spaces.checkpoints import load_checkpoint, resolve_checkpoint_path
-from spaces.compress import CompressedModel, ModelSpec, compress, finalize_compressed, stored_quantized
+from spaces.compress import CompressedModel, ModelSpec, compress, with_quantized_activations
+from spaces.description import FLOAT_BITS
 from spaces.knobs import domain_member
 from spaces.plan import CompressionPlan
-from spaces.quant import INTEGER_ACTIVATION_BITS, unpack_weights
-from spaces.quant.integer_activations import quantize_activations
+from spaces.quant import ActivationQuantizer
 from spaces.space import SearchSpace, SpaceConfig
 
 CALIBRATION_BATCHES = 4
@@ -208,6 +208,7 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
             prepared.fidelity,
             prepared.distillation,
             prepared.seed,
+            prepared.calibration_batches,
         )
         for steps, compressed in trainer.ladder():
             yield steps, self.evaluate_compressed(compressed, prepared)
@@ -218,8 +219,9 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
 
     def _evaluate_plan(self, plan: CompressionPlan, prepared: PreparedVerification) -> Evaluation:
         compressed = compress(prepared.spec, prepared.teacher_state, plan.layer_bits, plan.layer_quantizers)
-        if plan.activation_bits == INTEGER_ACTIVATION_BITS:
-            compressed = _with_integer_activations(compressed, plan, prepared)
+        if plan.activation_bits < FLOAT_BITS:
+            batches = [(batch,) for batch in prepared.calibration_batches]
+            compressed = with_quantized_activations(prepared.spec, compressed, plan.layers, batches, plan.activation_bits)
         return self.evaluate_compressed(compressed, prepared)
 
     def evaluate_compressed(self, compressed: CompressedModel, prepared: PreparedVerification) -> Evaluation:
@@ -249,10 +251,11 @@ class VerificationEvaluator(Evaluator[VerificationSetup, PreparedVerification]):
 
 
 def _calibration_batches(space: SearchSpace, examples: FeatureSet, fidelity: VerificationFidelity, seed: int) -> list[torch.Tensor]:
-    """Seeded training crops for the activation quantizers of 8-bit-activation candidates; none
-    when the space has no such candidate (they travel to every worker with the prepared data)."""
+    """Seeded training crops for the activation quantizers of candidates with quantized
+    activations; none when the space has no such candidate (they travel to every worker with the
+    prepared data)."""
     domain = space.knobs.get(_ACTIVATION_BITS_KNOB)
-    if domain is None or not domain_member(domain, INTEGER_ACTIVATION_BITS)[0]:
+    if domain is None or not any(domain_member(domain, bits)[0] for bits in ActivationQuantizer.allowed_bits):
         return []
     generator = torch.Generator().manual_seed(seed)
     labels = torch.tensor(examples.labels)
@@ -260,14 +263,6 @@ def _calibration_batches(space: SearchSpace, examples: FeatureSet, fidelity: Ver
         sample_crops(examples.features, labels, fidelity.batch_size, fidelity.crop_frames, generator)[0]
         for _ in range(CALIBRATION_BATCHES)
     ]
-
-
-def _with_integer_activations(compressed: CompressedModel, plan: CompressionPlan, prepared: PreparedVerification) -> CompressedModel:
-    """The post-training model with activation quantizers for integer kernels, calibrated on the
-    quantized model and packed again with their steps."""
-    model = compressed.model
-    quantize_activations(model, plan.layers, prepared.spec.example_inputs(model), [(batch,) for batch in prepared.calibration_batches])
-    return finalize_compressed(prepared.spec, model, stored_quantized(unpack_weights(compressed.packed)))
 
 
 def _quality_metrics(model: torch.nn.Module, prepared: PreparedVerification) -> dict[str, float]:

@@ -53,7 +53,7 @@ from spaces.bundle import (
 from spaces.compress import CompressedModel, PackedModelError
 from spaces.description import FLOAT_BITS
 from spaces.plan import LayerQuantization
-from spaces.quant import INTEGER_ACTIVATION_BITS, QuantizedWeight, unpack_weights
+from spaces.quant import QuantizedWeight, unpack_weights
 from spaces.quant.integer_activations import activation_quantizers
 
 BUNDLES_DIR = "bundles"
@@ -227,10 +227,8 @@ def _kept_artifact(run_dir: RunDirectory, config: RunConfig, row: Mapping[str, A
 def _rebuild(artifact: TrialArtifact) -> CompressedModel:
     """The trial's compressed model from its kept weights alone, its activation quantizers included.
 
-    Quantized activations rebuild only from the steps the weights store: those an evaluator put
-    into the model's modules (speaker verification's 8-bit activations, for integer kernels).
-    Extraction quantizes its layers' inputs through hooks outside them, and verification measures
-    other widths with float activations; such a trial is refused.
+    Quantized activations rebuild only from the steps the weights store (every evaluator packs
+    them); a trial of a run from before they were stored is refused.
     """
     try:
         compressed = artifact.rebuild()
@@ -242,8 +240,8 @@ def _rebuild(artifact: TrialArtifact) -> CompressedModel:
     if artifact.activation_bits != FLOAT_BITS and not activation_quantizers(compressed.model):
         raise ExportError(
             f"trial {artifact.trial}: its kept weights store no steps of its {artifact.activation_bits}-bit activations "
-            f"(only speaker verification's {INTEGER_ACTIVATION_BITS}-bit activations are quantized inside the model), "
-            "so a bundle cannot rebuild them; export a trial with FP32 activations"
+            "(a run from before they were stored), so a bundle cannot rebuild them; "
+            "run the search again, or export a trial with FP32 activations"
         )
     return compressed
 

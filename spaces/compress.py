@@ -7,7 +7,7 @@ size and cost always refer to one model.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -18,6 +18,7 @@ from spaces.describe import describe_model
 from spaces.description import FLOAT_BITS, ModelDescription
 from spaces.models import build_model
 from spaces.models.layers import QUANTIZABLE_TYPES
+from spaces.plan import LayerQuantization
 from spaces.quant import ActivationQuantizer, PackedFileError, QuantizationError, QuantizedWeight, get_quantizer, pack_weights, unpack_weights
 from spaces.quant.base import SIDE_BITS, round_to_half
 from spaces.quant.integer_activations import (
@@ -27,6 +28,7 @@ from spaces.quant.integer_activations import (
     activation_quantizers_detached,
     attach_stored_activation_quantizers,
     calibration_state_keys,
+    quantize_activations,
     stored_activation_points,
     stored_state_keys,
 )
@@ -159,6 +161,25 @@ def finalize_compressed(spec: ModelSpec, model: nn.Module, quantized: Mapping[st
         )
     layers = tuple(replace(layer, activation_bits=activation_bits) for layer in description.layers)
     return CompressedModel(model, replace(description, layers=layers, size_bytes=len(packed)), packed)
+
+
+def with_quantized_activations(
+    spec: ModelSpec,
+    compressed: CompressedModel,
+    layers: Mapping[str, LayerQuantization],
+    batches: Sequence[Sequence[torch.Tensor]],
+    bits: int,
+) -> CompressedModel:
+    """A post-training compressed model with `bits`-bit activations, calibrated on the quantized
+    weights (`spaces.quant.integer_activations.quantize_activations`) and packed again with their steps.
+
+    Args:
+        layers: The model's quantized layers (a `CompressionPlan.layers`).
+        batches: Calibration inputs, each one tuple of the model's arguments.
+    """
+    model = compressed.model
+    quantize_activations(model, layers, spec.example_inputs(model), batches, bits)
+    return finalize_compressed(spec, model, stored_quantized(unpack_weights(compressed.packed)))
 
 
 def _activation_bits(activations: Mapping[ActivationPoint, ActivationQuantizer]) -> int:

@@ -157,22 +157,40 @@ def attach_activation_quantizers(
     return quantizers
 
 
+def quantization_points(
+    model: nn.Module, example_inputs: Sequence[torch.Tensor], layers: Mapping[str, LayerQuantization], bits: int
+) -> list[ActivationPoint]:
+    """Where a model with `bits`-bit activations quantizes them.
+
+    At `INTEGER_ACTIVATION_BITS`, the points its integer layers need (`activation_points`), so the
+    in-run model computes what the fused graph will. No kernel here takes narrower activations:
+    those grids are simulated, as TinyWASE does, at the input of every quantized layer the forward
+    pass calls.
+    """
+    if bits == INTEGER_ACTIVATION_BITS:
+        return activation_points(model, example_inputs, integer_layers(model, layers))
+    called = dict.fromkeys(call.module for call in _record(model, example_inputs) if call.module in layers)
+    return [ActivationPoint(name, 0) for name in called]
+
+
 def quantize_activations(
     model: nn.Module,
     layers: Mapping[str, LayerQuantization],
     example_inputs: Sequence[torch.Tensor],
     batches: Iterable[Sequence[torch.Tensor]],
+    bits: int = INTEGER_ACTIVATION_BITS,
 ) -> dict[ActivationPoint, ActivationQuantizer]:
-    """Quantize `model`'s activations at `INTEGER_ACTIVATION_BITS` where its integer layers need it:
-    attach the quantizers, let them observe `batches` (eval mode, no gradients), freeze them.
+    """Quantize `model`'s activations at `bits` where `quantization_points` says: attach the
+    quantizers, let them observe `batches` (eval mode, no gradients), freeze them.
 
     The ranges are those of `model` as it is now, so call it once its weights are quantized (or
     behind their fake-quantizers): the grid then covers what the quantized model computes.
 
     Args:
-        layers: The model's quantized layers (a `CompressionPlan.layers`); `integer_layers` picks those that need points.
+        layers: The model's quantized layers (a `CompressionPlan.layers`).
         example_inputs: One input of the model, to find the points.
         batches: Calibration inputs, each one tuple of the model's arguments.
+        bits: Bits of the activations.
 
     Raises:
         QuantizationError: No calibration batch.
@@ -180,8 +198,8 @@ def quantize_activations(
     batches = list(batches)
     if not batches:
         raise QuantizationError("activation quantizers: no calibration batch to set their ranges on")
-    points = activation_points(model, example_inputs, integer_layers(model, layers))
-    quantizers = attach_activation_quantizers(model, points)
+    points = quantization_points(model, example_inputs, layers, bits)
+    quantizers = attach_activation_quantizers(model, points, bits)
     training = model.training
     try:
         with torch.no_grad():
@@ -355,6 +373,7 @@ __all__ = [
     "attach_stored_activation_quantizers",
     "calibration_state_keys",
     "integer_layers",
+    "quantization_points",
     "quantize_activations",
     "stored_activation_points",
     "stored_state_keys",

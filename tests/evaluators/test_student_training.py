@@ -8,8 +8,9 @@ from evaluators.finetune_loss import speaker_centroids
 from evaluators.metrics import verification_metrics
 from evaluators.student_training import DistillationConfig, StudentTrainer, trains_student
 from evaluators.training import TeacherConfig, TrainingError, embed_utterances, train_speaker_model
-from spaces.compress import ModelSpec, compress, load_packed_model
+from spaces.compress import ModelSpec, compress, load_packed_model, rebuild_compressed
 from spaces.plan import CompressionPlan, DistillationPlan, LayerQuantization, StudentPlan
+from spaces.quant.integer_activations import activation_quantizers
 from spaces.quant.qat import fake_quantized_layers
 
 BINS = 16
@@ -137,6 +138,37 @@ def test_a_quantized_student_trains_quantization_aware_over_the_last_fraction(te
     assert torch.allclose(rebuilt(features), compressed.model(features), atol=1e-5)
     student.train_to(8)  # the snapshot left the training model intact
     assert student.quantizing and student.student(features).shape == (2, 16)
+
+
+@pytest.mark.parametrize("activation_bits", [8, 4])
+def test_a_student_with_quantized_activations_calibrates_them_learns_their_steps_and_packs_them(teacher, activation_bits):
+    state, data, _ = teacher
+    layers = {name: LayerQuantization(8) for name in ("frame1.conv", "frame3.conv", "segment1")}
+    plan = CompressionPlan(layers=layers, student=NARROW, distillation=DistillationPlan(("embedding",)), activation_bits=activation_bits)
+    generator = torch.Generator().manual_seed(3)
+    calibration = [torch.randn(4, 40, BINS, generator=generator) for _ in range(2)]
+    fidelity = VerificationFidelity(steps=(2, 6), batch_size=8, crop_frames=40)
+    student = StudentTrainer(SPEC, state, plan, data, fidelity, DistillationConfig(quantized_fraction=0.5), 0, calibration)
+    student.train_to(2)
+    assert not student.quantizing and not activation_quantizers(student.student)
+    post_training = student.compressed()  # the student so far, quantized post-training with calibrated activations
+    assert _steps(post_training.model) and {q.bits for q in activation_quantizers(post_training.model).values()} == {activation_bits}
+    student.train_to(3)
+    calibrated = _steps(student.student)  # attached with the fake-quantizers
+    student.train_to(6)
+    learned = _steps(student.student)
+    assert calibrated.keys() == learned.keys() and calibrated != learned
+    compressed = student.compressed()
+    assert _steps(compressed.model) == learned
+    assert {layer.activation_bits for layer in compressed.description.layers} == {activation_bits}
+    rebuilt = rebuild_compressed(student.spec, compressed.packed, activation_bits=activation_bits)
+    features = torch.randn(2, 50, BINS, generator=generator)
+    with torch.no_grad():
+        assert torch.equal(rebuilt.model(features), compressed.model(features))
+
+
+def _steps(model):
+    return {point: quantizer.step.item() for point, quantizer in activation_quantizers(model).items()}
 
 
 def test_shared_student_trains_one_set_of_codes_and_packs_it_once(teacher):
