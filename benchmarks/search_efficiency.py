@@ -4,14 +4,15 @@ Every sampler of the engine (`search.samplers.build_sampler`, the same objects `
 uses, given the same ILP problem, `search.sensitivity_tables.AllocationSource`) proposes
 candidates of each benchmarked space for `--trials` trials and each of `--seeds`. A space is a
 ready config at some granularity (`SPACES`): on per-layer spaces nearly every trial is a new
-evaluation, random search is hopeless, and mixed precision pays. The samplers start from nothing:
-the engine enqueues the config's uniform baselines before any sampler, which would hand every
-sampler most of the hypervolume in its first trials (`--baselines` does as the engine does); the
-warm-started samplers (nsga2 and predictor-screened) still start from the ILP front, as in the
-engine. Optuna runs in-process, without Ray, and each
-candidate's post-training-quantization metrics (`measure(evaluate(...))`, exactly the engine's)
-are cached by candidate in `<cache_dir>/search_efficiency-<key>.json`, so repeated and shared
-candidates cost nothing.
+evaluation, random search is hopeless, and mixed precision pays. The samplers start without the
+config's uniform baselines, which the engine enqueues before any sampler and which would hand
+every sampler most of the hypervolume in its first trials (`--baselines` does as the engine
+does); the warm-started samplers still start from their warm starts, as in the engine: nsga2
+from every uniform width of the space and the ILP's mixed rivals of each (the baselines are
+among them), predictor-screened from a spread of the ILP front. Optuna runs in-process, without
+Ray, and each candidate's post-training-quantization metrics (`measure(evaluate(...))`, exactly
+the engine's) are cached by candidate in `<cache_dir>/search_efficiency-<key>.json`, so repeated
+and shared candidates cost nothing.
 
 The hypervolume is the engine's (`search.pareto`: objectives divided by the FP32 teacher's,
 reference point 2 in every dimension). Per space, the reference hypervolume is that of the union
@@ -516,6 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra = {**SMOKE_OVERRIDES, "cache_dir": str(scratch / "cache")} if args.smoke else {}
     results_dir = scratch if args.smoke else ROOT / "results" / "benchmarks"
     out = Path(args.out) if args.out else results_dir / "search_efficiency.json"
+    out.parent.mkdir(parents=True, exist_ok=True)  # the figures are written there space by space
     torch.set_num_threads(args.threads)
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started = time.perf_counter()
@@ -542,7 +544,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         evaluations["new"] += space.measured.evaluated
         evaluations["seconds"] += space.measured.seconds
         plot(results[space_name], runs, out.with_name(f"{out.stem}-{space_name}.png"), trials)
-    out.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "command": " ".join(["benchmarks/search_efficiency.py", *(argv if argv is not None else sys.argv[1:])]),
         "trials": trials,

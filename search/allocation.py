@@ -22,6 +22,8 @@ bits knob covers, norm terms, the header, value knobs at their defaults) is the 
 
 `predicted_front` solves the ILP over a geometric two-dimensional grid of size and latency
 budgets: its solutions are the front the damage model predicts, before any trial runs.
+`least_damage_within_sizes` solves it at given sizes alone: the predicted best mixed assignment no
+larger than each (a warm start puts one under every uniform model).
 """
 
 from __future__ import annotations
@@ -199,12 +201,22 @@ def predicted_front(problem: AllocationProblem, size_points: int = 8, latency_po
         if smallest is None or largest is None:
             raise ValueError("the allocation problem has no feasible assignment")
         axes.append(_geometric(getattr(smallest.cost, metric), getattr(largest.cost, metric), points))
+    return _least_damage(problem, [Budget(size, latency) for size in axes[0] for latency in axes[1]])
+
+
+def least_damage_within_sizes(problem: AllocationProblem, sizes: Iterable[float]) -> list[Allocation]:
+    """The least-damage assignment no larger than each of `sizes` (latency left free): distinct,
+    largest predicted size first; a size nothing fits gives none."""
+    return _least_damage(problem, [Budget(size_bytes=size) for size in sizes])
+
+
+def _least_damage(problem: AllocationProblem, budgets: Iterable[Budget]) -> list[Allocation]:
+    """The ILP's solution within each budget, distinct, largest predicted size first."""
     found: dict[tuple, Allocation] = {}
-    for size in axes[0]:
-        for latency in axes[1]:
-            allocation = solve(problem, Budget(size, latency))
-            if allocation is not None:
-                found.setdefault(tuple(sorted(allocation.assignment.items())), allocation)
+    for budget in budgets:
+        allocation = solve(problem, budget)
+        if allocation is not None:
+            found.setdefault(tuple(sorted(allocation.assignment.items())), allocation)
     return sorted(found.values(), key=lambda allocation: -allocation.cost.size_bytes)
 
 
@@ -272,6 +284,7 @@ __all__ = [
     "Budget",
     "Cell",
     "Cost",
+    "least_damage_within_sizes",
     "predicted_front",
     "solve",
     "spread",

@@ -1,15 +1,24 @@
-"""The baselines' candidate lists: one bit width everywhere, and sensitivity-ordered bit lowering.
+"""The candidate lists the baseline samplers replay and a warm start hands out: one bit width
+everywhere, the ILP's predicted front, sensitivity-ordered bit lowering, and the warm start.
 
-Both are generated over the space's bits knobs (`SearchSpace.groups`); every other knob is
-resolved the way the space's own define-by-run function resolves it, with the knob at its first
-choice (or the low end of its range). A generated candidate the space rejects is left out, so
-the lists stay valid for knob sets this module does not know.
+They are generated over the space's bits and quantizer knobs (`SearchSpace.groups`); every other
+knob is resolved the way the space's own define-by-run function resolves it, at its first choice
+(or the low end of its range) in the uniform grid and the greedy path, at its declared default in
+the ILP's candidates and the warm start (`candidate_of`). A generated candidate the space rejects
+is left out, so the lists stay valid for knob sets this module does not know.
 
 - `uniform_grid_candidates`: the seeds' method (Li et al. 2022): every bits knob at the same
   width, for every quantized width and every quantizer the space offers, widest first (FP32 is
   the reference row already).
 - `ilp_candidates`: HAWQ-V3's integer linear programme (`search.allocation`) over a grid of size
   and latency budgets: the predicted front, largest predicted size first.
+- `warm_start_candidates`: what a practitioner evaluates before searching. First the uniform grid
+  (every width, every quantizer), built as the config's baselines are, with every other knob at
+  its default, so a baseline the engine enqueued is the same candidate and runs once. Then the
+  ILP's least-damage mixed assignment no larger than each uniform point, and no larger than the
+  geometric mean of each two neighbouring points' sizes: the predicted rivals of the uniform
+  models, spread over the sizes where compression happens (at or below the widest uniform model,
+  the 8-bit one in most spaces).
 - `sensitivity_greedy_candidates`: Liu et al. 2024 / HAWQ style. Starting from every group at its
   widest quantized choice, repeatedly lower one group by one step, choosing the group whose step costs the
   least predicted damage per bit saved. A group's damage at b bits is its sensitivity (the loss
@@ -19,10 +28,11 @@ the lists stay valid for knob sets this module does not know.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from search.allocation import AllocationProblem, predicted_front
+from search.allocation import AllocationProblem, least_damage_within_sizes, predicted_front
 from spaces.description import FLOAT_BITS
 from spaces.knobs import BITS, QUANTIZER
 from spaces.quant import QUANTIZERS
@@ -145,8 +155,14 @@ def bits_choices(space: SearchSpaceLike, knob: str) -> tuple[int, ...]:
     return tuple(sorted(widths))
 
 
-def uniform_grid_candidates(space: SearchSpaceLike) -> list[Candidate]:
-    """Every bits knob at one width, for each width (widest first) and each quantizer choice."""
+def uniform_grid_candidates(
+    space: SearchSpaceLike, resolve: Callable[[SearchSpaceLike, Candidate], Candidate | None] = resolve_candidate
+) -> list[Candidate]:
+    """Every bits knob at one width, for each width (widest first) and each quantizer choice.
+
+    `resolve` builds a candidate from its bits and quantizer knobs: every other knob at its first
+    choice by default (`resolve_candidate`), at its declared default with `candidate_of`.
+    """
     widths = _quantized_ladder({bits for name in space.groups for bits in bits_choices(space, name)})
     quantizer_choices = quantizer_knobs(space)
     quantizers = list(dict.fromkeys(choice for choices in quantizer_choices.values() for choice in choices)) or [None]
@@ -156,7 +172,7 @@ def uniform_grid_candidates(space: SearchSpaceLike) -> list[Candidate]:
             forced: Candidate = {name: bits for name in space.groups}
             if quantizer is not None:
                 forced.update({name: quantizer for name, choices in quantizer_choices.items() if quantizer in choices})
-            candidate = resolve_candidate(space, forced)
+            candidate = resolve(space, forced)
             if candidate is not None and candidate not in candidates:
                 candidates.append(candidate)
     return candidates
@@ -172,6 +188,25 @@ def ilp_candidates(space: SearchSpaceLike, problem: AllocationProblem) -> list[C
     for allocation in predicted_front(problem):
         if all(allocation.assignment[knob] == FLOAT_BITS for knob in problem.bits_knobs):
             continue
+        candidate = candidate_of(space, allocation.assignment)
+        if candidate is not None and candidate not in candidates:
+            candidates.append(candidate)
+    return candidates
+
+
+def warm_start_candidates(space: SearchSpaceLike, problem: AllocationProblem | None) -> list[Candidate]:
+    """The uniform grid at the knobs' defaults, then the ILP's rivals of its points (module docstring).
+
+    Without an ILP problem (`None`: no teacher to price the choices, or a space the ILP cannot
+    price) the uniform grid alone.
+    """
+    uniform = uniform_grid_candidates(space, resolve=candidate_of)
+    if problem is None:
+        return uniform
+    sizes = sorted({problem.cost(problem.assignment(candidate)).size_bytes for candidate in uniform})
+    between = [math.sqrt(smaller * larger) for smaller, larger in zip(sizes, sizes[1:])]
+    candidates = list(uniform)
+    for allocation in least_damage_within_sizes(problem, [*sizes, *between]):
         candidate = candidate_of(space, allocation.assignment)
         if candidate is not None and candidate not in candidates:
             candidates.append(candidate)

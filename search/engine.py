@@ -257,6 +257,8 @@ def _tune(
         allocation=AllocationSource(config, context.prepared, progress=recorder.listener.stage, run_dir=run_dir),
     )
     # Baselines are enqueued in the study once; on resume, those not yet run are still waiting there.
+    # nsga2's warm start holds every uniform width, these among them; it skips a candidate a trial
+    # already has, so for nsga2 a baseline only runs first, never twice.
     with_baselines = not resumed and not get_sampler_kind(config.search.sampler).replays_sequence
     searcher = RecordingOptunaSearch(
         recorded_keys=[*recorder.schema.metric_keys, RUNG, STEPS, NODE, "seconds", REUSED_FROM],

@@ -9,11 +9,14 @@ by the same loop as the model-based samplers. Constraints reach the samplers tha
 `Trial.set_constraint` (the engine sets them on every trial); the others ignore them and the
 engine keeps infeasible trials off the front itself.
 
-Warm starts: `nsga2` and `predictor-screened` hand a spread of the ILP's predicted front
-(`search.allocation`) to their first trials after the config's baselines
-(`search.candidate_sequences.FirstCandidates`), so their first generation covers the whole
-trade-off the damage model predicts. The ILP needs the run's `allocation` (its priced knob
-choices), which the engine computes only when a sampler asks for it.
+Warm starts (`search.candidate_sequences.FirstCandidates`, handed to the first trials after the
+config's baselines): `nsga2` starts from `warm_start_candidates`, every uniform width of the space
+and the ILP's predicted rivals of each at or below the widest uniform model's size, so its first
+generations hold the uniform models and the mixed assignments predicted to beat them; the config's
+baselines are among those candidates and run once. `predictor-screened` starts from a spread of
+the ILP's predicted front (`search.allocation`), so its predictor first sees the whole trade-off.
+The ILP needs the run's `allocation` (its priced knob choices), which the engine computes only
+when a sampler asks for it.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ from search.candidate_sequences import (
     ilp_candidates,
     sensitivity_greedy_candidates,
     uniform_grid_candidates,
+    warm_start_candidates,
 )
 from search.choice_costs import AllocationUnavailable
 from search.screened_sampler import ScreenedSampler
@@ -63,16 +67,27 @@ class PicklableNSGAIISampler(optuna.samplers.NSGAIISampler):
 
 
 class WarmStartedNSGAIISampler(PicklableNSGAIISampler):
-    """NSGA-II whose first trials after the baselines take `first_candidates` (the ILP front).
+    """NSGA-II whose first trials after the baselines take `first_candidates` (the warm start).
 
     NSGA-II samples its first generation independently (at random); these trials take the given
-    candidates instead and keep NSGA-II's bookkeeping, so they are members of its first
-    generation and parents of the next.
+    candidates instead and keep NSGA-II's bookkeeping, so they are members of the generations
+    they start in and parents of the next.
     """
 
     def __init__(self, *, first_candidates: Sequence[Candidate] = (), **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.first_candidates = FirstCandidates(first_candidates)
+
+    def before_trial(self, study: Study, trial: FrozenTrial) -> None:
+        """Enter every trial in a generation as it starts.
+
+        Optuna's NSGA-II enters a trial in a generation only in `sample_relative`, which a trial
+        whose parameters are all fixed (an enqueued baseline) never calls, and which returns
+        early here for a warm-start trial; a trial in no generation is never anyone's parent, so
+        the next generation would be drawn at random.
+        """
+        super().before_trial(study, trial)
+        self.get_trial_generation(study, trial)
 
     def sample_relative(
         self, study: Study, trial: FrozenTrial, search_space: dict[str, BaseDistribution]
@@ -149,7 +164,7 @@ class SamplerContext:
         sensitivities: Per quantizable layer, for `sensitivity-greedy`.
         layer_params: Parameters per quantizable layer, weighting the greedy steps.
         allocation: Builds the run's ILP problem (`search.sensitivity_tables.AllocationSource`):
-            needed by `ilp` and `predictor-screened`, used by `nsga2` for its first generation.
+            needed by `ilp` and `predictor-screened`, used by `nsga2` for its warm start.
     """
 
     seed: int
@@ -179,9 +194,10 @@ class SamplerKind:
 
 
 def _nsga2(context: SamplerContext) -> BaseSampler:
-    first = _ilp_front(context) if context.allocation is not None else []
     return WarmStartedNSGAIISampler(
-        population_size=context.population_size, seed=context.seed, first_candidates=spread(first, context.population_size)
+        population_size=context.population_size,
+        seed=context.seed,
+        first_candidates=warm_start_candidates(context.space, _priced_if_possible(context)),
     )
 
 
@@ -213,13 +229,15 @@ def _sensitivity_greedy(context: SamplerContext) -> BaseSampler:
     return CandidateSequenceSampler(path)
 
 
-def _ilp_front(context: SamplerContext) -> list[Candidate]:
-    """The ILP's predicted front as candidates; empty for a space the ILP cannot price (nsga2 then starts cold)."""
-    assert context.allocation is not None
+def _priced_if_possible(context: SamplerContext) -> AllocationProblem | None:
+    """The run's ILP problem, or None without a teacher or for a space the ILP cannot price (the
+    warm start then holds the uniform grid alone)."""
+    if context.allocation is None:
+        return None
     try:
-        return ilp_candidates(context.space, context.allocation())
+        return context.allocation()
     except AllocationUnavailable:
-        return []
+        return None
 
 
 def _allocation(context: SamplerContext, name: str) -> AllocationProblem:
@@ -245,7 +263,10 @@ SAMPLER_KINDS: dict[str, SamplerKind] = {
     kind.name: kind
     for kind in (
         SamplerKind(
-            "nsga2", _nsga2, False, "NSGA-II genetic search, constraint-aware, first generation from the ILP front"
+            "nsga2",
+            _nsga2,
+            False,
+            "NSGA-II genetic search, constraint-aware, first every uniform width and the ILP's mixed rivals of each",
         ),
         SamplerKind("tpe", _tpe, False, "multivariate tree-structured Parzen estimator, constraint-aware"),
         SamplerKind("gp", _gp, False, "Gaussian-process Bayesian optimisation, constraint-aware"),

@@ -9,7 +9,16 @@ import torch
 from evaluators.layer_quantization import QuantChoice, layer_choice_stats
 from evaluators.sensitivity_estimators import PerturbationEstimator, SensitivityProblem
 from hwcost import CostModel
-from search.allocation import AllocationProblem, Budget, Cell, Cost, predicted_front, solve, spread
+from search.allocation import (
+    AllocationProblem,
+    Budget,
+    Cell,
+    Cost,
+    least_damage_within_sizes,
+    predicted_front,
+    solve,
+    spread,
+)
 from search.candidate_sequences import candidate_of, ilp_candidates
 from search.choice_costs import AllocationUnavailable, allocation_problem, check_priceable, layer_choices
 from spaces.compress import ModelSpec, compress
@@ -102,6 +111,21 @@ def test_the_predicted_front_is_distinct_budgeted_and_free_of_dominated_points()
                 and other.cost.size_bytes <= allocation.cost.size_bytes
                 and other.cost.latency_ms <= allocation.cost.latency_ms
             )
+
+
+def test_least_damage_within_sizes_is_the_optimum_under_each_size_whatever_its_latency():
+    problem = made_up_problem(2)
+    every = enumerate_costs(problem)
+    sizes = sorted({cost.size_bytes for _, cost in every})
+    budgets = [sizes[0] - 1, sizes[len(sizes) // 3], sizes[len(sizes) // 2], sizes[len(sizes) // 2] + 1e-3, sizes[-1]]
+    found = least_damage_within_sizes(problem, budgets)
+    best = {budget: min(cost.damage for _, cost in every if cost.size_bytes <= budget) for budget in budgets[1:]}
+    assert len(found) == len({tuple(sorted(allocation.assignment.items())) for allocation in found}) <= len(best)
+    sizes_found = [allocation.cost.size_bytes for allocation in found]
+    assert sizes_found == sorted(sizes_found, reverse=True)
+    for budget, damage in best.items():  # each budget's optimum is among them, whatever latency it costs
+        assert any(a.cost.size_bytes <= budget and a.cost.damage == pytest.approx(damage, abs=1e-12) for a in found)
+    assert all(allocation.budget.latency_ms is None for allocation in found)
 
 
 def test_spread_keeps_both_ends_and_evenly_spaced_items():
