@@ -15,7 +15,15 @@ them), so a kernel's time is the dot product of its features with them.
 - The matrix shapes of a convolution or linear layer follow from its description alone: with M
   output channels, N output positions and K products per output, MACs = M * N * K, weights =
   M * K and outputs = M * N, so "unfolded" = N * K (the im2col buffer a convolution with a
-  kernel wider than one fills) is MACs / M.
+  kernel wider than one fills) is MACs / M, and "positions" = N (frames, or pixels of a 2-D map)
+  is MACs / weights: a convolution also pays per output position whatever its channel count
+  (onnxruntime's int8 convolution walks an indirection buffer of input pointers per position).
+- "narrow_positions" counts the positions of a convolution too narrow for the vectorised kernel:
+  fewer than `VECTOR_CHANNELS` output channels, or products per output (K, input channels times
+  kernel taps) not a multiple of `INPUT_CHANNEL_ALIGNMENT`. onnxruntime's int8 convolution then
+  leaves its symmetric indirect kernel for im2col and a generic integer GEMM (MLAS
+  `MlasConvSymPackWSize`), several times slower per MAC: a ResNet's stem (one input channel) and
+  8-channel first stage cost far more than their MACs say.
 - "nibble_weights" counts, for a runtime that decodes codes on every run, the weights whose codes
   sit in 4-bit containers, which a DequantizeLinear unpacks first.
 - Two depend on the per-core L2 cache (`cache_features`). Repeated inferences find a model's
@@ -35,7 +43,8 @@ from dataclasses import dataclass, field
 from spaces.description import LayerDescription
 
 FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "gemm": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights", "unfolded", "cold_weights"),
+    "gemm": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights", "unfolded", "positions", "narrow_positions",
+             "cold_weights"),
     "sequence_input": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights", "unfolded"),
     "depthwise": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights"),
     "recurrent": ("calls", "macs", "steps", "outputs", "weights", "nibble_weights", "spilled_steps"),
@@ -136,9 +145,11 @@ def layer_features(layer: LayerDescription) -> dict[str, float]:
     if kind_set in ("gemm", "sequence_input"):
         output_channels = outputs * weights / macs if macs > 0 else 0.0
         unfolded = macs / output_channels if output_channels > 0 else 0.0
+        positions = macs / weights if weights > 0 else 0.0
+        narrow = layer.kind in _CONVOLUTIONS and _narrow(output_channels, weights / output_channels if output_channels else 0.0)
         return {
             "calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "nibble_weights": 0.0,
-            "unfolded": unfolded,
+            "unfolded": unfolded, "positions": positions, "narrow_positions": positions if narrow else 0.0,
         }  # fmt: skip
     if kind_set == "depthwise":
         return {"calls": 1.0, "macs": macs, "inputs": inputs, "outputs": outputs, "weights": weights, "nibble_weights": 0.0}
@@ -146,6 +157,21 @@ def layer_features(layer: LayerDescription) -> dict[str, float]:
         steps = layer.sequential_steps_per_second
         return {"calls": 1.0, "macs": macs, "steps": steps, "outputs": outputs, "weights": weights, "nibble_weights": 0.0}
     return {"calls": 1.0, "inputs": inputs, "outputs": outputs}
+
+
+VECTOR_CHANNELS = 16
+"""Fewest output channels onnxruntime's int8 convolution packs for its vectorised kernel (MLAS
+`FilterOutputChannelPackCount`, every x86 dispatch)."""
+INPUT_CHANNEL_ALIGNMENT = 4
+"""Input channels that kernel takes in groups of (MLAS `KernelInputChannelAlignment`): a K that is
+no multiple of it has input channels that are none either."""
+_CONVOLUTIONS = frozenset({"conv1d", "conv2d"})
+
+
+def _narrow(output_channels: float, reduction: float) -> bool:
+    """Whether a convolution of `output_channels` and `reduction` products per output is too
+    narrow for the vectorised kernel (see "narrow_positions")."""
+    return round(output_channels) < VECTOR_CHANNELS or round(reduction) % INPUT_CHANNEL_ALIGNMENT != 0
 
 
 SPILL_START = 0.5
@@ -212,10 +238,12 @@ __all__ = [
     "CostModelError",
     "ELEMENTWISE_CLASS",
     "INFERENCE_OP",
+    "INPUT_CHANNEL_ALIGNMENT",
     "KIND_FEATURE_SETS",
     "REQUANTIZE_OP",
     "SPILL_FULL",
     "SPILL_START",
+    "VECTOR_CHANNELS",
     "Kernel",
     "cache_features",
     "check_coefficients",

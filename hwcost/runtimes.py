@@ -17,7 +17,9 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   Gather from a table is constant-folded to float when the session loads;
 - in a QDQ graph (static quantization by `onnxruntime.quantization`, batch norms folded first),
   QDQ propagation turns Conv, Gemm, Add, Mul, Sigmoid, Softmax and GlobalAveragePool into
-  QLinear kernels, a Relu after a QLinearConv into its output range; ConvTranspose, PRelu, LSTM,
+  QLinear kernels, and the quantizer removes a Relu whose input is quantized (QDQRemovableActivation:
+  the output range of the kernel before it starts at zero), after a QLinearConv as after a
+  QLinearAdd (a ResNet block's sum and ReLU); ConvTranspose, PRelu, LSTM,
   InstanceNormalization (GroupNorm), an unfolded BatchNormalization, Tanh and the statistics
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
   QuantizeLinear: each change between the two regions is a requantize kernel. The integer
@@ -282,7 +284,7 @@ _FLOAT_EPILOGUES = {
 _DECODED_EPILOGUES = _epilogues(FLOAT_DECODED, (("conv1d", "conv2d", "depthwise_conv", "linear"), (_FUSED_ACTIVATIONS,)))
 _INT8_EPILOGUES = {
     **_epilogues(INT8, (("conv1d", "conv2d", "depthwise_conv"), (_BATCHNORM, _RELU))),
-    **_epilogues(INT8, (("linear",), (_RELU,))),
+    **_epilogues(INT8, (("linear", "elementwise", "activation", "pooling"), (_RELU,))),
 }
 
 RUNTIMES: dict[str, Runtime] = {}

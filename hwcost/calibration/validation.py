@@ -8,7 +8,8 @@ so none of these is part of a fit. Each model is lowered in the target runtime's
 codes; static int8 with 8-bit activations), timed on one thread (median CPU time), its peak
 memory measured in a fresh process, and both set beside the target's prediction.
 
-Worst layer kinds: one profiled session per model gives each graph node's share of the run; a
+Worst layer kinds: one profiled session per model gives each graph node's share of the run
+(net of the profiler's own per-node cost, `hwcost.calibration.profiling`); a
 node is attributed to the description layer whose name its module path starts with (onnxruntime
 keeps the exporter's `/module/path/Op` names, a fused node one of its ops'), or to the layers
 inside its module when it runs several (an LSTM node runs its layers' gate matrices; their share
@@ -23,14 +24,11 @@ import math
 import os
 import re
 import statistics
-import tempfile
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
-import onnxruntime
 from scipy.stats import spearmanr
 
 from hwcost.calibration.backends import Backend, PreparedModel, lower_and_time
@@ -42,8 +40,8 @@ from hwcost.calibration.measure import (
     host_provenance,
     measure_peak_memory,
     reference_ms,
-    session_options,
 )
+from hwcost.calibration.profiling import node_times_us
 from hwcost.estimator import CostEstimate, CostModel
 from hwcost.kernels import INFERENCE_OP, layer_op
 from hwcost.profile import TargetProfile
@@ -52,9 +50,6 @@ from spaces.compress import ModelSpec
 
 FRAMES_PER_SECOND = 100
 """Filterbank frames per second of audio (10 ms hop), as every verification config uses."""
-
-PROFILED_RUNS = 10
-"""Runs of the profiled session that attributes time to layer kinds."""
 
 UNATTRIBUTED = "unattributed"
 """Op of measured time whose graph node names no description layer (input transposes, Res2Net splits)."""
@@ -388,19 +383,16 @@ def _compare(case: ModelCase, measurement: PreparedMeasurement, estimate: CostEs
 
 
 def _layer_shares(prepared: PreparedModel, layers: set[str]) -> dict[tuple[str, ...], float]:
-    """Each layer's (or group of layers') share of a profiled run's node time; () for nodes naming none."""
-    with tempfile.TemporaryDirectory(prefix="hwcost-profile-") as folder:
-        options = session_options()
-        options.enable_profiling = True
-        options.profile_file_prefix = str(Path(folder) / "profile")
-        session = onnxruntime.InferenceSession(prepared.graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-        for _ in range(PROFILED_RUNS):
-            session.run(None, prepared.feeds)
-        events = json.loads(Path(session.end_profiling()).read_text())
+    """Each layer's (or group of layers') share of a profiled run's node time, the profiler's own
+    cost taken off (`hwcost.calibration.profiling`); () for nodes naming none."""
+    return layer_shares(node_times_us(prepared.graph, prepared.feeds), layers)
+
+
+def layer_shares(node_times: Mapping[str, float], layers: set[str]) -> dict[tuple[str, ...], float]:
+    """Node times summed per layer (or group of layers, `_layers_of`) as shares of their total."""
     durations: dict[tuple[str, ...], float] = defaultdict(float)
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            durations[_layers_of(event["name"].removesuffix("_kernel_time"), layers)] += event["dur"]
+    for node, duration in node_times.items():
+        durations[_layers_of(node, layers)] += duration
     total = sum(durations.values())
     return {layer: duration / total for layer, duration in durations.items()} if total else {}
 
@@ -471,6 +463,7 @@ __all__ = [
     "ValidationError",
     "ValidationReport",
     "check_host",
+    "layer_shares",
     "measure_set",
     "print_report",
     "validate",

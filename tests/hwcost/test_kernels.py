@@ -40,6 +40,36 @@ def test_a_linear_layer_unfolds_nothing_beyond_its_input():
     assert layer_features(linear)["unfolded"] == pytest.approx(1280)
 
 
+def test_a_convolution_counts_its_output_positions():
+    assert layer_features(CONV)["positions"] == pytest.approx(100)
+
+
+def _conv2d(inputs: int, outputs: int, positions: int) -> LayerDescription:
+    """A 3x3 convolution of `inputs` -> `outputs` channels over `positions` output pixels."""
+    reduction = inputs * 9
+    return LayerDescription(
+        "conv2d", "conv2d", params=outputs * reduction, macs_per_second=outputs * reduction * positions,
+        input_elements_per_second=inputs * positions, output_elements_per_second=outputs * positions,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "narrow"),
+    [(8, 8, True), (1, 16, True), (6, 32, True), (8, 16, False), (16, 16, False), (24, 24, False), (32, 64, False)],
+)
+def test_convolutions_narrower_than_the_vector_kernel_count_their_positions_as_narrow(inputs, outputs, narrow):
+    """Fewer than 16 output channels, or input channels that are no multiple of 4 (a ResNet stem's
+    one channel): onnxruntime's int8 convolution falls back to im2col and a generic GEMM."""
+    features = layer_features(_conv2d(inputs, outputs, 4000))
+    assert features["positions"] == pytest.approx(4000)
+    assert features["narrow_positions"] == pytest.approx(4000 if narrow else 0.0)
+
+
+def test_a_narrow_linear_layer_has_no_narrow_positions():
+    linear = LayerDescription("fc", "linear", params=64 * 8, macs_per_second=64 * 8, input_elements_per_second=64, output_elements_per_second=8)
+    assert layer_features(linear)["narrow_positions"] == 0.0
+
+
 def test_a_calibrated_key_is_priced_by_its_coefficients_and_others_by_the_roofline():
     kernels = {"conv1d/fp32": {"calls": 1000.0, "macs": 0.5}, "inference/fp32": {"calls": 3000.0}}
     profile = profile_from_dict({**BASE, "measured": {"kernels": kernels}})

@@ -126,6 +126,18 @@ def test_int8_runs_integer_kernels_and_leaves_transposed_convolution_prelu_and_l
     assert requantizes == {"conv", "prelu", "conv2", "decoder", "add"}
 
 
+def test_int8_drops_the_relu_after_a_quantized_residual_add():
+    """The static quantizer removes a Relu whose input is quantized (its range starts at zero), so
+    a ResNet block's sum and ReLU is one QLinearAdd, with no float region between it and the next
+    convolution."""
+    lowered = _lower(
+        "onnxruntime-int8", _conv(kind="conv2d", bits=8, activation_bits=8), _free("add", "elementwise", "add", activation_bits=8),
+        _free("relu", "activation", "relu", activation_bits=8), _conv("next", kind="conv2d", bits=8, activation_bits=8),
+    )  # fmt: skip
+    assert lowered["add"].variant == INT8 and lowered["relu"].fused_into == "add"
+    assert not any(kernel.op == REQUANTIZE_OP for name in ("add", "next") for kernel in lowered[name].kernels)
+
+
 def test_int8_needs_8_bit_weights_and_activations():
     float_activations = _lower("onnxruntime-int8", _conv(bits=8), _free("add", "elementwise", "add"))
     four_bit = _lower("onnxruntime-int8", _conv(bits=4, activation_bits=8))
