@@ -10,11 +10,15 @@ pattern are on, its defaults. So it counts
                                                         type touches on first use
          + sum over weight-owning layers of copies[key] * resident weight bytes
          + activation_factor * largest activation set   one layer's input + output
-         + output_factor * all layer outputs            what the planner keeps beside it (skip
-         + held_output_factor * largest outputs         paths, tensors read again later): all
-                                                        outputs of a short model, a few of the
-                                                        largest of a long one whose buffers the
-                                                        planner reuses
+         + live_factor * live activations               the layer outputs held at once in the
+                                                        runtime's execution order
+                                                        (`hwcost.liveness`), as the first run
+                                                        allocates them tensor by tensor
+         + pattern_factor * live activations beyond     the memory pattern's block: the second
+           the arena's first region                     run allocates the live set as one block,
+                                                        which the arena's free space holds only
+                                                        up to about its first region; beyond it
+                                                        the block takes a region of its own
          + decoded_factor * largest decoded weight      float weights decoded on a run
 
 A layer's resident weight bytes are what its runtime keeps (`Runtime.resident_weight_bits`):
@@ -33,14 +37,14 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from hwcost.liveness import live_bytes
 from hwcost.runtimes import Lowering, Runtime
 
-HELD_OUTPUTS = 8
-"""modelled: the planner's live set at the peak is at most this many of the largest layer outputs
-(a block's input, its skip sum, the tensors between); a long model reuses the buffers of the rest."""
+ARENA_FIRST_REGION_BYTES = 1 << 20
+"""onnxruntime's CPU arena's first region (`BFCArena::DEFAULT_INITIAL_CHUNK_SIZE_BYTES`, 1 MiB)."""
 
 MEMORY_TERMS = (
-    "fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "output_factor", "held_output_factor",
+    "fixed_bytes", "kernel_type_bytes", "weight_copies", "activation_factor", "live_factor", "pattern_factor",
     "decoded_factor",
 )  # fmt: skip
 """Keys of a profile's `measured.memory` section."""
@@ -57,8 +61,9 @@ class MemoryCoefficients:
         weight_copies: Cost key -> copies of a layer's resident weights held at the peak; keys not
             named hold `default_copies`.
         activation_factor: Held activations as a multiple of the largest layer input + output.
-        output_factor: Held activations as a fraction of all layer outputs together.
-        held_output_factor: Held activations as a multiple of the `HELD_OUTPUTS` largest outputs.
+        live_factor: Held activations as a multiple of the layer outputs live at once.
+        pattern_factor: Held activations as a multiple of the live outputs beyond the arena's
+            first region (`ARENA_FIRST_REGION_BYTES`): the memory pattern's block.
         decoded_factor: Held decoded weights as a multiple of the largest per-run decoded weight.
         default_copies: Copies of weights whose key `weight_copies` does not name.
     """
@@ -67,8 +72,8 @@ class MemoryCoefficients:
     kernel_type_bytes: float = 0.0
     weight_copies: Mapping[str, float] = field(default_factory=dict)
     activation_factor: float = 1.0
-    output_factor: float = 0.0
-    held_output_factor: float = 0.0
+    live_factor: float = 0.0
+    pattern_factor: float = 0.0
     decoded_factor: float = 1.0
     default_copies: float = 1.0
 
@@ -95,24 +100,26 @@ class MemoryFeatures:
         kernel_types: Distinct kernels (cost keys) the inference runs.
         weights: Resident weight bytes per cost key (shared weights once, with their owner).
         activations: Bytes of the largest layer input + output.
-        outputs: Bytes of all layer outputs together.
-        held_outputs: Bytes of the `HELD_OUTPUTS` largest layer outputs.
+        live: Most bytes of layer outputs held at once (`hwcost.liveness.live_bytes`).
         decoded: Bytes of the largest weight decoded on a run.
     """
 
     kernel_types: int
     weights: Mapping[str, float]
     activations: float
-    outputs: float
-    held_outputs: float
+    live: float
     decoded: float
+
+    @property
+    def live_beyond_first_region(self) -> float:
+        """Live bytes beyond the arena's first region: what the memory pattern's block holds again."""
+        return max(0.0, self.live - ARENA_FIRST_REGION_BYTES)
 
 
 def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
     """What one inference of a lowered description holds, in the terms of the peak-memory model."""
     weights: dict[str, float] = {}
     largest_activations = 0.0
-    outputs: list[float] = []
     largest_decoded = 0.0
     for lowered in lowering.layers:
         layer = lowered.layer
@@ -121,15 +128,13 @@ def memory_features(lowering: Lowering, runtime: Runtime) -> MemoryFeatures:
             if executed is not None:
                 activations = (executed.input_elements_per_second + executed.output_elements_per_second)
                 largest_activations = max(largest_activations, math.ceil(activations * executed.activation_bits / 8))
-                outputs.append(executed.output_elements_per_second * executed.activation_bits / 8)
         if not layer.shared_with and (layer.params or layer.extra_params):
             key = lowered.kernels[-1].key if lowered.kernels else f"{layer.kind}/{lowered.variant}"
             weights[key] = weights.get(key, 0.0) + runtime.resident_weight_bits(lowered) / 8
         largest_decoded = max(largest_decoded, runtime.decoded_weight_bits(lowered) / 8)
     kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
     kernel_types = {kernel.key for kernel in kernels}
-    held = sum(sorted(outputs, reverse=True)[:HELD_OUTPUTS])
-    return MemoryFeatures(len(kernel_types), weights, largest_activations, sum(outputs), held, largest_decoded)
+    return MemoryFeatures(len(kernel_types), weights, largest_activations, live_bytes(lowering), largest_decoded)
 
 
 def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoefficients) -> PeakMemory:
@@ -141,10 +146,18 @@ def peak_memory(lowering: Lowering, runtime: Runtime, coefficients: MemoryCoeffi
         fixed_bytes=coefficients.fixed_bytes + coefficients.kernel_type_bytes * features.kernel_types,
         weight_bytes=weight_bytes,
         activation_bytes=coefficients.activation_factor * features.activations
-        + coefficients.output_factor * features.outputs
-        + coefficients.held_output_factor * features.held_outputs,
+        + coefficients.live_factor * features.live
+        + coefficients.pattern_factor * features.live_beyond_first_region,
         decoded_bytes=coefficients.decoded_factor * features.decoded,
     )
 
 
-__all__ = ["MEMORY_TERMS", "MemoryCoefficients", "MemoryFeatures", "PeakMemory", "memory_features", "peak_memory"]
+__all__ = [
+    "ARENA_FIRST_REGION_BYTES",
+    "MEMORY_TERMS",
+    "MemoryCoefficients",
+    "MemoryFeatures",
+    "PeakMemory",
+    "memory_features",
+    "peak_memory",
+]

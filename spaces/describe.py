@@ -85,8 +85,9 @@ def describe_model(
     shared_with = shared_with or {}
     layers: list[LayerDescription] = []
     traced: set[str] = set()
+    writers = _Writers()
 
-    def add(work: _LayerWork) -> None:
+    def add(work: _LayerWork, input_layers: tuple[int, ...]) -> None:
         name = work.name
         bits = weight_bits.get(name, FLOAT_BITS) if work.params else FLOAT_BITS
         family = _layer_quantizer(quantizer, name) if bits < FLOAT_BITS else "none"
@@ -109,13 +110,17 @@ def describe_model(
                 operation=work.operation,
                 weight_decoding=_WEIGHT_DECODINGS.get(type(get_quantizer(family).decoding), "") if bits < FLOAT_BITS else "",
                 integer_weights=bits < FLOAT_BITS and get_quantizer(family).runs_on_integer_kernels(bits),
+                input_layers=input_layers,
             )
         )
         traced.add(name)
 
     def record(name: str, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        input_layers = writers.read(inputs)
         for work in _layer_work(name, module, inputs, output):
-            add(work)
+            add(work, input_layers)
+            input_layers = (len(layers) - 1,)  # a module described as several layers (an LSTM's gate matrices) chains them
+        writers.wrote(output[0] if isinstance(output, tuple) else output, len(layers) - 1)
 
     handles = [
         module.register_forward_hook(lambda m, i, o, name=name: record(name, m, i, o))
@@ -132,6 +137,30 @@ def describe_model(
             handle.remove()
         model.train(was_training)
     return ModelDescription(family=family, layers=tuple(layers), sample_rate=sample_rate)
+
+
+class _Writers:
+    """Which described layer wrote each tensor of a traced run, by the address of its data.
+
+    Views (reshape, unsqueeze, transpose) keep the address, so a layer reading a view of another
+    layer's output reads that layer; a tensor computed outside any described layer (padding,
+    concatenation) has no writer. Every output is kept referenced until the trace ends, so no
+    address is reused by a later tensor.
+    """
+
+    def __init__(self) -> None:
+        self._writer: dict[int, int] = {}
+        self._kept: list[torch.Tensor] = []
+
+    def read(self, inputs: tuple) -> tuple[int, ...]:
+        """Positions of the layers that wrote `inputs`, in order, each once."""
+        found = (self._writer.get(x.data_ptr()) for x in inputs if isinstance(x, torch.Tensor) and x.numel())
+        return tuple(dict.fromkeys(position for position in found if position is not None))
+
+    def wrote(self, output: Any, position: int) -> None:
+        if isinstance(output, torch.Tensor) and output.numel():
+            self._writer[output.data_ptr()] = position
+            self._kept.append(output)
 
 
 @dataclass(frozen=True)

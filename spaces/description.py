@@ -108,6 +108,11 @@ class LayerDescription:
         integer_weights: Whether an integer (QDQ) export writes the codes as int8 levels that
             onnxruntime's integer kernels run exactly (`Quantizer.runs_on_integer_kernels`): then a
             sub-8-bit layer runs on int8 kernels too. False for FP32 layers.
+        input_layers: Positions in `ModelDescription.layers` of the layers whose outputs this
+            layer reads, as traced: the model's dataflow, which decides how long a runtime holds
+            each output (a skip path's input lives until the sum that reads it). Empty for a layer
+            reading only model inputs or tensors no described layer wrote, and in descriptions
+            written before the dataflow was recorded.
     """
 
     name: str
@@ -128,8 +133,10 @@ class LayerDescription:
     operation: str = ""
     weight_decoding: str = ""
     integer_weights: bool = False
+    input_layers: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "input_layers", tuple(self.input_layers))  # a list when read from JSON
         if self.kind not in LAYER_KINDS:
             raise ValueError(f"layer {self.name!r}: unknown kind {self.kind!r}; expected one of {LAYER_KINDS}")
         if not 1 <= self.weight_bits <= FLOAT_BITS:
@@ -181,6 +188,14 @@ class ModelDescription:
     sample_rate: int = 16000
     size_bytes: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for position, layer in enumerate(self.layers):
+            if any(not 0 <= source < position for source in layer.input_layers):
+                raise ValueError(
+                    f"layer {layer.name!r} (position {position}): input_layers={layer.input_layers}; a layer reads "
+                    "only the outputs of layers before it"
+                )
 
     @property
     def params(self) -> int:

@@ -195,8 +195,8 @@ def _memory_section(memory: MemoryCoefficients) -> dict[str, Any]:
         "kernel_type_bytes": _rounded(memory.kernel_type_bytes),
         "weight_copies": {key: _rounded(value) for key, value in sorted(memory.weight_copies.items())},
         "activation_factor": _rounded(memory.activation_factor),
-        "output_factor": _rounded(memory.output_factor),
-        "held_output_factor": _rounded(memory.held_output_factor),
+        "live_factor": _rounded(memory.live_factor),
+        "pattern_factor": _rounded(memory.pattern_factor),
         "decoded_factor": _rounded(memory.decoded_factor),
     }
 

@@ -136,6 +136,29 @@ class _WeightedPooling(_Stack):
         return torch.zeros(self.shape), torch.zeros(self.shape)
 
 
+class _Separator(_Stack):
+    """`depth` of the extractor's separator blocks (dilations 1, 2, 4, ...) with their skip paths
+    summed, and the sum added to the blocks' output at the end, as the extractor's mask reads it.
+
+    The skip sum is read only at the end, so onnxruntime runs the skip convolutions last and holds
+    every block's hidden output until then (`hwcost.liveness`): the cases that put the peak-memory
+    fit's live activations at the extractor's sizes (several megabytes), beyond what a chain of
+    layers holds.
+    """
+
+    def __init__(self, channels: int, hidden: int, frames: int, depth: int) -> None:
+        blocks = [TemporalBlock(channels, hidden, 3, 2**index, skip_channels=channels) for index in range(depth)]
+        super().__init__(blocks, (1, channels, frames))
+        self.skip_adds = nn.ModuleList(Add() for _ in range(depth))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x, skips = self.layers[0](x)
+        for block, add in zip(self.layers[1:], self.skip_adds):
+            x, skip = block(x)
+            skips = add(skips, skip)
+        return self.skip_adds[-1](x, skips)
+
+
 class _Recurrent(_Stack):
     """A `QuantizableLSTM` over `[1, frames, inputs]`, returning its per-frame outputs."""
 
@@ -267,6 +290,8 @@ class Grid:
     decoder: tuple[tuple[int, int, int], ...]
     elementwise: tuple[tuple[int, int], ...]
     depths: tuple[int, int] = (1, 3)
+    separator: tuple[tuple[int, int, int], ...] = ()
+    separator_depths: tuple[int, int] = (2, 6)
 
 
 FULL_GRID = Grid(
@@ -288,11 +313,14 @@ FULL_GRID = Grid(
     # (channels, dilation, frames): depthwise convolutions (with their PReLU in the temporal blocks)
     depthwise=((128, 1, 500), (256, 2, 500), (64, 4, 1000), (512, 1, 250), (96, 8, 500), (48, 2, 500)),
     # (input channels, channels, bins, stride, frames): ResNet basic blocks, the first two on the
-    # stem's one input channel (narrow convolutions: `hwcost.kernels`, "narrow_positions")
+    # stem's one input channel (narrow convolutions: `hwcost.kernels`, "narrow_positions"), the last
+    # five the wide late stages at the positions they run on (without them the fit sees wide
+    # convolutions on a few dozen positions only, and prices a wide ResNet's late stages low)
     residual2d=(
         (1, 16, 40, 1, 100), (1, 32, 40, 1, 100),
         (8, 8, 40, 1, 100), (8, 16, 40, 2, 100), (16, 32, 20, 2, 50), (32, 32, 10, 1, 25), (32, 64, 10, 2, 25),
         (16, 16, 20, 1, 50), (64, 64, 5, 1, 13), (24, 24, 40, 1, 100), (96, 128, 5, 2, 13), (192, 192, 3, 1, 7),
+        (48, 96, 20, 2, 50), (96, 96, 10, 1, 25), (128, 128, 10, 1, 25), (192, 192, 5, 1, 13), (256, 256, 5, 1, 13),
     ),
     # (inputs, outputs, frames): embedding layers (one frame) and per-frame ones
     dense=(
@@ -308,6 +336,8 @@ FULL_GRID = Grid(
     decoder=((64, 16, 1000), (256, 32, 500), (128, 32, 500), (512, 64, 250)),
     # (channels, frames): activations, norms, gates, residual sums and pooling
     elementwise=((64, 100), (256, 100), (1024, 100), (64, 500), (256, 500), (128, 1000), (16, 100), (256, 1)),
+    # (channels, hidden, frames): the extractor's separator stacks, skip paths summed
+    separator=((64, 128, 1000), (128, 256, 500), (96, 192, 1000), (128, 256, 1000)),
 )
 """The grid `search hwcost calibrate` measures by default."""
 
@@ -342,6 +372,7 @@ def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = ()
         *_cases("dense", _dense, grid.dense, depths, weight_formats=formats),
         *_cases("recurrent", _Recurrent, grid.recurrent, weight_formats=formats),
         *_cases("decoder", _decoder, grid.decoder, weight_formats=formats),
+        *_cases("separator", _Separator, grid.separator, grid.separator_depths),
     ]
     for op in _ELEMENTWISE_MODULES:
         cases += _cases(op, functools.partial(_chain, op), grid.elementwise, depths)

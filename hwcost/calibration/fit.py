@@ -9,8 +9,8 @@ norm) and the fixed work of a run be shared by all. Non-negative coefficients ke
 from getting cheaper as it grows.
 
 Peak memory: linear in the runtime's fixed cost, each cost key's resident weight bytes, the
-largest activation set and the largest decoded weight (`hwcost.memory.memory_features`), fitted
-the same way.
+largest activation set, the activations live at once and the largest decoded weight
+(`hwcost.memory.memory_features`), fitted the same way.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ MIN_FITTED_WEIGHT_BYTES = 1 << 20
 _FIXED = "fixed_bytes"
 _KERNEL_TYPES = "kernel_type_bytes"
 _ACTIVATIONS = "activation_factor"
-_OUTPUTS = "output_factor"
-_HELD_OUTPUTS = "held_output_factor"
+_LIVE = "live_factor"
+_PATTERN = "pattern_factor"
 _DECODED = "decoded_factor"
 
 
@@ -155,7 +155,7 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         rows.append(
             {
                 _FIXED: 1.0, _KERNEL_TYPES: case.kernel_types, _ACTIVATIONS: case.activations,
-                _OUTPUTS: case.outputs, _HELD_OUTPUTS: case.held_outputs, _DECODED: case.decoded, **copies,
+                _LIVE: case.live, _PATTERN: case.live_beyond_first_region, _DECODED: case.decoded, **copies,
             }  # fmt: skip
         )
         offsets.append(sum(value for key, value in case.weights.items() if key not in fitted_keys))
@@ -167,8 +167,8 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
         kernel_type_bytes=solution[_KERNEL_TYPES],
         weight_copies={column.removeprefix("copies:"): value for column, value in solution.items() if column.startswith("copies:")},
         activation_factor=solution[_ACTIVATIONS],
-        output_factor=solution[_OUTPUTS],
-        held_output_factor=solution[_HELD_OUTPUTS],
+        live_factor=solution[_LIVE],
+        pattern_factor=solution[_PATTERN],
         decoded_factor=solution[_DECODED],
     )
     errors = {o.name: value / o.measured_peak_bytes - 1 for o, value in zip(measured_cases, fitted)}

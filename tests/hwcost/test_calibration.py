@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -13,14 +14,16 @@ import pytest
 import torch
 from torch import nn
 
-from hwcost import CostModel, load_target
+from hwcost import CostModel, get_runtime, load_target
 from hwcost.calibration.backends import get_backend
 from hwcost.calibration.calibrate import calibrate, write_profile
 from hwcost.calibration.cases import TABLE_CODES, Grid, calibration_cases, micro_case
 from hwcost.calibration.measure import TimingPlan, measure_peak_memory, reference_graph, session_options, time_graphs
 from hwcost.estimator import FITTED
+from hwcost.liveness import live_bytes
 from search.cli import main
 from search.onnx_export import export_onnx
+from spaces.describe import describe_model
 
 FAST = TimingPlan(warmup_runs=1, min_runs=3, min_cpu_seconds=0.0)
 TINY_GRID = Grid(
@@ -128,3 +131,18 @@ def test_times_are_kept_relative_to_the_load_reference():
     assert 0.7 < timing.ratio < 1.4
     assert timing.reference_ms > 0 and timing.runs >= 40
     assert timing.at_reference(2.0) == pytest.approx(2.0 * timing.ratio)
+
+
+def test_separator_cases_hold_every_blocks_hidden_output_until_the_skip_sum():
+    channels, hidden, frames = 8, 16, 50
+    grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), separator=((channels, hidden, frames),))
+    runtime = get_runtime("onnxruntime-fp32")
+    live = {}
+    for case in calibration_cases(grid):
+        model = case.model().eval()
+        description = describe_model(model, "microbench", model.example_inputs(16000), 16000)
+        live[case.name] = live_bytes(runtime.lower(description))
+    shallow, deep = grid.separator_depths
+    # onnxruntime runs the skip convolutions after the last block: each block more holds one more hidden output
+    extra = live[f"separator-{channels}x{hidden}x{frames}-d{deep}"] - live[f"separator-{channels}x{hidden}x{frames}-d{shallow}"]
+    assert extra == (deep - shallow) * hidden * frames * 4

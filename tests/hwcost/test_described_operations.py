@@ -1,7 +1,10 @@
-"""Descriptions record what runtimes run differently: the operation of a parameter-free layer and
-how a quantized layer's codes are decoded; descriptions written before either load unchanged."""
+"""Descriptions record what runtimes run differently: the operation of a parameter-free layer, how
+a quantized layer's codes are decoded and which layers' outputs each layer reads; descriptions
+written before any of them load unchanged."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import torch
@@ -77,4 +80,29 @@ def test_descriptions_written_before_operations_and_decodings_load_unchanged():
     }
     description = ModelDescription.from_dict(old)
     assert [(layer.operation, layer.weight_decoding) for layer in description.layers] == [("", ""), ("", "")]
+    assert [layer.input_layers for layer in description.layers] == [(), ()]
     assert ModelDescription.from_dict(description.to_dict()) == description
+
+
+def test_layers_record_the_layers_whose_outputs_they_read():
+    description = describe_model(_Layers(), "toy", torch.zeros(1, 8, 20), 16000)
+    names = [layer.name for layer in description.layers]
+    reads = {layer.name: tuple(names[source] for source in layer.input_layers) for layer in description.layers}
+    assert reads == {
+        "conv": (),  # the model's input
+        "relu": ("conv",),
+        "prelu": ("relu",),
+        "add": ("prelu",),  # and the model's input
+        "average": ("prelu",),
+        "sigmoid": ("average",),
+        "gate": ("add", "sigmoid"),
+        "context": ("gate",),
+        "pool": ("context",),
+    }
+    assert ModelDescription.from_dict(json.loads(description.to_json())) == description
+
+
+def test_a_layer_reads_only_layers_before_it():
+    first = LayerDescription("a", "activation", operation="relu")
+    with pytest.raises(ValueError, match="layer 'b' \\(position 1\\): input_layers=\\(1,\\)"):
+        ModelDescription("toy", (first, LayerDescription("b", "activation", operation="relu", input_layers=(1,))))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from hwcost import CostModel, ProfileError, get_runtime, profile_from_dict
-from hwcost.memory import MemoryCoefficients, memory_features, peak_memory
+from hwcost.memory import ARENA_FIRST_REGION_BYTES, MemoryCoefficients, memory_features, peak_memory
 from spaces.description import LayerDescription, ModelDescription
 from hand_profile import HAND_CPU
 
@@ -15,8 +15,8 @@ MEMORY = {
     "kernel_type_bytes": 1e5,
     "weight_copies": {"conv1d/fp32": 2.0},
     "activation_factor": 1.5,
-    "output_factor": 0.0,
-    "held_output_factor": 0.0,
+    "live_factor": 0.0,
+    "pattern_factor": 0.0,
     "decoded_factor": 1.0,
 }
 
@@ -79,3 +79,17 @@ def test_weight_copies_must_name_cost_keys():
     bad = {**MEMORY, "weight_copies": {"attention/fp32": 1.0}}
     with pytest.raises(ProfileError, match="unknown op 'attention'"):
         profile_from_dict({**BASE, "measured": {"memory": bad}})
+
+
+def test_live_activations_beyond_the_arenas_first_region_are_held_again_by_the_memory_pattern():
+    runtime = get_runtime("onnxruntime-fp32")
+    small, large = 50_000, 400_000  # elements: 0.4 MB of outputs live at once, then 3.2 MB
+    coefficients = MemoryCoefficients(activation_factor=0.0, live_factor=1.5, pattern_factor=2.0)
+    for elements in (small, large):
+        lowering = runtime.lower(_model(_conv("a", elements=elements), _conv("b", elements=elements)))
+        features = memory_features(lowering, runtime)
+        assert features.live == 2 * elements * 4  # both outputs: b reads a's
+        beyond = max(0.0, features.live - ARENA_FIRST_REGION_BYTES)
+        assert features.live_beyond_first_region == beyond
+        assert peak_memory(lowering, runtime, coefficients).activation_bytes == 1.5 * features.live + 2.0 * beyond
+    assert beyond > 0
