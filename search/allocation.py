@@ -28,7 +28,7 @@ larger than each (a warm start puts one under every uniform model).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +94,19 @@ class AllocationProblem:
         """The ILP knobs' values in a candidate (`bits.x@kmeans` counts as `bits.x`; missing ones at their default)."""
         values = {parameter.split("@", 1)[0]: value for parameter, value in candidate.items()}
         return {knob: values.get(knob, self.defaults[knob]) for knob in self.knobs}
+
+    def limited_to(self, widths: Mapping[str, Collection[int]]) -> AllocationProblem:
+        """The same problem with each bits knob named in `widths` offered only those of its widths.
+
+        Its other choices and their cells are dropped, so every solution keeps the knob within them;
+        knobs not named keep every width. A quantizer left with no width on some knob cannot be chosen.
+        """
+        bits_knobs = {
+            knob: tuple(bits for bits in values if knob not in widths or bits in widths[knob])
+            for knob, values in self.bits_knobs.items()
+        }
+        cells = tuple(cell for cell in self.cells if cell.choice.bits in bits_knobs[cell.bits_knob])
+        return AllocationProblem(bits_knobs, self.quantizer_knobs, self.defaults, cells, self.base)
 
     def cost(self, assignment: Mapping[str, Any]) -> Cost:
         """The predicted cost of an assignment (every knob given, or at its default).

@@ -18,7 +18,13 @@ is left out, so the lists stay valid for knob sets this module does not know.
   ILP's least-damage mixed assignment no larger than each uniform point, and no larger than the
   geometric mean of each two neighbouring points' sizes: the predicted rivals of the uniform
   models, spread over the sizes where compression happens (at or below the widest uniform model,
-  the 8-bit one in most spaces).
+  the 8-bit one in most spaces). Each rival keeps every bits knob within one step of the width of
+  the widest uniform model that fits its size (`near_widths`): the damage table is a model of each
+  layer quantized alone, and a second-order one for the default estimator, so it is trusted for
+  small moves away from a uniform model, not for dropping a layer several widths below the rest.
+  A layer whose loss is flat around the teacher's weights (ECAPA-TDNN's attentive pooling) is
+  priced near zero at every width, yet hurts at 2 bits; unconstrained, the ILP would put every such
+  layer at the narrowest width in every rival, whatever its size.
 - `sensitivity_greedy_candidates`: Liu et al. 2024 / HAWQ style. Starting from every group at its
   widest quantized choice, repeatedly lower one group by one step, choosing the group whose step costs the
   least predicted damage per bit saved. A group's damage at b bits is its sensitivity (the loss
@@ -195,7 +201,8 @@ def ilp_candidates(space: SearchSpaceLike, problem: AllocationProblem) -> list[C
 
 
 def warm_start_candidates(space: SearchSpaceLike, problem: AllocationProblem | None) -> list[Candidate]:
-    """The uniform grid at the knobs' defaults, then the ILP's rivals of its points (module docstring).
+    """The uniform grid at the knobs' defaults, then the ILP's rivals of its points, each near the
+    widest uniform model no larger (module docstring), largest predicted size first.
 
     Without an ILP problem (`None`: no teacher to price the choices, or a space the ILP cannot
     price) the uniform grid alone.
@@ -203,14 +210,30 @@ def warm_start_candidates(space: SearchSpaceLike, problem: AllocationProblem | N
     uniform = uniform_grid_candidates(space, resolve=candidate_of)
     if problem is None:
         return uniform
-    sizes = sorted({problem.cost(problem.assignment(candidate)).size_bytes for candidate in uniform})
+    first_knob = next(iter(problem.bits_knobs))
+    widths = {problem.cost(problem.assignment(c)).size_bytes: problem.assignment(c)[first_knob] for c in uniform}
+    sizes = sorted(widths)
     between = [math.sqrt(smaller * larger) for smaller, larger in zip(sizes, sizes[1:])]
+    rivals = []
+    for budget in [*sizes, *between]:
+        fitting = widths[max(size for size in sizes if size <= budget)]  # the widest uniform model no larger
+        rivals += least_damage_within_sizes(problem.limited_to(near_widths(problem, fitting)), [budget])
     candidates = list(uniform)
-    for allocation in least_damage_within_sizes(problem, [*sizes, *between]):
+    for allocation in sorted(rivals, key=lambda allocation: -allocation.cost.size_bytes):
         candidate = candidate_of(space, allocation.assignment)
         if candidate is not None and candidate not in candidates:
             candidates.append(candidate)
     return candidates
+
+
+def near_widths(problem: AllocationProblem, bits: int) -> dict[str, tuple[int, ...]]:
+    """Per bits knob: `bits` and its neighbouring widths on the knob's ladder (FP32 is the step above 8)."""
+    near = {}
+    for knob, widths in problem.bits_knobs.items():
+        ladder = sorted(widths)
+        below, above = [w for w in ladder if w < bits][-1:], [w for w in ladder if w > bits][:1]
+        near[knob] = (*below, *([bits] if bits in ladder else []), *above)
+    return near
 
 
 def group_sensitivities(

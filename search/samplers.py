@@ -11,10 +11,11 @@ engine keeps infeasible trials off the front itself.
 
 Warm starts (`search.candidate_sequences.FirstCandidates`, handed to the first trials after the
 config's baselines): `nsga2` starts from `warm_start_candidates`, every uniform width of the space
-and the ILP's predicted rivals of each at or below the widest uniform model's size, so its first
-generations hold the uniform models and the mixed assignments predicted to beat them; the config's
-baselines are among those candidates and run once. `predictor-screened` starts from a spread of
-the ILP's predicted front (`search.allocation`), so its predictor first sees the whole trade-off.
+and the ILP's predicted rivals of each at or below the widest uniform model's size, each within one
+width of a uniform model, so its first generations hold the uniform models and the mixed
+assignments predicted to beat them; the config's baselines are among those candidates and run
+once. `predictor-screened` starts from a spread of the ILP's predicted front (`search.allocation`),
+so its predictor first sees the whole trade-off.
 The ILP needs the run's `allocation` (its priced knob choices), which the engine computes only
 when a sampler asks for it.
 """

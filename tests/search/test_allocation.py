@@ -128,6 +128,19 @@ def test_least_damage_within_sizes_is_the_optimum_under_each_size_whatever_its_l
     assert all(allocation.budget.latency_ms is None for allocation in found)
 
 
+def test_a_problem_limited_to_some_widths_solves_to_the_optimum_among_them():
+    problem = made_up_problem(0)
+    limited = problem.limited_to({"a": (4, 8), "b": (8,)})
+    allowed = [(a, cost) for a, cost in enumerate_costs(problem) if a["a"] in (4, 8) and a["b"] == 8]
+    assert sorted(map(repr, enumerate_costs(limited))) == sorted(map(repr, allowed))  # c keeps every width
+    sizes = sorted({cost.size_bytes for _, cost in allowed})
+    for size in sizes[:: max(1, len(sizes) // 5)]:
+        solution = solve(limited, Budget(size_bytes=size))
+        assert solution is not None and solution.assignment["a"] in (4, 8) and solution.assignment["b"] == 8
+        best = min(cost.damage for _, cost in allowed if cost.size_bytes <= size)
+        assert solution.cost.damage == pytest.approx(best, rel=1e-6, abs=1e-12)
+
+
 def test_spread_keeps_both_ends_and_evenly_spaced_items():
     assert spread(list(range(10)), 4) == [0, 3, 6, 9]
     assert spread([1, 2], 4) == [1, 2]

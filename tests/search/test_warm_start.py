@@ -7,7 +7,7 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 from allocation_problems import toy_problem
-from search.allocation import spread
+from search.allocation import Budget, solve, spread
 from search.candidate_sequences import ilp_candidates, warm_start_candidates
 from search.choice_costs import AllocationUnavailable
 from search.config import load_config
@@ -100,6 +100,20 @@ def test_the_ilp_part_lies_at_or_below_the_widest_uniform_model_and_rivals_every
         assert any(smaller < size <= larger for size in sizes)
 
 
+def test_each_rival_stays_within_one_width_of_a_uniform_model_even_for_a_layer_priced_free():
+    """A layer priced at no damage (a flat loss) goes one width below the uniform model it rivals, not to 2 bits."""
+    the_space = space()
+    the_problem = toy_problem(the_space, PARAMS, {**SENSITIVITIES, "fc": 0.0})
+    first = warm_start_candidates(the_space, the_problem)
+    ladder = sorted((*WIDTHS, 32))
+    for candidate in first[len(WIDTHS) :]:
+        steps = [ladder.index(candidate[knob]) for knob in the_space.groups]
+        assert max(steps) - min(steps) <= 2  # all within one step of a middle width
+    widest_size = predicted(the_space, first[0]).size_bytes
+    assert first[len(WIDTHS)]["bits.head"] == 6  # the 8-bit model's rival: one step down
+    assert solve(the_problem, Budget(size_bytes=widest_size)).assignment["bits.head"] == 2  # unconstrained: 2 bits
+
+
 def test_without_an_ilp_problem_the_warm_start_is_the_uniform_grid_alone():
     the_space = space()
 
@@ -129,10 +143,11 @@ def test_nsga2_takes_its_warm_start_after_the_baselines_once_even_after_a_resume
     expected = [*baselines, *(candidate for candidate in first if candidate not in baselines)]
     proposed = propose(searcher(the_space, storage, baselines, "nsga2"), len(first) - 2)
     assert proposed == expected[:-2]
-    resumed = propose(searcher(the_space, storage, [], "nsga2"), 4, start=len(proposed))  # same study, new sampler
+    resumed_search = searcher(the_space, storage, [], "nsga2")  # same study, new sampler
+    resumed = propose(resumed_search, 4, start=len(proposed))
     assert resumed[:2] == expected[-2:]
-    assert not [candidate for candidate in resumed[2:] if candidate in first]  # nothing proposed twice
-    study = optuna.load_study(study_name="warm", storage=storage)
+    study = resumed_search._ot_study  # NSGA-II may breed a warm-start candidate again; the warm start is used up
+    assert study.sampler.first_candidates.for_trial(study, len(study.trials)) is None
     assert [trial.state for trial in study.trials] == [optuna.trial.TrialState.COMPLETE] * len(study.trials)
 
 
