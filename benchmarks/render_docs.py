@@ -279,6 +279,14 @@ def search_efficiency_spaces_targets_markdown(payload: Mapping[str, Any]) -> str
     return _table(("space", "target", "met", "figures"), rows)
 
 
+def search_efficiency_seeds(*payloads: Mapping[str, Any]) -> dict[str, Any]:
+    """The `--full` runs, one JSON per space, as one payload with every space."""
+    trials = {payload["trials"] for payload in payloads}
+    if len(trials) != 1:
+        raise ValueError(f"the per-space runs differ in trials: {sorted(trials)}")
+    return {"trials": trials.pop(), "spaces": {k: v for payload in payloads for k, v in payload["spaces"].items()}}
+
+
 # Real speech (benchmarks/an4_eer.py)
 
 
@@ -478,7 +486,7 @@ def ge2e_table_markdown(payload: Mapping[str, Any]) -> str:
     rows = (
         (
             row["label"] + (f" ({_bit_mix(row['bits'])})" if "bits" in row else ""),
-            row["method"],
+            row["method"] + (f", mean of {len(row['seed_eers'])} seeds ({_seed_eers(row)})" if "seed_eers" in row else ""),
             f"{row['mean_weight_bits']:.2f}",
             f"{row['size_bytes'] / 1e3:,.0f}",
             f"{100 * row['eer']:.2f} ({100 * row['eer_low']:.2f}-{100 * row['eer_high']:.2f})",
@@ -515,6 +523,11 @@ def ge2e_table_markdown(payload: Mapping[str, Any]) -> str:
                 f"Δ vs FP32, points ({confidence} paired)", "relative"), rows),
         _table(("target", "AN4 labels", "best model", "relative", "met"), targets),
     ])
+
+
+def _seed_eers(row: Mapping[str, Any]) -> str:
+    """Each seed's EER of a row measured over several seeds, e.g. "12.18 / 12.05 / 11.95 %"."""
+    return " / ".join(f"{100 * value:.2f}" for value in row["seed_eers"]) + " %"
 
 
 def _bit_mix(bits: Mapping[str, int]) -> str:
@@ -588,6 +601,9 @@ class Table:
     render: Callable[..., str]
 
 
+SEEDED_SPACES = tuple(f"search_efficiency_seeds-{space}" for space in ("demo-layer", "resnet", "ecapa"))
+"""The per-space `search_efficiency.py --seeds 0 1 2` runs over every per-layer space."""
+
 TABLES: dict[str, Table] = {
     "quant_table": Table(("quant_table",), quant_table_markdown),
     "kd_table": Table(("kd_table",), kd_table_markdown),
@@ -597,6 +613,12 @@ TABLES: dict[str, Table] = {
     "extraction_targets": Table(("extraction_table",), extraction_targets_markdown),
     "search_efficiency": Table(("search_efficiency",), search_efficiency_spaces_markdown),
     "search_efficiency_targets": Table(("search_efficiency",), search_efficiency_spaces_targets_markdown),
+    "search_efficiency_seeds": Table(
+        SEEDED_SPACES, lambda *payloads: search_efficiency_spaces_markdown(search_efficiency_seeds(*payloads))
+    ),
+    "search_efficiency_seeds_targets": Table(
+        SEEDED_SPACES, lambda *payloads: search_efficiency_spaces_targets_markdown(search_efficiency_seeds(*payloads))
+    ),
     "an4_eer": Table(("an4_eer",), an4_eer_markdown),
     "an4_sets": Table(("an4_eer",), an4_sets_markdown),
     "bundle_latency": Table(("bundle_latency",), bundle_latency_markdown),

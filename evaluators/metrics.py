@@ -202,10 +202,31 @@ def bootstrap_eer_interval(
     Returns:
         (low, high) EER bounds as fractions.
     """
-    score_array, label_array = _validated_trials(scores, labels)
+    return bootstrap_mean_eer_interval([scores], labels, n_boot, confidence, seed)
+
+
+def bootstrap_mean_eer_interval(
+    runs: Sequence[Sequence[float] | np.ndarray],
+    labels: Sequence[int] | np.ndarray,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean EER of several runs of one recipe (e.g. its seeds).
+
+    A recipe whose result depends on its seed is judged on the mean over seeds, not on a lucky
+    one; every replicate resamples the trials once and scores every run on that one resample.
+
+    Args:
+        runs: Per run, one score per trial, in the same trial order.
+        labels, n_boot, confidence, seed: As for `bootstrap_eer_interval`.
+
+    Returns:
+        (low, high) bounds of the mean EER, as fractions.
+    """
+    systems, label_array = _validated_runs(runs, labels)
     replicates = [
-        equal_error_rate(score_array[chosen], label_array[chosen])
-        for chosen in _resampled_trials(label_array, n_boot, confidence, seed)
+        _mean_eer(systems, label_array, chosen) for chosen in _resampled_trials(label_array, n_boot, confidence, seed)
     ]
     return _percentile_interval(replicates, confidence)
 
@@ -240,13 +261,53 @@ def paired_eer_difference_interval(
         ValueError: Invalid scores or labels (see `equal_error_rate`), systems scored on
             different numbers of trials, or invalid `n_boot` or `confidence`.
     """
-    first, label_array = _validated_trials(first_scores, labels)
-    second, _ = _validated_trials(second_scores, labels)
+    return paired_mean_eer_difference_interval([first_scores], second_scores, labels, n_boot, confidence, seed)
+
+
+def paired_mean_eer_difference_interval(
+    runs: Sequence[Sequence[float] | np.ndarray],
+    reference_scores: Sequence[float] | np.ndarray,
+    labels: Sequence[int] | np.ndarray,
+    n_boot: int = 200,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of mean-over-runs EER - EER(reference), all on the same trials.
+
+    The paired comparison of `paired_eer_difference_interval` for a recipe run several times (its
+    seeds): each replicate resamples the trials once, scores every run and the reference on it,
+    and takes the runs' mean EER minus the reference's.
+
+    Args:
+        runs: Per run, one score per trial, in the reference's trial order.
+        reference_scores: The reference system's score per trial.
+        labels, n_boot, confidence, seed: As for `paired_eer_difference_interval`.
+
+    Returns:
+        (low, high) bounds of the EER difference, as fractions.
+    """
+    systems, label_array = _validated_runs(runs, labels)
+    reference, _ = _validated_trials(reference_scores, labels)
     differences = [
-        equal_error_rate(first[chosen], label_array[chosen]) - equal_error_rate(second[chosen], label_array[chosen])
+        _mean_eer(systems, label_array, chosen) - equal_error_rate(reference[chosen], label_array[chosen])
         for chosen in _resampled_trials(label_array, n_boot, confidence, seed)
     ]
     return _percentile_interval(differences, confidence)
+
+
+def _validated_runs(
+    runs: Sequence[Sequence[float] | np.ndarray], labels: Sequence[int] | np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Every run's scores checked against the same labels (see `_validated_trials`)."""
+    if len(runs) == 0:
+        raise ValueError("at least one run of scores is needed")
+    checked = [_validated_trials(scores, labels) for scores in runs]
+    return [scores for scores, _ in checked], checked[0][1]
+
+
+def _mean_eer(systems: Sequence[np.ndarray], labels: np.ndarray, chosen: np.ndarray) -> float:
+    """The mean EER of `systems` on the trials `chosen`."""
+    return float(np.mean([equal_error_rate(scores[chosen], labels[chosen]) for scores in systems]))
 
 
 def _resampled_trials(labels: np.ndarray, n_boot: int, confidence: float, seed: int) -> Iterator[np.ndarray]:

@@ -5,10 +5,12 @@ from evaluators.metrics import (
     VerificationMetrics,
     all_pair_trials,
     bootstrap_eer_interval,
+    bootstrap_mean_eer_interval,
     cosine_score_matrix,
     equal_error_rate,
     minimum_dcf,
     paired_eer_difference_interval,
+    paired_mean_eer_difference_interval,
     verification_metrics,
 )
 
@@ -233,3 +235,38 @@ def test_bootstrap_interval_rejects_bad_parameters():
         bootstrap_eer_interval(HAND_SCORES, HAND_LABELS, n_boot=0)
     with pytest.raises(ValueError, match="confidence"):
         bootstrap_eer_interval(HAND_SCORES, HAND_LABELS, confidence=1.0)
+
+
+def test_mean_interval_of_identical_runs_is_the_single_run_interval():
+    scores, _, labels = _two_systems(1.5, 1.5)
+    single = bootstrap_eer_interval(scores, labels, n_boot=60, seed=3)
+    assert bootstrap_mean_eer_interval([scores, scores, scores], labels, n_boot=60, seed=3) == single
+
+
+def test_mean_interval_lies_between_the_runs_intervals_and_brackets_the_mean_eer():
+    better, worse, labels = _two_systems(3.0, 1.0)
+    low, high = bootstrap_mean_eer_interval([better, worse], labels, n_boot=100, seed=1)
+    mean = (equal_error_rate(better, labels) + equal_error_rate(worse, labels)) / 2
+    assert low <= mean <= high
+    better_low, _ = bootstrap_eer_interval(better, labels, n_boot=100, seed=1)
+    _, worse_high = bootstrap_eer_interval(worse, labels, n_boot=100, seed=1)
+    assert better_low < low and high < worse_high
+
+
+def test_paired_mean_difference_of_runs_against_a_reference():
+    better, worse, labels = _two_systems(3.0, 1.0)
+    # One run: the two-system interval.
+    assert paired_mean_eer_difference_interval([worse], better, labels, n_boot=80, seed=2) == (
+        paired_eer_difference_interval(worse, better, labels, n_boot=80, seed=2)
+    )
+    # A run equal to the reference and a clearly worse one: half the worse run's gap on average.
+    low, high = paired_mean_eer_difference_interval([better, worse], better, labels, n_boot=80, seed=2)
+    gap = equal_error_rate(worse, labels) - equal_error_rate(better, labels)
+    assert 0.0 < low <= gap / 2 <= high < gap
+
+
+def test_mean_intervals_reject_no_runs_and_runs_on_other_trials():
+    with pytest.raises(ValueError, match="at least one run"):
+        bootstrap_mean_eer_interval([], HAND_LABELS)
+    with pytest.raises(ValueError, match="differ in length"):
+        paired_mean_eer_difference_interval([HAND_SCORES, HAND_SCORES[:-1]], HAND_SCORES, HAND_LABELS)
