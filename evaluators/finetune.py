@@ -12,7 +12,8 @@ Loss: AAM-softmax over a head initialised from the teacher's per-speaker mean em
 `distillation_weight` x cosine distance to the teacher's embedding of the same crop
 (`evaluators.finetune_loss`), plus `tap_weight` x the relative squared error of the
 `distillation_taps` (intermediate outputs, e.g. every frame of GE2E's last LSTM layer) to the
-teacher's. docs/quantization.md records the measurements that chose the defaults.
+teacher's; with `max_grad_norm` the gradients are clipped to that global norm first.
+docs/quantization.md records the measurements that chose the defaults.
 
 Everything is seeded: the same candidate, data and seed give the same model on the same machine.
 """
@@ -154,6 +155,9 @@ class FineTuner:
             )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if config.max_grad_norm:
+            parameters = [parameter for group in self.optimizer.param_groups for parameter in group["params"]]
+            torch.nn.utils.clip_grad_norm_(parameters, config.max_grad_norm)
         self.optimizer.step()
         self.steps_done += 1
         after_step(self.student, self.steps_done, self.steps_done / max(1, config.steps[-1]))

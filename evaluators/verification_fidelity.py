@@ -30,6 +30,9 @@ class VerificationFidelity(FidelityConfig):
             a frame-level tap gives a signal per frame, which a low-bit recurrent model needs
             (docs/pretrained.md has the measurements).
         tap_weight: Weight of the tap term (the mean over `distillation_taps`).
+        max_grad_norm: Gradients are scaled down to this global L2 norm before each step; 0 (the
+            default) leaves them as they are. A recurrent model can take one huge gradient that
+            throws a low-bit run off for good (GE2E was trained with its gradients clipped, at 3).
         msft: Quantize layer groups progressively over the first positive rung (MSFT).
         msft_order: "sensitivity" (least sensitive group first), "forward" or "backward".
         sensitivity_quantizer, sensitivity_bits: How each layer is quantized to measure its sensitivity.
@@ -42,6 +45,7 @@ class VerificationFidelity(FidelityConfig):
     classification_weight: float = 1.0
     distillation_taps: tuple[str, ...] = ()
     tap_weight: float = 1.0
+    max_grad_norm: float = 0.0
     msft: bool = False
     msft_order: str = "sensitivity"
     sensitivity_quantizer: str = "uniform"
@@ -68,6 +72,8 @@ class VerificationFidelity(FidelityConfig):
             raise ValueError(f"fidelity.distillation_taps={list(self.distillation_taps)}: a tap is named twice")
         if self.tap_weight < 0:
             raise ValueError(f"fidelity.tap_weight={self.tap_weight}: must be >= 0")
+        if self.max_grad_norm < 0:
+            raise ValueError(f"fidelity.max_grad_norm={self.max_grad_norm}: must be >= 0 (0: no clipping)")
         if self.margin < 0:
             raise ValueError(f"fidelity.margin={self.margin}: must be >= 0")
         if self.msft_order not in MSFT_ORDERS:

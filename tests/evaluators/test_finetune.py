@@ -67,11 +67,32 @@ def test_default_ladder_is_post_training_only():
         (dict(sensitivity_quantizer="ternary"), "fidelity.sensitivity_quantizer='ternary': unknown"),
         (dict(sensitivity_bits=1), "fidelity.sensitivity_bits=1: not supported by 'uniform'"),
         (dict(temperature_start=0.1, temperature_end=0.5), "fidelity.temperature_end=0.5"),
+        (dict(max_grad_norm=-1.0), "fidelity.max_grad_norm=-1.0: must be >= 0"),
     ],
 )
 def test_bad_fidelity_settings_name_the_key(settings, message):
     with pytest.raises(ValueError, match=message):
         VerificationFidelity(**settings)
+
+
+def test_gradient_clipping_bounds_every_step_and_is_off_by_default(teacher, monkeypatch):
+    norms = []
+    original = torch.optim.Adam.step
+
+    def recording_step(optimizer, *args, **kwargs):
+        grads = [p.grad for group in optimizer.param_groups for p in group["params"] if p.grad is not None]
+        norms.append(float(torch.linalg.vector_norm(torch.stack([g.norm() for g in grads]))))
+        return original(optimizer, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", recording_step)
+    _tuner(teacher, learning_rate=1e-2).train_to(4)
+    free = list(norms)
+    assert max(free) > 1e-3
+    bound = min(free) / 4
+    norms.clear()
+    clipped = _tuner(teacher, learning_rate=1e-2, max_grad_norm=bound)
+    clipped.train_to(4)
+    assert len(norms) == 4 and max(norms) <= bound * (1 + 1e-5) < max(free)
 
 
 def test_zero_steps_is_post_training_quantization(teacher):
