@@ -211,7 +211,8 @@ def warm_start_candidates(space: SearchSpaceLike, problem: AllocationProblem | N
     if problem is None:
         return uniform
     first_knob = next(iter(problem.bits_knobs))
-    widths = {problem.cost(problem.assignment(c)).size_bytes: problem.assignment(c)[first_knob] for c in uniform}
+    assignments = [problem.assignment(candidate) for candidate in uniform]
+    widths = {problem.cost(assignment).size_bytes: assignment[first_knob] for assignment in assignments}
     sizes = sorted(widths)
     between = [math.sqrt(smaller * larger) for smaller, larger in zip(sizes, sizes[1:])]
     rivals = []
