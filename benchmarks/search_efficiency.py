@@ -276,7 +276,7 @@ def held_out_spearman(rows: list[dict[str, Any]], problem: AllocationProblem, me
     measured = [row[metric] for row in later]
     if len(later) < 4 or len(set(measured)) < 2:
         return None
-    predictor = QualityPredictor(problem, prior_for(metric)).fit(
+    predictor = QualityPredictor(problem, prior_for(metric, problem)).fit(
         [problem.assignment(row) for row in earlier], [row[metric] for row in earlier]
     )
     predicted = predictor.predict([problem.assignment(row) for row in later])

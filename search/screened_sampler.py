@@ -116,7 +116,7 @@ class ScreenedSampler(CandidateSampler):
         names = study.metric_names or [None] * len(signs)
         predicted = np.column_stack(
             [
-                QualityPredictor(self.problem, prior_for(names[column]), self.seed).fit(assignments, observed[:, column])
+                QualityPredictor(self.problem, prior_for(names[column], self.problem), self.seed).fit(assignments, observed[:, column])
                 .predict([assignment for assignment, _ in pool])
                 for column in range(len(signs))
             ]

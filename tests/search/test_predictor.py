@@ -6,7 +6,7 @@ from scipy.stats import spearmanr
 
 from evaluators.layer_quantization import QuantChoice
 from search.allocation import AllocationProblem, Cell, Cost
-from search.predictor import QualityPredictor, prior_for
+from search.predictor import QualityPredictor, log_damage, monotone_line, prior_for
 
 WIDTHS = (2, 3, 4, 5, 6, 8)
 KNOBS = tuple(f"bits.k{index}" for index in range(6))
@@ -50,7 +50,8 @@ def test_the_predictor_ranks_held_out_trials_far_better_than_a_constant(seed):
     noisy = TRUE_WEIGHTS * np.random.default_rng(100 + seed).lognormal(0, 0.5, len(TRUE_WEIGHTS))
     train, train_quality = trials(60, seed)
     held_out, quality = trials(60, seed + 10)
-    predictor = QualityPredictor(problem(noisy), prior_for("eer"), seed=seed).fit(train, train_quality)
+    model = problem(noisy)
+    predictor = QualityPredictor(model, prior_for("eer", model), seed=seed).fit(train, train_quality)
     predicted = predictor.predict(held_out)
     assert spearmanr(predicted, quality)[0] >= 0.8
     constant_error = np.mean((quality - train_quality.mean()) ** 2)
@@ -64,8 +65,8 @@ def test_the_correction_learns_what_the_prior_misses():
     train, train_quality = trials(80, 3)
     held_out, quality = trials(60, 4)
     model = problem(blind)
-    prior_only = QualityPredictor(model, prior_for("eer"), min_correction=10**6).fit(train, train_quality)
-    corrected = QualityPredictor(model, prior_for("eer")).fit(train, train_quality)
+    prior_only = QualityPredictor(model, prior_for("eer", model), min_correction=10**6).fit(train, train_quality)
+    corrected = QualityPredictor(model, prior_for("eer", model)).fit(train, train_quality)
     prior_rho = spearmanr(prior_only.predict(held_out), quality)[0]
     corrected_rho = spearmanr(corrected.predict(held_out), quality)[0]
     assert corrected_rho > prior_rho + 0.1 and corrected_rho >= 0.8
@@ -74,7 +75,41 @@ def test_the_correction_learns_what_the_prior_misses():
 def test_without_trials_the_prior_itself_ranks_and_costs_have_their_own_prior():
     assignments, _ = trials(10, 5)
     model = problem(TRUE_WEIGHTS)
-    unfitted = QualityPredictor(model, prior_for("eer")).fit([], [])
-    assert np.allclose(unfitted.predict(assignments), [model.cost(a).damage for a in assignments])
-    sizes = QualityPredictor(model, prior_for("size_bytes")).fit([], []).predict(assignments)
+    unfitted = QualityPredictor(model, prior_for("eer", model)).fit([], [])
+    damages = [model.cost(a).damage for a in assignments]
+    assert np.array_equal(np.argsort(unfitted.predict(assignments)), np.argsort(damages))
+    sizes = QualityPredictor(model, prior_for("size_bytes", model)).fit([], []).predict(assignments)
     assert np.allclose(sizes, [sum(a[k] for k in KNOBS) for a in assignments])
+
+
+def test_the_line_never_inverts_the_prior():
+    """A few trials where more damage happened to score better keep the prior's order, at their spread."""
+    priors = np.array([0.0, 1.0, 2.0, 3.0])
+    targets = np.array([0.30, 0.25, 0.20, 0.22])
+    intercept, slope = monotone_line(priors, targets)
+    assert slope > 0
+    assert np.isclose(np.std(intercept + slope * priors), np.std(targets))
+    assert np.isclose(np.mean(intercept + slope * priors), np.mean(targets))
+    rising = np.array([0.1, 0.2, 0.3, 0.5])
+    assert np.allclose(monotone_line(priors, rising), np.polyfit(priors, rising, 1)[::-1])
+
+
+def test_the_correction_is_kept_only_when_it_cross_validates_better():
+    """Quality = a line in the prior plus noise: trees could only fit the noise, so the line is used alone;
+    a quality the prior is blind to part of keeps its correction."""
+    model = problem(TRUE_WEIGHTS)
+    prior = prior_for("eer", model)
+    train, _ = trials(60, 7)
+    rng = np.random.default_rng(7)
+    linear = np.array([0.1 + 0.02 * prior(model.cost(a)) for a in train]) + rng.normal(0, 0.01, len(train))
+    assert not QualityPredictor(model, prior).fit(train, linear).corrected
+    blind = problem(np.where(np.arange(len(TRUE_WEIGHTS)) == 0, 0.0, TRUE_WEIGHTS))
+    train, quality = trials(80, 3)
+    assert QualityPredictor(blind, prior_for("eer", blind)).fit(train, quality).corrected
+
+
+def test_log_damage_is_finite_without_damage_and_orders_as_the_damage():
+    model = problem(TRUE_WEIGHTS)
+    prior = log_damage(model)
+    values = [prior(Cost(damage)) for damage in (0.0, 1e-9, 1e-3, 1.0, 100.0)]
+    assert all(np.isfinite(values)) and values == sorted(values) and len(set(values)) == len(values)
