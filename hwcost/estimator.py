@@ -46,7 +46,7 @@ linear layer.
 Parameter-free layers (norms, activations, pooling, elementwise) do `_OPS_PER_ELEMENT[kind]`
 fp32 operations per element of the larger of input and output, at one vector instruction of
 simd_width_bits / 32 lanes per cycle. Kernels a runtime adds are priced the same way, each with a
-layer's dispatch overhead: a requantize does one operation per element, a per-run weight decode
+layer's dispatch overhead: a quantize or dequantize does one operation per element, a per-run weight decode
 (DequantizeLinear) `DECODE_OPS_PER_WEIGHT` per weight; the fixed work of an inference is not
 modelled (zero) until calibrated.
 
@@ -154,7 +154,8 @@ class CostEstimate:
             weights are unpacked panel by panel into L1-sized buffers.
         layers: Per-layer costs in execution order.
         runtime: The runtime the target prices.
-        fixed_ms: The fixed work of one inference (in `latency_ms`, in no layer).
+        fixed_ms: The work of one inference outside its layers: the call's own and, where an int8
+            kernel writes the graph's output, its dequantize (in `latency_ms`, in no layer).
         memory: The terms of `peak_memory_bytes`.
     """
 
@@ -200,7 +201,7 @@ class CostModel:
             _check_counts(layer)
         runtime = get_runtime(profile.runtime)
         lowering = runtime.lower(description)
-        pricing = _Pricing(profile, lowering.weight_bytes)
+        pricing = _Pricing(profile, lowering.touched_bytes)
         layers = tuple(_lowered_cost(lowered, pricing) for lowered in lowering.layers)
         fixed_ms = sum(_kernel_cost(kernel, pricing).latency_ms for kernel in lowering.fixed)
         latency_ms = sum(layer.latency_ms for layer in layers) + fixed_ms
@@ -258,10 +259,10 @@ def kernel_class(layer: LayerDescription) -> str:
 
 @dataclass(frozen=True)
 class _Pricing:
-    """What pricing a model's kernels on a target needs: the profile and the model's weight bytes."""
+    """What pricing a model's kernels on a target needs: the profile and the bytes one inference touches."""
 
     target: TargetProfile
-    model_weight_bytes: float
+    touched_bytes: float
 
     @property
     def cache_bytes(self) -> float:
@@ -293,7 +294,7 @@ def _kernel_cost(kernel: Kernel, pricing: _Pricing) -> LayerCost:
     fitted = pricing.target.kernel_costs.get(kernel.key)
     if fitted is None:
         return modelled
-    features = cache_features(kernel, pricing.model_weight_bytes, pricing.cache_bytes)
+    features = cache_features(kernel, pricing.touched_bytes, pricing.cache_bytes)
     fitted_ms = sum(fitted.get(name, 0.0) * value for name, value in features.items()) / NANOSECONDS_PER_MS
     return dataclasses.replace(modelled, compute_ms=fitted_ms, memory_ms=0.0, latency_ms=fitted_ms, bound=FITTED)
 

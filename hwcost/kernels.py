@@ -1,8 +1,9 @@
 """The kernels a runtime runs, each with the shape figures its cost is fitted on.
 
 A runtime (`hwcost.runtimes`) turns a model description into kernels: one per layer it runs on
-its own, none for a layer it fuses into the kernel before it, plus the work it adds (requantizing
-activations where an int8 region meets a float one, the fixed work of one inference). A kernel's
+its own, none for a layer it fuses into the kernel before it, plus the work it adds (quantizing
+activations where a float region enters an int8 one and dequantizing them where it leaves, the
+fixed work of one inference). A kernel's
 cost key is `op/variant`: the op is the layer kind (with the operation of a parameter-free layer,
 e.g. `activation.prelu`), the variant how the runtime runs it (`fp32` on constant float weights,
 `fp32-decoded` on float weights decoded from codes on every run, `int8`, or a kernel class of the
@@ -27,8 +28,10 @@ them), so a kernel's time is the dot product of its features with them.
 - "nibble_weights" counts, for a runtime that decodes codes on every run, the weights whose codes
   sit in 4-bit containers, which a DequantizeLinear unpacks first.
 - Two depend on the per-core L2 cache (`cache_features`). Repeated inferences find a model's
-  weights still in L2 when they all fit there and fetch them from further out on every run when
-  they do not ("cold_weights" of a matrix product, in bytes). A recurrent layer reads its gate
+  weights still in L2 when everything one inference touches fits there (its weights and the
+  tensors its kernels write: between two reads of a weight all of that passes through the cache)
+  and fetch them from further out on every run when it does not ("cold_weights" of a matrix
+  product, in bytes). A recurrent layer reads its gate
   matrices on every step, from beyond L2 when they do not fit ("spilled_steps", steps times
   bytes); an LSTM's input product runs in the same kernel as its loop, whose spill stands for both.
 
@@ -49,7 +52,7 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "depthwise": ("calls", "macs", "inputs", "outputs", "weights", "nibble_weights"),
     "recurrent": ("calls", "macs", "steps", "outputs", "weights", "nibble_weights", "spilled_steps"),
     "elementwise": ("calls", "inputs", "outputs"),
-    "requantize": ("calls", "elements"),
+    "conversion": ("calls", "elements"),
     "inference": ("calls", "inputs", "outputs"),
 }
 """Feature set name -> the figures a kernel of that set is priced on."""
@@ -72,8 +75,14 @@ KIND_FEATURE_SETS: dict[str, str] = {
 }
 """Layer kind -> its feature set (every `spaces.description.LAYER_KINDS` entry has one)."""
 
-REQUANTIZE_OP = "requantize"
-"""Op of the kernel that converts activations between an int8 and a float region."""
+QUANTIZE_OP = "quantize"
+"""Op of the kernel that converts activations from a float region into an int8 one (QuantizeLinear)."""
+DEQUANTIZE_OP = "dequantize"
+"""Op of the kernel that converts activations from an int8 region back to float (DequantizeLinear).
+
+The two are priced apart: a QuantizeLinear scales, rounds and saturates each element, a
+DequantizeLinear only scales, and their mix differs between a calibration stack (one region,
+entered and left once) and a model that enters and leaves int8 regions many times."""
 
 ELEMENTWISE_CLASS = "elementwise"
 """Kernel class reported for parameter-free layers by the modelled packed-kernel runtime."""
@@ -83,7 +92,7 @@ INFERENCE_OP = "inference"
 output, allocated and handed back as a new array on every run (graph input and output elements
 are taken as the first layer's input and the last layer's output)."""
 
-_SPECIAL_OPS = {REQUANTIZE_OP: "requantize", INFERENCE_OP: "inference"}
+_SPECIAL_OPS = {QUANTIZE_OP: "conversion", DEQUANTIZE_OP: "conversion", INFERENCE_OP: "inference"}
 
 
 class CostModelError(ValueError):
@@ -196,21 +205,22 @@ def weight_bytes(kernel: Kernel) -> float:
     return 0.0 if layer is None else layer.params * layer.weight_bits / 8
 
 
-def cache_features(kernel: Kernel, model_weight_bytes: float, cache_bytes: float) -> dict[str, float]:
+def cache_features(kernel: Kernel, touched_bytes: float, cache_bytes: float) -> dict[str, float]:
     """The figures a kernel is priced on: its feature set's, the cache-dependent ones for a model
-    whose weights take `model_weight_bytes` on a CPU with `cache_bytes` of L2 per core."""
+    one inference of which touches `touched_bytes` (`Lowering.touched_bytes`) on a CPU with
+    `cache_bytes` of L2 per core."""
     own_bytes = weight_bytes(kernel)
     steps = kernel.features.get("steps", 0.0)
     cached = {
-        "cold_weights": own_bytes * spill_fraction(model_weight_bytes, cache_bytes),
+        "cold_weights": own_bytes * spill_fraction(touched_bytes, cache_bytes),
         "spilled_steps": steps * own_bytes * spill_fraction(own_bytes, cache_bytes),
     }
     return {name: cached[name] if name in cached else kernel.features.get(name, 0.0) for name in FEATURE_SETS[feature_set(kernel.op)]}
 
 
-def requantize_kernel(elements: float) -> Kernel:
-    """The conversion of `elements` activations at an int8/float boundary."""
-    return Kernel(REQUANTIZE_OP, "int8", {"calls": 1.0, "elements": elements})
+def conversion_kernel(op: str, elements: float) -> Kernel:
+    """The conversion (`QUANTIZE_OP` or `DEQUANTIZE_OP`) of `elements` activations at an int8/float boundary."""
+    return Kernel(op, "int8", {"calls": 1.0, "elements": elements})
 
 
 def inference_kernel(inputs: float, outputs: float) -> Kernel:
@@ -226,7 +236,7 @@ def check_coefficients(key: str, coefficients: Mapping[str, float]) -> str | Non
     try:
         names = FEATURE_SETS[feature_set(op)]
     except KeyError:
-        return f"cost key {key!r}: unknown op {op!r}"
+        return f"cost key {key!r}: unknown op {op!r} (a profile from an older calibration? run `search hwcost calibrate` again)"
     unknown = sorted(set(coefficients) - set(names))
     if unknown:
         return f"cost key {key!r}: unknown feature {unknown[0]!r}; expected some of {', '.join(names)}"
@@ -237,21 +247,22 @@ __all__ = [
     "FEATURE_SETS",
     "CostModelError",
     "ELEMENTWISE_CLASS",
+    "DEQUANTIZE_OP",
     "INFERENCE_OP",
     "INPUT_CHANNEL_ALIGNMENT",
     "KIND_FEATURE_SETS",
-    "REQUANTIZE_OP",
+    "QUANTIZE_OP",
     "SPILL_FULL",
     "SPILL_START",
     "VECTOR_CHANNELS",
     "Kernel",
     "cache_features",
     "check_coefficients",
+    "conversion_kernel",
     "feature_set",
     "inference_kernel",
     "layer_features",
     "layer_op",
-    "requantize_kernel",
     "spill_fraction",
     "weight_bytes",
 ]

@@ -59,12 +59,6 @@ def execution_order(inputs: Sequence[tuple[int, ...]]) -> list[int]:
     return order
 
 
-def output_bytes(lowered: LoweredLayer) -> float:
-    """Bytes of the tensor a layer writes, at the bits its kernel writes it."""
-    executed = lowered.kernels[-1].layer if lowered.kernels and lowered.kernels[-1].layer else lowered.layer
-    return executed.output_elements_per_second * executed.activation_bits / 8
-
-
 def live_bytes(lowering: Lowering) -> float:
     """The most bytes of layer outputs held at once in onnxruntime's execution order."""
     layers = lowering.layers
@@ -84,11 +78,11 @@ def live_bytes(lowering: Lowering) -> float:
     peak = 0.0
     for index, position in enumerate(order):
         if buffer[position] == position:
-            held[position] = output_bytes(layers[position])
+            held[position] = layers[position].output_bytes
         peak = max(peak, sum(held.values()))
         for owner in [owner for owner in held if freed_after[owner] <= index]:
             del held[owner]
     return peak
 
 
-__all__ = ["execution_order", "layer_inputs", "live_bytes", "output_bytes"]
+__all__ = ["execution_order", "layer_inputs", "live_bytes"]

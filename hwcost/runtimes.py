@@ -22,7 +22,8 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   QLinearAdd (a ResNet block's sum and ReLU); ConvTranspose, PRelu, LSTM,
   InstanceNormalization (GroupNorm), an unfolded BatchNormalization, Tanh and the statistics
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
-  QuantizeLinear: each change between the two regions is a requantize kernel. The integer
+  QuantizeLinear: each change between the two regions is a conversion kernel, a quantize into
+  int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel). The integer
   kernels run 8-bit weights, and also narrower codes that the project's integer export writes as
   exact int8 levels (`LayerDescription.integer_weights`: symmetric uniform, few-level pow2, binary).
 
@@ -40,13 +41,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from hwcost.kernels import (
+    DEQUANTIZE_OP,
     ELEMENTWISE_CLASS,
     KIND_FEATURE_SETS,
+    QUANTIZE_OP,
     Kernel,
+    conversion_kernel,
     inference_kernel,
     layer_features,
     layer_op,
-    requantize_kernel,
     weight_bytes,
 )
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
@@ -104,7 +107,7 @@ class LoweredLayer:
     Attributes:
         layer: The layer as described.
         variant: How it runs (`FLOAT`, `FLOAT_DECODED`, `INT8`, or a packed kernel class).
-        kernels: Its kernel calls (none when fused), a requantize before it included.
+        kernels: Its kernel calls (none when fused), a quantize or dequantize before it included.
         fused_into: Name of the layer whose kernel it runs in, or "" when it runs its own.
     """
 
@@ -112,6 +115,12 @@ class LoweredLayer:
     variant: str
     kernels: tuple[Kernel, ...]
     fused_into: str = ""
+
+    @property
+    def output_bytes(self) -> float:
+        """Bytes of the tensor the layer writes, at the bits its kernel writes it."""
+        executed = self.kernels[-1].layer if self.kernels and self.kernels[-1].layer else self.layer
+        return executed.output_elements_per_second * executed.activation_bits / 8
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,17 @@ class Lowering:
     def weight_bytes(self) -> float:
         """Bytes of the weights one inference computes with (shared weights once), at the bits they run at."""
         return sum(weight_bytes(lowered.kernels[-1]) for lowered in self.layers if lowered.kernels and not lowered.layer.shared_with)
+
+    @property
+    def touched_bytes(self) -> float:
+        """Bytes one inference reads or writes once each: its weights and every tensor its kernels
+        write (a layer fused into the kernel before it writes none).
+
+        Between two reads of one weight on successive inferences everything else an inference
+        touches passes through the cache, so this, not the weights alone, decides whether the
+        weights are still in L2 when the next inference starts (`hwcost.kernels.cache_features`).
+        """
+        return self.weight_bytes + sum(lowered.output_bytes for lowered in self.layers if not lowered.fused_into)
 
 
 class Runtime(ABC):
@@ -201,7 +221,8 @@ class GraphRuntime(Runtime):
         summary: One line on what it runs.
         placement: The variant each layer runs as.
         epilogues: (kind, variant) -> the ops a kernel of that kind and variant absorbs after it.
-        requantizes: Whether a change between int8 and float kernels costs a requantize kernel.
+        requantizes: Whether a change between int8 and float kernels costs a conversion kernel
+            (quantize into int8, dequantize out of it, also at the graph's float output).
     """
 
     name: str
@@ -230,13 +251,16 @@ class GraphRuntime(Runtime):
             kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant))]
             if self.requantizes and (variant == INT8) != int8_region:
                 int8_region = variant == INT8
-                kernels.insert(0, requantize_kernel(layer.input_elements_per_second))
+                kernels.insert(0, conversion_kernel(QUANTIZE_OP if int8_region else DEQUANTIZE_OP, layer.input_elements_per_second))
             owner = LoweredLayer(layer, variant, tuple(kernels))
             stage = 0
             lowered.append(owner)
         layers = description.layers
         ends = (layers[0].input_elements_per_second, layers[-1].output_elements_per_second) if layers else (0.0, 0.0)
-        return Lowering(tuple(lowered), (inference_kernel(*ends),))
+        fixed = [inference_kernel(*ends)]
+        if int8_region:  # the graph's float output is dequantized from the last int8 kernel's
+            fixed.append(conversion_kernel(DEQUANTIZE_OP, owner.layer.output_elements_per_second if owner else 0.0))
+        return Lowering(tuple(lowered), tuple(fixed))
 
     def resident_weight_bits(self, lowered: LoweredLayer) -> float:
         layer = lowered.layer

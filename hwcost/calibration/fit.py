@@ -120,9 +120,9 @@ def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tupl
     rows = []
     for observation in observations:
         row: dict[tuple[str, str], float] = {}
-        model_weight_bytes = observation.lowering.weight_bytes
+        touched_bytes = observation.lowering.touched_bytes
         for kernel in observation.kernels():
-            for feature, value in cache_features(kernel, model_weight_bytes, cache_bytes).items():
+            for feature, value in cache_features(kernel, touched_bytes, cache_bytes).items():
                 row[(kernel.key, feature)] = row.get((kernel.key, feature), 0.0) + value
         rows.append(row)
     measured = [observation.measured_ms * NANOSECONDS_PER_MS for observation in observations]

@@ -93,8 +93,8 @@ def test_weights_spill_from_half_the_cache_on_and_all_of_them_at_twice_its_size(
 def test_weights_are_cold_only_when_the_whole_model_outgrows_the_cache():
     kernel = Kernel("conv1d", "fp32", layer_features(CONV), CONV)
     own_bytes = CONV.params * 4
-    assert cache_features(kernel, model_weight_bytes=own_bytes, cache_bytes=1024 * 1024)["cold_weights"] == 0
-    assert cache_features(kernel, model_weight_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
+    assert cache_features(kernel, touched_bytes=own_bytes, cache_bytes=1024 * 1024)["cold_weights"] == 0
+    assert cache_features(kernel, touched_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
 
 
 def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
@@ -115,6 +115,7 @@ def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
     [
         ("conv1d", {"calls": 1.0}, "not op/variant"),
         ("attention/fp32", {"calls": 1.0}, "unknown op"),
+        ("requantize/int8", {"calls": 1.0}, "run `search hwcost calibrate` again"),  # a key older calibrations wrote
         ("conv1d/fp32", {"steps": 1.0}, "unknown feature 'steps'"),
         ("activation.prelu/fp32", {"macs": 1.0}, "unknown feature 'macs'"),
     ],
@@ -128,3 +129,15 @@ def test_coefficients_must_name_a_known_op_and_its_features(key, coefficients, m
 def test_negative_coefficients_are_rejected():
     with pytest.raises(ProfileError, match=r"measured.kernels.conv1d/fp32.calls must be >= 0"):
         profile_from_dict({**BASE, "measured": {"kernels": {"conv1d/fp32": {"calls": -1.0}}}})
+
+
+def test_activations_an_inference_writes_can_push_its_weights_out_of_the_cache():
+    """The same convolution, its weights far smaller than L2, priced in a model whose other layers
+    write little and in one whose activations fill several times L2: only the latter pays cold weights."""
+    profile = profile_from_dict({**BASE, "measured": {"kernels": {"conv1d/fp32": {"cold_weights": 1.0}}}})
+    cache_bytes = profile.l2_kb * 1024
+    def act(elements: float) -> LayerDescription:
+        return LayerDescription("act", "activation", input_elements_per_second=elements, output_elements_per_second=elements, operation="prelu")
+    small, large = (CostModel().estimate(ModelDescription("toy", (CONV, act(elements))), profile) for elements in (100, cache_bytes))
+    assert small.layers[0].latency_ms == 0.0
+    assert large.layers[0].latency_ms == pytest.approx(CONV.params * 4 / 1e6)

@@ -72,3 +72,10 @@ def test_gaps_in_the_dataflow_are_filled_from_the_order():
     # the unread skip is not deferred to the end (it would hold the hidden output until then)
     assert execution_order(layer_inputs(lowering.layers)) == [0, 1, 2, 3, 4]
     assert live_bytes(lowering) == (4000 + 500 + 1000) * 4
+
+
+def test_an_inference_touches_its_weights_and_every_tensor_a_kernel_writes():
+    fused = _lowered(_layer("conv", 5000), _layer("norm", 5000, (0,), kind="batchnorm"), _layer("out", 3000, (1,)))
+    # the folded batch norm writes nothing; each convolution writes its output at 32 bits
+    assert fused.touched_bytes == fused.weight_bytes + (5000 + 3000) * 4
+    assert fused.weight_bytes == 2 * 100 * 4

@@ -8,7 +8,7 @@ import pytest
 
 from hwcost import CostModel, get_runtime, profile_from_dict, register_runtime
 from hwcost.estimator import FUSED
-from hwcost.kernels import REQUANTIZE_OP
+from hwcost.kernels import DEQUANTIZE_OP, QUANTIZE_OP
 from hwcost.runtimes import FLOAT, FLOAT_DECODED, INT8, RUNTIMES, GraphRuntime
 from spaces.description import LAYER_KINDS, OPERATIONS, LayerDescription, ModelDescription
 from hand_profile import HAND_CPU
@@ -121,9 +121,11 @@ def test_int8_runs_integer_kernels_and_leaves_transposed_convolution_prelu_and_l
     assert variants == {
         "conv": INT8, "prelu": FLOAT, "conv2": INT8, "decoder": FLOAT_DECODED, "lstm.l0.ih": FLOAT, "add": INT8,
     }  # fmt: skip
-    requantizes = {name for name, layer in lowered.items() if any(kernel.op == REQUANTIZE_OP for kernel in layer.kernels)}
+    conversions = {name: kernel.op for name, layer in lowered.items() for kernel in layer.kernels if kernel.layer is None}
     # float input -> int8 conv, int8 -> float PReLU, float -> int8 conv, int8 -> float decoder, float -> int8 add
-    assert requantizes == {"conv", "prelu", "conv2", "decoder", "add"}
+    assert conversions == {
+        "conv": QUANTIZE_OP, "prelu": DEQUANTIZE_OP, "conv2": QUANTIZE_OP, "decoder": DEQUANTIZE_OP, "add": QUANTIZE_OP,
+    }  # fmt: skip
 
 
 def test_int8_drops_the_relu_after_a_quantized_residual_add():
@@ -135,7 +137,7 @@ def test_int8_drops_the_relu_after_a_quantized_residual_add():
         _free("relu", "activation", "relu", activation_bits=8), _conv("next", kind="conv2d", bits=8, activation_bits=8),
     )  # fmt: skip
     assert lowered["add"].variant == INT8 and lowered["relu"].fused_into == "add"
-    assert not any(kernel.op == REQUANTIZE_OP for name in ("add", "next") for kernel in lowered[name].kernels)
+    assert not any(kernel.op in (QUANTIZE_OP, DEQUANTIZE_OP) for name in ("add", "next") for kernel in lowered[name].kernels)
 
 
 def test_int8_needs_8_bit_weights_and_activations():
@@ -195,3 +197,15 @@ def test_a_runtime_registered_by_name_is_what_a_profile_prices():
 def test_an_unknown_runtime_names_the_registered_ones():
     with pytest.raises(KeyError, match="onnxruntime-fp32"):
         get_runtime("tflite")
+
+
+def test_an_int8_graph_output_is_dequantized_and_a_float_one_is_not():
+    """The graph's output is float: an int8 last kernel has it dequantized, with the last layer's
+    output elements; a model ending in float, or a float runtime, has no conversion after it."""
+    int8 = get_runtime("onnxruntime-int8")
+    ends_int8 = ModelDescription("toy", (_conv(bits=8, activation_bits=8),))
+    ends_float = ModelDescription("toy", (*ends_int8.layers, _free("prelu", "activation", "prelu", activation_bits=8)))
+    tail = [kernel for kernel in int8.lower(ends_int8).fixed if kernel.op == DEQUANTIZE_OP]
+    assert len(tail) == 1 and tail[0].features["elements"] == ends_int8.layers[-1].output_elements_per_second
+    assert not any(kernel.op == DEQUANTIZE_OP for kernel in int8.lower(ends_float).fixed)
+    assert not any(kernel.op == DEQUANTIZE_OP for kernel in get_runtime("onnxruntime-fp32").lower(ends_int8).fixed)
