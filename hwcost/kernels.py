@@ -246,8 +246,8 @@ def check_coefficients(key: str, coefficients: Mapping[str, float]) -> str | Non
 __all__ = [
     "FEATURE_SETS",
     "CostModelError",
-    "ELEMENTWISE_CLASS",
     "DEQUANTIZE_OP",
+    "ELEMENTWISE_CLASS",
     "INFERENCE_OP",
     "INPUT_CHANNEL_ALIGNMENT",
     "KIND_FEATURE_SETS",

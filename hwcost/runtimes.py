@@ -258,8 +258,8 @@ class GraphRuntime(Runtime):
         layers = description.layers
         ends = (layers[0].input_elements_per_second, layers[-1].output_elements_per_second) if layers else (0.0, 0.0)
         fixed = [inference_kernel(*ends)]
-        if int8_region:  # the graph's float output is dequantized from the last int8 kernel's
-            fixed.append(conversion_kernel(DEQUANTIZE_OP, owner.layer.output_elements_per_second if owner else 0.0))
+        if int8_region and owner is not None:  # the graph's float output is dequantized from the last int8 kernel's
+            fixed.append(conversion_kernel(DEQUANTIZE_OP, owner.layer.output_elements_per_second))
         return Lowering(tuple(lowered), tuple(fixed))
 
     def resident_weight_bits(self, lowered: LoweredLayer) -> float:

@@ -95,6 +95,11 @@ def monotone_line(priors: np.ndarray, targets: np.ndarray) -> tuple[float, float
     return float(intercept), float(slope)
 
 
+def _on_line(line: tuple[float, float], priors: np.ndarray) -> np.ndarray:
+    intercept, slope = line
+    return intercept + slope * priors
+
+
 class QualityPredictor:
     """Predicts one objective of candidates (as ILP assignments) from its prior and a fitted correction.
 
@@ -146,10 +151,9 @@ class QualityPredictor:
         folds = KFold(min(CROSS_VALIDATION_FOLDS, len(targets)), shuffle=True, random_state=self.seed)
         line_error = corrected_error = 0.0
         for train, test in folds.split(features):
-            intercept, slope = monotone_line(priors[train], targets[train])
-            line_train = intercept + slope * priors[train]
-            line_test = intercept + slope * priors[test]
-            correction = self._fit_correction(features[train], targets[train] - line_train)
+            line = monotone_line(priors[train], targets[train])
+            line_test = _on_line(line, priors[test])
+            correction = self._fit_correction(features[train], targets[train] - _on_line(line, priors[train]))
             line_error += float(np.sum((line_test - targets[test]) ** 2))
             corrected_error += float(np.sum((line_test + correction.predict(features[test]) - targets[test]) ** 2))
         return corrected_error < line_error
@@ -160,8 +164,7 @@ class QualityPredictor:
         ).fit(features, residuals)
 
     def _linear(self, priors: np.ndarray) -> np.ndarray:
-        intercept, slope = self._line
-        return intercept + slope * priors
+        return _on_line(self._line, priors)
 
     def _features(self, assignments: Sequence[Mapping[str, Any]], priors: np.ndarray) -> np.ndarray:
         return np.column_stack([self.encoder.features(assignments), priors])
