@@ -294,7 +294,7 @@ def _kernel_cost(kernel: Kernel, pricing: _Pricing) -> LayerCost:
     fitted = pricing.target.kernel_costs.get(kernel.key)
     if fitted is None:
         return modelled
-    features = cache_features(kernel, pricing.touched_bytes, pricing.cache_bytes)
+    features = cache_features(kernel, pricing.touched_bytes, pricing.cache_bytes, pricing.target.step_spill)
     fitted_ms = sum(fitted.get(name, 0.0) * value for name, value in features.items()) / NANOSECONDS_PER_MS
     return dataclasses.replace(modelled, compute_ms=fitted_ms, memory_ms=0.0, latency_ms=fitted_ms, bound=FITTED)
 

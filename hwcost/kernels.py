@@ -31,9 +31,10 @@ them), so a kernel's time is the dot product of its features with them.
   weights still in L2 when everything one inference touches fits there (its weights and the
   tensors its kernels write: between two reads of a weight all of that passes through the cache)
   and fetch them from further out on every run when it does not ("cold_weights" of a matrix
-  product, in bytes). A recurrent layer reads its gate
-  matrices on every step, from beyond L2 when they do not fit ("spilled_steps", steps times
-  bytes); an LSTM's input product runs in the same kernel as its loop, whose spill stands for both.
+  product, in bytes). A recurrent layer reads its gate matrices on every step, from beyond L2
+  when they do not fit ("spilled_steps", steps times bytes); an LSTM's input product runs in the
+  same kernel as its loop, whose spill stands for both. How much of a set spills as it outgrows
+  L2 is a `SpillRamp`: modelled for the cold weights, fitted on the machine for the steps.
 
 Works on plain data; never imports torch.
 """
@@ -183,20 +184,35 @@ def _narrow(output_channels: float, reduction: float) -> bool:
     return round(output_channels) < VECTOR_CHANNELS or round(reduction) % INPUT_CHANNEL_ALIGNMENT != 0
 
 
-SPILL_START = 0.5
+@dataclass(frozen=True)
+class SpillRamp:
+    """How much of a working set read over and over misses a cache, by the set's size: none up
+    to `start` times the cache, all of it from `full` times on, linearly more between.
+
+    Under strict LRU replacement a set read cyclically misses on everything as soon as it
+    outgrows the cache; real replacement policies keep part of it, and how much depends on the
+    CPU, so the ramp stands for the policy. `DEFAULT_SPILL` is modelled; a calibration fits the
+    ramp of the recurrent steps on the machine (`hwcost.calibration.fit`), where the grid's
+    LSTMs read gate matrices from a twentieth of L2 to twice its size on every step.
+    """
+
+    start: float = 0.5
+    full: float = 2.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.start < self.full:
+            raise ValueError(f"a spill ramp needs 0 <= start < full, got start={self.start}, full={self.full}")
+
+    def fraction(self, working_bytes: float, cache_bytes: float) -> float:
+        """The fraction of `working_bytes` read from beyond a cache of `cache_bytes` on each pass."""
+        if cache_bytes <= 0:
+            return 1.0
+        return min(1.0, max(0.0, (working_bytes / cache_bytes - self.start) / (self.full - self.start)))
+
+
+DEFAULT_SPILL = SpillRamp()
 """modelled: weights start to fall out of a cache once they fill half of it (activations, state and
-code hold the rest)."""
-SPILL_FULL = 2.0
-"""modelled: all of them miss once they are twice its size (cyclic reads under LRU replacement miss
-on everything beyond the cache; the ramp between the two stands for the replacement policy not
-being LRU)."""
-
-
-def spill_fraction(weight_bytes: float, cache_bytes: float) -> float:
-    """The fraction of `weight_bytes` read from beyond a cache of `cache_bytes` on each pass."""
-    if cache_bytes <= 0:
-        return 1.0
-    return min(1.0, max(0.0, (weight_bytes / cache_bytes - SPILL_START) / (SPILL_FULL - SPILL_START)))
+code hold the rest), and all of them miss once they are twice its size."""
 
 
 def weight_bytes(kernel: Kernel) -> float:
@@ -205,15 +221,17 @@ def weight_bytes(kernel: Kernel) -> float:
     return 0.0 if layer is None else layer.params * layer.weight_bits / 8
 
 
-def cache_features(kernel: Kernel, touched_bytes: float, cache_bytes: float) -> dict[str, float]:
+def cache_features(
+    kernel: Kernel, touched_bytes: float, cache_bytes: float, step_spill: SpillRamp = DEFAULT_SPILL
+) -> dict[str, float]:
     """The figures a kernel is priced on: its feature set's, the cache-dependent ones for a model
     one inference of which touches `touched_bytes` (`Lowering.touched_bytes`) on a CPU with
-    `cache_bytes` of L2 per core."""
+    `cache_bytes` of L2 per core, whose recurrent steps spill their gate matrices by `step_spill`."""
     own_bytes = weight_bytes(kernel)
     steps = kernel.features.get("steps", 0.0)
     cached = {
-        "cold_weights": own_bytes * spill_fraction(touched_bytes, cache_bytes),
-        "spilled_steps": steps * own_bytes * spill_fraction(own_bytes, cache_bytes),
+        "cold_weights": own_bytes * DEFAULT_SPILL.fraction(touched_bytes, cache_bytes),
+        "spilled_steps": steps * own_bytes * step_spill.fraction(own_bytes, cache_bytes),
     }
     return {name: cached[name] if name in cached else kernel.features.get(name, 0.0) for name in FEATURE_SETS[feature_set(kernel.op)]}
 
@@ -246,14 +264,14 @@ def check_coefficients(key: str, coefficients: Mapping[str, float]) -> str | Non
 __all__ = [
     "FEATURE_SETS",
     "CostModelError",
+    "DEFAULT_SPILL",
     "DEQUANTIZE_OP",
     "ELEMENTWISE_CLASS",
     "INFERENCE_OP",
     "INPUT_CHANNEL_ALIGNMENT",
     "KIND_FEATURE_SETS",
     "QUANTIZE_OP",
-    "SPILL_FULL",
-    "SPILL_START",
+    "SpillRamp",
     "VECTOR_CHANNELS",
     "Kernel",
     "cache_features",
@@ -263,6 +281,5 @@ __all__ = [
     "inference_kernel",
     "layer_features",
     "layer_op",
-    "spill_fraction",
     "weight_bytes",
 ]

@@ -6,7 +6,8 @@ adding a CPU means adding a file. Every figure carries its public source in a YA
 `hwcost.runtimes` name; the modelled packed-kernel runtime when absent). An optional `measured:`
 section, written by `search hwcost calibrate` from micro-benchmarks on the machine itself,
 overrides the modelled figures it names and adds fitted kernel costs (`kernels:`, per cost key
-nanoseconds per unit of each kernel feature) and peak-memory terms (`memory:`), with where and
+nanoseconds per unit of each kernel feature, and `step_spill:`, the spill ramp of recurrent steps
+they go with) and peak-memory terms (`memory:`), with where and
 when they were measured (`provenance:`, `noise:`, `fit:`), so a profile records which of its
 numbers were measured (`TargetProfile.measured`). Wherever a target name is accepted, so is the
 path of a profile file.
@@ -23,7 +24,7 @@ from typing import Any
 
 import yaml
 
-from hwcost.kernels import check_coefficients
+from hwcost.kernels import DEFAULT_SPILL, SpillRamp, check_coefficients
 from hwcost.memory import MEMORY_TERMS, MemoryCoefficients
 from hwcost.runtimes import DEFAULT_RUNTIME, RUNTIMES
 from spaces.description import KERNEL_CLASSES
@@ -51,7 +52,7 @@ _MEASURABLE_KEYS = (
     "per_layer_overhead_us",
     "unpack_cycles_per_weight",
 )
-_CALIBRATION_KEYS = ("kernels", "memory")
+_CALIBRATION_KEYS = ("kernels", "step_spill", "memory")
 _RECORD_KEYS = ("provenance", "noise", "fit")
 """`measured:` sections that record how a calibration was made (kept as they are, for reading)."""
 _CLASS_KEYS = ("macs_per_cycle", "efficiency")
@@ -86,6 +87,7 @@ class TargetProfile:
         runtime: The `hwcost.runtimes` name of the runtime it prices.
         kernel_costs: Cost key -> nanoseconds per unit of each kernel feature, as calibrated;
             kernels of keys not named are priced by the roofline.
+        step_spill: How recurrent steps spill their gate matrices from L2 (calibrated, or modelled).
         memory: Peak-memory terms (calibrated, or the modelled one copy of everything).
         calibration: The `provenance`, `noise` and `fit` records of its calibration, if any.
     """
@@ -108,6 +110,7 @@ class TargetProfile:
     measured: tuple[str, ...] = ()
     runtime: str = DEFAULT_RUNTIME
     kernel_costs: Mapping[str, Mapping[str, float]] = field(default_factory=dict)
+    step_spill: SpillRamp = DEFAULT_SPILL
     memory: MemoryCoefficients = field(default_factory=MemoryCoefficients)
     calibration: Mapping[str, Any] = field(default_factory=dict)
 
@@ -181,10 +184,12 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> TargetProfile:
         figures[key] = {**figures[key], **value} if key in _CLASS_KEYS else value
     kernel_costs = _kernel_costs(source, measured.get("kernels") or {})
     memory = _memory(source, measured.get("memory"))
+    step_spill = _spill_ramp(source, "measured.step_spill", measured.get("step_spill"))
     runtime = _text(source, "runtime", data.get("runtime", DEFAULT_RUNTIME), allow_empty=False)
     if runtime not in RUNTIMES:
         raise ProfileError(f"{source}: unknown runtime {runtime!r}; expected one of {', '.join(sorted(RUNTIMES))}")
     calibrated = [f"kernels.{key}" for key in kernel_costs] + [f"memory.{key}" for key in measured.get("memory") or {}]
+    calibrated += ["step_spill"] if "step_spill" in measured else []
     return TargetProfile(
         name=_text(source, "name", data["name"], allow_empty=False),
         device=_text(source, "device", data.get("device", ""), allow_empty=True),
@@ -199,6 +204,7 @@ def profile_from_dict(data: Any, source: str = "<profile>") -> TargetProfile:
         measured=tuple(_dotted_names(overrides) + calibrated),
         runtime=runtime,
         kernel_costs=kernel_costs,
+        step_spill=step_spill,
         memory=memory,
         calibration={key: measured[key] for key in _RECORD_KEYS if key in measured},
         **figures,
@@ -233,6 +239,20 @@ def _kernel_costs(source: str, value: Any) -> dict[str, dict[str, float]]:
             for name, number in coefficients.items()
         }
     return costs
+
+
+def _spill_ramp(source: str, key: str, value: Any) -> SpillRamp:
+    """A `{start, full}` spill ramp (`hwcost.kernels.SpillRamp`), or the modelled one when absent."""
+    if value is None:
+        return DEFAULT_SPILL
+    if not isinstance(value, dict):
+        raise ProfileError(f"{source}: {key} must be a mapping with start and full, got {value!r}")
+    _check_keys(source, f"{key}.", value, allowed=("start", "full"), required=("start", "full"))
+    start = _number(source, f"{key}.start", value["start"], allow_zero=True)
+    full = _number(source, f"{key}.full", value["full"])
+    if start >= full:
+        raise ProfileError(f"{source}: {key}.start must be below {key}.full, got {start:g} and {full:g}")
+    return SpillRamp(start, full)
 
 
 def _memory(source: str, value: Any) -> MemoryCoefficients:

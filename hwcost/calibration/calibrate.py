@@ -139,17 +139,20 @@ def fit_profile(
         for item in measurements
     ]  # fmt: skip
     data = {**_base_data(base), **caches_kb}
-    kernels, latency_fit = fit_latency(observations, data["l2_kb"] * 1024)
+    latency = fit_latency(observations, data["l2_kb"] * 1024)
     memory, memory_fit = fit_memory(observations, lowering)
     data.update(name=name, device=cpu_model(), isa=os.uname().machine, runtime=runtime)
     data["measured"] = {
         "provenance": {**provenance, "cases": len(measurements), "reference_ms": _rounded(reference)},
         "noise": _noise(measurements),
-        "fit": {**latency_fit.summary("latency"), **memory_fit.summary("memory")},
-        "kernels": {key: {feature: _rounded(value) for feature, value in features.items()} for key, features in kernels.items()},
+        "fit": {**latency.report.summary("latency"), **memory_fit.summary("memory")},
+        "kernels": {
+            key: {feature: _rounded(value) for feature, value in features.items()} for key, features in latency.coefficients.items()
+        },
+        "step_spill": {"start": latency.step_spill.start, "full": latency.step_spill.full},
         "memory": _memory_section(memory),
     }
-    return Calibration(data, tuple(measurements), latency_fit, memory_fit)
+    return Calibration(data, tuple(measurements), latency.report, memory_fit)
 
 
 def write_profile(calibration: Calibration, path: Path) -> Path:

@@ -292,6 +292,7 @@ class Grid:
     depths: tuple[int, int] = (1, 3)
     separator: tuple[tuple[int, int, int], ...] = ()
     separator_depths: tuple[int, int] = (2, 6)
+    flattened_maps: tuple[tuple[int, int], ...] = ()
 
 
 FULL_GRID = Grid(
@@ -338,6 +339,10 @@ FULL_GRID = Grid(
     elementwise=((64, 100), (256, 100), (1024, 100), (64, 500), (256, 500), (128, 1000), (16, 100), (256, 1)),
     # (channels, hidden, frames): the extractor's separator stacks, skip paths summed
     separator=((64, 128, 1000), (128, 256, 500), (96, 192, 1000), (128, 256, 1000)),
+    # (rows, frames): a ResNet's last feature map as its statistics pooling reads it, channels x
+    # bins rows over the few frames its strides leave; many short rows cost more per element
+    # than the elementwise shapes' long ones (a broadcast subtraction walks the rows one by one)
+    flattened_maps=((384, 13), (1024, 7), (2048, 25)),
 )
 """The grid `search hwcost calibrate` measures by default."""
 
@@ -380,6 +385,7 @@ def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = ()
     cases += _cases("gate", _gates, grid.elementwise, depths, input_names=("x", "gate"))
     for op in _POOLING_MODULES:
         cases += _cases(op, functools.partial(_pool, op), grid.elementwise)
+    cases += _cases("statistics", functools.partial(_pool, "statistics"), grid.flattened_maps)
     cases += _cases("weighted", _weighted, grid.elementwise, input_names=("x", "weights"))
     return cases
 

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 
 from hwcost.estimator import NANOSECONDS_PER_MS
-from hwcost.kernels import Kernel, cache_features
+from hwcost.kernels import DEFAULT_SPILL, Kernel, SpillRamp, cache_features
 from hwcost.memory import MemoryCoefficients, memory_features
 from hwcost.runtimes import Lowering, Runtime
 
@@ -114,15 +114,50 @@ def _solve(
     return dict(zip(columns, coefficients.tolist())), (design @ coefficients + known).tolist()
 
 
-def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tuple[dict[str, dict[str, float]], FitReport]:
-    """Per cost key, nanoseconds per unit of each feature (on a CPU with `cache_bytes` of L2 per
-    core); and the fit's errors on its cases."""
+STEP_SPILL_CANDIDATES = (
+    DEFAULT_SPILL,
+    *(SpillRamp(start / 10, (start + width) / 10) for start in range(3, 11) for width in (3, 5, 7, 10, 15)),
+)
+"""Spill ramps of the recurrent steps a calibration chooses among (the modelled one first, kept on a tie)."""
+
+
+@dataclass(frozen=True)
+class LatencyFit:
+    """A runtime's fitted kernel costs.
+
+    Attributes:
+        coefficients: Per cost key, nanoseconds per unit of each feature.
+        step_spill: The spill ramp of the recurrent steps the coefficients go with.
+        report: The fit's errors on its cases.
+    """
+
+    coefficients: dict[str, dict[str, float]]
+    step_spill: SpillRamp
+    report: FitReport
+
+
+def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> LatencyFit:
+    """Per cost key, nanoseconds per unit of each feature, on a CPU with `cache_bytes` of L2 per
+    core, with the recurrent steps' spill ramp that fits the cases best.
+
+    How much of a gate matrix a step reads from beyond L2 as the matrix outgrows it depends on
+    the CPU's replacement policy, and it is not linear in anything the fit can weigh: so the fit
+    is solved once per ramp of `STEP_SPILL_CANDIDATES` and the ramp with the smallest mean
+    absolute relative error over the cases is kept (only the cases' recurrent steps differ
+    between the solves; without any, the modelled ramp is kept unsolved for).
+    """
+    recurrent = any(kernel.features.get("steps", 0.0) > 0 for observation in observations for kernel in observation.kernels())
+    fits = [_fit_latency(observations, cache_bytes, ramp) for ramp in (STEP_SPILL_CANDIDATES if recurrent else (DEFAULT_SPILL,))]
+    return min(fits, key=lambda fit: statistics.fmean(abs(error) for error in fit.report.errors.values()))
+
+
+def _fit_latency(observations: Sequence[Observation], cache_bytes: float, step_spill: SpillRamp) -> LatencyFit:
     rows = []
     for observation in observations:
         row: dict[tuple[str, str], float] = {}
         touched_bytes = observation.lowering.touched_bytes
         for kernel in observation.kernels():
-            for feature, value in cache_features(kernel, touched_bytes, cache_bytes).items():
+            for feature, value in cache_features(kernel, touched_bytes, cache_bytes, step_spill).items():
                 row[(kernel.key, feature)] = row.get((kernel.key, feature), 0.0) + value
         rows.append(row)
     measured = [observation.measured_ms * NANOSECONDS_PER_MS for observation in observations]
@@ -131,7 +166,7 @@ def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> tupl
     for (key, feature), value in sorted(solution.items()):
         coefficients.setdefault(key, {})[feature] = value
     errors = {o.name: value / target - 1 for o, value, target in zip(observations, fitted, measured)}
-    return coefficients, FitReport(errors)
+    return LatencyFit(coefficients, step_spill, FitReport(errors))
 
 
 def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[MemoryCoefficients, FitReport]:
@@ -175,4 +210,4 @@ def fit_memory(observations: Sequence[Observation], runtime: Runtime) -> tuple[M
     return coefficients, FitReport(errors)
 
 
-__all__ = ["FitReport", "Observation", "fit_latency", "fit_memory"]
+__all__ = ["STEP_SPILL_CANDIDATES", "FitReport", "LatencyFit", "Observation", "fit_latency", "fit_memory"]

@@ -9,10 +9,12 @@ loaded 2-core development host), and that load drifts over minutes, so a calibra
 in one period and a validation in another would disagree by it. So every round of timed runs is
 bracketed by runs of a fixed load-reference graph (`reference_graph`: matrix products of fixed
 shapes), and a graph's time is kept as its ratio to the reference's, the median over rounds
-interleaved across the set: `Timing.at_reference(reference_ms)` turns it back into
+interleaved across the set; a graph whose rounds disagree is timed again until most of them
+agree (`settled`), so that one round hit by a burst of load is outvoted rather than averaged in:
+`Timing.at_reference(reference_ms)` turns it back into
 milliseconds at one reference speed, the same for every measurement compared (a calibrated
 profile records its own, `measured.provenance.reference_ms`). Noise is the median relative
-interquartile range of the runs within a round, and the spread of the round ratios.
+interquartile range of the runs within a round, and the spread of the round ratios that agree.
 
 Peak memory is measured by `hwcost.calibration.memory_probe` in a fresh interpreter per graph.
 """
@@ -48,16 +50,24 @@ _CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8")
 @dataclass(frozen=True)
 class TimingPlan:
     """How to time a graph: `rounds` times, each with warm-up runs, then at least `min_runs` and
-    `min_cpu_seconds` of timed runs."""
+    `min_cpu_seconds` of timed runs; then up to `extra_rounds` more while its rounds have not
+    settled (`settled`)."""
 
     warmup_runs: int
     min_runs: int
     min_cpu_seconds: float
     rounds: int = 1
+    extra_rounds: int = 0
 
 
-CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.1, rounds=2)
-VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.3, rounds=3)
+CALIBRATION_TIMING = TimingPlan(warmup_runs=3, min_runs=15, min_cpu_seconds=0.1, rounds=2, extra_rounds=3)
+VALIDATION_TIMING = TimingPlan(warmup_runs=3, min_runs=30, min_cpu_seconds=0.3, rounds=3, extra_rounds=3)
+
+SETTLED_SPREAD = 0.10
+"""Largest spread (largest ratio over the smallest, minus one) of the rounds that agree, for a
+graph's rounds to have settled. A burst of load from other processes that hits a round's
+reference runs and not the graph's (or the other way round) moves that round's ratio by tens of
+percent on the shared development host; a third round outvotes it."""
 
 
 REFERENCE_RUNS = 20
@@ -76,7 +86,9 @@ class Timing:
         reference_ms: Smallest reference median seen while timing it (its least loaded round).
         relative_iqr: Median over the rounds of the runs' interquartile range over their median.
         runs: Timed runs, all rounds together.
-        round_spread: Largest round ratio over the smallest, minus one (0 for one round).
+        round_spread: Largest round ratio over the smallest, minus one, over the rounds that agree
+            when they settled (`settled`), else over all of them (0 for one round).
+        rounds: Rounds timed, the planned ones and those timed again while unsettled.
     """
 
     ratio: float
@@ -84,6 +96,7 @@ class Timing:
     relative_iqr: float
     runs: int
     round_spread: float = 0.0
+    rounds: int = 1
 
     def at_reference(self, reference_ms: float) -> float:
         """The CPU time of one inference, in ms, at the speed where the reference takes `reference_ms`."""
@@ -165,9 +178,38 @@ def time_graphs(
             if progress:
                 progress(round_index * len(graphs) + index, total)
             rounds[index].append(_time_round(_session(graph), feeds, reference, plan))
+    unsettled = _unsettled(rounds, plan)
+    while unsettled:  # interleaved like the planned rounds, so that one burst of load does not hit every retry
+        for index in unsettled:
+            graph, feeds = graphs[index]
+            rounds[index].append(_time_round(_session(graph), feeds, reference, plan))
+        unsettled = _unsettled(rounds, plan)
     if progress:
         progress(total, total)
     return [_timing(measured) for measured in rounds]
+
+
+def _unsettled(rounds: Sequence[Sequence[_Round]], plan: TimingPlan) -> list[int]:
+    """The graphs whose rounds have not settled and may be timed again."""
+    limit = plan.rounds + plan.extra_rounds
+    return [index for index, measured in enumerate(rounds) if len(measured) < limit and not settled(_ratios(measured))]
+
+
+def agreeing(ratios: Sequence[float]) -> list[float]:
+    """The most round ratios that lie within `SETTLED_SPREAD` of each other, sorted (of equally
+    many, the group of the smallest ratios)."""
+    ordered = sorted(ratios)
+    best: list[float] = ordered[:1]
+    for start, low in enumerate(ordered):
+        group = [ratio for ratio in ordered[start:] if ratio <= low * (1 + SETTLED_SPREAD)]
+        if len(group) > len(best):
+            best = group
+    return best
+
+
+def settled(ratios: Sequence[float]) -> bool:
+    """Whether more than half of the round ratios agree (`agreeing`): then their median is one of them."""
+    return 2 * len(agreeing(ratios)) > len(ratios)
 
 
 def _session(graph: onnx.ModelProto) -> onnxruntime.InferenceSession:
@@ -203,14 +245,20 @@ def _time_round(
     return _Round(median, statistics.median(reference_timings), spread, len(timings))
 
 
+def _ratios(rounds: Sequence[_Round]) -> list[float]:
+    return [measured.median / measured.reference for measured in rounds]
+
+
 def _timing(rounds: Sequence[_Round]) -> Timing:
-    ratios = [measured.median / measured.reference for measured in rounds]
+    ratios = _ratios(rounds)
+    kept = agreeing(ratios) if settled(ratios) else ratios
     return Timing(
         ratio=statistics.median(ratios),
         reference_ms=min(measured.reference for measured in rounds) * 1e3,
         relative_iqr=statistics.median(measured.relative_iqr for measured in rounds),
         runs=sum(measured.runs for measured in rounds),
-        round_spread=max(ratios) / min(ratios) - 1,
+        round_spread=max(kept) / min(kept) - 1,
+        rounds=len(rounds),
     )
 
 
@@ -310,6 +358,8 @@ __all__ = [
     "Timing",
     "TimingPlan",
     "REFERENCE_RUNS",
+    "SETTLED_SPREAD",
+    "agreeing",
     "cpu_model",
     "host_caches_kb",
     "host_provenance",
@@ -317,5 +367,6 @@ __all__ = [
     "reference_graph",
     "reference_ms",
     "session_options",
+    "settled",
     "time_graphs",
 ]

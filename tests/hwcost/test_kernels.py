@@ -7,11 +7,12 @@ import pytest
 from hwcost import CostModel, ProfileError, profile_from_dict
 from hwcost.estimator import FITTED
 from hwcost.kernels import (
+    DEFAULT_SPILL,
     Kernel,
+    SpillRamp,
     cache_features,
     check_coefficients,
     layer_features,
-    spill_fraction,
 )
 from spaces.description import LayerDescription, ModelDescription
 from hand_profile import HAND_CPU
@@ -87,7 +88,13 @@ def test_a_calibrated_key_is_priced_by_its_coefficients_and_others_by_the_roofli
     ("weights", "expected"), [(0, 0.0), (512 * 1024, 0.0), (1280 * 1024, 0.5), (2048 * 1024, 1.0), (8192 * 1024, 1.0)]
 )
 def test_weights_spill_from_half_the_cache_on_and_all_of_them_at_twice_its_size(weights, expected):
-    assert spill_fraction(weights, 1024 * 1024) == pytest.approx(expected)
+    assert DEFAULT_SPILL.fraction(weights, 1024 * 1024) == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(("start", "full"), [(1.0, 1.0), (1.5, 0.8), (-0.1, 1.0)])
+def test_a_spill_ramp_must_rise(start, full):
+    with pytest.raises(ValueError, match="start < full"):
+        SpillRamp(start, full)
 
 
 def test_weights_are_cold_only_when_the_whole_model_outgrows_the_cache():
@@ -97,17 +104,25 @@ def test_weights_are_cold_only_when_the_whole_model_outgrows_the_cache():
     assert cache_features(kernel, touched_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
 
 
-def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
-    hidden = 512
-    matrix = LayerDescription(
+def _lstm_steps(hidden: int) -> LayerDescription:
+    return LayerDescription(
         "lstm.l0.hh", "lstm_recurrent", params=4 * hidden * hidden, macs_per_second=4 * hidden * hidden * 100,
         input_elements_per_second=hidden * 100, output_elements_per_second=4 * hidden * 100, sequential_steps_per_second=100,
     )  # fmt: skip
+
+
+def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
+    hidden = 512
+    matrix = _lstm_steps(hidden)
     kernel = Kernel("lstm_recurrent", "fp32", layer_features(matrix), matrix)
     small_cache = cache_features(kernel, 0, cache_bytes=1024 * 1024)
     large_cache = cache_features(kernel, 0, cache_bytes=64 * 1024 * 1024)
     assert small_cache["spilled_steps"] == pytest.approx(100 * 4 * hidden * hidden * 4)
     assert large_cache["spilled_steps"] == 0
+    # The matrix (4 MiB) is twice a 2 MiB cache: all of it spills under the modelled ramp, half
+    # under a ramp that keeps it cached up to 1.5 times the cache.
+    late = cache_features(kernel, 0, cache_bytes=2 * 1024 * 1024, step_spill=SpillRamp(1.5, 2.5))
+    assert late["spilled_steps"] == pytest.approx(small_cache["spilled_steps"] / 2)
 
 
 @pytest.mark.parametrize(
@@ -141,3 +156,35 @@ def test_activations_an_inference_writes_can_push_its_weights_out_of_the_cache()
     small, large = (CostModel().estimate(ModelDescription("toy", (CONV, act(elements))), profile) for elements in (100, cache_bytes))
     assert small.layers[0].latency_ms == 0.0
     assert large.layers[0].latency_ms == pytest.approx(CONV.params * 4 / 1e6)
+
+
+def test_a_profile_prices_recurrent_steps_by_its_calibrated_spill_ramp():
+    """A gate matrix 1.5 times L2: half of it spills under the modelled ramp, none under a
+    calibrated ramp that starts at 1.6 times L2; a profile without one keeps the modelled ramp."""
+    kernels = {"lstm_recurrent/fp32": {"spilled_steps": 1.0}}
+    modelled = profile_from_dict({**BASE, "measured": {"kernels": kernels}})
+    late = profile_from_dict({**BASE, "measured": {"kernels": kernels, "step_spill": {"start": 1.6, "full": 3.0}}})
+    assert modelled.step_spill == DEFAULT_SPILL
+    assert late.step_spill == SpillRamp(1.6, 3.0) and "step_spill" in late.measured
+    hidden = round((1.5 * modelled.l2_kb * 1024 / 16) ** 0.5)
+    steps = ModelDescription("toy", (_lstm_steps(hidden),))
+    matrix_bytes = 4 * hidden * hidden * 4
+    expected = 100 * matrix_bytes * DEFAULT_SPILL.fraction(matrix_bytes, modelled.l2_kb * 1024) / 1e6
+    assert CostModel().estimate(steps, modelled).layers[0].latency_ms == pytest.approx(expected)
+    assert expected > 0
+    assert CostModel().estimate(steps, late).layers[0].latency_ms == 0.0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ({"start": 1.5, "full": 1.0}, "step_spill.start must be below measured.step_spill.full"),
+        ({"start": 0.5}, "missing required key measured.step_spill.full"),
+        ({"start": 0.5, "full": 2.0, "end": 3.0}, "unknown key measured.step_spill.end"),
+        ([0.5, 2.0], "measured.step_spill must be a mapping"),
+        ({"start": -1.0, "full": 2.0}, "measured.step_spill.start must be >= 0"),
+    ],
+)
+def test_a_malformed_step_spill_ramp_is_an_error_naming_it(value, message):
+    with pytest.raises(ProfileError, match=message):
+        profile_from_dict({**BASE, "measured": {"step_spill": value}})
