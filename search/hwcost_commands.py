@@ -83,7 +83,8 @@ def _calibrate(args: argparse.Namespace, console: Console) -> int:
     console.print(
         f"{len(calibration.measurements)} micro-benchmarks; noise (relative IQR of the runs): median "
         f"{noise['median_relative_iqr']:.1%}, worst {noise['worst_relative_iqr']:.1%} ({noise['worst_case']}); "
-        f"spread of the round medians: median {noise['median_round_spread']:.1%}"
+        f"spread of the round medians: median {noise['median_round_spread']:.1%}; {noise['timed_again']} timed again "
+        "until most of their rounds agreed"
     )
     console.print(
         f"fit on its own cases: latency median error {fit['latency_median_abs_error']:.1%}, worst "
