@@ -642,7 +642,9 @@ TABLES: dict[str, Table] = {
     "cost_predictions": Table(("cost_predictions",), cost_predictions_markdown),
     "cost_model_accuracy": Table(("cost_model_accuracy",), cost_model_accuracy_markdown),
     "cost_model_targets": Table(("cost_model_accuracy",), cost_model_targets_markdown),
-    "cost_model_runs": Table(("cost_model_accuracy", "cost_model_accuracy-repeat"), cost_model_runs_markdown),
+    "cost_model_runs": Table(
+        ("cost_model_accuracy", "cost_model_accuracy-repeat", "cost_model_accuracy-run3"), cost_model_runs_markdown
+    ),
     "ge2e_pretrained": Table(("ge2e_pretrained",), ge2e_pretrained_markdown),
     "ge2e_table": Table(("ge2e_table",), ge2e_table_markdown),
     "benchmark_costs": Table(tuple(WALL_SECONDS), benchmark_costs_markdown),
