@@ -180,7 +180,6 @@ def _noise(measurements: Sequence[CaseMeasurement]) -> dict[str, Any]:
     rounds = {item.name: item.timing.round_spread for item in measurements}
     worst = max(spreads, key=spreads.__getitem__)
     worst_round = max(rounds, key=rounds.__getitem__)
-    planned = min(item.timing.rounds for item in measurements)
     return {
         "statistic": "relative interquartile range of the runs within a round; spread of the round medians that agree",
         "median_relative_iqr": round(statistics.median(spreads.values()), 4),
@@ -190,7 +189,7 @@ def _noise(measurements: Sequence[CaseMeasurement]) -> dict[str, Any]:
         "worst_round_spread": round(rounds[worst_round], 4),
         "worst_round_case": worst_round,
         "timed_runs": sum(item.timing.runs for item in measurements),
-        "timed_again": sum(item.timing.rounds > planned for item in measurements),
+        "timed_again": sum(item.timing.timed_again for item in measurements),
     }
 
 

@@ -89,6 +89,7 @@ class Timing:
         round_spread: Largest round ratio over the smallest, minus one, over the rounds that agree
             when they settled (`settled`), else over all of them (0 for one round).
         rounds: Rounds timed, the planned ones and those timed again while unsettled.
+        timed_again: Whether it took more rounds than planned to settle (or to give up).
     """
 
     ratio: float
@@ -97,6 +98,7 @@ class Timing:
     runs: int
     round_spread: float = 0.0
     rounds: int = 1
+    timed_again: bool = False
 
     def at_reference(self, reference_ms: float) -> float:
         """The CPU time of one inference, in ms, at the speed where the reference takes `reference_ms`."""
@@ -186,7 +188,7 @@ def time_graphs(
         unsettled = _unsettled(rounds, plan)
     if progress:
         progress(total, total)
-    return [_timing(measured) for measured in rounds]
+    return [_timing(measured, plan) for measured in rounds]
 
 
 def _unsettled(rounds: Sequence[Sequence[_Round]], plan: TimingPlan) -> list[int]:
@@ -249,7 +251,7 @@ def _ratios(rounds: Sequence[_Round]) -> list[float]:
     return [measured.median / measured.reference for measured in rounds]
 
 
-def _timing(rounds: Sequence[_Round]) -> Timing:
+def _timing(rounds: Sequence[_Round], plan: TimingPlan) -> Timing:
     ratios = _ratios(rounds)
     kept = agreeing(ratios) if settled(ratios) else ratios
     return Timing(
@@ -259,6 +261,7 @@ def _timing(rounds: Sequence[_Round]) -> Timing:
         runs=sum(measured.runs for measured in rounds),
         round_spread=max(kept) / min(kept) - 1,
         rounds=len(rounds),
+        timed_again=len(rounds) > plan.rounds,
     )
 
 

@@ -58,6 +58,7 @@ def test_a_round_hit_by_load_is_timed_again_and_outvoted(monkeypatch):
     assert noisy.rounds == 3 and noisy.ratio == pytest.approx(1.03)
     assert noisy.round_spread == pytest.approx(0.03)  # the spread of the rounds that agree
     assert quiet.rounds == 2 and quiet.ratio == pytest.approx(2.02)
+    assert noisy.timed_again and not quiet.timed_again
 
 
 def test_rounds_that_never_agree_stop_at_the_extra_rounds_and_report_their_whole_spread(monkeypatch):
