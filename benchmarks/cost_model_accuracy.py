@@ -109,7 +109,7 @@ def measure_runtime(runtime: str, grid: str, model_set: str) -> RuntimeMeasureme
     validation = measure_set(backend, VALIDATION_SETS[model_set], _progress)
     print(f"{runtime}: calibration ({grid} grid)", flush=True)
     provenance = {**host_provenance(runtime), "grid": grid, "base_profile": DEFAULT_BASE}
-    calibration = measure_cases(backend, calibration_cases(GRIDS[grid], backend.weight_formats), _progress)
+    calibration = measure_cases(backend, calibration_cases(GRIDS[grid], backend.weight_formats, backend.stem_pairs), _progress)
     return RuntimeMeasurements(runtime, validation, calibration, provenance)
 
 

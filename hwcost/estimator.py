@@ -97,6 +97,7 @@ _OPS_PER_ELEMENT = {
     "activation": 2.0,  # ReLU is one op, PReLU / sigmoid-like ones more: modelled at two
     "pooling": 2.0,  # statistics pooling: sum and sum of squares per input element
     "elementwise": 1.0,  # residual add or gating multiply
+    "layout": 1.0,  # a transpose: one strided copy per element
 }
 
 _PACKED_CLASSES = frozenset({"lowbit", "lookup"})

@@ -73,6 +73,7 @@ KIND_FEATURE_SETS: dict[str, str] = {
     "activation": "elementwise",
     "pooling": "elementwise",
     "elementwise": "elementwise",
+    "layout": "elementwise",
 }
 """Layer kind -> its feature set (every `spaces.description.LAYER_KINDS` entry has one)."""
 

@@ -23,7 +23,13 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   InstanceNormalization (GroupNorm), an unfolded BatchNormalization, Tanh and the statistics
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
   QuantizeLinear: each change between the two regions is a conversion kernel, a quantize into
-  int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel). The integer
+  int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel);
+- a QLinearConv runs channels-last (NhwcTransformer), between a Transpose into that layout and
+  one out of it, which the transpose optimiser cancels against the model's own transposes where
+  they meet: a 1-D convolution reads filterbank frames `[batch, frames, bins]` as they come (the
+  model's layout change to channels first and the runtime's back cancel, and neither runs), while
+  a 2-D one on `[batch, 1, bins, frames]` merges the two into one real transpose of the
+  spectrogram (priced as the layout layer's int8 kernel). The integer
   kernels run 8-bit weights, and also narrower codes that the project's integer export writes as
   exact int8 levels (`LayerDescription.integer_weights`: symmetric uniform, few-level pow2, binary).
 
@@ -77,10 +83,11 @@ rule): their weights stay constant floats. Other kinds without a QLinear kernel 
 get quantized weights that a DequantizeLinear decodes on every run."""
 
 _INT8_PARAMETER_FREE_OPS = frozenset(
-    {"elementwise.add", "elementwise.multiply", "activation.sigmoid", "activation.softmax", "pooling.average"}
+    {"elementwise.add", "elementwise.multiply", "activation.sigmoid", "activation.softmax", "pooling.average", "layout"}
 )
 """Parameter-free ops a QDQ graph runs as QLinear kernels (QLinearAdd, QLinearMul, QLinearSigmoid,
-QLinearSoftmax, QLinearGlobalAveragePool)."""
+QLinearSoftmax, QLinearGlobalAveragePool), or on the 8-bit codes (a Transpose, which QDQ
+propagation moves the quantize ahead of)."""
 
 
 @dataclass(frozen=True)
@@ -223,6 +230,9 @@ class GraphRuntime(Runtime):
         epilogues: (kind, variant) -> the ops a kernel of that kind and variant absorbs after it.
         requantizes: Whether a change between int8 and float kernels costs a conversion kernel
             (quantize into int8, dequantize out of it, also at the graph's float output).
+        frame_major_readers: Kinds whose int8 kernel runs channels-last and so reads filterbank
+            frames as they come: a layout change to channels-first right before it cancels
+            against the transpose back the runtime would add, and neither runs.
     """
 
     name: str
@@ -230,6 +240,7 @@ class GraphRuntime(Runtime):
     placement: Placement
     epilogues: Mapping[tuple[str, str], Epilogue]
     requantizes: bool = False
+    frame_major_readers: frozenset[str] = frozenset()
 
     def lower(self, description: ModelDescription) -> Lowering:
         quantized_activations = any(layer.activation_bits < FLOAT_BITS for layer in description.layers)
@@ -252,6 +263,9 @@ class GraphRuntime(Runtime):
             if self.requantizes and (variant == INT8) != int8_region:
                 int8_region = variant == INT8
                 kernels.insert(0, conversion_kernel(QUANTIZE_OP if int8_region else DEQUANTIZE_OP, layer.input_elements_per_second))
+            if owner is not None and owner is lowered[-1] and self._cancels(owner, layer, variant):
+                kernels[:0] = owner.kernels[:-1]  # the conversion into int8 before the layout change stays
+                lowered[-1] = LoweredLayer(owner.layer, owner.variant, (), fused_into=layer.name)
             owner = LoweredLayer(layer, variant, tuple(kernels))
             stage = 0
             lowered.append(owner)
@@ -261,6 +275,12 @@ class GraphRuntime(Runtime):
         if int8_region and owner is not None:  # the graph's float output is dequantized from the last int8 kernel's
             fixed.append(conversion_kernel(DEQUANTIZE_OP, owner.layer.output_elements_per_second))
         return Lowering(tuple(lowered), tuple(fixed))
+
+    def _cancels(self, previous: LoweredLayer, layer: LayerDescription, variant: str) -> bool:
+        """Whether `previous`, the kernel right before `layer`'s, is a layout change to channels
+        first that `layer`'s channels-last int8 kernel cancels (see `frame_major_readers`)."""
+        into_int8 = previous.variant == INT8 and variant == INT8
+        return into_int8 and previous.layer.kind == "layout" and layer.kind in self.frame_major_readers
 
     def resident_weight_bits(self, lowered: LoweredLayer) -> float:
         layer = lowered.layer
@@ -354,6 +374,7 @@ register_runtime(
         _static_int8_placement,
         {**_INT8_EPILOGUES, **_FLOAT_EPILOGUES, **_DECODED_EPILOGUES},
         requantizes=True,
+        frame_major_readers=frozenset({"conv1d"}),
     )
 )
 register_runtime(

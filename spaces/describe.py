@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from spaces.description import FLOAT_BITS, LayerDescription, ModelDescription
-from spaces.models.layers import Add, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
+from spaces.models.layers import Add, ChannelsFirst, GlobalContext, Multiply, StatisticsPooling, WeightedStatisticsPooling
 from spaces.models.recurrent import QuantizableLSTM
 from spaces.quant import CodebookLookup, Decoding, DequantizeLinear, ScaledTable, get_quantizer
 
@@ -239,6 +239,8 @@ def _layer_cost(name: str, module: nn.Module, x: torch.Tensor, output: torch.Ten
         return "pooling", 0, 0
     if isinstance(module, (Add, Multiply)):
         return "elementwise", 0, 0
+    if isinstance(module, ChannelsFirst):
+        return "layout", 0, 0
     raise TypeError(f"layer {name!r}: no cost description for module type {type(module).__name__}")
 
 

@@ -30,8 +30,10 @@ LAYER_KINDS = (
     "activation",
     "pooling",
     "elementwise",
+    "layout",
 )
-"""Layer kinds a description may contain; `hwcost` prices every one of them."""
+"""Layer kinds a description may contain; `hwcost` prices every one of them ("layout" is a
+change of axis order, filterbank frames to channels first, which moves every element)."""
 
 OPERATIONS: dict[str, tuple[str, ...]] = {
     "activation": ("relu", "leaky_relu", "prelu", "sigmoid", "tanh", "softmax"),

@@ -78,6 +78,13 @@ class Backend(ABC):
     weight_formats: tuple[tuple[str, int], ...] = ()
     """Weight-only formats beyond the default the runtime runs differently (calibration measures
     its weighted micro-benchmarks in each too)."""
+    stem_pairs: bool = False
+    """Whether calibration times the grid's stem pairs, a ResNet stem with and without the layout
+    change before it: for a runtime whose 2-D convolutions turn that change into a costly copy
+    (int8's transpose of 8-bit codes), which only the pair's difference pins. A float runtime's
+    transpose is cheap and priced from the frame cases; the pairs' narrow stems would move its
+    2-D convolution fit, which does not price the layout reorders between narrow float
+    convolutions, for no gain."""
 
     def __init__(self, exporter: Exporter) -> None:
         self._exporter = exporter
@@ -176,6 +183,7 @@ class StaticInt8Backend(Backend):
     """8-bit weights and activations: the quantized model's float graph, statically quantized to QDQ."""
 
     runtime = "onnxruntime-int8"
+    stem_pairs = True
 
     def _quantized(self, case: ModelCase, model: nn.Module) -> dict[str, QuantizedWeight]:
         return _quantize_all(model, "uniform", _INT8_BITS)

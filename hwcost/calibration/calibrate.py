@@ -114,7 +114,7 @@ def calibrate(
     runtime = backend.runtime
     base_profile = load_target(base)
     provenance = {**host_provenance(runtime), "grid": grid_name, "base_profile": base_profile.name}
-    measurements = measure_cases(backend, calibration_cases(grid, backend.weight_formats), progress, timing)
+    measurements = measure_cases(backend, calibration_cases(grid, backend.weight_formats, backend.stem_pairs), progress, timing)
     return fit_profile(runtime, measurements, base, name or f"host-{runtime}", provenance, host_caches_kb())
 
 

@@ -22,6 +22,7 @@ from spaces.compress import ModelSpec
 from spaces.models.extractor import TemporalBlock
 from spaces.models.layers import (
     Add,
+    ChannelsFirst,
     DepthwiseConv1d,
     GlobalContext,
     Multiply,
@@ -293,6 +294,8 @@ class Grid:
     separator: tuple[tuple[int, int, int], ...] = ()
     separator_depths: tuple[int, int] = (2, 6)
     flattened_maps: tuple[tuple[int, int], ...] = ()
+    frames: tuple[tuple[int, int, int], ...] = ()
+    stems: tuple[tuple[int, int, int], ...] = ()
 
 
 FULL_GRID = Grid(
@@ -343,6 +346,12 @@ FULL_GRID = Grid(
     # bins rows over the few frames its strides leave; many short rows cost more per element
     # than the elementwise shapes' long ones (a broadcast subtraction walks the rows one by one)
     flattened_maps=((384, 13), (1024, 7), (2048, 25)),
+    # (bins, channels, frames): filterbank frames turned channels first into a TDNN block (one of
+    # the tdnn shapes above)
+    frames=((40, 64, 100), (80, 48, 100)),
+    # (bins, channels, frames): a ResNet stem convolution on filterbank frames, with and without
+    # turning them channels first (under int8 a transpose of the 8-bit codes: `hwcost.runtimes`)
+    stems=((40, 8, 100), (80, 8, 100)),
 )
 """The grid `search hwcost calibrate` measures by default."""
 
@@ -363,10 +372,11 @@ GRIDS = {"full": FULL_GRID, "small": SMALL_GRID}
 """Calibration grids by name."""
 
 
-def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = ()) -> list[ModelCase]:
+def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = (), stem_pairs: bool = False) -> list[ModelCase]:
     """Every micro-benchmark of `grid`: each layer kind at each shape and depth, the layers with
     weights also at one depth in each of `weight_formats` (under a weight-only runtime, codes it
-    decodes differently from `UNIFORM_CODES`)."""
+    decodes differently from `UNIFORM_CODES`), and with `stem_pairs` the stems with and without
+    the layout change before them (`Backend.stem_pairs`)."""
     depths, formats = grid.depths, weight_formats
     cases = [
         *_cases("tdnn", _tdnn, grid.tdnn, depths, weight_formats=formats),
@@ -387,6 +397,10 @@ def calibration_cases(grid: Grid, weight_formats: Sequence[tuple[str, int]] = ()
         cases += _cases(op, functools.partial(_pool, op), grid.elementwise)
     cases += _cases("statistics", functools.partial(_pool, "statistics"), grid.flattened_maps)
     cases += _cases("weighted", _weighted, grid.elementwise, input_names=("x", "weights"))
+    cases += _cases("frames", _Frames, grid.frames)
+    if stem_pairs:
+        cases += _cases("layout", functools.partial(_Stem, True), grid.stems)
+        cases += _cases("stem", functools.partial(_Stem, False), grid.stems)
     return cases
 
 
@@ -400,6 +414,37 @@ def _gates(channels: int, frames: int, depth: int) -> _Stack:
 
 def _weighted(channels: int, frames: int) -> _Stack:
     return _WeightedPooling((1, channels, frames))
+
+
+class _Frames(_Stack):
+    """Filterbank frames `[1, frames, bins]` turned channels first (`ChannelsFirst`) into a TDNN
+    block, as the 1-D families take them: the float runtimes' transpose, priced beside a block
+    the grid also times without it (under int8 the two cancel, and the case is a TDNN block)."""
+
+    def __init__(self, bins: int, channels: int, frames: int) -> None:
+        super().__init__([ChannelsFirst(), TdnnBlock(bins, channels, 5, 1)], (1, frames, bins))
+
+
+class _Stem(_Stack):
+    """A ResNet stem's 3x3 convolution from the one channel of a spectrogram `[1, 1, bins, frames]`,
+    given as it is or, `frame_major`, as filterbank frames `[1, frames, bins]` turned channels
+    first the way the ResNets take them.
+
+    Timed in pairs: the two differ only by the layout change, which an int8 graph runs as a
+    transpose of the 8-bit codes into its channels-last convolution, a generic copy several
+    times slower per element than the float transpose (`hwcost.runtimes`); neither alone nor in
+    front of a whole block would its cost stand out from a fit's noise.
+    """
+
+    def __init__(self, frame_major: bool, bins: int, channels: int, frames: int) -> None:
+        layers = [ChannelsFirst()] if frame_major else []
+        super().__init__([*layers, nn.Conv2d(1, channels, 3, padding=1)], (1, frames, bins) if frame_major else (1, 1, bins, frames))
+        self.frame_major = frame_major
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.frame_major:
+            return self.layers(x)
+        return self.layers[1](self.layers[0](x).unsqueeze(1))
 
 
 __all__ = [

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, GlobalContext, Multiply, TdnnBlock, WeightedStatisticsPooling, group_by_top_module
+from spaces.models.layers import ChannelsFirst, Add, GlobalContext, Multiply, TdnnBlock, WeightedStatisticsPooling, group_by_top_module
 
 
 class _Res2Conv(nn.Module):
@@ -136,6 +136,7 @@ class EcapaTdnn(nn.Module):
                 raise ValueError(f"model.{key}={value}: must be >= 1")
         if scale < 2 or channels % scale:
             raise ValueError(f"model.scale={scale}: must be >= 2 and divide model.channels={channels}")
+        self.channels_first = ChannelsFirst()
         self.tdnn = TdnnBlock(num_mel_bins, channels, kernel_size=5)
         self.num_blocks = blocks
         for index in range(1, blocks + 1):
@@ -159,7 +160,7 @@ class EcapaTdnn(nn.Module):
             "mfa" `[B, mfa_channels, T]`, "pooled" (attentive statistics) `[B, 2 * mfa_channels]`
             and "embedding".
         """
-        taps = {"tdnn": self.tdnn(features.transpose(1, 2))}
+        taps = {"tdnn": self.tdnn(self.channels_first(features))}
         blocks = [f"block{index}" for index in range(1, self.num_blocks + 1)]
         x = taps["tdnn"]
         for name in blocks:

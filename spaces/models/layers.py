@@ -29,6 +29,18 @@ class TdnnBlock(nn.Module):
         return self.norm(self.relu(self.conv(x)))
 
 
+class ChannelsFirst(nn.Module):
+    """Filterbank features `[batch, frames, bins]` -> `[batch, bins, frames]`, the layout convolutions read.
+
+    A module of its own, not a bare transpose in `forward`, so a model description lists it:
+    a runtime runs it as a kernel that walks the whole input, and what it costs depends on the
+    layout the next kernel runs in (`hwcost.runtimes`).
+    """
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return features.transpose(1, 2)
+
+
 class Add(nn.Module):
     """Elementwise sum of two tensors (a residual connection)."""
 

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, StatisticsPooling, group_by_top_module
+from spaces.models.layers import ChannelsFirst, Add, StatisticsPooling, group_by_top_module
 
 
 class BasicBlock(nn.Module):
@@ -62,6 +62,7 @@ class ResNet(nn.Module):
             raise ValueError(f"model.blocks={list(blocks)}: need four stages of at least one block")
         if base_width < 1 or embedding_dim < 1:
             raise ValueError(f"model.base_width={base_width}, embedding_dim={embedding_dim}: must be >= 1")
+        self.channels_first = ChannelsFirst()
         self.stem = nn.Sequential(
             nn.Conv2d(1, base_width, 3, padding=1, bias=False), nn.BatchNorm2d(base_width), nn.ReLU()
         )
@@ -95,7 +96,7 @@ class ResNet(nn.Module):
             The embedding `[B, embedding_dim]` and taps: "stem", "layer1".."layer4" `[B, C * F, T]`,
             "pooled" (mean and std over time) `[B, 2 * C * F]` and "embedding".
         """
-        x = self.stem(features.transpose(1, 2).unsqueeze(1))
+        x = self.stem(self.channels_first(features).unsqueeze(1))
         taps = {"stem": x.flatten(1, 2)}
         for name in ("layer1", "layer2", "layer3", "layer4"):
             x = getattr(self, name)(x)

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
+from spaces.models.layers import ChannelsFirst, Add, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
 
 STATISTICS_EPSILON = 1e-12
 """Floor of the variances in SpeechBrain's AttentiveStatisticsPooling (`self.eps`)."""
@@ -223,6 +223,7 @@ class SpeechbrainEcapaTdnn(nn.Module):
             )
         if res2net_scale < 2 or any(width % res2net_scale for width in channels[1:-1]):
             raise ValueError(f"model.res2net_scale={res2net_scale}: must be >= 2 and divide every block's channels")
+        self.channels_first = ChannelsFirst()
         self.blocks = nn.ModuleList([TdnnBlock(num_mel_bins, channels[0], kernel_sizes[0], dilations[0], groups[0])])
         for index in range(1, len(channels) - 1):
             self.blocks.append(
@@ -252,7 +253,7 @@ class SpeechbrainEcapaTdnn(nn.Module):
             The embedding `[B, embedding_dim]` and taps: "tdnn", "block1".."blockN" `[B, C, T]`, "mfa"
             `[B, channels[-1], T]`, "pooled" `[B, 2 * channels[-1]]` and "embedding".
         """
-        x = features.transpose(1, 2)
+        x = self.channels_first(features)
         pooling_mask = length_mask(lengths, x.shape[-1], x)
         frame_mask = None if lengths is None else pooling_mask  # upstream's plain means without lengths
         taps = {"tdnn": self.blocks[0](x)}

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
+from spaces.models.layers import ChannelsFirst, Add, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
 
 ASTP_VARIANCE_FLOOR = 1e-7
 """WeSpeaker's ASTP: added to the context variance, and the floor of the pooled variance."""
@@ -169,6 +169,7 @@ class WespeakerEcapaTdnn(nn.Module):
                 raise ValueError(f"model.{key}={value}: must be >= 1")
         if scale < 2 or channels % scale:
             raise ValueError(f"model.scale={scale}: must be >= 2 and divide model.channels={channels}")
+        self.channels_first = ChannelsFirst()
         self.layer1 = ConvReluBn(num_mel_bins, channels, kernel_size=5, padding=2)
         self.layer2 = SERes2Block(channels, 2, scale, se_channels)
         self.layer3 = SERes2Block(channels, 3, scale, se_channels)
@@ -194,7 +195,7 @@ class WespeakerEcapaTdnn(nn.Module):
             (the aggregation, after its ReLU) `[B, mfa_channels, T]`, "pooled" `[B, 2 * mfa_channels]`
             and "embedding".
         """
-        taps = {"layer1": self.layer1(features.transpose(1, 2))}
+        taps = {"layer1": self.layer1(self.channels_first(features))}
         for previous, name in (("layer1", "layer2"), ("layer2", "layer3"), ("layer3", "layer4")):
             taps[name] = self.get_submodule(name)(taps[previous])
         taps["conv"] = self.relu(self.conv(torch.cat([taps["layer2"], taps["layer3"], taps["layer4"]], dim=1)))

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import Add, StatisticsPooling, group_by_top_module
+from spaces.models.layers import ChannelsFirst, Add, StatisticsPooling, group_by_top_module
 from spaces.models.resnet import BasicBlock
 
 WESPEAKER_COMMIT = "dfa741957e5c11f477623b6e583d67d0af25ee88"
@@ -115,6 +115,7 @@ class WespeakerResNet(nn.Module):
             raise ValueError(f"model.block={block!r}: expected one of {list(BLOCK_TYPES)}")
         block_type = BasicBlock if block == "basic" else Bottleneck
         expansion = 1 if block == "basic" else Bottleneck.expansion
+        self.channels_first = ChannelsFirst()
         self.conv1 = nn.Conv2d(1, m_channels, 3, padding=1, bias=False)
         self.bn1 = nn.BatchNorm2d(m_channels)
         self.relu = nn.ReLU()
@@ -147,7 +148,7 @@ class WespeakerResNet(nn.Module):
             (a stage's channels times its frequency bins, in upstream's pooling order), "pooled"
             `[B, 2 * C * F]` and "embedding".
         """
-        x = self.relu(self.bn1(self.conv1(features.transpose(1, 2).unsqueeze(1))))
+        x = self.relu(self.bn1(self.conv1(self.channels_first(features).unsqueeze(1))))
         taps = {"conv1": x.flatten(1, 2)}
         for name in ("layer1", "layer2", "layer3", "layer4"):
             x = self.get_submodule(name)(x)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import StatisticsPooling, TdnnBlock, group_by_top_module
+from spaces.models.layers import ChannelsFirst, StatisticsPooling, TdnnBlock, group_by_top_module
 
 _CONTEXT_LAYERS = ((5, 1), (3, 2), (3, 3))
 """(kernel size, dilation) of the first frame-level layers; the layers after them are 1x1."""
@@ -38,6 +38,7 @@ class XVector(nn.Module):
         frame_layers: int = 5,
     ) -> None:
         super().__init__()
+        self.channels_first = ChannelsFirst()
         sizes = dict(
             num_mel_bins=num_mel_bins, channels=channels, pooling_channels=pooling_channels, embedding_dim=embedding_dim
         )
@@ -72,7 +73,7 @@ class XVector(nn.Module):
             before its ReLU) and "embedding", both `[B, embedding_dim]`.
         """
         taps = {}
-        x = features.transpose(1, 2)
+        x = self.channels_first(features)
         for index in range(1, self.num_frame_layers + 1):
             x = taps[f"frame{index}"] = self.get_submodule(f"frame{index}")(x)
         taps["pooled"] = self.pooling(x)

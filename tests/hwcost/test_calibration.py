@@ -148,3 +148,36 @@ def test_separator_cases_hold_every_blocks_hidden_output_until_the_skip_sum():
     # onnxruntime runs the skip convolutions after the last block: each block more holds one more hidden output
     extra = live[f"separator-{channels}x{hidden}x{frames}-d{deep}"] - live[f"separator-{channels}x{hidden}x{frames}-d{shallow}"]
     assert extra == (deep - shallow) * hidden * frames * 4
+
+
+@pytest.mark.parametrize(("grid_key", "transposes_frames"), [("frames", False), ("stems", True)])
+def test_int8_frames_reach_a_1d_convolution_as_they_come_and_a_2d_one_transposed(grid_key, transposes_frames, tmp_path):
+    """What `frame_major_readers` prices: onnxruntime's channels-last 1-D QLinearConv reads the
+    quantized frames directly (the model's transpose cancels), a 2-D one reads them through a
+    Transpose; and the lowering runs the model's layout layer exactly when the graph does."""
+    grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), **{grid_key: ((8, 8, 20),)})
+    case = next(case for case in calibration_cases(grid, stem_pairs=True) if case.name.startswith(("frames-", "layout-")))
+    prepared = get_backend("onnxruntime-int8", export_onnx).prepare(case)
+    options = session_options()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(prepared.graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    writers = {output: node for node in nodes for output in node.output}
+    first_conv = next(node for node in nodes if node.op_type == "QLinearConv")
+    feeding = []
+    node = writers.get(first_conv.input[0])
+    while node is not None and node.op_type != "QuantizeLinear":
+        feeding.append(node.op_type)
+        node = writers.get(node.input[0])
+    assert ("Transpose" in feeding) == transposes_frames, feeding
+    layout = get_runtime("onnxruntime-int8").lower(prepared.description).layers[0]
+    assert layout.layer.kind == "layout"
+    assert [kernel.op for kernel in layout.kernels] == (["quantize", "layout"] if transposes_frames else [])
+
+
+def test_only_a_backend_that_asks_for_them_times_the_stem_pairs():
+    grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), stems=((8, 8, 20),))
+    paired = {case.name for case in calibration_cases(grid, stem_pairs=True)}
+    assert paired == {"layout-8x8x20", "stem-8x8x20"}
+    assert not calibration_cases(grid)
+    assert get_backend("onnxruntime-int8", export_onnx).stem_pairs and not get_backend("onnxruntime-fp32", export_onnx).stem_pairs

@@ -36,3 +36,16 @@ def test_every_layer_of_every_family_is_costed(family, bits):
         assert [layer.name for layer in estimate.layers] == [layer.name for layer in description.layers]
         assert all(layer.latency_ms > 0 for layer in estimate.layers)
         assert estimate.storage_bytes == description.size_bytes
+
+
+@pytest.mark.parametrize("family", sorted(set(SMALL) - set(RAW_AUDIO_FAMILIES) - {"ge2e"}))
+def test_convolutional_families_describe_turning_frames_channels_first(family):
+    """Every filterbank family but the LSTM's (which reads frames as they come) starts with a
+    layout layer over all its input, read by its first convolution."""
+    bins, frames = 24, 100
+    spec = ModelSpec(family, {"num_mel_bins": bins, **SMALL[family]}, bins, frames, 16000)
+    description = compress(spec, spec.build().state_dict(), {}).description
+    first, reader = description.layers[0], description.layers[1]
+    assert first.kind == "layout"
+    assert first.input_elements_per_second == first.output_elements_per_second == bins * frames
+    assert reader.kind in ("conv1d", "conv2d") and reader.input_layers == (0,)

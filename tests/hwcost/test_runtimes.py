@@ -167,7 +167,7 @@ def test_every_kind_and_operation_is_priced_under_every_runtime(runtime):
         for operation in operations
     ]
     for kind in LAYER_KINDS:
-        parameter_free = kind in OPERATIONS or kind in ("batchnorm", "groupnorm", "layernorm")
+        parameter_free = kind in OPERATIONS or kind in ("batchnorm", "groupnorm", "layernorm", "layout")
         layer = _free(f"{kind}-layer", kind) if parameter_free else _conv(f"{kind}-layer", kind=kind)
         layers.append(dataclasses.replace(layer, sequential_steps_per_second=100.0 if "lstm" in kind else 0.0))
     # an average pooling after each layer, so that no layer is fused into the one before
@@ -209,3 +209,18 @@ def test_an_int8_graph_output_is_dequantized_and_a_float_one_is_not():
     assert len(tail) == 1 and tail[0].features["elements"] == ends_int8.layers[-1].output_elements_per_second
     assert not any(kernel.op == DEQUANTIZE_OP for kernel in int8.lower(ends_float).fixed)
     assert not any(kernel.op == DEQUANTIZE_OP for kernel in get_runtime("onnxruntime-fp32").lower(ends_int8).fixed)
+
+
+def test_int8_cancels_the_layout_change_before_a_1d_convolution_and_runs_it_before_a_2d_one():
+    """A channels-last int8 1-D convolution reads filterbank frames as they come, so the model's
+    change to channels first costs nothing, and the quantize before it moves to the convolution;
+    a 2-D one needs the transpose; a float graph runs it before either."""
+    layout = _free("frames", "layout", activation_bits=8)
+    into_1d = _lower("onnxruntime-int8", layout, _conv(bits=8, activation_bits=8))
+    into_2d = _lower("onnxruntime-int8", layout, _conv(kind="conv2d", bits=8, activation_bits=8))
+    in_float = _lower("onnxruntime-fp32", layout, _conv())
+    assert into_1d["frames"].fused_into == "conv" and not into_1d["frames"].kernels
+    assert [kernel.op for kernel in into_1d["conv"].kernels] == [QUANTIZE_OP, "conv1d"]
+    assert [kernel.key for kernel in into_2d["frames"].kernels] == [f"{QUANTIZE_OP}/int8", "layout/int8"]
+    assert [kernel.op for kernel in into_2d["conv"].kernels] == ["conv2d"]
+    assert [kernel.key for kernel in in_float["frames"].kernels] == ["layout/fp32"]
