@@ -51,7 +51,7 @@ def test_description_macs_match_flop_counter():
         model(spec.one_second_input())
     assert abs(description.macs_per_second - counter.get_total_flops() / 2) / description.macs_per_second < 0.01
     assert {layer.kind for layer in description.layers} == {
-        "conv1d", "batchnorm", "activation", "elementwise", "pooling", "linear"
+        "layout", "conv1d", "batchnorm", "activation", "elementwise", "pooling", "linear"
     }
 
 

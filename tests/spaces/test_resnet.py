@@ -43,7 +43,7 @@ def test_description_macs_match_flop_counter():
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(spec.one_second_input())
     assert abs(description.macs_per_second - counter.get_total_flops() / 2) / description.macs_per_second < 0.01
-    assert {layer.kind for layer in description.layers} == {"conv2d", "batchnorm", "activation", "elementwise", "pooling", "linear"}
+    assert {layer.kind for layer in description.layers} == {"layout", "conv2d", "batchnorm", "activation", "elementwise", "pooling", "linear"}
 
 
 def test_forward_with_taps_gives_frame_level_taps_as_channels_by_time():
