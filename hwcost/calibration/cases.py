@@ -437,8 +437,11 @@ class _Stem(_Stack):
     """
 
     def __init__(self, frame_major: bool, bins: int, channels: int, frames: int) -> None:
-        layers = [ChannelsFirst()] if frame_major else []
-        super().__init__([*layers, nn.Conv2d(1, channels, 3, padding=1)], (1, frames, bins) if frame_major else (1, 1, bins, frames))
+        convolution = nn.Conv2d(1, channels, 3, padding=1)
+        if frame_major:
+            super().__init__([ChannelsFirst(), convolution], (1, frames, bins))
+        else:
+            super().__init__([convolution], (1, 1, bins, frames))
         self.frame_major = frame_major
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

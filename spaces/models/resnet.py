@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import ChannelsFirst, Add, StatisticsPooling, group_by_top_module
+from spaces.models.layers import Add, ChannelsFirst, StatisticsPooling, group_by_top_module
 
 
 class BasicBlock(nn.Module):

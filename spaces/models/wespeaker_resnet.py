@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import ChannelsFirst, Add, StatisticsPooling, group_by_top_module
+from spaces.models.layers import Add, ChannelsFirst, StatisticsPooling, group_by_top_module
 from spaces.models.resnet import BasicBlock
 
 WESPEAKER_COMMIT = "dfa741957e5c11f477623b6e583d67d0af25ee88"
