@@ -13,15 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import (
-    Add,
-    ChannelsFirst,
-    GlobalContext,
-    Multiply,
-    TdnnBlock,
-    WeightedStatisticsPooling,
-    group_by_top_module,
-)
+from spaces.models.layers import Add, ChannelsFirst, GlobalContext, Multiply, TdnnBlock, WeightedStatisticsPooling, group_by_top_module
 
 
 class _Res2Conv(nn.Module):

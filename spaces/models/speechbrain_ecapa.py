@@ -21,14 +21,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from spaces.models.layers import (
-    Add,
-    ChannelsFirst,
-    GlobalContext,
-    Multiply,
-    WeightedStatisticsPooling,
-    group_by_top_module,
-)
+from spaces.models.layers import Add, ChannelsFirst, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
 
 STATISTICS_EPSILON = 1e-12
 """Floor of the variances in SpeechBrain's AttentiveStatisticsPooling (`self.eps`)."""

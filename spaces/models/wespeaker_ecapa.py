@@ -17,14 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from spaces.models.layers import (
-    Add,
-    ChannelsFirst,
-    GlobalContext,
-    Multiply,
-    WeightedStatisticsPooling,
-    group_by_top_module,
-)
+from spaces.models.layers import Add, ChannelsFirst, GlobalContext, Multiply, WeightedStatisticsPooling, group_by_top_module
 
 ASTP_VARIANCE_FLOOR = 1e-7
 """WeSpeaker's ASTP: added to the context variance, and the floor of the pooled variance."""
