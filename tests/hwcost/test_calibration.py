@@ -92,11 +92,16 @@ def test_runtimes_without_a_backend_or_profiles_of_another_isa_are_refused(capsy
     assert "cannot be validated here" in capsys.readouterr().err
 
 
-def _optimized_ops(graph: onnx.ModelProto, folder: Path) -> collections.Counter:
+def _optimized_nodes(graph: onnx.ModelProto, folder: Path) -> list[onnx.NodeProto]:
+    """The nodes of `graph` as onnxruntime runs it, after its graph optimisations."""
     options = session_options()
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return collections.Counter(node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node)
+    return list(onnx.load(options.optimized_model_filepath).graph.node)
+
+
+def _optimized_ops(graph: onnx.ModelProto, folder: Path) -> collections.Counter:
+    return collections.Counter(node.op_type for node in _optimized_nodes(graph, folder))
 
 
 @pytest.mark.parametrize(
@@ -158,10 +163,7 @@ def test_int8_frames_reach_a_1d_convolution_as_they_come_and_a_2d_one_transposed
     grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), **{grid_key: ((8, 8, 20),)})
     case = next(case for case in calibration_cases(grid, stem_pairs=True) if case.name.startswith(("frames-", "layout-")))
     prepared = get_backend("onnxruntime-int8", export_onnx).prepare(case)
-    options = session_options()
-    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
-    onnxruntime.InferenceSession(prepared.graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    nodes = onnx.load(options.optimized_model_filepath).graph.node
+    nodes = _optimized_nodes(prepared.graph, tmp_path)
     writers = {output: node for node in nodes for output in node.output}
     first_conv = next(node for node in nodes if node.op_type == "QLinearConv")
     feeding = []
