@@ -1,10 +1,12 @@
 """Cost-model accuracy on this host, before and after calibration, per onnxruntime runtime (issue #23).
 
 For each runtime (onnxruntime FP32, static int8, weight-only): the fixed validation set
-(`hwcost.calibration.validation`, every family at several widths and depths) is lowered for the
-runtime, timed (median per-thread CPU time, one thread) and its peak memory measured in fresh
-processes, once; the runtime is calibrated on this machine (`search hwcost calibrate`'s grid);
-then three profiles are set beside the same measurements:
+(`hwcost.calibration.validation`, every family at several widths and depths) and the runtime's
+calibration grid (`search hwcost calibrate`'s) are lowered for the runtime and timed together
+(median per-thread CPU time, one thread; the two sets interleaved in the same rounds, so that
+load drifting on this shared host weighs on both alike), and their peak memory measured in fresh
+processes, once; the runtime is calibrated on the grid's figures; then three profiles are set
+beside the same validation measurements:
 
 - "packed kernels (modelled)": the bundled `x86-avx2` profile as the cost model priced it
   before runtimes existed (integer kernels for every class, no fusion);
@@ -38,17 +40,24 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from hwcost import load_target  # noqa: E402
-from hwcost.calibration.backends import get_backend  # noqa: E402
-from hwcost.calibration.calibrate import DEFAULT_BASE, CaseMeasurement, fit_profile, measure_cases, write_profile  # noqa: E402
+from hwcost.calibration.backends import get_backend, lower_all, timed_graphs  # noqa: E402
+from hwcost.calibration.calibrate import DEFAULT_BASE, CaseMeasurement, fit_profile, with_peak_memory, write_profile  # noqa: E402
 from hwcost.calibration.cases import GRIDS, calibration_cases  # noqa: E402
-from hwcost.calibration.measure import host_caches_kb, host_provenance  # noqa: E402
+from hwcost.calibration.measure import (  # noqa: E402
+    CALIBRATION_TIMING,
+    VALIDATION_TIMING,
+    GraphSet,
+    host_caches_kb,
+    host_provenance,
+    time_graph_sets,
+)
 from hwcost.calibration.validation import (  # noqa: E402
     VALIDATION_SETS,
     WITHIN,
     PreparedMeasurement,
     ValidationReport,
-    measure_set,
     print_report,
+    set_measurements,
     validate,
 )
 from render_docs import RESULTS, write_result  # noqa: E402
@@ -103,13 +112,22 @@ class RuntimeMeasurements:
 
 
 def measure_runtime(runtime: str, grid: str, model_set: str) -> RuntimeMeasurements:
-    """Measure the validation set and the calibration grid with the runtime."""
+    """Measure the validation set and the calibration grid with the runtime, timed together
+    (`measure.time_graph_sets`): on this shared host, load that drifts between a calibration and
+    a later validation would otherwise move one against the other."""
     backend = get_backend(runtime, export_onnx)
-    print(f"{runtime}: validation set", flush=True)
-    validation = measure_set(backend, VALIDATION_SETS[model_set], _progress)
-    print(f"{runtime}: calibration ({grid} grid)", flush=True)
+    validation_cases = VALIDATION_SETS[model_set]
+    grid_cases = calibration_cases(GRIDS[grid], backend.weight_formats, backend.stem_pairs)
+    print(f"{runtime}: exporting the validation set and the {grid} calibration grid", flush=True)
+    validation_models, grid_models = lower_all(backend, validation_cases, _progress), lower_all(backend, grid_cases, _progress)
+    print(f"{runtime}: timing both together", flush=True)
+    validation_timings, grid_timings = time_graph_sets(
+        [GraphSet(timed_graphs(validation_models), VALIDATION_TIMING), GraphSet(timed_graphs(grid_models), CALIBRATION_TIMING)],
+        lambda done, total: _progress("timing", done, total),
+    )  # fmt: skip
     provenance = {**host_provenance(runtime), "grid": grid, "base_profile": DEFAULT_BASE}
-    calibration = measure_cases(backend, calibration_cases(GRIDS[grid], backend.weight_formats, backend.stem_pairs), _progress)
+    validation = set_measurements(backend, validation_cases, validation_models, validation_timings, _progress)
+    calibration = with_peak_memory(grid_cases, grid_models, grid_timings, _progress)
     return RuntimeMeasurements(runtime, validation, calibration, provenance)
 
 

@@ -35,7 +35,7 @@ from onnxruntime.quantization.shape_inference import quant_pre_process
 from torch import nn
 
 from hwcost.calibration.cases import NIBBLE_CODES, TABLE_CODES, ModelCase
-from hwcost.calibration.measure import Timing, TimingPlan, time_graphs
+from hwcost.calibration.measure import Graph, Timing, TimingPlan, time_graphs
 from spaces.compress import CompressedModel, finalize_compressed, quantizable_layers
 from spaces.description import ModelDescription
 from spaces.quant import QuantizedWeight, get_quantizer
@@ -230,6 +230,21 @@ def get_backend(runtime: str, exporter: Exporter) -> Backend:
     return BACKENDS[runtime](exporter)
 
 
+def lower_all(backend: Backend, cases: Sequence[ModelCase], progress: Callable[[str, int, int], None] | None = None) -> list[PreparedModel]:
+    """Every case lowered for `backend`'s runtime."""
+    prepared = []
+    for index, case in enumerate(cases):
+        if progress:
+            progress(f"exporting ({case.name})", index, len(cases))
+        prepared.append(backend.prepare(case))
+    return prepared
+
+
+def timed_graphs(prepared: Sequence[PreparedModel]) -> list[Graph]:
+    """The (graph, feeds) pairs `measure.time_graphs` times."""
+    return [(model.graph, model.feeds) for model in prepared]
+
+
 def lower_and_time(
     backend: Backend,
     cases: Sequence[ModelCase],
@@ -238,16 +253,19 @@ def lower_and_time(
 ) -> tuple[list[PreparedModel], list[Timing]]:
     """Lower every case for `backend`'s runtime, then time all graphs together (calibration and
     validation measure the same way, so their figures compare)."""
-    prepared = []
-    for index, case in enumerate(cases):
-        if progress:
-            progress(f"exporting ({case.name})", index, len(cases))
-        prepared.append(backend.prepare(case))
-    timings = time_graphs(
-        [(model.graph, model.feeds) for model in prepared], timing,
-        (lambda done, total: progress("timing", done, total)) if progress else None,
-    )  # fmt: skip
+    prepared = lower_all(backend, cases, progress)
+    timings = time_graphs(timed_graphs(prepared), timing, (lambda done, total: progress("timing", done, total)) if progress else None)
     return prepared, timings
 
 
-__all__ = ["BACKENDS", "Backend", "BackendError", "Exporter", "PreparedModel", "get_backend", "lower_and_time"]
+__all__ = [
+    "BACKENDS",
+    "Backend",
+    "BackendError",
+    "Exporter",
+    "PreparedModel",
+    "get_backend",
+    "lower_all",
+    "lower_and_time",
+    "timed_graphs",
+]

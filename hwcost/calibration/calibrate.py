@@ -23,7 +23,7 @@ from typing import Any
 
 import yaml
 
-from hwcost.calibration.backends import Backend, lower_and_time
+from hwcost.calibration.backends import Backend, PreparedModel, lower_and_time
 from hwcost.calibration.cases import Grid, ModelCase, calibration_cases
 from hwcost.calibration.fit import FitReport, Observation, fit_latency, fit_memory
 from hwcost.calibration.measure import (
@@ -86,6 +86,13 @@ def measure_cases(
 ) -> list[CaseMeasurement]:
     """Lower, time and measure the peak memory of every case."""
     prepared, timings = lower_and_time(backend, cases, timing, progress)
+    return with_peak_memory(cases, prepared, timings, progress)
+
+
+def with_peak_memory(
+    cases: Sequence[ModelCase], prepared: Sequence[PreparedModel], timings: Sequence[Timing], progress: Progress | None = None
+) -> list[CaseMeasurement]:
+    """The cases lowered (`prepared`) and timed (`timings`), with their peak memory measured."""
     measured = []
     for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
         if progress:
@@ -209,4 +216,13 @@ def _rounded(value: float) -> float:
     return float(f"{value:.{SIGNIFICANT_DIGITS}g}")
 
 
-__all__ = ["DEFAULT_BASE", "Calibration", "CaseMeasurement", "calibrate", "fit_profile", "measure_cases", "write_profile"]
+__all__ = [
+    "DEFAULT_BASE",
+    "Calibration",
+    "CaseMeasurement",
+    "calibrate",
+    "fit_profile",
+    "measure_cases",
+    "with_peak_memory",
+    "write_profile",
+]

@@ -163,38 +163,69 @@ def reference_graph() -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     return model, {"x": rng.standard_normal((rows, width)).astype(np.float32)}
 
 
-def time_graphs(
-    graphs: Sequence[tuple[onnx.ModelProto, dict[str, np.ndarray]]],
-    plan: TimingPlan,
-    progress: Callable[[int, int], None] | None = None,
-) -> list[Timing]:
+Graph = tuple[onnx.ModelProto, dict[str, np.ndarray]]
+"""A graph and the feeds it is timed on."""
+
+
+@dataclass(frozen=True)
+class GraphSet:
+    """Graphs timed with one plan (`time_graph_sets` times several sets together)."""
+
+    graphs: Sequence[Graph]
+    plan: TimingPlan
+
+
+def time_graphs(graphs: Sequence[Graph], plan: TimingPlan, progress: Callable[[int, int], None] | None = None) -> list[Timing]:
     """The CPU time of one inference of each (graph, feeds) relative to the load reference's,
     timed in `plan.rounds` rounds interleaved across the graphs."""
+    return time_graph_sets([GraphSet(graphs, plan)], progress)[0]
+
+
+def time_graph_sets(sets: Sequence[GraphSet], progress: Callable[[int, int], None] | None = None) -> list[list[Timing]]:
+    """`time_graphs` for several sets at once, each graph with its set's plan, per set in order.
+
+    Every round runs each graph whose plan has that round, the sets interleaved in proportion to
+    their sizes (a graph's place is its fractional position in its set). So the machine's load
+    while one set is timed is its load while the others are: sets whose figures are compared with
+    each other (a calibration grid and the models it is validated on) are not moved apart by load
+    that drifts over the minutes between them, which the load reference alone does not undo (it
+    is compute-bound, and load slows memory-bound graphs more).
+    """
+    positions = [(index + 0.5) / len(group.graphs) for group in sets for index in range(len(group.graphs))]
+    entries = [(set_index, index) for set_index, group in enumerate(sets) for index in range(len(group.graphs))]
+    order = [entry for _, entry in sorted(zip(positions, entries))]
     reference_model, reference_feeds = reference_graph()
     reference = _session(reference_model), reference_feeds
-    _runs(*reference, plan.warmup_runs)
-    rounds: list[list[_Round]] = [[] for _ in graphs]
-    total = plan.rounds * len(graphs)
-    for round_index in range(plan.rounds):
-        for index, (graph, feeds) in enumerate(graphs):
-            if progress:
-                progress(round_index * len(graphs) + index, total)
-            rounds[index].append(_time_round(_session(graph), feeds, reference, plan))
-    unsettled = _unsettled(rounds, plan)
+    _runs(*reference, max((group.plan.warmup_runs for group in sets), default=0))
+    rounds: dict[tuple[int, int], list[_Round]] = {entry: [] for entry in order}
+
+    def time_once(entry: tuple[int, int]) -> None:
+        group = sets[entry[0]]
+        graph, feeds = group.graphs[entry[1]]
+        rounds[entry].append(_time_round(_session(graph), feeds, reference, group.plan))
+
+    most_rounds = max((group.plan.rounds for group in sets), default=0)
+    planned = [entry for count in range(most_rounds) for entry in order if sets[entry[0]].plan.rounds > count]
+    for done, entry in enumerate(planned):
+        if progress:
+            progress(done, len(planned))
+        time_once(entry)
+    unsettled = _unsettled(rounds, sets)
     while unsettled:  # interleaved like the planned rounds, so that one burst of load does not hit every retry
-        for index in unsettled:
-            graph, feeds = graphs[index]
-            rounds[index].append(_time_round(_session(graph), feeds, reference, plan))
-        unsettled = _unsettled(rounds, plan)
+        for entry in unsettled:
+            time_once(entry)
+        unsettled = _unsettled(rounds, sets)
     if progress:
-        progress(total, total)
-    return [_timing(measured, plan) for measured in rounds]
+        progress(len(planned), len(planned))
+    return [
+        [_timing(rounds[set_index, index], group.plan) for index in range(len(group.graphs))] for set_index, group in enumerate(sets)
+    ]
 
 
-def _unsettled(rounds: Sequence[Sequence[_Round]], plan: TimingPlan) -> list[int]:
-    """The graphs whose rounds have not settled and may be timed again."""
-    limit = plan.rounds + plan.extra_rounds
-    return [index for index, measured in enumerate(rounds) if len(measured) < limit and not settled(_ratios(measured))]
+def _unsettled(rounds: dict[tuple[int, int], list[_Round]], sets: Sequence[GraphSet]) -> list[tuple[int, int]]:
+    """The graphs whose rounds have not settled and may be timed again, in timing order."""
+    limits = [group.plan.rounds + group.plan.extra_rounds for group in sets]
+    return [entry for entry, measured in rounds.items() if len(measured) < limits[entry[0]] and not settled(_ratios(measured))]
 
 
 def agreeing(ratios: Sequence[float]) -> list[float]:
@@ -356,6 +387,8 @@ def host_provenance(runtime: str) -> dict[str, object]:
 __all__ = [
     "CALIBRATION_TIMING",
     "VALIDATION_TIMING",
+    "Graph",
+    "GraphSet",
     "MeasurementError",
     "MemoryMeasurement",
     "Timing",
@@ -371,5 +404,6 @@ __all__ = [
     "reference_ms",
     "session_options",
     "settled",
+    "time_graph_sets",
     "time_graphs",
 ]

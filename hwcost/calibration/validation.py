@@ -313,8 +313,20 @@ def measure_set(
     backend: Backend, cases: Sequence[ModelCase], progress: Progress | None = None, timing: TimingPlan = VALIDATION_TIMING
 ) -> dict[str, PreparedMeasurement]:
     """Lower every case with `backend` and measure it (what `validate` compares against)."""
-    provenance = host_provenance(backend.runtime)
     prepared, timings = lower_and_time(backend, cases, timing, progress)
+    return set_measurements(backend, cases, prepared, timings, progress)
+
+
+def set_measurements(
+    backend: Backend,
+    cases: Sequence[ModelCase],
+    prepared: Sequence[PreparedModel],
+    timings: Sequence[Timing],
+    progress: Progress | None = None,
+) -> dict[str, PreparedMeasurement]:
+    """The cases lowered with `backend` (`prepared`) and timed (`timings`), with their peak memory
+    measured and their runs profiled."""
+    provenance = host_provenance(backend.runtime)
     results = {}
     for index, (case, model, measured_time) in enumerate(zip(cases, prepared, timings)):
         if progress:
@@ -465,6 +477,7 @@ __all__ = [
     "check_host",
     "layer_shares",
     "measure_set",
+    "set_measurements",
     "print_report",
     "validate",
 ]

@@ -6,7 +6,16 @@ from __future__ import annotations
 import pytest
 
 from hwcost.calibration import measure
-from hwcost.calibration.measure import SETTLED_SPREAD, TimingPlan, agreeing, reference_graph, settled, time_graphs
+from hwcost.calibration.measure import (
+    SETTLED_SPREAD,
+    GraphSet,
+    TimingPlan,
+    agreeing,
+    reference_graph,
+    settled,
+    time_graph_sets,
+    time_graphs,
+)
 
 PLAN = TimingPlan(warmup_runs=0, min_runs=1, min_cpu_seconds=0.0, rounds=2, extra_rounds=3)
 
@@ -67,3 +76,16 @@ def test_rounds_that_never_agree_stop_at_the_extra_rounds_and_report_their_whole
     assert timing.rounds == PLAN.rounds + PLAN.extra_rounds == len(order)
     assert timing.ratio == pytest.approx(1.6)
     assert timing.round_spread == pytest.approx(1.2)
+
+
+def test_sets_timed_together_interleave_in_proportion_and_keep_their_own_plans(monkeypatch):
+    """A calibration grid and its validation models are timed in the same rounds, each graph at
+    its fractional place in its set, so load that drifts over the run weighs on both alike."""
+    graphs, order = _scripted(monkeypatch, [[1.0, 1.0, 1.0], [2.0, 2.0], [3.0, 3.05], [4.0, 4.0]])
+    three_rounds = TimingPlan(warmup_runs=0, min_runs=1, min_cpu_seconds=0.0, rounds=3)
+    validation, grid = time_graph_sets([GraphSet(graphs[:1], three_rounds), GraphSet(graphs[1:], PLAN)])
+    # positions: the one validation graph at 1/2, the grid's at 1/6, 1/2, 5/6; the third round is the validation plan's only
+    assert order == [1, 0, 2, 3] * 2 + [0]
+    assert [timing.rounds for timing in validation] == [3] and [timing.rounds for timing in grid] == [2, 2, 2]
+    assert [timing.ratio for timing in grid] == pytest.approx([2.0, 3.025, 4.0])
+    assert validation[0].ratio == pytest.approx(1.0)
