@@ -18,7 +18,8 @@ rank correlations, the worst layer kinds; per model every prediction beside the 
 Issue #23's targets (after calibration): >= 90% of models within +-10% and Spearman >= 0.95 for
 onnxruntime FP32 and int8; peak memory within +-25% for >= 90%. Writes
 `results/benchmarks/cost_model_accuracy.json` (docs tables: `benchmarks/render_docs.py`) and the
-calibrated profiles under `results/hwcost/`. The full run takes tens of minutes; `--quick`
+calibrated profiles beside it (`cost_model_accuracy-profiles/`; a run with `--out` writes its own
+beside its JSON). The full run takes tens of minutes; `--quick`
 calibrates on the small grid and validates the tiny set, to check the script (its JSON goes to
 `benchmarks/out/cost_model_accuracy_quick.json` unless --out is given).
 
@@ -47,7 +48,7 @@ from hwcost.calibration.measure import (  # noqa: E402
     CALIBRATION_TIMING,
     VALIDATION_TIMING,
     GraphSet,
-    host_caches_kb,
+    host_hardware,
     host_provenance,
     time_graph_sets,
 )
@@ -66,8 +67,17 @@ from search.onnx_export import export_onnx  # noqa: E402
 RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-weight-only")
 QUICK_OUT = ROOT / "benchmarks" / "out" / "cost_model_accuracy_quick.json"
 """Where `--quick` writes (ignored by git: its figures are not the benchmark's)."""
-PROFILES = ROOT / "results" / "hwcost"
-"""Where the calibrated profiles are written."""
+
+
+def profile_folder(out: Path) -> Path:
+    """Where a run writing its JSON to `out` writes its calibrated profiles: beside it, so that
+    a repeat run (`--out`) does not replace the profiles the main run's figures came from."""
+    return out.with_name(f"{out.stem}-profiles")
+
+
+def _shown(path: Path) -> str:
+    """`path` relative to the repository when it lies inside it."""
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 @dataclass(frozen=True)
 class Target:
@@ -131,11 +141,11 @@ def measure_runtime(runtime: str, grid: str, model_set: str) -> RuntimeMeasureme
     return RuntimeMeasurements(runtime, validation, calibration, provenance)
 
 
-def compare_profiles(measured: RuntimeMeasurements, model_set: str) -> dict[str, Any]:
+def compare_profiles(measured: RuntimeMeasurements, model_set: str, profiles: Path) -> dict[str, Any]:
     """Fit the calibrated profile, then set the three profiles beside the same measurements."""
     runtime, cases = measured.runtime, VALIDATION_SETS[model_set]
-    calibration = fit_profile(runtime, measured.calibration, DEFAULT_BASE, f"host-{runtime}", measured.provenance, host_caches_kb())
-    profile_path = write_profile(calibration, PROFILES / f"host-{runtime}.yaml")
+    calibration = fit_profile(runtime, measured.calibration, DEFAULT_BASE, f"host-{runtime}", measured.provenance, host_hardware())
+    profile_path = write_profile(calibration, profiles / f"host-{runtime}.yaml")
     base = load_target(DEFAULT_BASE)
     profiles = {
         PACKED: base,
@@ -162,7 +172,7 @@ def compare_profiles(measured: RuntimeMeasurements, model_set: str) -> dict[str,
     return {
         "runtime": runtime,
         "calibration": {
-            "profile": str(profile_path.relative_to(ROOT)),
+            "profile": _shown(profile_path),
             "cases": len(calibration.measurements),
             "noise": calibration.noise,
             "fit": calibration.profile["measured"]["fit"],
@@ -211,7 +221,7 @@ def main() -> None:
     load_before = os.getloadavg()[0]
     results = {}
     for runtime in args.runtimes:  # the JSON is rewritten after each runtime: a late failure keeps the earlier ones
-        results[runtime] = compare_profiles(measure_runtime(runtime, grid, model_set), model_set)
+        results[runtime] = compare_profiles(measure_runtime(runtime, grid, model_set), model_set, profile_folder(out))
         payload = result_payload(results, grid, model_set, load_before, time.monotonic() - started)
         write_result(out, payload)
     for name, check in payload["targets"].items():

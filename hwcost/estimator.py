@@ -59,7 +59,7 @@ import dataclasses
 import math
 from dataclasses import dataclass
 
-from hwcost.kernels import ELEMENTWISE_CLASS, CostModelError, Kernel, cache_features
+from hwcost.kernels import ELEMENTWISE_CLASS, CostModelError, Kernel, priced_features
 from hwcost.memory import PeakMemory, peak_memory
 from hwcost.profile import TargetProfile, load_target
 from hwcost.runtimes import DEFAULT_RUNTIME, FLOAT_DECODED, LoweredLayer, get_runtime
@@ -295,7 +295,8 @@ def _kernel_cost(kernel: Kernel, pricing: _Pricing) -> LayerCost:
     fitted = pricing.target.kernel_costs.get(kernel.key)
     if fitted is None:
         return modelled
-    features = cache_features(kernel, pricing.touched_bytes, pricing.cache_bytes, pricing.target.step_spill)
+    target = pricing.target
+    features = priced_features(kernel, pricing.touched_bytes, pricing.cache_bytes, target.step_spill, target.channel_block)
     fitted_ms = sum(fitted.get(name, 0.0) * value for name, value in features.items()) / NANOSECONDS_PER_MS
     return dataclasses.replace(modelled, compute_ms=fitted_ms, memory_ms=0.0, latency_ms=fitted_ms, bound=FITTED)
 

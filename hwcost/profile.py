@@ -27,7 +27,7 @@ import yaml
 from hwcost.kernels import DEFAULT_SPILL, SpillRamp, check_coefficients
 from hwcost.memory import MEMORY_TERMS, MemoryCoefficients
 from hwcost.runtimes import DEFAULT_RUNTIME, RUNTIMES
-from spaces.description import KERNEL_CLASSES
+from spaces.description import FLOAT_BITS, KERNEL_CLASSES
 
 TARGETS_DIR = Path(__file__).parent / "targets"
 """Where bare target names are looked up."""
@@ -122,6 +122,11 @@ class TargetProfile:
     @property
     def l1_bytes(self) -> float:
         return self.l1_kb * 1024
+
+    @property
+    def channel_block(self) -> int:
+        """Float lanes of a vector register: the channel block of a blocked layout (NCHWc)."""
+        return self.simd_width_bits // FLOAT_BITS
 
     @property
     def last_level_cache_bytes(self) -> float:

@@ -9,8 +9,9 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
 - ConvBNFusion folds a BatchNormalization into the Conv before it when the weights are constant;
   ConvActivationFusion and GemmActivationFusion fuse Relu, LeakyRelu, Sigmoid and Tanh (not
   PRelu, not Softmax) into the Conv or Gemm before them (constant weights or not);
-  NchwcTransformer runs 2-D convolutions with constant weights in the blocked NCHWc layout, and
-  there also fuses a residual Add (and the Relu after it) into the convolution;
+  NchwcTransformer runs 2-D convolutions with constant weights in the blocked NCHWc layout
+  (channels padded to the CPU's block: `hwcost.kernels`), and there also fuses a residual Add
+  (and the Relu after it) into the convolution;
 - a weight that a DequantizeLinear decodes stays a per-run DequantizeLinear at every
   optimisation level (its input is not a constant onnxruntime folds), so its convolution is a
   float one on non-constant weights: no batch-norm folding, no NCHWc; a weight decoded by a
@@ -73,6 +74,9 @@ _CONTAINER_BITS = (4, 8)
 
 _FUSED_ACTIVATIONS = frozenset({"activation.relu", "activation.leaky_relu", "activation.sigmoid", "activation.tanh"})
 """Activations ConvActivationFusion / GemmActivationFusion fuse into a Conv or Gemm before them."""
+
+_BLOCKED_KINDS = frozenset({"conv2d"})
+"""Kinds whose float kernel on constant weights runs in the NCHWc layout (NchwcTransformer: 2-D convolutions only)."""
 
 _INT8_MAC_KINDS = frozenset({"conv1d", "conv2d", "depthwise_conv", "linear"})
 """Kinds with a QLinear kernel (QLinearConv, QGemm); ConvTranspose and LSTM have none."""
@@ -149,7 +153,7 @@ class Lowering:
 
         Between two reads of one weight on successive inferences everything else an inference
         touches passes through the cache, so this, not the weights alone, decides whether the
-        weights are still in L2 when the next inference starts (`hwcost.kernels.cache_features`).
+        weights are still in L2 when the next inference starts (`hwcost.kernels.priced_features`).
         """
         return self.weight_bytes + sum(lowered.output_bytes for lowered in self.layers if not lowered.fused_into)
 
@@ -259,7 +263,8 @@ class GraphRuntime(Runtime):
                     continue
             if variant == FLOAT_DECODED:
                 features["nibble_weights"] = float(layer.params) if _container_bits(layer) == min(_CONTAINER_BITS) else 0.0
-            kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant))]
+            blocked = variant == FLOAT and layer.kind in _BLOCKED_KINDS
+            kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant), blocked)]
             if self.requantizes and (variant == INT8) != int8_region:
                 int8_region = variant == INT8
                 kernels.insert(0, conversion_kernel(QUANTIZE_OP if int8_region else DEQUANTIZE_OP, layer.input_elements_per_second))

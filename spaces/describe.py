@@ -111,6 +111,7 @@ def describe_model(
                 weight_decoding=_WEIGHT_DECODINGS.get(type(get_quantizer(family).decoding), "") if bits < FLOAT_BITS else "",
                 integer_weights=bits < FLOAT_BITS and get_quantizer(family).runs_on_integer_kernels(bits),
                 input_layers=input_layers,
+                input_channels=work.input_channels,
             )
         )
         traced.add(name)
@@ -176,6 +177,7 @@ class _LayerWork:
     output_elements: int
     sequential_steps: int
     operation: str = ""
+    input_channels: int = 0
 
 
 def _layer_work(name: str, module: nn.Module, inputs: tuple, output: Any) -> list[_LayerWork]:
@@ -198,9 +200,15 @@ def _layer_work(name: str, module: nn.Module, inputs: tuple, output: Any) -> lis
     return [
         _LayerWork(
             name, kind, params, extra, macs, input_elements, output.numel(), _sequential_steps(module, inputs[0]),
-            _operation(module),
+            _operation(module), _input_channels(module),
         )
     ]
+
+
+def _input_channels(module: nn.Module) -> int:
+    """Input channels per group of a convolution; 0 for any other module."""
+    convolutions = (nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d)
+    return module.in_channels // module.groups if isinstance(module, convolutions) else 0
 
 
 def _operation(module: nn.Module) -> str:

@@ -115,6 +115,10 @@ class LayerDescription:
             each output (a skip path's input lives until the sum that reads it). Empty for a layer
             reading only model inputs or tensors no described layer wrote, and in descriptions
             written before the dataflow was recorded.
+        input_channels: Input channels of a convolution, per group: with the output channels
+            (`params` over the products per output) it says how a runtime that blocks channels
+            pads them (onnxruntime's NCHWc layout). 0 for other kinds and in descriptions
+            written before it was recorded.
     """
 
     name: str
@@ -136,6 +140,7 @@ class LayerDescription:
     weight_decoding: str = ""
     integer_weights: bool = False
     input_layers: tuple[int, ...] = ()
+    input_channels: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "input_layers", tuple(self.input_layers))  # a list when read from JSON

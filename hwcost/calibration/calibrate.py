@@ -8,8 +8,9 @@ fitted (`hwcost.calibration.fit`). The profile written is the base profile (its 
 price, by the roofline, any kernel the calibration did not measure) with the runtime named and a
 `measured:` section: the fitted `kernels:` and `memory:`, the `provenance:` of the measurements
 (CPU, runtime version, date, settings, machine load), their `noise:` and the `fit:`'s errors on
-its own cases. Its cache sizes are this CPU's, as Linux reports them: the cache-dependent kernel
-features are relative to the L2 size.
+its own cases. Its cache sizes and vector width are this CPU's, as Linux reports them: the
+cache-dependent kernel features are relative to the L2 size, and blocked convolutions pad their
+channels to the vector's float lanes.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from hwcost.calibration.measure import (
     Timing,
     TimingPlan,
     cpu_model,
-    host_caches_kb,
+    host_hardware,
     host_provenance,
     measure_peak_memory,
     reference_ms,
@@ -40,7 +41,7 @@ from hwcost.calibration.measure import (
 from hwcost.memory import MemoryCoefficients
 from hwcost.profile import load_target
 from hwcost.runtimes import get_runtime
-from spaces.description import ModelDescription
+from spaces.description import FLOAT_BITS, ModelDescription
 
 DEFAULT_BASE = "x86-avx2"
 """Bundled profile whose hardware figures a calibrated x86 profile keeps."""
@@ -122,7 +123,7 @@ def calibrate(
     base_profile = load_target(base)
     provenance = {**host_provenance(runtime), "grid": grid_name, "base_profile": base_profile.name}
     measurements = measure_cases(backend, calibration_cases(grid, backend.weight_formats, backend.stem_pairs), progress, timing)
-    return fit_profile(runtime, measurements, base, name or f"host-{runtime}", provenance, host_caches_kb())
+    return fit_profile(runtime, measurements, base, name or f"host-{runtime}", provenance, host_hardware())
 
 
 def fit_profile(
@@ -131,10 +132,11 @@ def fit_profile(
     base: str,
     name: str,
     provenance: dict[str, Any],
-    caches_kb: dict[str, float],
+    hardware: dict[str, float],
 ) -> Calibration:
-    """The calibrated profile of `measurements` (the fitting half of `calibrate`), with the cache
-    sizes `caches_kb` (profile keys l1_kb, l2_kb, l3_kb; the base profile's where absent). Times
+    """The calibrated profile of `measurements` (the fitting half of `calibrate`), with the
+    host's `hardware` figures (`measure.host_hardware`: profile keys l1_kb, l2_kb, l3_kb,
+    simd_width_bits; the base profile's where absent). Times
     are taken at the least loaded reference speed seen (`measure`), which the profile records."""
     lowering = get_runtime(runtime)
     reference = reference_ms([item.timing for item in measurements])
@@ -145,8 +147,8 @@ def fit_profile(
         )
         for item in measurements
     ]  # fmt: skip
-    data = {**_base_data(base), **caches_kb}
-    latency = fit_latency(observations, data["l2_kb"] * 1024)
+    data = {**_base_data(base), **hardware}
+    latency = fit_latency(observations, data["l2_kb"] * 1024, int(data["simd_width_bits"]) // FLOAT_BITS)
     memory, memory_fit = fit_memory(observations, lowering)
     data.update(name=name, device=cpu_model(), isa=os.uname().machine, runtime=runtime)
     data["measured"] = {

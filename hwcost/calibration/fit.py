@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.linear_model import LinearRegression
 
 from hwcost.estimator import NANOSECONDS_PER_MS
-from hwcost.kernels import DEFAULT_SPILL, Kernel, SpillRamp, cache_features
+from hwcost.kernels import DEFAULT_SPILL, Kernel, SpillRamp, priced_features
 from hwcost.memory import MemoryCoefficients, memory_features
 from hwcost.runtimes import Lowering, Runtime
 
@@ -136,9 +136,10 @@ class LatencyFit:
     report: FitReport
 
 
-def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> LatencyFit:
+def fit_latency(observations: Sequence[Observation], cache_bytes: float, channel_block: int = 1) -> LatencyFit:
     """Per cost key, nanoseconds per unit of each feature, on a CPU with `cache_bytes` of L2 per
-    core, with the recurrent steps' spill ramp that fits the cases best.
+    core and `channel_block` float lanes (`hwcost.kernels.priced_features`), with the recurrent
+    steps' spill ramp that fits the cases best.
 
     How much of a gate matrix a step reads from beyond L2 as the matrix outgrows it depends on
     the CPU's replacement policy, and it is not linear in anything the fit can weigh: so the fit
@@ -147,17 +148,18 @@ def fit_latency(observations: Sequence[Observation], cache_bytes: float) -> Late
     between the solves; without any, the modelled ramp is kept unsolved for).
     """
     recurrent = any(kernel.features.get("steps", 0.0) > 0 for observation in observations for kernel in observation.kernels())
-    fits = [_fit_latency(observations, cache_bytes, ramp) for ramp in (STEP_SPILL_CANDIDATES if recurrent else (DEFAULT_SPILL,))]
+    ramps = STEP_SPILL_CANDIDATES if recurrent else (DEFAULT_SPILL,)
+    fits = [_fit_latency(observations, cache_bytes, ramp, channel_block) for ramp in ramps]
     return min(fits, key=lambda fit: statistics.fmean(abs(error) for error in fit.report.errors.values()))
 
 
-def _fit_latency(observations: Sequence[Observation], cache_bytes: float, step_spill: SpillRamp) -> LatencyFit:
+def _fit_latency(observations: Sequence[Observation], cache_bytes: float, step_spill: SpillRamp, channel_block: int) -> LatencyFit:
     rows = []
     for observation in observations:
         row: dict[tuple[str, str], float] = {}
         touched_bytes = observation.lowering.touched_bytes
         for kernel in observation.kernels():
-            for feature, value in cache_features(kernel, touched_bytes, cache_bytes, step_spill).items():
+            for feature, value in priced_features(kernel, touched_bytes, cache_bytes, step_spill, channel_block).items():
                 row[(kernel.key, feature)] = row.get((kernel.key, feature), 0.0) + value
         rows.append(row)
     measured = [observation.measured_ms * NANOSECONDS_PER_MS for observation in observations]

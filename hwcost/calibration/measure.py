@@ -349,19 +349,25 @@ def cpu_flags() -> list[str]:
 _CACHE_FOLDER = Path("/sys/devices/system/cpu/cpu0/cache")
 _CACHE_KEYS = {("1", "Data"): "l1_kb", ("2", "Unified"): "l2_kb", ("3", "Unified"): "l3_kb"}
 """(level, type) of a cache in sysfs -> the profile key of its size."""
+_VECTOR_FLAGS = (("avx512f", 512), ("avx2", 256))
+"""CPU flag -> vector register width in bits, widest first (x86)."""
 
 
-def host_caches_kb() -> dict[str, float]:
-    """The L1 data, L2 and L3 cache sizes of this CPU's first core, in KiB, as Linux reports them
-    (sysfs); empty where it does not."""
-    sizes = {}
+def host_hardware() -> dict[str, float]:
+    """The hardware figures of this CPU a calibrated profile takes instead of its base profile's:
+    the L1 data, L2 and L3 cache sizes of its first core, in KiB, as Linux reports them (sysfs),
+    and its vector register width (`simd_width_bits`, from the AVX flags: the channel block of
+    onnxruntime's NCHWc kernels); each absent where this host does not tell."""
+    sizes: dict[str, float] = {}
     for index in sorted(_CACHE_FOLDER.glob("index*")) if _CACHE_FOLDER.is_dir() else []:
         level, kind = (index / "level").read_text().strip(), (index / "type").read_text().strip()
         size = (index / "size").read_text().strip()
         key = _CACHE_KEYS.get((level, kind))
         if key and size.endswith("K"):
             sizes[key] = float(size[:-1])
-    return sizes
+    flags = cpu_flags()
+    width = next((bits for flag, bits in _VECTOR_FLAGS if flag in flags), None)
+    return {**sizes, **({"simd_width_bits": width} if width else {})}
 
 
 def host_provenance(runtime: str) -> dict[str, object]:
@@ -397,7 +403,7 @@ __all__ = [
     "SETTLED_SPREAD",
     "agreeing",
     "cpu_model",
-    "host_caches_kb",
+    "host_hardware",
     "host_provenance",
     "measure_peak_memory",
     "reference_graph",

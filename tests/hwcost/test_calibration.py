@@ -18,6 +18,7 @@ from hwcost import CostModel, get_runtime, load_target
 from hwcost.calibration.backends import get_backend
 from hwcost.calibration.calibrate import calibrate, write_profile
 from hwcost.calibration.cases import TABLE_CODES, Grid, calibration_cases, micro_case
+from hwcost.calibration import measure
 from hwcost.calibration.measure import TimingPlan, measure_peak_memory, reference_graph, session_options, time_graphs
 from hwcost.estimator import FITTED
 from hwcost.kernels import DEFAULT_SPILL
@@ -68,6 +69,7 @@ def test_calibration_on_a_small_grid_writes_a_loadable_profile_with_provenance(c
     assert {"cpu", "date", "threads", "cases"} <= set(provenance)
     assert {"median_relative_iqr", "worst_relative_iqr", "timed_again"} <= set(profile.calibration["noise"])
     assert profile.step_spill == DEFAULT_SPILL  # the tiny grid has no recurrent steps to fit a ramp on
+    assert profile.simd_width_bits == measure.host_hardware().get("simd_width_bits", load_target("x86-avx2").simd_width_bits)
     description = get_backend("onnxruntime-fp32", export_onnx).prepare(calibration_cases(TINY_GRID)[0]).description
     estimate = CostModel().estimate(description, profile)
     assert estimate.layers[0].bound == FITTED and estimate.latency_ms > 0
@@ -183,3 +185,28 @@ def test_only_a_backend_that_asks_for_them_times_the_stem_pairs():
     assert paired == {"layout-8x8x20", "stem-8x8x20"}
     assert not calibration_cases(grid)
     assert get_backend("onnxruntime-int8", export_onnx).stem_pairs and not get_backend("onnxruntime-fp32", export_onnx).stem_pairs
+
+
+@pytest.mark.parametrize(
+    ("runtime", "weight_only"),
+    [("onnxruntime-fp32", ("uniform", 8)), ("onnxruntime-int8", ("uniform", 8)), ("onnxruntime-weight-only", ("uniform", 8)),
+     ("onnxruntime-weight-only", TABLE_CODES)],
+)  # fmt: skip
+def test_the_2d_convolutions_a_runtime_prices_as_blocked_are_the_ones_onnxruntime_runs_in_nchwc(runtime, weight_only, tmp_path):
+    """`Kernel.blocked` against the graph onnxruntime runs: float 2-D convolutions on constant
+    weights (folded table codes included) become NCHWc convolutions, at 24 channels too (padded
+    to the block); per-run decoded and integer ones do not."""
+    grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), residual2d=((24, 24, 8, 1, 10),), depths=(1, 1))
+    case = dataclasses.replace(calibration_cases(grid)[0], weight_only=weight_only)
+    prepared = get_backend(runtime, export_onnx).prepare(case)
+    nchwc = [node for node in _optimized_nodes(prepared.graph, tmp_path) if node.domain == "com.microsoft.nchwc" and "Conv" in node.op_type]
+    kernels = [kernel for lowered in get_runtime(runtime).lower(prepared.description).layers for kernel in lowered.kernels]
+    blocked = [kernel.blocked for kernel in kernels if kernel.op == "conv2d"]
+    assert blocked and all(blocked) == bool(nchwc) and any(blocked) == bool(nchwc), (blocked, [n.op_type for n in nchwc])
+
+
+@pytest.mark.parametrize(("flags", "width"), [(["avx2", "fma", "avx512f"], 512), (["avx2", "fma"], 256), ([], None)])
+def test_a_calibrated_profile_takes_the_hosts_vector_width(flags, width, monkeypatch):
+    """The channel block of NCHWc kernels is the host's float lanes, not the base profile's."""
+    monkeypatch.setattr(measure, "cpu_flags", lambda: flags)
+    assert measure.host_hardware().get("simd_width_bits") == width

@@ -81,7 +81,28 @@ def test_descriptions_written_before_operations_and_decodings_load_unchanged():
     description = ModelDescription.from_dict(old)
     assert [(layer.operation, layer.weight_decoding) for layer in description.layers] == [("", ""), ("", "")]
     assert [layer.input_layers for layer in description.layers] == [(), ()]
+    assert [layer.input_channels for layer in description.layers] == [0, 0]
     assert ModelDescription.from_dict(description.to_dict()) == description
+
+
+class _Convolutions(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv2d = nn.Conv2d(1, 24, 3, padding=1)
+        self.grouped = nn.Conv2d(24, 48, 1, groups=4)
+        self.depthwise = nn.Conv1d(96, 96, 3, padding=1, groups=96)
+        self.transposed = nn.ConvTranspose1d(96, 1, 4, stride=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.grouped(self.conv2d(x)).flatten(1, 2)
+        return self.transposed(self.depthwise(y))
+
+
+def test_convolutions_record_their_input_channels_per_group():
+    """What a runtime that blocks channels pads (`hwcost.kernels`, blocked convolutions)."""
+    description = describe_model(_Convolutions(), "toy", torch.zeros(1, 1, 2, 20), 16000)
+    channels = {layer.name: layer.input_channels for layer in description.layers}
+    assert channels == {"conv2d": 1, "grouped": 6, "depthwise": 1, "transposed": 96}
 
 
 def test_layers_record_the_layers_whose_outputs_they_read():

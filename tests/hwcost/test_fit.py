@@ -6,7 +6,7 @@ import pytest
 
 from hwcost import get_runtime
 from hwcost.calibration.fit import Observation, fit_latency
-from hwcost.kernels import DEFAULT_SPILL, SpillRamp, cache_features
+from hwcost.kernels import DEFAULT_SPILL, SpillRamp, priced_features
 from spaces.description import LayerDescription, ModelDescription
 
 RUNTIME = get_runtime("onnxruntime-fp32")
@@ -43,7 +43,7 @@ def _true_ms(description: ModelDescription, step_spill: SpillRamp = DEFAULT_SPIL
     kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
     total = 0.0
     for kernel in kernels:
-        features = cache_features(kernel, lowering.weight_bytes, CACHE_BYTES, step_spill)
+        features = priced_features(kernel, lowering.weight_bytes, CACHE_BYTES, step_spill)
         total += sum(TRUE_COSTS[kernel.key].get(name, 0.0) * value for name, value in features.items())
     return total / 1e6
 

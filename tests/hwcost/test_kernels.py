@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from hwcost import CostModel, ProfileError, profile_from_dict
@@ -10,9 +12,9 @@ from hwcost.kernels import (
     DEFAULT_SPILL,
     Kernel,
     SpillRamp,
-    cache_features,
     check_coefficients,
     layer_features,
+    priced_features,
 )
 from spaces.description import LayerDescription, ModelDescription
 from hand_profile import HAND_CPU
@@ -100,8 +102,36 @@ def test_a_spill_ramp_must_rise(start, full):
 def test_weights_are_cold_only_when_the_whole_model_outgrows_the_cache():
     kernel = Kernel("conv1d", "fp32", layer_features(CONV), CONV)
     own_bytes = CONV.params * 4
-    assert cache_features(kernel, touched_bytes=own_bytes, cache_bytes=1024 * 1024)["cold_weights"] == 0
-    assert cache_features(kernel, touched_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
+    assert priced_features(kernel, touched_bytes=own_bytes, cache_bytes=1024 * 1024)["cold_weights"] == 0
+    assert priced_features(kernel, touched_bytes=8 * 1024 * 1024, cache_bytes=1024 * 1024)["cold_weights"] == own_bytes
+
+
+@pytest.mark.parametrize(
+    ("inputs", "outputs", "input_factor", "output_factor"),
+    [(24, 24, 32 / 24, 32 / 24), (12, 24, 1.0, 32 / 24), (16, 48, 1.0, 1.0), (40, 8, 48 / 40, 2.0)],
+)
+def test_a_blocked_convolution_is_priced_on_its_channels_padded_to_the_block(inputs, outputs, input_factor, output_factor):
+    """Output channels pad up to a multiple of the block; input channels too from one block up
+    (fewer are read in place)."""
+    layer = dataclasses.replace(_conv2d(inputs, outputs, 100), input_channels=inputs)
+    plain = layer_features(layer)
+    blocked = priced_features(Kernel("conv2d", "fp32", plain, layer, blocked=True), 0, 1 << 20, channel_block=16)
+    assert blocked["macs"] == pytest.approx(plain["macs"] * input_factor * output_factor)
+    assert blocked["weights"] == pytest.approx(plain["weights"] * input_factor * output_factor)
+    assert blocked["outputs"] == pytest.approx(plain["outputs"] * output_factor)
+    assert blocked["inputs"] == pytest.approx(plain["inputs"] * input_factor)
+    assert blocked["unfolded"] == pytest.approx(plain["unfolded"] * input_factor)
+    assert blocked["positions"] == plain["positions"] and blocked["calls"] == 1
+
+
+def test_padding_needs_a_blocked_kernel_a_block_and_known_input_channels():
+    layer = dataclasses.replace(_conv2d(24, 24, 100), input_channels=24)
+    plain = layer_features(layer)
+    unblocked = priced_features(Kernel("conv2d", "fp32", plain, layer), 0, 1 << 20, channel_block=16)
+    one_lane = priced_features(Kernel("conv2d", "fp32", plain, layer, blocked=True), 0, 1 << 20, channel_block=1)
+    unknown = _conv2d(24, 24, 100)  # a description written before input channels were recorded
+    unrecorded = priced_features(Kernel("conv2d", "fp32", layer_features(unknown), unknown, blocked=True), 0, 1 << 20, channel_block=16)
+    assert unblocked["macs"] == one_lane["macs"] == unrecorded["macs"] == plain["macs"]
 
 
 def _lstm_steps(hidden: int) -> LayerDescription:
@@ -115,13 +145,13 @@ def test_a_recurrent_matrix_larger_than_the_cache_spills_on_every_step():
     hidden = 512
     matrix = _lstm_steps(hidden)
     kernel = Kernel("lstm_recurrent", "fp32", layer_features(matrix), matrix)
-    small_cache = cache_features(kernel, 0, cache_bytes=1024 * 1024)
-    large_cache = cache_features(kernel, 0, cache_bytes=64 * 1024 * 1024)
+    small_cache = priced_features(kernel, 0, cache_bytes=1024 * 1024)
+    large_cache = priced_features(kernel, 0, cache_bytes=64 * 1024 * 1024)
     assert small_cache["spilled_steps"] == pytest.approx(100 * 4 * hidden * hidden * 4)
     assert large_cache["spilled_steps"] == 0
     # The matrix (4 MiB) is twice a 2 MiB cache: all of it spills under the modelled ramp, half
     # under a ramp that keeps it cached up to 1.5 times the cache.
-    late = cache_features(kernel, 0, cache_bytes=2 * 1024 * 1024, step_spill=SpillRamp(1.5, 2.5))
+    late = priced_features(kernel, 0, cache_bytes=2 * 1024 * 1024, step_spill=SpillRamp(1.5, 2.5))
     assert late["spilled_steps"] == pytest.approx(small_cache["spilled_steps"] / 2)
 
 

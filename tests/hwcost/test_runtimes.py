@@ -71,6 +71,23 @@ def test_only_2d_convolutions_absorb_a_residual_add():
     assert [in_1d[name].fused_into for name in ("bn", "add", "relu")] == ["conv", "", ""]
 
 
+@pytest.mark.parametrize(
+    ("runtime", "kind", "bits", "activation_bits", "decoding", "blocked"),
+    [
+        ("onnxruntime-fp32", "conv2d", 32, 32, "linear", True),
+        ("onnxruntime-fp32", "conv1d", 32, 32, "linear", False),
+        ("onnxruntime-weight-only", "conv2d", 8, 32, "linear", False),
+        ("onnxruntime-weight-only", "conv2d", 4, 32, "table", True),
+        ("onnxruntime-int8", "conv2d", 8, 8, "linear", False),
+    ],
+)
+def test_only_float_2d_convolutions_on_constant_weights_run_blocked(runtime, kind, bits, activation_bits, decoding, blocked):
+    """NchwcTransformer takes 2-D convolutions whose weights are constant: float ones, and table
+    codes folded at load; not 1-D ones, weights decoded on every run, or integer kernels."""
+    conv = _conv(kind=kind, bits=bits, activation_bits=activation_bits, decoding=decoding)
+    assert _lower(runtime, conv)["conv"].kernels[-1].blocked is blocked
+
+
 def test_weight_only_decodes_uniform_codes_every_run_and_folds_table_codes():
     decoded = _lower(
         "onnxruntime-weight-only", _conv(bits=8), _free("bn", "batchnorm"), _conv("conv2", bits=4), _free("relu", "activation", "relu")
