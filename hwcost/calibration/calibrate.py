@@ -169,8 +169,9 @@ def write_profile(calibration: Calibration, path: Path) -> Path:
     provenance = calibration.profile["measured"]["provenance"]
     header = (
         f"# Calibrated by `search hwcost calibrate --runtime {provenance['runtime']}` on {provenance['cpu']},\n"
-        f"# {provenance['date']}. Hardware figures are {provenance['base_profile']}'s: the roofline prices only\n"
-        "# kernels this calibration did not measure. measured.kernels: nanoseconds per unit of each kernel\n"
+        f"# {provenance['date']}. Hardware figures are {provenance['base_profile']}'s but for the cache sizes and\n"
+        "# vector width, this host's: the roofline prices only kernels this calibration did not\n"
+        "# measure. measured.kernels: nanoseconds per unit of each kernel\n"
         "# feature (hwcost/kernels.py); measured.memory: the peak-memory terms (hwcost/memory.py).\n"
     )
     path.parent.mkdir(parents=True, exist_ok=True)
