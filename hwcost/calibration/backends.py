@@ -230,7 +230,9 @@ def get_backend(runtime: str, exporter: Exporter) -> Backend:
     return BACKENDS[runtime](exporter)
 
 
-def lower_all(backend: Backend, cases: Sequence[ModelCase], progress: Callable[[str, int, int], None] | None = None) -> list[PreparedModel]:
+def lower_all(
+    backend: Backend, cases: Sequence[ModelCase], progress: Callable[[str, int, int], None] | None = None
+) -> list[PreparedModel]:
     """Every case lowered for `backend`'s runtime."""
     prepared = []
     for index, case in enumerate(cases):
@@ -254,7 +256,8 @@ def lower_and_time(
     """Lower every case for `backend`'s runtime, then time all graphs together (calibration and
     validation measure the same way, so their figures compare)."""
     prepared = lower_all(backend, cases, progress)
-    timings = time_graphs(timed_graphs(prepared), timing, (lambda done, total: progress("timing", done, total)) if progress else None)
+    timing_progress = (lambda done, total: progress("timing", done, total)) if progress else None
+    timings = time_graphs(timed_graphs(prepared), timing, timing_progress)
     return prepared, timings
 
 

@@ -218,7 +218,8 @@ def time_graph_sets(sets: Sequence[GraphSet], progress: Callable[[int, int], Non
     if progress:
         progress(len(planned), len(planned))
     return [
-        [_timing(rounds[set_index, index], group.plan) for index in range(len(group.graphs))] for set_index, group in enumerate(sets)
+        [_timing(rounds[set_index, index], group.plan) for index in range(len(group.graphs))]
+        for set_index, group in enumerate(sets)
     ]
 
 

@@ -199,7 +199,8 @@ def test_the_2d_convolutions_a_runtime_prices_as_blocked_are_the_ones_onnxruntim
     grid = dataclasses.replace(TINY_GRID, tdnn=(), dense=(), residual2d=((24, 24, 8, 1, 10),), depths=(1, 1))
     case = dataclasses.replace(calibration_cases(grid)[0], weight_only=weight_only)
     prepared = get_backend(runtime, export_onnx).prepare(case)
-    nchwc = [node for node in _optimized_nodes(prepared.graph, tmp_path) if node.domain == "com.microsoft.nchwc" and "Conv" in node.op_type]
+    nodes = _optimized_nodes(prepared.graph, tmp_path)
+    nchwc = [node for node in nodes if node.domain == "com.microsoft.nchwc" and "Conv" in node.op_type]
     kernels = [kernel for lowered in get_runtime(runtime).lower(prepared.description).layers for kernel in lowered.kernels]
     blocked = [kernel.blocked for kernel in kernels if kernel.op == "conv2d"]
     assert blocked and all(blocked) == bool(nchwc) and any(blocked) == bool(nchwc), (blocked, [n.op_type for n in nchwc])

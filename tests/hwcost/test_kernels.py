@@ -130,7 +130,8 @@ def test_padding_needs_a_blocked_kernel_a_block_and_known_input_channels():
     unblocked = priced_features(Kernel("conv2d", "fp32", plain, layer), 0, 1 << 20, channel_block=16)
     one_lane = priced_features(Kernel("conv2d", "fp32", plain, layer, blocked=True), 0, 1 << 20, channel_block=1)
     unknown = _conv2d(24, 24, 100)  # a description written before input channels were recorded
-    unrecorded = priced_features(Kernel("conv2d", "fp32", layer_features(unknown), unknown, blocked=True), 0, 1 << 20, channel_block=16)
+    unrecorded_kernel = Kernel("conv2d", "fp32", layer_features(unknown), unknown, blocked=True)
+    unrecorded = priced_features(unrecorded_kernel, 0, 1 << 20, channel_block=16)
     assert unblocked["macs"] == one_lane["macs"] == unrecorded["macs"] == plain["macs"]
 
 
