@@ -61,7 +61,7 @@ from hwcost.calibration.validation import (  # noqa: E402
     set_measurements,
     validate,
 )
-from render_docs import RESULTS, write_result  # noqa: E402
+from render_docs import RESULTS, shown, write_result  # noqa: E402
 from search.onnx_export import export_onnx  # noqa: E402
 
 RUNTIMES = ("onnxruntime-fp32", "onnxruntime-int8", "onnxruntime-weight-only")
@@ -73,11 +73,6 @@ def profile_folder(out: Path) -> Path:
     """Where a run writing its JSON to `out` writes its calibrated profiles: beside it, so that
     a repeat run (`--out`) does not replace the profiles the main run's figures came from."""
     return out.with_name(f"{out.stem}-profiles")
-
-
-def _shown(path: Path) -> str:
-    """`path` relative to the repository when it lies inside it."""
-    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 @dataclass(frozen=True)
 class Target:
@@ -172,7 +167,7 @@ def compare_profiles(measured: RuntimeMeasurements, model_set: str, profiles: Pa
     return {
         "runtime": runtime,
         "calibration": {
-            "profile": _shown(profile_path),
+            "profile": str(shown(profile_path)),
             "cases": len(calibration.measurements),
             "noise": calibration.noise,
             "fit": calibration.profile["measured"]["fit"],

@@ -666,7 +666,7 @@ class Results:
             try:
                 self._loaded[stem] = json.loads(path.read_text())
             except FileNotFoundError:
-                raise RenderError(f"{_shown(path)}: missing; run benchmarks/{stem}.py to write it") from None
+                raise RenderError(f"{shown(path)}: missing; run benchmarks/{stem}.py to write it") from None
         return self._loaded[stem]
 
 
@@ -674,7 +674,7 @@ def write_result(path: Path, payload: Any) -> None:
     """Write a benchmark's JSON, the file its tables are rendered from."""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"wrote {_shown(path)}")
+    print(f"wrote {shown(path)}")
 
 
 def render_table(name: str, results: Results) -> str:
@@ -712,9 +712,9 @@ def stale_tables(paths: Sequence[Path], results: Results) -> list[str]:
         text = path.read_text()
         matches = list(MARKER.finditer(text))
         if len(matches) != len(OPENING_LINE.findall(text)):
-            stale.append(f"{_shown(path)}: a `{OPENING}` marker without its `{CLOSING}` (or not alone on its line)")
+            stale.append(f"{shown(path)}: a `{OPENING}` marker without its `{CLOSING}` (or not alone on its line)")
         for match in matches:
-            where = f"{_shown(path)}: {match['name']}"
+            where = f"{shown(path)}: {match['name']}"
             try:
                 if match["body"] != render_table(match["name"], results):
                     stale.append(where)
@@ -723,7 +723,8 @@ def stale_tables(paths: Sequence[Path], results: Results) -> list[str]:
     return stale
 
 
-def _shown(path: Path) -> Path:
+def shown(path: Path) -> Path:
+    """`path` relative to the repository when it lies inside it (for messages and JSON)."""
     return path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
 
 
@@ -743,11 +744,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         text = path.read_text()
         rendered, errors = render_page(text, results)
         for error in errors:
-            print(f"error: {_shown(path)}: {error}", file=sys.stderr)
+            print(f"error: {shown(path)}: {error}", file=sys.stderr)
         failed = failed or bool(errors)
         if rendered != text:
             path.write_text(rendered)
-            print(f"rewrote {_shown(path)}")
+            print(f"rewrote {shown(path)}")
     return 2 if failed else 0
 
 

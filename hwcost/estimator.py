@@ -296,7 +296,7 @@ def _kernel_cost(kernel: Kernel, pricing: _Pricing) -> LayerCost:
     if fitted is None:
         return modelled
     target = pricing.target
-    features = priced_features(kernel, pricing.touched_bytes, pricing.cache_bytes, target.step_spill, target.channel_block)
+    features = priced_features(kernel, pricing.touched_bytes, pricing.cache_bytes, target.step_spill, target.float_lanes)
     fitted_ms = sum(fitted.get(name, 0.0) * value for name, value in features.items()) / NANOSECONDS_PER_MS
     return dataclasses.replace(modelled, compute_ms=fitted_ms, memory_ms=0.0, latency_ms=fitted_ms, bound=FITTED)
 

@@ -162,7 +162,7 @@ def layer_features(layer: LayerDescription) -> dict[str, float]:
     macs, weights = layer.macs_per_second, float(layer.params)
     kind_set = KIND_FEATURE_SETS[layer.kind]
     if kind_set in ("gemm", "sequence_input"):
-        output_channels = outputs * weights / macs if macs > 0 else 0.0
+        output_channels = _output_channels(macs, weights, outputs)
         unfolded = macs / output_channels if output_channels > 0 else 0.0
         positions = macs / weights if weights > 0 else 0.0
         narrow = layer.kind in _CONVOLUTIONS and _narrow(output_channels, weights / output_channels if output_channels else 0.0)
@@ -255,13 +255,18 @@ def _padded(kernel: Kernel, block: int) -> Mapping[str, float]:
     macs = features.get("macs", 0.0)
     if layer is None or not layer.input_channels or block <= 1 or macs <= 0:
         return features
-    output_channels = features["outputs"] * features["weights"] / macs
+    output_channels = _output_channels(macs, features["weights"], features["outputs"])
     output_factor = _rounded_up(output_channels, block) / output_channels
     input_channels = layer.input_channels
     input_factor = _rounded_up(input_channels, block) / input_channels if input_channels >= block else 1.0
     scaled = {"macs": output_factor * input_factor, "weights": output_factor * input_factor, "outputs": output_factor}
     scaled.update(inputs=input_factor, unfolded=input_factor)
     return {name: value * scaled.get(name, 1.0) for name, value in features.items()}
+
+
+def _output_channels(macs: float, weights: float, outputs: float) -> float:
+    """M of a matrix product from its MACs (M N K), weights (M K) and outputs (M N); 0 without MACs."""
+    return outputs * weights / macs if macs > 0 else 0.0
 
 
 def _rounded_up(channels: float, block: int) -> int:

@@ -62,6 +62,12 @@ class ProfileError(ValueError):
     """A target profile is missing, malformed or holds an impossible figure."""
 
 
+def float_lanes(simd_width_bits: int) -> int:
+    """Whole float lanes of a vector register `simd_width_bits` wide: the channel block of a
+    blocked layout (onnxruntime's NCHWc)."""
+    return simd_width_bits // FLOAT_BITS
+
+
 @dataclass(frozen=True)
 class TargetProfile:
     """One CPU as the roofline model sees it.
@@ -124,9 +130,9 @@ class TargetProfile:
         return self.l1_kb * 1024
 
     @property
-    def channel_block(self) -> int:
-        """Float lanes of a vector register: the channel block of a blocked layout (NCHWc)."""
-        return self.simd_width_bits // FLOAT_BITS
+    def float_lanes(self) -> int:
+        """Float lanes of a vector register (`float_lanes`)."""
+        return float_lanes(self.simd_width_bits)
 
     @property
     def last_level_cache_bytes(self) -> float:

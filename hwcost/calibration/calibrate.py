@@ -39,9 +39,9 @@ from hwcost.calibration.measure import (
     reference_ms,
 )
 from hwcost.memory import MemoryCoefficients
-from hwcost.profile import load_target
+from hwcost.profile import float_lanes, load_target
 from hwcost.runtimes import get_runtime
-from spaces.description import FLOAT_BITS, ModelDescription
+from spaces.description import ModelDescription
 
 DEFAULT_BASE = "x86-avx2"
 """Bundled profile whose hardware figures a calibrated x86 profile keeps."""
@@ -148,7 +148,7 @@ def fit_profile(
         for item in measurements
     ]  # fmt: skip
     data = {**_base_data(base), **hardware}
-    latency = fit_latency(observations, data["l2_kb"] * 1024, int(data["simd_width_bits"]) // FLOAT_BITS)
+    latency = fit_latency(observations, data["l2_kb"] * 1024, float_lanes(int(data["simd_width_bits"])))
     memory, memory_fit = fit_memory(observations, lowering)
     data.update(name=name, device=cpu_model(), isa=os.uname().machine, runtime=runtime)
     data["measured"] = {
