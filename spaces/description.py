@@ -148,6 +148,8 @@ class LayerDescription:
             raise ValueError(f"layer {self.name!r}: unknown kind {self.kind!r}; expected one of {LAYER_KINDS}")
         if not 1 <= self.weight_bits <= FLOAT_BITS:
             raise ValueError(f"layer {self.name!r}: weight_bits={self.weight_bits} outside 1..32")
+        if self.input_channels < 0:
+            raise ValueError(f"layer {self.name!r}: input_channels={self.input_channels} is negative")
         if self.extra_bits not in (16, FLOAT_BITS):
             raise ValueError(f"layer {self.name!r}: extra_bits={self.extra_bits}; expected 16 or 32")
         if not self.kernel_class:

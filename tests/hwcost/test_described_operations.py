@@ -127,3 +127,8 @@ def test_a_layer_reads_only_layers_before_it():
     first = LayerDescription("a", "activation", operation="relu")
     with pytest.raises(ValueError, match="layer 'b' \\(position 1\\): input_layers=\\(1,\\)"):
         ModelDescription("toy", (first, LayerDescription("b", "activation", operation="relu", input_layers=(1,))))
+
+
+def test_negative_input_channels_are_an_error_naming_the_layer():
+    with pytest.raises(ValueError, match="'conv': input_channels=-1"):
+        LayerDescription("conv", "conv2d", input_channels=-1)
