@@ -1,8 +1,9 @@
 """Tiny search configs and process helpers for the engine tests (a Ray search in tens of seconds).
 
 Run as a script, it is the `search` command line with a `HangingEvaluator`: while the file named
-by `ENGINE_TEST_HANG_FILE` exists, every candidate hangs in its worker, which first touches
-`<hang file>.<pid>`; every candidate takes at least `ENGINE_TEST_TRIAL_SECONDS` (0 when unset).
+by `ENGINE_TEST_HANG_FILE` exists, every candidate after the first `ENGINE_TEST_HANG_AFTER` (0 when
+unset) to start hangs in its worker, which first touches `<hang file>.<pid>`; every candidate takes
+at least `ENGINE_TEST_TRIAL_SECONDS` (0 when unset).
 `python engine_runs.py cluster ARGS` runs `search ARGS --address` against a
 local two-node Ray cluster (head + one worker node, one CPU each) and writes the node ids to
 `ENGINE_TEST_NODES_FILE`.
@@ -80,25 +81,42 @@ def _session_members(session: int) -> list[int]:
 class HangingEvaluator(VerificationEvaluator):
     """The verification evaluator, with one PTQ rung that hangs while the hang file exists, and
     lasts at least `trial_seconds`: a tiny model's trial takes milliseconds, and Tune, reusing
-    its actors, may run them all on the first actor it started before a second node's is up."""
+    its actors, may run them all on the first actor it started before a second node's is up.
 
-    def __init__(self, hang_file: str | None = None, trial_seconds: float = 0.0) -> None:
+    Which candidates hang is decided by the order they start in, counted across workers, not by
+    when a test creates the hang file: a tiny search may start its whole budget within one poll
+    of the test, and then no candidate would be left to hang."""
+
+    def __init__(self, hang_file: str | None = None, trial_seconds: float = 0.0, hang_after: int = 0) -> None:
         self.hang_file = hang_file
         self.trial_seconds = trial_seconds
+        self.hang_after = hang_after
 
     def evaluate_ladder(self, candidate, prepared):
-        if self.hang_file and os.path.exists(self.hang_file):
+        if self.hang_file and os.path.exists(self.hang_file) and self._start_index() >= self.hang_after:
             Path(f"{self.hang_file}.{os.getpid()}").touch()
             time.sleep(600)
         time.sleep(self.trial_seconds)
         yield from super().evaluate_ladder(candidate, prepared)
+
+    def _start_index(self) -> int:
+        """This candidate's place among those started, claimed as the first free `<hang file>-started-N`."""
+        index = 0
+        while True:
+            try:
+                os.close(os.open(f"{self.hang_file}-started-{index}", os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+                return index
+            except FileExistsError:
+                index += 1
 
 
 def _main(argv: list[str]) -> int:
     from search.cli import main
 
     evaluator = HangingEvaluator(
-        os.environ.get("ENGINE_TEST_HANG_FILE"), float(os.environ.get("ENGINE_TEST_TRIAL_SECONDS", "0"))
+        os.environ.get("ENGINE_TEST_HANG_FILE"),
+        float(os.environ.get("ENGINE_TEST_TRIAL_SECONDS", "0")),
+        int(os.environ.get("ENGINE_TEST_HANG_AFTER", "0")),
     )
     if argv[:1] != ["cluster"]:
         return main(argv, evaluator)

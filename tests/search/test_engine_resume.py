@@ -103,12 +103,12 @@ def test_a_run_whose_driver_is_sigkilled_resumes_to_its_budget(tmp_path, tiny_ca
     extra = f"search: {{trials: {budget}, workers: 2, retries: 0, keep_artifacts: all}}\n"
     config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, extra)
     hang = tmp_path / "hang"
-    env = {"ENGINE_TEST_HANG_FILE": str(hang)}
+    hang.touch()  # the candidates started after the first two hang in their workers
+    env = {"ENGINE_TEST_HANG_FILE": str(hang), "ENGINE_TEST_HANG_AFTER": "2"}
     driver = start_driver(["run", str(config), "--out", str(tmp_path / "results")], tmp_path / "first.log", env)
     try:
         trials_file = lambda: next((tmp_path / "results").glob("*/trials.jsonl"), None)  # noqa: E731
         wait_for(lambda: trials_file() and len(trials_file().read_text().splitlines()) >= 2, 300, "two finished trials")
-        hang.touch()  # the trials started from now on hang in their workers
         wait_for(lambda: list(tmp_path.glob("hang.*")), 120, "a trial running when the driver dies")
     finally:
         kill_session(driver.pid)
@@ -194,13 +194,13 @@ def test_sigterm_stops_cleanly_and_the_resume_retries_the_interrupted_candidate(
     extra = f"search: {{trials: {budget}, workers: 2, retries: 0}}\n"
     config = write_config(tmp_path / "tiny.yaml", tiny_cache_dir, extra)
     hang = tmp_path / "hang"
-    env = {"ENGINE_TEST_HANG_FILE": str(hang)}
+    hang.touch()  # the candidates started after the first hang in their workers
+    env = {"ENGINE_TEST_HANG_FILE": str(hang), "ENGINE_TEST_HANG_AFTER": "1"}
     log = tmp_path / "first.log"
     driver = start_driver(["run", str(config), "--out", str(tmp_path / "results")], log, env)
     try:
         trials_file = lambda: next((tmp_path / "results").glob("*/trials.jsonl"), None)  # noqa: E731
         wait_for(lambda: trials_file() and len(trials_file().read_text().splitlines()) >= 1, 300, "a finished trial")
-        hang.touch()
         wait_for(lambda: list(tmp_path.glob("hang.*")), 120, "a trial running when SIGTERM arrives")
         os.kill(driver.pid, signal.SIGTERM)
         assert driver.wait(timeout=120) == 130
