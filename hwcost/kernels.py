@@ -2,8 +2,8 @@
 
 A runtime (`hwcost.runtimes`) turns a model description into kernels: one per layer it runs on
 its own, none for a layer it fuses into the kernel before it, plus the work it adds (quantizing
-activations where a float region enters an int8 one and dequantizing them where it leaves, the
-fixed work of one inference). A kernel's
+and dequantizing the activations a QDQ graph quantizes wherever a float kernel writes or reads
+them, the fixed work of one inference). A kernel's
 cost key is `op/variant`: the op is the layer kind (with the operation of a parameter-free layer,
 e.g. `activation.prelu`), the variant how the runtime runs it (`fp32` on constant float weights,
 `fp32-decoded` on float weights decoded from codes on every run, `int8`, or a kernel class of the

@@ -24,7 +24,12 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   InstanceNormalization (GroupNorm), an unfolded BatchNormalization, Tanh and the statistics
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
   QuantizeLinear: each change between the two regions is a conversion kernel, a quantize into
-  int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel);
+  int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel).
+  The quantizer also quantizes the inputs and outputs of the float ops it knows (BatchNormalization,
+  InstanceNormalization, LayerNormalization, ConvTranspose: `quantized_float_ops`), and nothing
+  fuses those pairs away, so such a kernel is entered through a DequantizeLinear and left through
+  a QuantizeLinear even between float kernels and at the graph's float input and output (a chain
+  of batch norms runs a quantize and a dequantize between every two);
 - a QLinearConv runs channels-last (NhwcTransformer), between a Transpose into that layout and
   one out of it, which the transpose optimiser cancels against the model's own transposes where
   they meet: a 1-D convolution reads filterbank frames `[batch, frames, bins]` as they come (the
@@ -199,6 +204,34 @@ class PackedKernelsRuntime(Runtime):
         return float(lowered.layer.weight_storage_bits)
 
 
+@dataclass(frozen=True)
+class _Side:
+    """How a kernel of a QDQ graph meets the tensors around it.
+
+    Attributes:
+        quantizes: Whether the quantizer quantizes its inputs and outputs (a Quantize/Dequantize pair on each).
+        integer: Whether it reads and writes the 8-bit codes itself (a QLinear kernel), absorbing its side of the pairs.
+    """
+
+    quantizes: bool
+    integer: bool
+
+
+_FLOAT_SIDE = _Side(quantizes=False, integer=False)
+_QUANTIZED_FLOAT_SIDE = _Side(quantizes=True, integer=False)
+_INT8_SIDE = _Side(quantizes=True, integer=True)
+
+
+def _conversions(writer: _Side, reader: _Side, elements: float) -> list[Kernel]:
+    """The conversion kernels on a tensor of `elements` between the kernel that writes it and the
+    one that reads it: a tensor either of them quantizes keeps its QuantizeLinear unless an int8
+    kernel writes it, and its DequantizeLinear unless an int8 kernel reads it."""
+    if not (writer.quantizes or reader.quantizes):
+        return []
+    ops = ([] if writer.integer else [QUANTIZE_OP]) + ([] if reader.integer else [DEQUANTIZE_OP])
+    return [conversion_kernel(op, elements) for op in ops]
+
+
 Placement = Callable[[LayerDescription, bool], str]
 """(layer, whether the model's activations are quantized) -> the variant the layer runs as."""
 
@@ -232,8 +265,10 @@ class GraphRuntime(Runtime):
         summary: One line on what it runs.
         placement: The variant each layer runs as.
         epilogues: (kind, variant) -> the ops a kernel of that kind and variant absorbs after it.
-        requantizes: Whether a change between int8 and float kernels costs a conversion kernel
-            (quantize into int8, dequantize out of it, also at the graph's float output).
+        requantizes: Whether the tensors around int8 kernels cost conversion kernels (quantize
+            into int8, dequantize out of it, also at the graph's float input and output).
+        quantized_float_ops: Ops of float kernels whose input and output tensors are quantized
+            all the same, so that they cost conversions too (see `_conversions`).
         frame_major_readers: Kinds whose int8 kernel runs channels-last and so reads filterbank
             frames as they come: a layout change to channels-first right before it cancels
             against the transpose back the runtime would add, and neither runs.
@@ -244,6 +279,7 @@ class GraphRuntime(Runtime):
     placement: Placement
     epilogues: Mapping[tuple[str, str], Epilogue]
     requantizes: bool = False
+    quantized_float_ops: frozenset[str] = frozenset()
     frame_major_readers: frozenset[str] = frozenset()
 
     def lower(self, description: ModelDescription) -> Lowering:
@@ -251,7 +287,7 @@ class GraphRuntime(Runtime):
         lowered: list[LoweredLayer] = []
         owner: LoweredLayer | None = None
         stage = 0
-        int8_region = False
+        side = _FLOAT_SIDE  # of the tensor the next kernel reads: the graph's float input first
         for layer in description.layers:
             features = layer_features(layer)
             variant = self.placement(layer, quantized_activations)
@@ -265,9 +301,10 @@ class GraphRuntime(Runtime):
                 features["nibble_weights"] = float(layer.params) if _container_bits(layer) == min(_CONTAINER_BITS) else 0.0
             blocked = variant == FLOAT and layer.kind in _BLOCKED_KINDS
             kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant), blocked)]
-            if self.requantizes and (variant == INT8) != int8_region:
-                int8_region = variant == INT8
-                kernels.insert(0, conversion_kernel(QUANTIZE_OP if int8_region else DEQUANTIZE_OP, layer.input_elements_per_second))
+            if self.requantizes:
+                reader = self._side(layer, variant)
+                kernels[:0] = _conversions(side, reader, layer.input_elements_per_second)
+                side = reader
             if owner is not None and owner is lowered[-1] and self._cancels(owner, layer, variant):
                 kernels[:0] = owner.kernels[:-1]  # the conversion into int8 before the layout change stays
                 lowered[-1] = LoweredLayer(owner.layer, owner.variant, (), fused_into=layer.name)
@@ -277,9 +314,14 @@ class GraphRuntime(Runtime):
         layers = description.layers
         ends = (layers[0].input_elements_per_second, layers[-1].output_elements_per_second) if layers else (0.0, 0.0)
         fixed = [inference_kernel(*ends)]
-        if int8_region and owner is not None:  # the graph's float output is dequantized from the last int8 kernel's
-            fixed.append(conversion_kernel(DEQUANTIZE_OP, owner.layer.output_elements_per_second))
+        if owner is not None:  # the graph's float output, converted from what the last kernel writes
+            fixed.extend(_conversions(side, _FLOAT_SIDE, owner.layer.output_elements_per_second))
         return Lowering(tuple(lowered), tuple(fixed))
+
+    def _side(self, layer: LayerDescription, variant: str) -> _Side:
+        if variant == INT8:
+            return _INT8_SIDE
+        return _QUANTIZED_FLOAT_SIDE if layer_op(layer) in self.quantized_float_ops else _FLOAT_SIDE
 
     def _cancels(self, previous: LoweredLayer, layer: LayerDescription, variant: str) -> bool:
         """Whether `previous`, the kernel right before `layer`'s, is a layout change to channels
@@ -379,6 +421,7 @@ register_runtime(
         _static_int8_placement,
         {**_INT8_EPILOGUES, **_FLOAT_EPILOGUES, **_DECODED_EPILOGUES},
         requantizes=True,
+        quantized_float_ops=frozenset({"batchnorm", "groupnorm", "layernorm", "conv_transpose1d"}),
         frame_major_readers=frozenset({"conv1d"}),
     )
 )

@@ -94,12 +94,16 @@ def test_runtimes_without_a_backend_or_profiles_of_another_isa_are_refused(capsy
     assert "cannot be validated here" in capsys.readouterr().err
 
 
-def _optimized_nodes(graph: onnx.ModelProto, folder: Path) -> list[onnx.NodeProto]:
-    """The nodes of `graph` as onnxruntime runs it, after its graph optimisations."""
+def _optimized_graph(graph: onnx.ModelProto, folder: Path) -> onnx.GraphProto:
+    """`graph` as onnxruntime runs it, after its graph optimisations."""
     options = session_options()
     options.optimized_model_filepath = str(folder / "optimized.onnx")
     onnxruntime.InferenceSession(graph.SerializeToString(), options, providers=["CPUExecutionProvider"])
-    return list(onnx.load(options.optimized_model_filepath).graph.node)
+    return onnx.load(options.optimized_model_filepath).graph
+
+
+def _optimized_nodes(graph: onnx.ModelProto, folder: Path) -> list[onnx.NodeProto]:
+    return list(_optimized_graph(graph, folder).node)
 
 
 def _optimized_ops(graph: onnx.ModelProto, folder: Path) -> collections.Counter:
@@ -211,3 +215,35 @@ def test_a_calibrated_profile_takes_the_hosts_vector_width(flags, width, monkeyp
     """The channel block of NCHWc kernels is the host's float lanes, not the base profile's."""
     monkeypatch.setattr(measure, "cpu_flags", lambda: flags)
     assert measure.host_hardware().get("simd_width_bits") == width
+
+
+_QDQ_GRID = dataclasses.replace(
+    TINY_GRID, tdnn=((8, 8, 3, 1, 20),), dense=(), temporal=((8, 16, 1, 20),), decoder=((16, 4, 40),), elementwise=((8, 20),)
+)
+
+
+@pytest.mark.parametrize(
+    "prefix", ["tdnn-", "temporal-", "decoder-", "batchnorm-", "groupnorm-", "prelu-", "relu-", "sigmoid-", "softmax-"]
+)
+def test_the_int8_lowering_converts_activations_where_onnxruntime_runs_a_quantize_or_dequantize(prefix, tmp_path):
+    """Against the QDQ graph onnxruntime runs: per case, as many QuantizeLinear and DequantizeLinear
+    nodes on activations as the lowering prices conversion kernels, at both depths. A batch norm
+    or group norm (ops the quantizer quantizes, with no QLinear kernel) is entered and left
+    through a pair even between float kernels and at the graph's ends; a PReLU is not."""
+    runtime = get_runtime("onnxruntime-int8")
+    backend = get_backend("onnxruntime-int8", export_onnx)
+    cases = [case for case in calibration_cases(_QDQ_GRID) if case.name.startswith(prefix)]
+    assert cases
+    for case in cases:
+        prepared = backend.prepare(case)
+        optimized = _optimized_graph(prepared.graph, tmp_path)
+        constants = {tensor.name for tensor in optimized.initializer}
+        graph_counts = collections.Counter(
+            node.op_type for node in optimized.node
+            if node.op_type in ("QuantizeLinear", "DequantizeLinear") and node.input[0] not in constants
+        )  # fmt: skip
+        lowering = runtime.lower(prepared.description)
+        kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
+        priced = collections.Counter(kernel.op for kernel in kernels)
+        assert (priced["quantize"], priced["dequantize"]) == (graph_counts["QuantizeLinear"], graph_counts["DequantizeLinear"]), case.name
+

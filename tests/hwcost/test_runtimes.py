@@ -8,7 +8,7 @@ import pytest
 
 from hwcost import CostModel, get_runtime, profile_from_dict, register_runtime
 from hwcost.estimator import FUSED
-from hwcost.kernels import DEQUANTIZE_OP, QUANTIZE_OP
+from hwcost.kernels import DEQUANTIZE_OP, INFERENCE_OP, QUANTIZE_OP
 from hwcost.runtimes import FLOAT, FLOAT_DECODED, INT8, RUNTIMES, GraphRuntime
 from spaces.description import LAYER_KINDS, OPERATIONS, LayerDescription, ModelDescription
 from hand_profile import HAND_CPU
@@ -138,11 +138,29 @@ def test_int8_runs_integer_kernels_and_leaves_transposed_convolution_prelu_and_l
     assert variants == {
         "conv": INT8, "prelu": FLOAT, "conv2": INT8, "decoder": FLOAT_DECODED, "lstm.l0.ih": FLOAT, "add": INT8,
     }  # fmt: skip
-    conversions = {name: kernel.op for name, layer in lowered.items() for kernel in layer.kernels if kernel.layer is None}
-    # float input -> int8 conv, int8 -> float PReLU, float -> int8 conv, int8 -> float decoder, float -> int8 add
+    conversions = {name: [kernel.op for kernel in layer.kernels if kernel.layer is None] for name, layer in lowered.items()}
+    # float input -> int8 conv, int8 -> float PReLU, float -> int8 conv, int8 -> float decoder, the decoder's
+    # quantized output (the quantizer quantizes a ConvTranspose) -> float LSTM, float -> int8 add
     assert conversions == {
-        "conv": QUANTIZE_OP, "prelu": DEQUANTIZE_OP, "conv2": QUANTIZE_OP, "decoder": DEQUANTIZE_OP, "add": QUANTIZE_OP,
+        "conv": [QUANTIZE_OP], "prelu": [DEQUANTIZE_OP], "conv2": [QUANTIZE_OP], "decoder": [DEQUANTIZE_OP],
+        "lstm.l0.ih": [QUANTIZE_OP, DEQUANTIZE_OP], "add": [QUANTIZE_OP],
     }  # fmt: skip
+
+
+def test_int8_enters_and_leaves_a_quantized_float_op_through_conversions_even_between_float_kernels():
+    """A batch norm's input and output are quantized though it runs in float: a chain of them pays
+    a quantize and a dequantize between every two and at both of the graph's float ends; a chain of
+    PReLUs (an op the quantizer leaves alone) pays none."""
+    norms = [_free(f"bn{index}", "batchnorm", activation_bits=8) for index in range(3)]
+    runtime = get_runtime("onnxruntime-int8")
+    lowering = runtime.lower(ModelDescription("toy", tuple(norms)))
+    pairs = [[kernel.op for kernel in layer.kernels if kernel.layer is None] for layer in lowering.layers]
+    assert pairs == [[QUANTIZE_OP, DEQUANTIZE_OP]] * 3
+    assert [kernel.op for kernel in lowering.fixed] == [INFERENCE_OP, QUANTIZE_OP, DEQUANTIZE_OP]
+    prelus = ModelDescription("toy", tuple(_free(f"p{index}", "activation", "prelu", activation_bits=8) for index in range(3)))
+    lowered = runtime.lower(prelus)
+    kernels = [*lowered.fixed, *(kernel for layer in lowered.layers for kernel in layer.kernels)]
+    assert not any(kernel.op in (QUANTIZE_OP, DEQUANTIZE_OP) for kernel in kernels)
 
 
 def test_int8_drops_the_relu_after_a_quantized_residual_add():
