@@ -21,7 +21,7 @@ from hwcost.calibration.cases import TABLE_CODES, Grid, calibration_cases, micro
 from hwcost.calibration import measure
 from hwcost.calibration.measure import TimingPlan, measure_peak_memory, reference_graph, session_options, time_graphs
 from hwcost.estimator import FITTED
-from hwcost.kernels import DEFAULT_SPILL
+from hwcost.kernels import DEFAULT_SPILL, DEQUANTIZE_OP, QUANTIZE_OP
 from hwcost.liveness import live_bytes
 from search.cli import main
 from search.onnx_export import export_onnx
@@ -245,5 +245,5 @@ def test_the_int8_lowering_converts_activations_where_onnxruntime_runs_a_quantiz
         lowering = runtime.lower(prepared.description)
         kernels = [kernel for lowered in lowering.layers for kernel in lowered.kernels] + list(lowering.fixed)
         priced = collections.Counter(kernel.op for kernel in kernels)
-        assert (priced["quantize"], priced["dequantize"]) == (graph_counts["QuantizeLinear"], graph_counts["DequantizeLinear"]), case.name
-
+        expected = (graph_counts["QuantizeLinear"], graph_counts["DequantizeLinear"])
+        assert (priced[QUANTIZE_OP], priced[DEQUANTIZE_OP]) == expected, case.name

@@ -157,8 +157,8 @@ def test_int8_enters_and_leaves_a_quantized_float_op_through_conversions_even_be
     pairs = [[kernel.op for kernel in layer.kernels if kernel.layer is None] for layer in lowering.layers]
     assert pairs == [[QUANTIZE_OP, DEQUANTIZE_OP]] * 3
     assert [kernel.op for kernel in lowering.fixed] == [INFERENCE_OP, QUANTIZE_OP, DEQUANTIZE_OP]
-    prelus = ModelDescription("toy", tuple(_free(f"p{index}", "activation", "prelu", activation_bits=8) for index in range(3)))
-    lowered = runtime.lower(prelus)
+    prelus = [_free(f"p{index}", "activation", "prelu", activation_bits=8) for index in range(3)]
+    lowered = runtime.lower(ModelDescription("toy", tuple(prelus)))
     kernels = [*lowered.fixed, *(kernel for layer in lowered.layers for kernel in layer.kernels)]
     assert not any(kernel.op in (QUANTIZE_OP, DEQUANTIZE_OP) for kernel in kernels)
 
