@@ -25,11 +25,14 @@ its default optimisation level (ORT_ENABLE_ALL), as its graph transformers state
   pooling reductions have no QLinear kernel and run in float between a DequantizeLinear and a
   QuantizeLinear: each change between the two regions is a conversion kernel, a quantize into
   int8 or a dequantize out of it (also where the graph's float output leaves an int8 kernel).
-  The quantizer also quantizes the inputs and outputs of the float ops it knows (BatchNormalization,
-  InstanceNormalization, LayerNormalization, ConvTranspose: `quantized_float_ops`), and nothing
-  fuses those pairs away, so such a kernel is entered through a DequantizeLinear and left through
-  a QuantizeLinear even between float kernels and at the graph's float input and output (a chain
-  of batch norms runs a quantize and a dequantize between every two);
+  onnxruntime's static quantizer also quantizes the inputs and outputs of the float ops it knows
+  (BatchNormalization, InstanceNormalization, LayerNormalization, ConvTranspose:
+  `quantized_float_ops`), and nothing fuses those pairs away, so in its graphs (the int8
+  calibration and validation graphs, `ModelDescription.quantized_float_io`) such a kernel is
+  entered through a DequantizeLinear and left through a QuantizeLinear even between float
+  kernels and at the graph's float input and output (a chain of batch norms runs a quantize and
+  a dequantize between every two); the project's integer export quantizes only around its
+  integer layers, so a group norm between a PReLU and a convolution costs no pair there;
 - a QLinearConv runs channels-last (NhwcTransformer), between a Transpose into that layout and
   one out of it, which the transpose optimiser cancels against the model's own transposes where
   they meet: a 1-D convolution reads filterbank frames `[batch, frames, bins]` as they come (the
@@ -222,6 +225,12 @@ _QUANTIZED_FLOAT_SIDE = _Side(quantizes=True, integer=False)
 _INT8_SIDE = _Side(quantizes=True, integer=True)
 
 
+def _side(layer: LayerDescription, variant: str, quantized_float_ops: frozenset[str]) -> _Side:
+    if variant == INT8:
+        return _INT8_SIDE
+    return _QUANTIZED_FLOAT_SIDE if layer_op(layer) in quantized_float_ops else _FLOAT_SIDE
+
+
 def _conversions(writer: _Side, reader: _Side, elements: float) -> list[Kernel]:
     """The conversion kernels on a tensor of `elements` between the kernel that writes it and the
     one that reads it: a tensor either of them quantizes keeps its QuantizeLinear unless an int8
@@ -268,7 +277,8 @@ class GraphRuntime(Runtime):
         requantizes: Whether the tensors around int8 kernels cost conversion kernels (quantize
             into int8, dequantize out of it, also at the graph's float input and output).
         quantized_float_ops: Ops of float kernels whose input and output tensors are quantized
-            all the same, so that they cost conversions too (see `_conversions`).
+            all the same in a description with `quantized_float_io`, so that they cost
+            conversions too (see `_conversions`).
         frame_major_readers: Kinds whose int8 kernel runs channels-last and so reads filterbank
             frames as they come: a layout change to channels-first right before it cancels
             against the transpose back the runtime would add, and neither runs.
@@ -287,7 +297,8 @@ class GraphRuntime(Runtime):
         lowered: list[LoweredLayer] = []
         owner: LoweredLayer | None = None
         stage = 0
-        side = _FLOAT_SIDE  # of the tensor the next kernel reads: the graph's float input first
+        side = _FLOAT_SIDE  # of the kernel that wrote the tensor the next one reads: the graph's float input first
+        quantized_float_ops = self.quantized_float_ops if description.quantized_float_io else frozenset()
         for layer in description.layers:
             features = layer_features(layer)
             variant = self.placement(layer, quantized_activations)
@@ -302,7 +313,7 @@ class GraphRuntime(Runtime):
             blocked = variant == FLOAT and layer.kind in _BLOCKED_KINDS
             kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant), blocked)]
             if self.requantizes:
-                reader = self._side(layer, variant)
+                reader = _side(layer, variant, quantized_float_ops)
                 kernels[:0] = _conversions(side, reader, layer.input_elements_per_second)
                 side = reader
             if owner is not None and owner is lowered[-1] and self._cancels(owner, layer, variant):
@@ -317,11 +328,6 @@ class GraphRuntime(Runtime):
         if owner is not None:  # the graph's float output, converted from what the last kernel writes
             fixed.extend(_conversions(side, _FLOAT_SIDE, owner.layer.output_elements_per_second))
         return Lowering(tuple(lowered), tuple(fixed))
-
-    def _side(self, layer: LayerDescription, variant: str) -> _Side:
-        if variant == INT8:
-            return _INT8_SIDE
-        return _QUANTIZED_FLOAT_SIDE if layer_op(layer) in self.quantized_float_ops else _FLOAT_SIDE
 
     def _cancels(self, previous: LoweredLayer, layer: LayerDescription, variant: str) -> bool:
         """Whether `previous`, the kernel right before `layer`'s, is a layout change to channels

@@ -190,6 +190,11 @@ class ModelDescription:
         sample_rate: Input sample rate in Hz.
         size_bytes: Length of the packed weights file written by `spaces.quant.packing`
             (header included); 0 when not yet packed.
+        quantized_float_io: Whether its graph with quantized activations also quantizes the
+            inputs and outputs of float ops its quantizer knows (onnxruntime's static
+            quantization does: batch and group norms, ConvTranspose), not only those of its
+            integer layers (the project's integer export); `hwcost.runtimes` prices the
+            conversions this adds.
     """
 
     family: str
@@ -197,6 +202,7 @@ class ModelDescription:
     sample_rate: int = 16000
     size_bytes: int = 0
     metadata: dict[str, Any] = field(default_factory=dict)
+    quantized_float_io: bool = False
 
     def __post_init__(self) -> None:
         for position, layer in enumerate(self.layers):

@@ -203,9 +203,10 @@ class StaticInt8Backend(Backend):
         return "int8, 8-bit activations"
 
     def _description(self, description: ModelDescription) -> ModelDescription:
-        """Every activation is quantized: static quantization puts a QuantizeLinear on each."""
+        """Every activation is quantized: static quantization puts a QuantizeLinear on each, float
+        ops it knows included."""
         layers = tuple(dataclasses.replace(layer, activation_bits=_INT8_BITS) for layer in description.layers)
-        return dataclasses.replace(description, layers=layers)
+        return dataclasses.replace(description, layers=layers, quantized_float_io=True)
 
 
 BACKENDS: dict[str, type[Backend]] = {backend.runtime: backend for backend in (FloatBackend, WeightOnlyBackend, StaticInt8Backend)}

@@ -5,12 +5,18 @@ Each evaluator puts its activation quantizers inside the model, so the packed we
 steps, the bundle rebuilds them, and at 8 bits onnxruntime runs every quantized convolution and
 linear layer of the bundle on integer kernels."""
 
+import collections
+
 import onnx
+import onnxruntime
 import pytest
 
+from hwcost import get_runtime
+from hwcost.calibration.measure import session_options
+from hwcost.kernels import DEQUANTIZE_OP, QUANTIZE_OP
 from hwcost.runtimes import INT8
 from search.artifacts import read_artifact
-from search.bundle_runtime import WEIGHT_ONLY_RUNTIME
+from search.bundle_runtime import WEIGHT_ONLY_RUNTIME, bundle_runtime
 from search.cli import main
 from search.kernel_census import kernel_census
 from search.onnx_export import unused_layers
@@ -92,6 +98,26 @@ def test_an_extraction_trial_with_8_bit_activations_exports_on_integer_kernels_a
     report = verify_bundle(bundle_dir, timing_seconds=0.05)
     assert report.passed, report.failures
     assert report.latency.runtime == "onnxruntime-int8"
+
+
+def test_an_extraction_bundle_is_priced_no_conversion_its_graph_does_not_run(extraction_bundle, tmp_path):
+    """The export quantizes activations only around integer layers: the int8 runtime prices no
+    quantize or dequantize pair around a group norm or the decoder, which static quantization's
+    graphs would have, so it prices no more conversions than onnxruntime runs."""
+    _, bundle_dir = extraction_bundle
+    bundle = load_bundle(bundle_dir)
+    options = session_options()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    onnxruntime.InferenceSession(str(bundle_dir / ONNX_FILE), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(options.optimized_model_filepath).graph
+    constants = {tensor.name for tensor in optimized.initializer}
+    ran = collections.Counter(node.op_type for node in optimized.node if node.input and node.input[0] not in constants)
+    description = bundle.compressed.description
+    lowering = get_runtime(bundle_runtime(description, bundle.config.activation_bits)).lower(description)
+    priced = collections.Counter(kernel.op for lowered in lowering.layers for kernel in lowered.kernels)
+    priced.update(kernel.op for kernel in lowering.fixed)
+    assert not description.quantized_float_io and any(layer.kind == "groupnorm" for layer in description.layers)
+    assert 0 < priced[QUANTIZE_OP] <= ran["QuantizeLinear"] and 0 < priced[DEQUANTIZE_OP] <= ran["DequantizeLinear"]
 
 
 def test_a_student_trial_with_8_bit_activations_exports_on_integer_kernels_and_verifies(student_bundle):
