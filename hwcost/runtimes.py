@@ -297,7 +297,7 @@ class GraphRuntime(Runtime):
         lowered: list[LoweredLayer] = []
         owner: LoweredLayer | None = None
         stage = 0
-        side = _FLOAT_SIDE  # of the kernel that wrote the tensor the next one reads: the graph's float input first
+        writer = _FLOAT_SIDE  # of the tensor the next kernel reads: the graph's float input first
         quantized_float_ops = self.quantized_float_ops if description.quantized_float_io else frozenset()
         for layer in description.layers:
             features = layer_features(layer)
@@ -314,8 +314,8 @@ class GraphRuntime(Runtime):
             kernels = [Kernel(layer_op(layer), variant, features, _as_executed(layer, variant), blocked)]
             if self.requantizes:
                 reader = _side(layer, variant, quantized_float_ops)
-                kernels[:0] = _conversions(side, reader, layer.input_elements_per_second)
-                side = reader
+                kernels[:0] = _conversions(writer, reader, layer.input_elements_per_second)
+                writer = reader
             if owner is not None and owner is lowered[-1] and self._cancels(owner, layer, variant):
                 kernels[:0] = owner.kernels[:-1]  # the conversion into int8 before the layout change stays
                 lowered[-1] = LoweredLayer(owner.layer, owner.variant, (), fused_into=layer.name)
@@ -326,7 +326,7 @@ class GraphRuntime(Runtime):
         ends = (layers[0].input_elements_per_second, layers[-1].output_elements_per_second) if layers else (0.0, 0.0)
         fixed = [inference_kernel(*ends)]
         if owner is not None:  # the graph's float output, converted from what the last kernel writes
-            fixed.extend(_conversions(side, _FLOAT_SIDE, owner.layer.output_elements_per_second))
+            fixed.extend(_conversions(writer, _FLOAT_SIDE, owner.layer.output_elements_per_second))
         return Lowering(tuple(lowered), tuple(fixed))
 
     def _cancels(self, previous: LoweredLayer, layer: LayerDescription, variant: str) -> bool:
